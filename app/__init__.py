@@ -1,0 +1,1 @@
+"""birthday: birthday-paradox support-size audits for generative models."""

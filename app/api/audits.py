@@ -1,0 +1,139 @@
+"""Audits: create, list, get, extend, samples, pairs, the review queue, the estimate, live events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from app.api.deps import StateDep
+from app.schemas import AuditCreate, AuditExtend, AuditPublic, EstimatePublic, PairPage, PairPublic
+from app.services import audits as audit_service
+from app.services.estimates import audit_estimate
+from app.services.review import next_pair_for
+from app.store import audits as audit_store
+from app.store import pairs as pair_store
+from app.store.errors import NotFound
+from app.store.models import CandidatePair
+
+router = APIRouter(prefix="/audits", tags=["audits"])
+
+
+def pair_public(request: Request, pair: CandidatePair, rank: int) -> PairPublic:
+    def url(idx: int) -> str:
+        return str(request.url_for("get_sample_png", audit_id=pair.audit_id, idx=idx).path)
+
+    return PairPublic(
+        id=pair.id,
+        audit_id=pair.audit_id,
+        i=pair.i,
+        j=pair.j,
+        distance=pair.distance,
+        rank=rank,
+        label=pair.label,  # type: ignore[arg-type]
+        image_urls=[url(pair.i), url(pair.j)],
+    )
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=AuditPublic)
+def create_audit(state: StateDep, body: AuditCreate) -> AuditPublic:
+    """Queue an audit of a generator or of a synthetic known-support source."""
+    audit, job = audit_service.create_audit(state.db, state.settings, body)
+    state.runner.submit(job.id)
+    return audit_service.audit_public(audit, job.id)
+
+
+@router.get("", response_model=list[AuditPublic])
+def list_audits(state: StateDep) -> list[AuditPublic]:
+    """All audits, newest first."""
+    return audit_service.describe_audits(state.db)
+
+
+@router.get("/{audit_id}", response_model=AuditPublic)
+def get_audit(state: StateDep, audit_id: int) -> AuditPublic:
+    """One audit with its progress."""
+    return audit_service.describe_audit(state.db, audit_id)
+
+
+@router.post("/{audit_id}/extend", status_code=status.HTTP_202_ACCEPTED, response_model=AuditPublic)
+def extend_audit(state: StateDep, audit_id: int, body: AuditExtend) -> AuditPublic:
+    """Add n_more samples to a finished audit; earlier pairs and labels are kept."""
+    audit, job = audit_service.extend_audit(state.db, audit_id, body.n_more)
+    state.runner.submit(job.id)
+    return audit_service.audit_public(audit, job.id)
+
+
+@router.get(
+    "/{audit_id}/samples/{idx}.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def get_sample_png(state: StateDep, audit_id: int, idx: int) -> Response:
+    """Sample idx of the pool at full resolution (stored for every sample in a candidate pair)."""
+    with state.db.read() as session:
+        audit_store.get_audit(session, audit_id)
+        sample = audit_store.get_sample(session, audit_id, idx)
+        if sample is None:
+            raise NotFound(f"sample of audit {audit_id}", idx)
+        return Response(
+            sample.png, media_type="image/png", headers={"Cache-Control": "max-age=86400"}
+        )
+
+
+@router.get("/{audit_id}/pairs", response_model=PairPage)
+def list_pairs(
+    state: StateDep,
+    request: Request,
+    audit_id: int,
+    label: Literal["unlabelled", "duplicate", "distinct", "unsure"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> PairPage:
+    """Candidate pairs ordered by distance, closest first, with cursor pagination."""
+    with state.db.read() as session:
+        audit_store.get_audit(session, audit_id)
+        ranked, next_cursor = pair_store.list_pairs(session, audit_id, label, limit, cursor)
+        items = [pair_public(request, r.pair, r.rank) for r in ranked]
+    return PairPage(items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/{audit_id}/next-pair",
+    response_model=PairPublic,
+    responses={204: {"description": "No more labels are needed."}},
+)
+def next_pair(
+    state: StateDep,
+    request: Request,
+    audit_id: int,
+    annotator: Annotated[str | None, Query(max_length=100)] = None,
+) -> PairPublic | Response:
+    """The pair this annotator should judge next, or 204 when no more labels are needed."""
+    ranked = next_pair_for(state.db, audit_id, annotator)
+    if ranked is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return pair_public(request, ranked.pair, ranked.rank)
+
+
+@router.get("/{audit_id}/estimate", response_model=EstimatePublic)
+def get_estimate(
+    state: StateDep,
+    audit_id: int,
+    level: Annotated[float, Query(gt=0.5, lt=1)] = 0.95,
+    target: Annotated[float, Query(gt=0, le=1)] = 0.2,
+) -> EstimatePublic:
+    """Effective support size N_eff (inverse Simpson, a lower bound on support) with its interval."""
+    return audit_estimate(state.db, audit_id, level=level, target=target)
+
+
+@router.get("/{audit_id}/events", response_class=EventSourceResponse)
+async def audit_events(state: StateDep, audit_id: int) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: `progress` and `status` updates of this audit as its job runs."""
+    initial = audit_service.describe_audit(state.db, audit_id)
+    yield ServerSentEvent(
+        event="progress", data=initial.progress.model_dump() | {"status": initial.status}
+    )
+    async for event in state.events.subscribe(f"audit:{audit_id}"):
+        yield ServerSentEvent(event=event.kind, data=event.data)

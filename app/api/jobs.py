@@ -1,0 +1,46 @@
+"""Jobs: status and cancellation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import StateDep
+from app.schemas import JobPublic
+from app.store import audits as audit_store
+from app.store import jobs as job_store
+from app.store.models import Job
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def job_public(job: Job) -> JobPublic:
+    return JobPublic(
+        id=job.id,
+        kind=job.kind,
+        status=job.status,
+        audit_id=job.audit_id,
+        progress=job.progress or {},
+        error=job.error,
+        cancel_requested=job.cancel_requested,
+    )
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(state: StateDep, job_id: int) -> JobPublic:
+    """One job's status and progress."""
+    with state.db.read() as session:
+        return job_public(job_store.get_job(session, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(state: StateDep, job_id: int) -> JobPublic:
+    """Ask a job to stop at its next step; a queued job is cancelled at once."""
+    with state.db.write() as session:
+        job = job_store.request_cancel(session, job_id)
+        if job.status == "cancelled" and job.audit_id is not None:
+            audit = audit_store.get_audit(session, job.audit_id)
+            if audit.status == "queued":
+                audit_store.set_audit_status(session, job.audit_id, "cancelled")
+        result = job_public(job)
+    state.runner.cancel(job_id)
+    return result

@@ -1,0 +1,206 @@
+"""`birthday serve | audit | estimate | export`: the same services as the API, from a terminal."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from app.schemas import AuditCreate, SyntheticSpec
+from app.settings import Settings
+from app.store.db import Database
+from app.store.errors import Conflict, NotFound
+from app.store.migrate import upgrade
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (default: BIRTHDAY_DATA_DIR or ./data).")
+]
+
+
+class SourceKind(str, Enum):
+    synthetic = "synthetic"
+    generator = "generator"
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+
+
+def _open(settings: Settings) -> Database:
+    settings.ensure_dirs()
+    url = settings.resolved_database_url()
+    upgrade(url)
+    return Database(url, settings.sqlite_busy_timeout_ms)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+@cli.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Start the dashboard and its in-process worker."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings(data_dir)
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        _fail("binding to a non-loopback address needs annotator tokens, which this version lacks")
+    app = create_app(settings)
+    console.print(f"birthday dashboard on http://{settings.host}:{settings.port}/ (data: {settings.data_dir})")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+
+
+@cli.command()
+def audit(
+    source: Annotated[SourceKind, typer.Option(help="Where samples come from.")] = SourceKind.synthetic,
+    support: Annotated[int | None, typer.Option(help="Synthetic: number of prototypes K.")] = None,
+    zipf: Annotated[float, typer.Option(help="Synthetic: Zipf exponent (0 = uniform).")] = 0.0,
+    noise: Annotated[float, typer.Option(help="Synthetic: pixel noise std.")] = 0.02,
+    generator: Annotated[int | None, typer.Option(help="Generator id, for --source generator.")] = None,
+    n: Annotated[int, typer.Option(help="Pool size.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Pool seed.")] = 0,
+    embedder: Annotated[str, typer.Option(help="pixels | clip")] = "pixels",
+    miner: Annotated[str, typer.Option(help="auto | exact | hnsw")] = "auto",
+    data_dir: DataDir = None,
+) -> None:
+    """Run an audit headless: sample, embed, mine; prints the number of candidate pairs."""
+    from app.jobs.runner import JobRunner
+    from app.services.audits import create_audit
+
+    settings = _settings(data_dir)
+    try:
+        body = AuditCreate(
+            synthetic=(
+                SyntheticSpec(support=support, zipf=zipf, noise=noise)
+                if source is SourceKind.synthetic and support is not None
+                else None
+            ),
+            generator_id=generator if source is SourceKind.generator else None,
+            n=n,
+            seed=seed,
+            embedder=embedder,  # type: ignore[arg-type]
+            miner=miner,  # type: ignore[arg-type]
+        )
+    except ValidationError as exc:
+        _fail("; ".join(e["msg"] for e in exc.errors()))
+        return
+    db = _open(settings)
+    try:
+        created, job = create_audit(db, settings, body)
+    except (ValueError, NotFound, Conflict) as exc:
+        _fail(str(exc))
+        return
+    runner = JobRunner(db, settings)
+    with Progress(
+        TextColumn(f"audit {created.id}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[pairs]} pairs"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("samples", total=n, pairs=0)
+        outcome = runner.run_job(
+            job.id, on_progress=lambda done, total, pairs: bar.update(task, completed=done, pairs=pairs)
+        )
+    if outcome.status != "done":
+        _fail(f"audit {created.id} {outcome.status}: {outcome.error}")
+    from app.services.audits import describe_audit
+
+    result = describe_audit(db, created.id)
+    console.print(
+        f"audit {created.id}: {result.progress.samples_done} samples, "
+        f"{result.progress.candidate_pairs} candidate pairs"
+    )
+
+
+@cli.command()
+def estimate(
+    audit_id: Annotated[int, typer.Argument(metavar="AUDIT")],
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
+) -> None:
+    """Print an audit's current support-size estimate."""
+    from app.services.estimates import audit_estimate
+
+    db = _open(_settings(data_dir))
+    try:
+        result = audit_estimate(db, audit_id)
+    except (ValueError, NotFound) as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        console.print_json(result.model_dump_json())
+        return
+    console.print(f"audit {audit_id}: n={result.n}, {result.candidate_pairs} candidate pairs, "
+                  f"{result.labelled_pairs} labelled, D={result.duplicate_pairs}")
+    if result.n_eff is None:
+        console.print(f"no duplicates yet: N_eff >= {result.n_eff_low:.4g} ({result.level:.0%})")
+    else:
+        high = "inf" if result.n_eff_high is None else f"{result.n_eff_high:.4g}"
+        console.print(
+            f"N_eff (inverse Simpson) = {result.n_eff:.4g}, "
+            f"{result.level:.0%} interval [{result.n_eff_low:.4g}, {high}]"
+        )
+    if not result.complete:
+        console.print(f"{result.stop.labels_to_go} candidate pairs still unlabelled: provisional")
+
+
+@cli.command()
+def export(
+    audit_id: Annotated[int, typer.Argument(metavar="AUDIT")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write ('-' for stdout).")] = Path("-"),
+    data_dir: DataDir = None,
+) -> None:
+    """Export an audit's candidate pairs with their labels as CSV."""
+    from app.store import audits as audit_store
+    from app.store import pairs as pair_store
+
+    db = _open(_settings(data_dir))
+    with db.read() as session:
+        try:
+            audit_store.get_audit(session, audit_id)
+        except NotFound as exc:
+            _fail(str(exc))
+        rows: list[list[object]] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = pair_store.list_pairs(session, audit_id, None, 500, cursor)
+            rows.extend([r.rank, r.pair.i, r.pair.j, repr(r.pair.distance), r.pair.label or ""] for r in page)
+            if cursor is None:
+                break
+    handle = sys.stdout if str(out) == "-" else out.open("w", newline="")
+    writer = csv.writer(handle)
+    writer.writerow(["rank", "i", "j", "distance", "label"])
+    writer.writerows(rows)
+    if handle is not sys.stdout:
+        handle.close()
+        console.print(json.dumps({"audit": audit_id, "pairs": len(rows), "file": str(out)}))
+
+
+def main() -> None:
+    cli()

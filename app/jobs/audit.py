@@ -1,0 +1,142 @@
+"""The audit job: sample the pool in chunks, embed, mine candidate pairs, yield them as they come.
+
+A pure generator of results with no store access, so any executor (in-process thread, Ray task) can
+run it; the API process alone writes what it yields. Embeddings of finished chunks are cached in the
+job's scratch dir, so a resumed or extended job rebuilds its index without re-embedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.embed.base import Embedder
+from app.embed.factory import make_embedder
+from app.mining.factory import make_miner
+from app.mining.types import Miner, PairBatch
+from app.sources.base import Source
+from app.sources.factory import SourceSpec, build_source
+from app.sources.thumbnails import encode_png
+
+
+@dataclass(frozen=True)
+class AuditTask:
+    """Everything the job needs, as plain data (it crosses process boundaries)."""
+
+    audit_id: int
+    source: SourceSpec
+    n: int
+    seed: int
+    embedder: str
+    embedder_options: dict[str, Any]
+    miner: str
+    neighbours: int
+    chunk_size: int
+    scratch_dir: str
+    models_dir: str
+    device: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AuditChunk:
+    samples_done: int
+    pairs: list[tuple[int, int, float]]
+    samples: list[tuple[int, bytes, int | None]] = field(default_factory=list)
+
+
+class EmbeddingCache:
+    """One .npy file per finished chunk: `emb_<start>_<stop>.npy`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, start: int, stop: int) -> Path:
+        return self.directory / f"emb_{start:010d}_{stop:010d}.npy"
+
+    def save(self, start: int, stop: int, vectors: NDArray[np.float32]) -> None:
+        tmp = self.directory / f".tmp_{start}_{stop}.npy"
+        np.save(tmp, vectors)
+        tmp.replace(self.path(start, stop))
+
+    def load(self, start: int, stop: int) -> NDArray[np.float32] | None:
+        path = self.path(start, stop)
+        if not path.exists():
+            return None
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        return array if array.shape[0] == stop - start else None
+
+
+def chunk_bounds(start: int, n: int, chunk_size: int) -> Iterator[tuple[int, int]]:
+    """Chunks aligned to multiples of chunk_size, so a resumed run cuts the pool the same way."""
+    position = start
+    while position < n:
+        stop = min(n, (position // chunk_size + 1) * chunk_size)
+        yield position, stop
+        position = stop
+
+
+def _embed(source: Source, embedder: Embedder, start: int, stop: int) -> tuple[Any, Any]:
+    chunk = source.generate(np.arange(start, stop, dtype=np.int64))
+    return chunk, embedder.embed(chunk.images)
+
+
+def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
+    """Yield one AuditChunk per step from `resume_from` to `task.n`."""
+    models_dir = Path(task.models_dir)
+    source = build_source(task.source, task.seed, models_dir, device=task.device)
+    if source.max_samples is not None and task.n > source.max_samples:
+        raise ValueError(f"the source has only {source.max_samples} samples, the audit asks for {task.n}")
+    embedder = make_embedder(task.embedder, task.embedder_options, source.image_shape, models_dir)
+    miner: Miner = make_miner(task.miner, capacity=task.n, dim=embedder.dim)  # type: ignore[arg-type]
+    cache = EmbeddingCache(Path(task.scratch_dir) / f"audit_{task.audit_id}")
+    # Rebuild the index over the part of the pool that is already stored.
+    for start, stop in chunk_bounds(0, resume_from, task.chunk_size):
+        vectors = cache.load(start, stop)
+        if vectors is None:
+            _, vectors = _embed(source, embedder, start, stop)
+            cache.save(start, stop, vectors)
+        miner.add(vectors)
+    thumbnailed: set[int] = set()
+    for start, stop in chunk_bounds(resume_from, task.n, task.chunk_size):
+        chunk, vectors = _embed(source, embedder, start, stop)
+        cache.save(start, stop, vectors)
+        batch: PairBatch = miner.add_and_query(vectors, task.neighbours)
+        yield AuditChunk(
+            samples_done=stop,
+            pairs=list(zip(batch.i.tolist(), batch.j.tolist(), batch.distance.tolist(), strict=True)),
+            samples=_thumbnails(source, chunk, start, batch, thumbnailed),
+        )
+
+
+def _thumbnails(
+    source: Source, chunk: Any, start: int, batch: PairBatch, done: set[int]
+) -> list[tuple[int, bytes, int | None]]:
+    """PNGs of the samples this step's pairs involve; older samples are regenerated from their index."""
+    wanted = sorted((set(batch.i.tolist()) | set(batch.j.tolist())) - done)
+    old = np.asarray([idx for idx in wanted if idx < start], dtype=np.int64)
+    old_chunk = source.generate(old) if old.size else None
+    old_row = {idx: row for row, idx in enumerate(old.tolist())}
+    rows: list[tuple[int, bytes, int | None]] = []
+    for idx in wanted:
+        if idx >= start:
+            image, ids = chunk.images[idx - start], chunk.identities
+            identity = None if ids is None else int(ids[idx - start])
+        else:
+            assert old_chunk is not None
+            image, ids = old_chunk.images[old_row[idx]], old_chunk.identities
+            identity = None if ids is None else int(ids[old_row[idx]])
+        rows.append((idx, encode_png(image), identity))
+        done.add(idx)
+    return rows

@@ -1,0 +1,67 @@
+"""The application factory: one app per Settings, so each test gets its own store and worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.api import audits, generators, jobs, judgements
+from app.api.deps import AppState
+from app.api.problems import install_problem_handlers
+from app.jobs.events import EventBus
+from app.jobs.runner import JobRunner
+from app.settings import Settings
+from app.store.db import Database
+from app.store.migrate import upgrade
+from app.web import pages
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DESCRIPTION = """
+Birthday-paradox support-size audits for generative models (Arora & Zhang 2017).
+
+Sample a pool from a generator, mine candidate near-duplicate pairs, let humans judge them, and read
+the effective support size **N_eff = 1/q**, the inverse Simpson index (Hill number of order 2): a lower
+bound on the support size that equals it for a uniform distribution. Errors are RFC 9457 problem details.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    settings.ensure_dirs()
+    url = settings.resolved_database_url()
+    upgrade(url)
+    db = Database(url, settings.sqlite_busy_timeout_ms)
+    events = EventBus()
+    runner = JobRunner(db, settings, events)
+    state = AppState(settings=settings, db=db, runner=runner, events=events)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+            db.dispose()
+
+    app = FastAPI(title="birthday", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.birthday = state
+    install_problem_handlers(app)
+    api = APIRouter(prefix="/api")
+    for module in (generators, audits, judgements, jobs):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        """Liveness probe."""
+        return {"status": "ok"}
+
+    return app

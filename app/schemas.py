@@ -1,0 +1,161 @@
+"""Request and response bodies of the public REST surface (names are binding: DESIGN.md)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Label = Literal["duplicate", "distinct", "unsure"]
+AuditStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class GeneratorPublic(BaseModel):
+    id: int
+    name: str
+    format: str
+    architecture: str | None
+    options: dict[str, Any]
+    latent_dim: int | None
+    image_shape: list[int] | None
+    status: str
+    error: str | None = None
+
+
+class SyntheticSpec(BaseModel):
+    """A known-support source: K prototypes with uniform or Zipf weights and pixel noise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    support: int = Field(ge=1, le=10**9, description="K, the number of distinct prototypes.")
+    zipf: float = Field(default=0.0, ge=0, le=10, description="Zipf exponent; 0 = uniform.")
+    noise: float = Field(default=0.02, ge=0, le=1, description="Pixel noise std in [-1, 1] units.")
+    continuous: float = Field(
+        default=0.0, ge=0, lt=1, description="Share of mass on never-repeating samples."
+    )
+    image_size: int = Field(default=16, ge=4, le=128)
+    channels: Literal[1, 3] = 1
+
+
+class AuditCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    generator_id: int | None = None
+    synthetic: SyntheticSpec | None = None
+    n: int = Field(default=2000, ge=2, le=1_000_000, description="Pool size.")
+    embedder: Literal["pixels", "clip"] = "pixels"
+    embedder_options: dict[str, Any] = Field(default_factory=dict)
+    miner: Literal["auto", "exact", "hnsw"] = "auto"
+    neighbours: int | None = Field(default=None, ge=1, le=100, description="k of the k-NN search.")
+    chunk_size: int | None = Field(default=None, ge=10, le=100_000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def one_source(self) -> AuditCreate:
+        if (self.generator_id is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of generator_id or synthetic")
+        return self
+
+
+class AuditExtend(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n_more: int = Field(ge=1, le=1_000_000)
+
+
+class Progress(BaseModel):
+    samples_done: int
+    n: int
+    candidate_pairs: int
+
+
+class AuditPublic(BaseModel):
+    id: int
+    status: AuditStatus
+    progress: Progress
+    generator_id: int | None
+    synthetic: dict[str, Any] | None
+    n: int
+    seed: int
+    embedder: str
+    embedder_options: dict[str, Any]
+    miner: str
+    neighbours: int
+    image_shape: list[int] | None
+    job_id: int | None
+    error: str | None
+
+
+class PairPublic(BaseModel):
+    id: int
+    audit_id: int
+    i: int
+    j: int
+    distance: float
+    rank: int
+    label: Label | None
+    image_urls: list[str]
+
+
+class PairPage(BaseModel):
+    items: list[PairPublic]
+    next_cursor: str | None
+
+
+class JudgementCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: Label
+    annotator: str = Field(min_length=1, max_length=100, pattern=r"^[\w .@-]+$")
+
+
+class JudgementPublic(BaseModel):
+    id: int
+    pair_id: int
+    label: Label
+    annotator: str
+
+
+class JobPublic(BaseModel):
+    id: int
+    kind: str
+    status: str
+    audit_id: int | None
+    progress: dict[str, Any]
+    error: str | None
+    cancel_requested: bool
+
+
+class EstimateParts(BaseModel):
+    confirmed: int = Field(description="Duplicate pairs implied by confirmed judgements (closure).")
+    direct: int = Field(description="Pairs a human confirmed directly.")
+    implied: int = Field(description="Pairs only the closure over confirmed pairs asserts.")
+    unreviewed: float | None = Field(description="Estimated duplicates among unreviewed candidates.")
+    missed: float | None = Field(description="Estimated duplicates the miner did not propose.")
+
+
+class StopRule(BaseModel):
+    reached: bool
+    labels_to_go: int
+    samples_to_go: int | None
+    target_relative_half_width: float
+
+
+class EstimatePublic(BaseModel):
+    """N_eff is the inverse Simpson index (Hill number of order 2): a lower bound on support size that
+    equals it for a uniform distribution."""
+
+    n: int
+    candidate_pairs: int
+    labelled_pairs: int
+    duplicate_pairs: int
+    q: float
+    n_eff: float | None = Field(description="Inverse Simpson 1/q_hat; null when no duplicate yet.")
+    n_eff_low: float | None
+    n_eff_high: float | None = Field(description="Null when the interval has no upper bound yet.")
+    level: float
+    parts: EstimateParts
+    s50: int | None = Field(description="Smallest batch size with P(duplicate) >= 1/2.")
+    paper_support: int | None = Field(description="The paper's 'support ~ s50^2'.")
+    stop: StopRule
+    complete: bool = Field(description="Every candidate pair has a label: the estimate is final.")

@@ -1,0 +1,107 @@
+"""Creating, extending and describing audits: one call each for the API, the pages and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.schemas import AuditCreate, AuditPublic, Progress
+from app.embed.factory import make_embedder
+from app.settings import Settings
+from app.sources.factory import synthetic_config
+from app.store import audits as audit_store
+from app.store import generators as generator_store
+from app.store import jobs as job_store
+from app.store.db import Database
+from app.store.errors import Conflict
+from app.store.models import Audit, Job
+
+
+def _image_shape(db: Database, body: AuditCreate) -> list[int]:
+    if body.synthetic is not None:
+        config = synthetic_config(body.synthetic.model_dump())
+        return [config.channels, config.image_size, config.image_size]
+    assert body.generator_id is not None
+    with db.read() as session:
+        generator = generator_store.get_generator(session, body.generator_id)
+        if generator.status != "ready":
+            raise Conflict(f"generator {generator.id} is {generator.status}, not ready", 422)
+        if not generator.image_shape or len(generator.image_shape) != 3:
+            raise Conflict(f"generator {generator.id} does not produce images", 422)
+        return list(generator.image_shape)
+
+
+def create_audit(db: Database, settings: Settings, body: AuditCreate) -> tuple[Audit, Job]:
+    """Validate everything the worker would trip on, then store the audit and its queued job."""
+    image_shape = _image_shape(db, body)
+    c, h, w = image_shape
+    # Building the embedder checks its options (and a CLIP weights file) before any work is queued.
+    make_embedder(body.embedder, body.embedder_options, (c, h, w), settings.models_dir)
+    fields: dict[str, Any] = {
+        "generator_id": body.generator_id,
+        "synthetic": body.synthetic.model_dump() if body.synthetic else None,
+        "n": body.n,
+        "seed": body.seed,
+        "embedder": body.embedder,
+        "embedder_options": body.embedder_options,
+        "miner": body.miner,
+        "neighbours": body.neighbours or settings.neighbours,
+        "chunk_size": body.chunk_size or settings.chunk_size,
+        "image_shape": image_shape,
+    }
+    with db.write() as session:
+        return audit_store.create_audit(session, **fields)
+
+
+def extend_audit(db: Database, audit_id: int, n_more: int) -> tuple[Audit, Job]:
+    """Grow the pool in place: new samples are mined against the existing index, labels are kept."""
+    with db.write() as session:
+        audit = audit_store.get_audit(session, audit_id)
+        if audit.status in ("queued", "running"):
+            raise Conflict(f"audit {audit_id} is {audit.status}; extend it when it is done")
+        if audit.status == "failed":
+            raise Conflict(f"audit {audit_id} failed: {audit.error}", 422)
+        if audit.n + n_more > 1_000_000:
+            raise Conflict("an audit pool is limited to 10^6 samples", 422)
+        audit.n += n_more
+        audit.status = "queued"
+        audit.finished_at = None
+        job = Job(kind="audit", status="queued", audit_id=audit.id, progress={})
+        session.add(job)
+        session.flush()
+        return audit, job
+
+
+def audit_public(audit: Audit, job_id: int | None) -> AuditPublic:
+    return AuditPublic(
+        id=audit.id,
+        status=audit.status,  # type: ignore[arg-type]
+        progress=Progress(
+            samples_done=audit.samples_done, n=audit.n, candidate_pairs=audit.candidate_pairs
+        ),
+        generator_id=audit.generator_id,
+        synthetic=audit.synthetic,
+        n=audit.n,
+        seed=audit.seed,
+        embedder=audit.embedder,
+        embedder_options=audit.embedder_options or {},
+        miner=audit.miner,
+        neighbours=audit.neighbours,
+        image_shape=audit.image_shape,
+        job_id=job_id,
+        error=audit.error,
+    )
+
+
+def describe_audit(db: Database, audit_id: int) -> AuditPublic:
+    with db.read() as session:
+        audit = audit_store.get_audit(session, audit_id)
+        job = job_store.latest_job_for_audit(session, audit_id)
+        return audit_public(audit, job.id if job else None)
+
+
+def describe_audits(db: Database) -> list[AuditPublic]:
+    with db.read() as session:
+        return [
+            audit_public(a, (j.id if (j := job_store.latest_job_for_audit(session, a.id)) else None))
+            for a in audit_store.list_audits(session)
+        ]

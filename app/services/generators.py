@@ -1,0 +1,139 @@
+"""Uploading a generator: stream the file to disk under a size cap, then load and probe it.
+
+Only formats with no code in them are loaded here (safetensors, weights-only state_dicts, .npz
+archives); formats that carry code are refused until a sandboxed worker can load them (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from app.gan.checkpoint import load_generator_safetensors, load_generator_state_dict
+from app.settings import Settings
+from app.sources.archive import describe_npz
+from app.store.db import Database
+from app.store.errors import Conflict
+from app.store.models import Generator
+
+FORMATS = ("safetensors", "state_dict", "onnx", "torchscript", "samples")
+LOADABLE = {"safetensors": ".safetensors", "state_dict": ".pt", "samples": ".npz"}
+COPY_BLOCK = 1 << 20
+
+
+class PayloadTooLarge(Conflict):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the file exceeds the upload limit of {limit} bytes", 413)
+
+
+def parse_options(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"options must be a JSON object: {exc.msg}") from exc
+    if not isinstance(options, dict):
+        raise ValueError("options must be a JSON object")
+    return options
+
+
+def save_upload(stream: BinaryIO, destination: Path, limit: int) -> int:
+    """Copy in blocks with a byte counter; a file over the limit is deleted, never kept half."""
+    written = 0
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with destination.open("wb") as out:
+            while block := stream.read(COPY_BLOCK):
+                written += len(block)
+                if written > limit:
+                    raise PayloadTooLarge(limit)
+                out.write(block)
+    except BaseException:
+        destination.unlink(missing_ok=True)
+        raise
+    return written
+
+
+@torch.no_grad()
+def probe_generator(module: torch.nn.Module, latent_dim: int) -> tuple[int, int, int]:
+    """Run a few latents through the network: image output, finite values, within [-1, 1] after tanh."""
+    z = torch.randn(4, latent_dim, generator=torch.Generator().manual_seed(0))
+    out = module(z)
+    if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != 4:
+        raise ValueError("the generator must map (B, latent_dim) to images (B, C, H, W)")
+    if out.shape[1] not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got {out.shape[1]}")
+    if not torch.isfinite(out).all():
+        raise ValueError("the generator produced NaN or infinite values")
+    return int(out.shape[1]), int(out.shape[2]), int(out.shape[3])
+
+
+def register_upload(
+    db: Database,
+    settings: Settings,
+    *,
+    name: str,
+    fmt: str,
+    architecture: str | None,
+    options_text: str | None,
+    latent_dim: int | None,
+    stream: BinaryIO,
+) -> Generator:
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    if fmt not in LOADABLE:
+        raise Conflict(
+            f"format {fmt!r} is not accepted by this server yet: upload safetensors or a "
+            "weights-only state_dict for a built-in architecture, or a .npz sample archive",
+            422,
+        )
+    options = parse_options(options_text)
+    if latent_dim is not None:
+        options.setdefault("latent_dim", latent_dim)
+    relative = Path("uploads") / f"{uuid.uuid4().hex}{LOADABLE[fmt]}"
+    path = settings.models_dir / relative
+    save_upload(stream, path, settings.upload_limit_bytes)
+    try:
+        image_shape, latent = _inspect(path, fmt, architecture, options)
+    except (ValueError, RuntimeError, OSError) as exc:
+        path.unlink(missing_ok=True)
+        raise ValueError(f"the {fmt} file was refused: {exc}") from exc
+    with db.write() as session:
+        generator = Generator(
+            name=name,
+            format=fmt,
+            architecture=architecture,
+            options=options,
+            latent_dim=latent,
+            image_shape=list(image_shape),
+            path=str(relative),
+            status="ready",
+        )
+        session.add(generator)
+        session.flush()
+        return generator
+
+
+def _inspect(
+    path: Path, fmt: str, architecture: str | None, options: dict[str, Any]
+) -> tuple[tuple[int, int, int], int | None]:
+    if fmt == "samples":
+        _, shape = describe_npz(path)
+        return shape, None
+    if architecture is None:
+        if fmt == "state_dict":
+            raise ValueError("a state_dict needs its architecture (e.g. dcgan) and options")
+        module, spec = load_generator_safetensors(path, None, options or None)
+    elif fmt == "safetensors":
+        module, spec = load_generator_safetensors(path, architecture, options)
+    else:
+        module, spec = load_generator_state_dict(path, architecture, options)
+    if len(spec.output_shape) != 3:
+        raise ValueError("only image generators can be audited")
+    return probe_generator(module.eval(), spec.latent_dim), spec.latent_dim
+

@@ -1,0 +1,46 @@
+"""One place for configuration: every knob is a `BIRTHDAY_*` environment variable or a constructor argument."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Defaults give the embedded mode: SQLite under `data_dir`, in-process worker, loopback only."""
+
+    model_config = SettingsConfigDict(env_prefix="BIRTHDAY_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="Database, uploads and job scratch.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is SQLite at data_dir/birthday.sqlite3."
+    )
+    models_dir: Path = Field(
+        default=Path("models"), description="Generator checkpoints and local embedder weights."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    upload_limit_bytes: int = Field(default=2 * 1024**3, description="Largest accepted upload.")
+    chunk_size: int = Field(default=1000, ge=10, description="Samples per audit job step.")
+    neighbours: int = Field(default=5, ge=1, le=100, description="k of the k-NN candidate search.")
+    resume_jobs: bool = Field(default=True, description="Resume interrupted jobs at start-up.")
+    sqlite_busy_timeout_ms: int = 5000
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'birthday.sqlite3').resolve()}"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.models_dir, self.uploads_dir, self.scratch_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.models_dir / "uploads"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.data_dir / "scratch"

@@ -1,0 +1,46 @@
+"""Build the source an audit samples from, out of plain data that fits in the store and a job message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.sources.archive import NpzSource
+from app.sources.base import Source
+from app.sources.checkpoint import CheckpointSource
+from app.sources.synthetic import SyntheticConfig, SyntheticSource
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Either synthetic parameters or a generator file; JSON-serialisable for jobs and Ray."""
+
+    synthetic: dict[str, Any] | None = None
+    path: str | None = None  # relative to the models dir
+    format: str | None = None
+    architecture: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def synthetic_config(params: dict[str, Any]) -> SyntheticConfig:
+    allowed = set(SyntheticConfig.__dataclass_fields__)
+    unknown = set(params) - allowed
+    if unknown:
+        raise ValueError(f"unknown synthetic options: {sorted(unknown)}; allowed: {sorted(allowed)}")
+    config = SyntheticConfig(**params)
+    config.validate()
+    return config
+
+
+def build_source(spec: SourceSpec, seed: int, models_dir: Path, device: str | None = None) -> Source:
+    if spec.synthetic is not None:
+        return SyntheticSource(synthetic_config(spec.synthetic), seed)
+    if spec.path is None or spec.format is None:
+        raise ValueError("a generator source needs a file and a format")
+    path = models_dir / spec.path
+    if spec.format == "samples":
+        return NpzSource(path)
+    return CheckpointSource(
+        path, spec.format, spec.architecture, spec.options or None, seed, device=device
+    )

@@ -1,0 +1,86 @@
+"""Audits, their job chunks and their stored samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.store.errors import NotFound
+from app.store.models import Audit, CandidatePair, Job, Sample, utcnow
+from app.store.upsert import insert_ignoring_conflicts
+
+
+@dataclass(frozen=True)
+class ChunkRows:
+    """What one audit job step adds, written in one transaction with the progress it implies."""
+
+    samples_done: int
+    pairs: Sequence[tuple[int, int, float]]
+    samples: Sequence[tuple[int, bytes, int | None]]
+
+
+def get_audit(session: Session, audit_id: int) -> Audit:
+    audit = session.get(Audit, audit_id)
+    if audit is None:
+        raise NotFound("audit", audit_id)
+    return audit
+
+
+def list_audits(session: Session) -> list[Audit]:
+    return list(session.scalars(select(Audit).order_by(Audit.id.desc())))
+
+
+def create_audit(session: Session, **fields: Any) -> tuple[Audit, Job]:
+    audit = Audit(status="queued", samples_done=0, candidate_pairs=0, **fields)
+    session.add(audit)
+    session.flush()
+    job = Job(kind="audit", status="queued", audit_id=audit.id, progress={})
+    session.add(job)
+    session.flush()
+    return audit, job
+
+
+def record_chunk(session: Session, audit_id: int, chunk: ChunkRows) -> Audit:
+    """Store a step's samples and pairs and move progress, atomically: a crash between steps loses
+    the step whole, and its replay inserts nothing twice (unique keys, conflicts ignored)."""
+    audit = get_audit(session, audit_id)
+    insert_ignoring_conflicts(
+        session,
+        Sample,
+        [{"audit_id": audit_id, "idx": i, "png": png, "identity": ident} for i, png, ident in chunk.samples],
+    )
+    inserted = insert_ignoring_conflicts(
+        session,
+        CandidatePair,
+        [{"audit_id": audit_id, "i": i, "j": j, "distance": d} for i, j, d in chunk.pairs],
+    )
+    audit.samples_done = max(audit.samples_done, chunk.samples_done)
+    audit.candidate_pairs = count_pairs(session, audit_id) if inserted < 0 else (
+        audit.candidate_pairs + inserted
+    )
+    return audit
+
+
+def count_pairs(session: Session, audit_id: int) -> int:
+    stmt = select(func.count()).select_from(CandidatePair).where(CandidatePair.audit_id == audit_id)
+    return int(session.scalar(stmt) or 0)
+
+
+def set_audit_status(session: Session, audit_id: int, status: str, error: str | None = None) -> None:
+    audit = get_audit(session, audit_id)
+    audit.status = status
+    audit.error = error
+    if status in ("done", "failed", "cancelled"):
+        audit.finished_at = utcnow()
+
+
+def get_sample(session: Session, audit_id: int, idx: int) -> Sample | None:
+    return session.get(Sample, (audit_id, idx))
+
+
+def stored_sample_indices(session: Session, audit_id: int) -> set[int]:
+    return set(session.scalars(select(Sample.idx).where(Sample.audit_id == audit_id)))

@@ -1,0 +1,76 @@
+"""Engine, sessions and the single write path.
+
+SQLite allows one writer; a read-then-write transaction that loses the race fails at once unless it starts
+with BEGIN IMMEDIATE, and posting straight into SQLite under load gave p99 ~0.5 s where one in-process lock
+gave ~17 ms (DESIGN.md). So every write goes through `Database.write()`: one lock, BEGIN IMMEDIATE on SQLite.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def _sqlite_pragmas(busy_timeout_ms: int, immediate: bool) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from pysqlite so BEGIN is ours to emit.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # Judgements are humans' work: FULL makes an acknowledged commit survive power loss.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
+
+
+def _make_engine(url: str, busy_timeout_ms: int, immediate: bool) -> Engine:
+    is_sqlite = url.startswith("sqlite")
+    kwargs: dict[str, Any] = {}
+    if is_sqlite:
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+    engine = create_engine(url, **kwargs)
+    if is_sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms, immediate))
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine, "begin")
+        def do_begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    """Two engines on one URL: readers never wait for the writer (WAL); writers queue on one lock."""
+
+    def __init__(self, url: str, busy_timeout_ms: int = 5000) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.read_engine = _make_engine(url, busy_timeout_ms, immediate=False)
+        self.write_engine = _make_engine(url, busy_timeout_ms, immediate=True)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._write_lock = threading.Lock()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read_sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on any error."""
+        with self._write_lock, self._write_sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.read_engine.dispose()
+        self.write_engine.dispose()

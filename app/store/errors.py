@@ -1,0 +1,17 @@
+"""Domain errors the API maps to problem details."""
+
+from __future__ import annotations
+
+
+class NotFound(LookupError):
+    def __init__(self, what: str, ident: object) -> None:
+        super().__init__(f"{what} {ident} does not exist")
+        self.what = what
+
+
+class Conflict(ValueError):
+    """The request contradicts stored state (HTTP 409 or 422 by kind)."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,154 @@
+"""SQLAlchemy 2 typed models: the whole persistent state of the dashboard."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[int]: JSON}
+
+
+class Generator(Base):
+    """A source of samples: an uploaded or trained checkpoint, or a sample archive."""
+
+    __tablename__ = "generators"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(20))
+    architecture: Mapped[str | None] = mapped_column(String(50))
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    latent_dim: Mapped[int | None] = mapped_column(Integer)
+    image_shape: Mapped[list[int] | None] = mapped_column()
+    # Relative to the models dir, so a moved installation keeps working.
+    path: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default="ready")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Audit(Base):
+    """One birthday test: a pool of n samples, its candidate pairs and their judgements."""
+
+    __tablename__ = "audits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    generator_id: Mapped[int | None] = mapped_column(ForeignKey("generators.id"), index=True)
+    synthetic: Mapped[dict[str, Any] | None] = mapped_column()
+    n: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    embedder: Mapped[str] = mapped_column(String(20), default="pixels")
+    embedder_options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    miner: Mapped[str] = mapped_column(String(10), default="auto")
+    neighbours: Mapped[int] = mapped_column(Integer, default=5)
+    chunk_size: Mapped[int] = mapped_column(Integer, default=1000)
+    image_shape: Mapped[list[int] | None] = mapped_column()
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    samples_done: Mapped[int] = mapped_column(Integer, default=0)
+    candidate_pairs: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Sample(Base):
+    """A pool sample that appears in a candidate pair; the rest can be regenerated from the seed."""
+
+    __tablename__ = "samples"
+
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    png: Mapped[bytes] = mapped_column(LargeBinary)
+    # True identity for sources that know it (synthetic); never shown to reviewers.
+    identity: Mapped[int | None] = mapped_column(Integer)
+
+
+class CandidatePair(Base):
+    """Two pool samples (i < j) that the miner found close; `label` is the current consensus."""
+
+    __tablename__ = "pairs"
+    __table_args__ = (
+        UniqueConstraint("audit_id", "i", "j", name="uq_pairs_audit_i_j"),
+        Index("ix_pairs_audit_distance", "audit_id", "distance", "id"),
+        Index("ix_pairs_audit_label_distance", "audit_id", "label", "distance", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"))
+    i: Mapped[int] = mapped_column(Integer)
+    j: Mapped[int] = mapped_column(Integer)
+    distance: Mapped[float] = mapped_column(Float(precision=53))
+    label: Mapped[str | None] = mapped_column(String(20))
+
+
+class Annotator(Base):
+    __tablename__ = "annotators"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20), default="annotator")
+    token_hash: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Judgement(Base):
+    """One human's answer about one pair; undo marks it deleted so the history is kept."""
+
+    __tablename__ = "judgements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"), index=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
+    label: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(Base):
+    """A client-supplied key stored with the judgement it created, in the same transaction."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    judgement_id: Mapped[int] = mapped_column(ForeignKey("judgements.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    """Work for the worker; its state lives here so an interrupted job resumes after a restart."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    audit_id: Mapped[int | None] = mapped_column(ForeignKey("audits.id"), index=True)
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,63 @@
+"""Fixtures: a fresh data dir, SQLite file and app per test (datasette's make_app_client pattern)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        models_dir=tmp_path / "models",
+        chunk_size=250,
+        resume_jobs=True,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def wait_for(
+    check: Callable[[], Any], timeout: float = 120.0, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll until check() returns something truthy; fail with `what` after the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_for_audit(client: TestClient | httpx.Client, audit_id: int, timeout: float = 120.0) -> dict:
+    def finished() -> dict | None:
+        body = client.get(f"/api/audits/{audit_id}").json()
+        return body if body["status"] in ("done", "failed", "cancelled") else None
+
+    return wait_for(finished, timeout, what=f"audit {audit_id} to finish")
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict:
+    """Every error is an RFC 9457 problem-details body with the right status."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
