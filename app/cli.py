@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -25,11 +25,12 @@ console = Console()
 err = Console(stderr=True)
 
 DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory (default: BIRTHDAY_DATA_DIR or ./data).")
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default: BIRTHDAY_DATA_DIR or ./data)."),
 ]
 
 
-class SourceKind(str, Enum):
+class SourceKind(StrEnum):
     synthetic = "synthetic"
     generator = "generator"
 
@@ -69,17 +70,23 @@ def serve(
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         _fail("binding to a non-loopback address needs annotator tokens, which this version lacks")
     app = create_app(settings)
-    console.print(f"birthday dashboard on http://{settings.host}:{settings.port}/ (data: {settings.data_dir})")
+    console.print(
+        f"birthday dashboard on http://{settings.host}:{settings.port}/ (data: {settings.data_dir})"
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 
 
 @cli.command()
 def audit(
-    source: Annotated[SourceKind, typer.Option(help="Where samples come from.")] = SourceKind.synthetic,
+    source: Annotated[
+        SourceKind, typer.Option(help="Where samples come from.")
+    ] = SourceKind.synthetic,
     support: Annotated[int | None, typer.Option(help="Synthetic: number of prototypes K.")] = None,
     zipf: Annotated[float, typer.Option(help="Synthetic: Zipf exponent (0 = uniform).")] = 0.0,
     noise: Annotated[float, typer.Option(help="Synthetic: pixel noise std.")] = 0.02,
-    generator: Annotated[int | None, typer.Option(help="Generator id, for --source generator.")] = None,
+    generator: Annotated[
+        int | None, typer.Option(help="Generator id, for --source generator.")
+    ] = None,
     n: Annotated[int, typer.Option(help="Pool size.")] = 2000,
     seed: Annotated[int, typer.Option(help="Pool seed.")] = 0,
     embedder: Annotated[str, typer.Option(help="pixels | clip")] = "pixels",
@@ -125,7 +132,8 @@ def audit(
     ) as bar:
         task = bar.add_task("samples", total=n, pairs=0)
         outcome = runner.run_job(
-            job.id, on_progress=lambda done, total, pairs: bar.update(task, completed=done, pairs=pairs)
+            job.id,
+            on_progress=lambda done, total, pairs: bar.update(task, completed=done, pairs=pairs),
         )
     if outcome.status != "done":
         _fail(f"audit {created.id} {outcome.status}: {outcome.error}")
@@ -156,8 +164,10 @@ def estimate(
     if as_json:
         console.print_json(result.model_dump_json())
         return
-    console.print(f"audit {audit_id}: n={result.n}, {result.candidate_pairs} candidate pairs, "
-                  f"{result.labelled_pairs} labelled, D={result.duplicate_pairs}")
+    console.print(
+        f"audit {audit_id}: n={result.n}, {result.candidate_pairs} candidate pairs, "
+        f"{result.labelled_pairs} labelled, D={result.duplicate_pairs}"
+    )
     if result.n_eff is None:
         console.print(f"no duplicates yet: N_eff >= {result.n_eff_low:.4g} ({result.level:.0%})")
     else:
@@ -173,7 +183,9 @@ def estimate(
 @cli.command()
 def export(
     audit_id: Annotated[int, typer.Argument(metavar="AUDIT")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write ('-' for stdout).")] = Path("-"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="CSV file to write ('-' for stdout).")
+    ] = Path("-"),
     data_dir: DataDir = None,
 ) -> None:
     """Export an audit's candidate pairs with their labels as CSV."""
@@ -190,7 +202,10 @@ def export(
         cursor: str | None = None
         while True:
             page, cursor = pair_store.list_pairs(session, audit_id, None, 500, cursor)
-            rows.extend([r.rank, r.pair.i, r.pair.j, repr(r.pair.distance), r.pair.label or ""] for r in page)
+            rows.extend(
+                [r.rank, r.pair.i, r.pair.j, repr(r.pair.distance), r.pair.label or ""]
+                for r in page
+            )
             if cursor is None:
                 break
     handle = sys.stdout if str(out) == "-" else out.open("w", newline="")

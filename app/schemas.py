@@ -130,7 +130,9 @@ class EstimateParts(BaseModel):
     confirmed: int = Field(description="Duplicate pairs implied by confirmed judgements (closure).")
     direct: int = Field(description="Pairs a human confirmed directly.")
     implied: int = Field(description="Pairs only the closure over confirmed pairs asserts.")
-    unreviewed: float | None = Field(description="Estimated duplicates among unreviewed candidates.")
+    unreviewed: float | None = Field(
+        description="Estimated duplicates among unreviewed candidates."
+    )
     missed: float | None = Field(description="Estimated duplicates the miner did not propose.")
 
 

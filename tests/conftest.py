@@ -32,7 +32,10 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 def wait_for(
-    check: Callable[[], Any], timeout: float = 120.0, interval: float = 0.05, what: str = "condition"
+    check: Callable[[], Any],
+    timeout: float = 120.0,
+    interval: float = 0.05,
+    what: str = "condition",
 ) -> Any:
     """Poll until check() returns something truthy; fail with `what` after the timeout."""
     deadline = time.monotonic() + timeout
@@ -44,7 +47,9 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def wait_for_audit(client: TestClient | httpx.Client, audit_id: int, timeout: float = 120.0) -> dict:
+def wait_for_audit(
+    client: TestClient | httpx.Client, audit_id: int, timeout: float = 120.0
+) -> dict:
     def finished() -> dict | None:
         body = client.get(f"/api/audits/{audit_id}").json()
         return body if body["status"] in ("done", "failed", "cancelled") else None
@@ -61,3 +66,16 @@ def assert_problem(response: httpx.Response, status: int) -> dict:
     assert isinstance(body["title"], str) and body["title"]
     assert isinstance(body["detail"], str) and body["detail"]
     return body
+
+
+def all_pairs(client: TestClient | httpx.Client, audit_id: int) -> list[dict]:
+    """Every candidate pair of an audit, walking the cursor."""
+    items: list[dict] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+        page = client.get(f"/api/audits/{audit_id}/pairs", params=params).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items

@@ -33,7 +33,9 @@ def generator_public(generator: Generator) -> GeneratorPublic:
 def create_generator(
     state: StateDep,
     name: Annotated[str, Form(min_length=1, max_length=200)],
-    format: Annotated[str, Form(description="safetensors | state_dict | onnx | torchscript | samples")],
+    format: Annotated[
+        str, Form(description="safetensors | state_dict | onnx | torchscript | samples")
+    ],
     file: Annotated[UploadFile, File()],
     architecture: Annotated[str | None, Form()] = None,
     options: Annotated[str | None, Form(description="JSON object of architecture options")] = None,

@@ -97,7 +97,9 @@ def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
     models_dir = Path(task.models_dir)
     source = build_source(task.source, task.seed, models_dir, device=task.device)
     if source.max_samples is not None and task.n > source.max_samples:
-        raise ValueError(f"the source has only {source.max_samples} samples, the audit asks for {task.n}")
+        raise ValueError(
+            f"the source has only {source.max_samples} samples, the audit asks for {task.n}"
+        )
     embedder = make_embedder(task.embedder, task.embedder_options, source.image_shape, models_dir)
     miner: Miner = make_miner(task.miner, capacity=task.n, dim=embedder.dim)  # type: ignore[arg-type]
     cache = EmbeddingCache(Path(task.scratch_dir) / f"audit_{task.audit_id}")
@@ -115,7 +117,9 @@ def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
         batch: PairBatch = miner.add_and_query(vectors, task.neighbours)
         yield AuditChunk(
             samples_done=stop,
-            pairs=list(zip(batch.i.tolist(), batch.j.tolist(), batch.distance.tolist(), strict=True)),
+            pairs=list(
+                zip(batch.i.tolist(), batch.j.tolist(), batch.distance.tolist(), strict=True)
+            ),
             samples=_thumbnails(source, chunk, start, batch, thumbnailed),
         )
 

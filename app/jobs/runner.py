@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from app.jobs.audit import AuditChunk, AuditTask, run_audit
@@ -164,7 +164,11 @@ class JobRunner:
             audit = audit_store.record_chunk(
                 session, audit_id, ChunkRows(chunk.samples_done, chunk.pairs, chunk.samples)
             )
-            progress = {"samples_done": audit.samples_done, "n": n, "candidate_pairs": audit.candidate_pairs}
+            progress = {
+                "samples_done": audit.samples_done,
+                "n": n,
+                "candidate_pairs": audit.candidate_pairs,
+            }
             job_store.set_progress(session, job_id, progress)
         self._publish(audit_id, "progress", progress)
         if on_progress is not None:
@@ -177,5 +181,5 @@ class JobRunner:
         self._publish(audit_id, "status", {"status": status, "error": error})
         return JobOutcome(status, error)
 
-    def _publish(self, audit_id: int, kind: str, data: dict[str, object]) -> None:
+    def _publish(self, audit_id: int, kind: str, data: Mapping[str, object]) -> None:
         self.events.publish(Event(topic=f"audit:{audit_id}", kind=kind, data=dict(data)))

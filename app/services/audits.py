@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.schemas import AuditCreate, AuditPublic, Progress
 from app.embed.factory import make_embedder
+from app.schemas import AuditCreate, AuditPublic, Progress
 from app.settings import Settings
 from app.sources.factory import synthetic_config
 from app.store import audits as audit_store
@@ -102,6 +102,8 @@ def describe_audit(db: Database, audit_id: int) -> AuditPublic:
 def describe_audits(db: Database) -> list[AuditPublic]:
     with db.read() as session:
         return [
-            audit_public(a, (j.id if (j := job_store.latest_job_for_audit(session, a.id)) else None))
+            audit_public(
+                a, (j.id if (j := job_store.latest_job_for_audit(session, a.id)) else None)
+            )
             for a in audit_store.list_audits(session)
         ]

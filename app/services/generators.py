@@ -13,7 +13,14 @@ from typing import Any, BinaryIO
 
 import torch
 
-from app.gan.checkpoint import load_generator_safetensors, load_generator_state_dict
+from app.gan.checkpoint import (
+    METADATA_ARCHITECTURE,
+    METADATA_OPTIONS,
+    load_generator_safetensors,
+    load_generator_state_dict,
+    read_safetensors_header,
+)
+from app.gan.registry import canonical_options
 from app.settings import Settings
 from app.sources.archive import describe_npz
 from app.store.db import Database
@@ -99,7 +106,7 @@ def register_upload(
     path = settings.models_dir / relative
     save_upload(stream, path, settings.upload_limit_bytes)
     try:
-        image_shape, latent = _inspect(path, fmt, architecture, options)
+        image_shape, latent, architecture, options = _inspect(path, fmt, architecture, options)
     except (ValueError, RuntimeError, OSError) as exc:
         path.unlink(missing_ok=True)
         raise ValueError(f"the {fmt} file was refused: {exc}") from exc
@@ -121,19 +128,23 @@ def register_upload(
 
 def _inspect(
     path: Path, fmt: str, architecture: str | None, options: dict[str, Any]
-) -> tuple[tuple[int, int, int], int | None]:
+) -> tuple[tuple[int, int, int], int | None, str | None, dict[str, Any]]:
+    """(image shape, latent size, architecture, full options) of a file that loaded and probed."""
     if fmt == "samples":
         _, shape = describe_npz(path)
-        return shape, None
-    if architecture is None:
-        if fmt == "state_dict":
-            raise ValueError("a state_dict needs its architecture (e.g. dcgan) and options")
-        module, spec = load_generator_safetensors(path, None, options or None)
-    elif fmt == "safetensors":
-        module, spec = load_generator_safetensors(path, architecture, options)
+        return shape, None, None, {}
+    if fmt == "safetensors":
+        module, spec = load_generator_safetensors(path, architecture, options or None)
+        if architecture is None or not options:
+            _, metadata = read_safetensors_header(path)
+            architecture = architecture or metadata.get(METADATA_ARCHITECTURE)
+            options = options or json.loads(metadata.get(METADATA_OPTIONS, "{}"))
     else:
+        if architecture is None:
+            raise ValueError("a state_dict needs its architecture (e.g. dcgan) and options")
         module, spec = load_generator_state_dict(path, architecture, options)
+    assert architecture is not None
     if len(spec.output_shape) != 3:
         raise ValueError("only image generators can be audited")
-    return probe_generator(module.eval(), spec.latent_dim), spec.latent_dim
-
+    shape = probe_generator(module.eval(), spec.latent_dim)
+    return shape, spec.latent_dim, architecture, canonical_options(architecture, options)

@@ -51,7 +51,9 @@ def next_pair_for(db: Database, audit_id: int, annotator: str | None) -> RankedP
         pair = pair_store.next_unlabelled(session, audit_id, person.id if person else None, skip)
         if pair is None and skip:
             # Everyone else's leased pairs are all that is left: hand one out rather than stall.
-            pair = pair_store.next_unlabelled(session, audit_id, person.id if person else None, set())
+            pair = pair_store.next_unlabelled(
+                session, audit_id, person.id if person else None, set()
+            )
         if pair is None:
             return None
         _leases.take(pair.id, who)

@@ -53,6 +53,8 @@ def _layout(array: NDArray[np.generic]) -> tuple[int, tuple[int, int, int]]:
 
 
 class NpzSource:
+    max_samples: int | None
+
     def __init__(self, path: Path) -> None:
         self._array = _npz_array(path)
         self.max_samples, self.image_shape = _layout(self._array)

@@ -27,13 +27,17 @@ def synthetic_config(params: dict[str, Any]) -> SyntheticConfig:
     allowed = set(SyntheticConfig.__dataclass_fields__)
     unknown = set(params) - allowed
     if unknown:
-        raise ValueError(f"unknown synthetic options: {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise ValueError(
+            f"unknown synthetic options: {sorted(unknown)}; allowed: {sorted(allowed)}"
+        )
     config = SyntheticConfig(**params)
     config.validate()
     return config
 
 
-def build_source(spec: SourceSpec, seed: int, models_dir: Path, device: str | None = None) -> Source:
+def build_source(
+    spec: SourceSpec, seed: int, models_dir: Path, device: str | None = None
+) -> Source:
     if spec.synthetic is not None:
         return SyntheticSource(synthetic_config(spec.synthetic), seed)
     if spec.path is None or spec.format is None:

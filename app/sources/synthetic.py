@@ -89,7 +89,9 @@ class SyntheticSource:
         for row, index in enumerate(indices.tolist()):
             identity, rng = self.identity(index)
             if identity >= self.config.support:
-                base = self._prototype(rng)  # continuous part: a fresh image from the sample's own rng
+                base = self._prototype(
+                    rng
+                )  # continuous part: a fresh image from the sample's own rng
             else:
                 base = self._prototype(sample_rng(self.seed, _PROTOTYPE_STREAM, identity))
             noise = rng.standard_normal(self.image_shape).astype(np.float32) * self.config.noise

@@ -51,7 +51,10 @@ def record_chunk(session: Session, audit_id: int, chunk: ChunkRows) -> Audit:
     insert_ignoring_conflicts(
         session,
         Sample,
-        [{"audit_id": audit_id, "idx": i, "png": png, "identity": ident} for i, png, ident in chunk.samples],
+        [
+            {"audit_id": audit_id, "idx": i, "png": png, "identity": ident}
+            for i, png, ident in chunk.samples
+        ],
     )
     inserted = insert_ignoring_conflicts(
         session,
@@ -59,8 +62,8 @@ def record_chunk(session: Session, audit_id: int, chunk: ChunkRows) -> Audit:
         [{"audit_id": audit_id, "i": i, "j": j, "distance": d} for i, j, d in chunk.pairs],
     )
     audit.samples_done = max(audit.samples_done, chunk.samples_done)
-    audit.candidate_pairs = count_pairs(session, audit_id) if inserted < 0 else (
-        audit.candidate_pairs + inserted
+    audit.candidate_pairs = (
+        count_pairs(session, audit_id) if inserted < 0 else (audit.candidate_pairs + inserted)
     )
     return audit
 
@@ -70,7 +73,9 @@ def count_pairs(session: Session, audit_id: int) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def set_audit_status(session: Session, audit_id: int, status: str, error: str | None = None) -> None:
+def set_audit_status(
+    session: Session, audit_id: int, status: str, error: str | None = None
+) -> None:
     audit = get_audit(session, audit_id)
     audit.status = status
     audit.error = error

