@@ -86,6 +86,19 @@ def batch_curve(q: float, s_values: ArrayLike) -> NDArray[np.float64]:
     return np.asarray(-np.expm1(-(s * (s - 1) / 2) * q), dtype=np.float64)
 
 
+def _pool_labels(n: int, clusters: Sequence[Sequence[int]]) -> NDArray[np.int64]:
+    """Label per sample: its cluster's number (n + k for cluster k), else its own index."""
+    members = [np.asarray(c, dtype=np.int64) for c in clusters]
+    flat = np.concatenate(members) if members else np.empty(0, dtype=np.int64)
+    if flat.size and (flat.min() < 0 or flat.max() >= n):
+        raise ValueError(f"cluster member out of range for n={n}")
+    if np.unique(flat).size != flat.size:
+        raise ValueError("clusters must be disjoint")
+    labels = np.arange(n, dtype=np.int64)
+    labels[flat] = n + np.repeat(np.arange(len(members)), [c.size for c in members])
+    return labels
+
+
 def batch_curve_empirical(
     n: int,
     clusters: Sequence[Sequence[int]],
@@ -103,17 +116,7 @@ def batch_curve_empirical(
         raise ValueError(f"n must be an integer >= 2, got {n!r}")
     if isinstance(m, bool) or int(m) != m or m < 1:
         raise ValueError(f"m must be an integer >= 1, got {m!r}")
-    labels = np.arange(n, dtype=np.int64)
-    seen = np.zeros(n, dtype=bool)
-    for members in clusters:
-        idx = np.asarray(members, dtype=np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise ValueError(f"cluster member out of range for n={n}")
-        if seen[idx].any() or np.unique(idx).size != idx.size:
-            raise ValueError("clusters must be disjoint")
-        seen[idx] = True
-        if idx.size:
-            labels[idx] = idx[0]
+    labels = _pool_labels(n, clusters)
     s_arr = np.asarray(s_values)
     if s_arr.size and (
         not np.issubdtype(s_arr.dtype, np.integer) or s_arr.min() < 0 or s_arr.max() > n

@@ -52,7 +52,7 @@ class Clustering:
 
 def _pair(i: int, j: int, n: int) -> tuple[int, int]:
     """Validated pair with i < j."""
-    if isinstance(i, bool) or isinstance(j, bool):
+    if isinstance(i, bool) or isinstance(j, bool) or int(i) != i or int(j) != j:
         raise ValueError(f"pair ({i}, {j}): indices must be integers")
     i, j = int(i), int(j)
     if not (0 <= i < n and 0 <= j < n):
@@ -147,7 +147,12 @@ def _clustering(
     confirmed: dict[tuple[int, int], float],
     blocked: Sequence[tuple[int, int, float]],
 ) -> Clustering:
-    roots = np.fromiter((uf.find(i) for i in range(n)), dtype=np.int64, count=n)
+    roots = np.asarray(uf.parent, dtype=np.int64)
+    while True:  # pointer jumping: every sample to its root, vectorised
+        up = roots[roots]
+        if np.array_equal(up, roots):
+            break
+        roots = up
     _, first, inverse, counts = np.unique(
         roots, return_index=True, return_inverse=True, return_counts=True
     )
@@ -156,6 +161,7 @@ def _clustering(
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     labels = rank[inverse].astype(np.int64)
+    labels.flags.writeable = False  # the result is frozen; members() relies on these ids
     sizes = counts[order]
     n_multi = int(np.count_nonzero(sizes >= 2))
     by_label = np.argsort(labels, kind="stable")  # members of each cluster, increasing

@@ -1,0 +1,52 @@
+"""The `birthday` console script: a headless audit and its estimate, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BIRTHDAY = str(Path(sys.executable).parent / "birthday")
+
+
+def run(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BIRTHDAY, *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "BIRTHDAY_MODELS_DIR": str(data_dir / "models")},
+    )
+
+
+def test_audit_then_estimate_then_export(tmp_path: Path) -> None:
+    audit = run("audit", "--source", "synthetic", "--support", "5000", "--n", "2000", data_dir=tmp_path)
+    assert audit.returncode == 0, audit.stderr
+    match = re.search(r"audit (\d+): 2000 samples, (\d+) candidate pairs", audit.stdout)
+    assert match, audit.stdout
+    audit_id, pairs = match.group(1), int(match.group(2))
+    assert pairs > 2000  # k = 5 neighbours per sample, de-duplicated
+
+    estimate = run("estimate", audit_id, "--json", data_dir=tmp_path)
+    assert estimate.returncode == 0, estimate.stderr
+    body = json.loads(estimate.stdout)
+    assert body["n"] == 2000 and body["candidate_pairs"] == pairs and body["labelled_pairs"] == 0
+    text = run("estimate", audit_id, data_dir=tmp_path)
+    assert "no duplicates yet" in text.stdout and f"{pairs} candidate pairs still unlabelled" in text.stdout
+
+    out = tmp_path / "pairs.csv"
+    export = run("export", audit_id, "-o", str(out), data_dir=tmp_path)
+    assert export.returncode == 0, export.stderr
+    rows = out.read_text().splitlines()
+    assert rows[0] == "rank,i,j,distance,label" and len(rows) == pairs + 1
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    missing = run("estimate", "42", data_dir=tmp_path)
+    assert missing.returncode == 2 and "audit 42 does not exist" in missing.stderr
+    bad = run("audit", "--support", "0", "--n", "10", data_dir=tmp_path)
+    assert bad.returncode == 2 and "error" in bad.stderr and "Traceback" not in bad.stderr
+    no_source = run("audit", "--n", "10", data_dir=tmp_path)
+    assert no_source.returncode == 2 and "Traceback" not in no_source.stderr
