@@ -43,7 +43,7 @@ class AuditCreate(BaseModel):
     generator_id: int | None = None
     synthetic: SyntheticSpec | None = None
     n: int = Field(default=2000, ge=2, le=1_000_000, description="Pool size.")
-    embedder: Literal["pixels", "clip"] = "pixels"
+    embedder: Literal["pixels", "clip", "efficientnet"] = "pixels"
     embedder_options: dict[str, Any] = Field(default_factory=dict)
     miner: Literal["auto", "exact", "hnsw"] = "auto"
     neighbours: int | None = Field(default=None, ge=1, le=100, description="k of the k-NN search.")

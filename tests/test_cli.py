@@ -22,7 +22,9 @@ def run(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_audit_then_estimate_then_export(tmp_path: Path) -> None:
-    audit = run("audit", "--source", "synthetic", "--support", "5000", "--n", "2000", data_dir=tmp_path)
+    audit = run(
+        "audit", "--source", "synthetic", "--support", "5000", "--n", "2000", data_dir=tmp_path
+    )
     assert audit.returncode == 0, audit.stderr
     match = re.search(r"audit (\d+): 2000 samples, (\d+) candidate pairs", audit.stdout)
     assert match, audit.stdout
@@ -34,7 +36,10 @@ def test_audit_then_estimate_then_export(tmp_path: Path) -> None:
     body = json.loads(estimate.stdout)
     assert body["n"] == 2000 and body["candidate_pairs"] == pairs and body["labelled_pairs"] == 0
     text = run("estimate", audit_id, data_dir=tmp_path)
-    assert "no duplicates yet" in text.stdout and f"{pairs} candidate pairs still unlabelled" in text.stdout
+    assert (
+        "no duplicates yet" in text.stdout
+        and f"{pairs} candidate pairs still unlabelled" in text.stdout
+    )
 
     out = tmp_path / "pairs.csv"
     export = run("export", audit_id, "-o", str(out), data_dir=tmp_path)

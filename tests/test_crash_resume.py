@@ -44,7 +44,9 @@ def test_sigkill_mid_audit_then_resume(tmp_path: Path) -> None:
     try:
         audit_id = client.post("/api/audits", json=BODY).json()["id"]
         wait_for(
-            lambda: client.get(f"/api/audits/{audit_id}").json()["progress"]["samples_done"] >= 1000,
+            lambda: (
+                client.get(f"/api/audits/{audit_id}").json()["progress"]["samples_done"] >= 1000
+            ),
             what="the audit to get going",
         )
         server.kill()

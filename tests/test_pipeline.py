@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
+from app.main import create_app
+from app.settings import Settings
 from tests.conftest import wait_for_audit
+from tests.databases import fresh_database
 from tests.oracle import identities, judge_all, true_duplicate_pairs
 
 
@@ -31,3 +36,21 @@ def test_pipeline_estimate_covers_true_support(client: TestClient) -> None:
     assert estimate["n_eff_low"] <= support <= estimate["n_eff_high"]
     assert estimate["n_eff"] == (1000 * 999 / 2) / truth_d
     assert estimate["s50"] is not None and estimate["paper_support"] == estimate["s50"] ** 2
+
+
+def test_the_same_app_runs_on_postgresql(tmp_path: Path) -> None:
+    """BIRTHDAY_DATABASE_URL switches the store to PostgreSQL with the same code and migrations."""
+    for url in fresh_database("postgresql", tmp_path):
+        settings = Settings(
+            data_dir=tmp_path / "data", models_dir=tmp_path / "models", database_url=url
+        )
+        with TestClient(create_app(settings)) as client:
+            response = client.post(
+                "/api/audits", json={"synthetic": {"support": 100}, "n": 200, "neighbours": 2}
+            )
+            audit = wait_for_audit(client, response.json()["id"])
+            assert audit["status"] == "done", audit
+            ids = identities(audit)
+            judge_all(client, audit["id"], ids)
+            estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
+            assert estimate["complete"] and estimate["duplicate_pairs"] == true_duplicate_pairs(ids)

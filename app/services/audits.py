@@ -35,7 +35,11 @@ def create_audit(db: Database, settings: Settings, body: AuditCreate) -> tuple[A
     image_shape = _image_shape(db, body)
     c, h, w = image_shape
     # Building the embedder checks its options (and a CLIP weights file) before any work is queued.
-    make_embedder(body.embedder, body.embedder_options, (c, h, w), settings.models_dir)
+    try:
+        make_embedder(body.embedder, body.embedder_options, (c, h, w), settings.models_dir)
+    except FileNotFoundError as exc:
+        weights = body.embedder_options.get("weights")
+        raise ValueError(f"weights file {weights!r} not found under the models directory") from exc
     fields: dict[str, Any] = {
         "generator_id": body.generator_id,
         "synthetic": body.synthetic.model_dump() if body.synthetic else None,
