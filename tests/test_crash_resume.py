@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+
+import httpx
 
 from app.jobs.runner import JobRunner
 from app.schemas import AuditCreate
@@ -71,3 +74,52 @@ def test_sigkill_mid_audit_then_resume(tmp_path: Path) -> None:
     assert set(got) == set(expected), "pairs differ from an uninterrupted run"
     assert all(p["distance"] == expected[(p["i"], p["j"])] for p in pairs)
     assert done["progress"]["candidate_pairs"] == len(expected)
+
+
+def test_sigkill_while_judgements_arrive_keeps_every_acknowledged_one(tmp_path: Path) -> None:
+    server = Server(tmp_path / "data")
+    client = server.start()
+    acknowledged: list[tuple[int, str]] = []
+    try:
+        audit = client.post("/api/audits", json={"synthetic": {"support": 300}, "n": 400}).json()
+        wait_for(
+            lambda: client.get(f"/api/audits/{audit['id']}").json()["status"] == "done",
+            what="the audit",
+        )
+        pairs = all_pairs(client, audit["id"])
+        stop = threading.Event()
+
+        def post_until_killed(worker: int) -> None:
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                for pair in pairs[worker::4]:
+                    if stop.is_set():
+                        return
+                    label = "duplicate" if pair["id"] % 2 else "distinct"
+                    try:
+                        response = http.post(
+                            f"/api/pairs/{pair['id']}/judgements",
+                            json={"label": label, "annotator": f"w{worker}"},
+                        )
+                    except httpx.TransportError:
+                        return  # the server died under this request: it was never acknowledged
+                    if response.status_code == 201:
+                        acknowledged.append((pair["id"], label))
+
+        threads = [threading.Thread(target=post_until_killed, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(acknowledged) >= 40, what="judgements to flow")
+        server.kill()
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        client.close()
+
+        client = server.start()
+        stored = {p["id"]: p["label"] for p in all_pairs(client, audit["id"])}
+    finally:
+        server.stop()
+        client.close()
+    assert len(acknowledged) >= 40
+    for pair_id, label in acknowledged:
+        assert stored[pair_id] == label

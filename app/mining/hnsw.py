@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import chain, islice
+
 import hnswlib
 import numpy as np
 from numpy.typing import NDArray
@@ -104,11 +106,11 @@ class HnswMiner:
         queries = [np.broadcast_to(ids[~grouped, None], plain.shape)[keep]]
         neighbours = [plain[keep]]
         for row in np.flatnonzero(grouped):
-            found: list[int] = []
-            for node in labels[row].tolist():
-                for member in [node, *self._copies.get(node, [])]:
-                    if member != ids[row] and len(found) < k:
-                        found.append(member)
+            members = chain.from_iterable(
+                chain((node,), self._copies.get(node, ())) for node in labels[row].tolist()
+            )
+            # islice stops early: a collapsed generator can leave thousands of copies of a row.
+            found = list(islice((m for m in members if m != ids[row]), k))
             queries.append(np.full(len(found), ids[row], dtype=np.int64))
             neighbours.append(np.asarray(found, dtype=np.int64))
         return np.concatenate(queries), np.concatenate(neighbours)
