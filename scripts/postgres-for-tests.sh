@@ -11,12 +11,19 @@ if [ -z "$BIN" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 [ -n "$BIN" ] || exit 0
 DIR=$(mktemp -d /tmp/birthday-pg.XXXXXX)
-PORT=${BIRTHDAY_TEST_POSTGRES_PORT:-55432}
 RUN=()
 if [ "$(id -u)" = 0 ]; then
   chown postgres "$DIR" || exit 0
   RUN=(runuser -u postgres --)
 fi
 "${RUN[@]}" "$BIN/initdb" -D "$DIR/data" -A trust -U postgres >&2 || exit 0
-"${RUN[@]}" "$BIN/pg_ctl" -D "$DIR/data" -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1" -l "$DIR/log" -w start >&2 || exit 0
-echo "postgresql+psycopg://postgres@127.0.0.1:$PORT/postgres"
+# Try a few ports: another server (or an earlier run) may hold one.
+for PORT in ${BIRTHDAY_TEST_POSTGRES_PORT:-55432 55433 55434 55435 55436}; do
+  if "${RUN[@]}" "$BIN/pg_ctl" -D "$DIR/data" -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1" \
+      -l "$DIR/log" -w start >&2; then
+    echo "$DIR" > /tmp/birthday-pg.last
+    echo "postgresql+psycopg://postgres@127.0.0.1:$PORT/postgres"
+    exit 0
+  fi
+done
+exit 0

@@ -6,6 +6,7 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from app.jobs.audit import AuditTask, chunk_bounds, run_audit
@@ -112,3 +113,22 @@ def test_runner_resumes_a_job_left_running(tmp_path: Path) -> None:
 def _all_pairs(session, audit_id):  # type: ignore[no-untyped-def]
     page, _ = pair_store.list_pairs(session, audit_id, None, 100_000, None)
     return [r.pair for r in page]
+
+
+class _NanSource:
+    image_shape = (1, 4, 4)
+    max_samples = None
+
+    def generate(self, indices):  # type: ignore[no-untyped-def]
+        from app.sources.base import SampleChunk
+
+        images = torch.zeros((len(indices), 1, 4, 4))
+        images[0, 0, 0, 0] = float("nan")
+        return SampleChunk(images=images, identities=None)
+
+
+def test_probe_refuses_nan_samples_with_a_clear_message() -> None:
+    from app.jobs.audit import ProbeError, probe_source
+
+    with pytest.raises(ProbeError, match="NaN or infinite"):
+        probe_source(_NanSource())

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 
 from app.embed.base import Embedder
@@ -92,6 +93,27 @@ def _embed(source: Source, embedder: Embedder, start: int, stop: int) -> tuple[A
     return chunk, embedder.embed(chunk.images)
 
 
+class ProbeError(ValueError):
+    """The source's samples are unusable; the message tells the user what is wrong."""
+
+
+def probe_source(source: Source) -> None:
+    """Check a few samples before spending the pool on them: shape, dtype, range, NaN/Inf."""
+    chunk = source.generate(np.arange(min(4, source.max_samples or 4), dtype=np.int64))
+    images = chunk.images
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.float32:
+        raise ProbeError("the source must produce float32 image tensors")
+    if tuple(images.shape[1:]) != tuple(source.image_shape):
+        raise ProbeError(
+            f"the source produced images of shape {tuple(images.shape[1:])}, "
+            f"expected {tuple(source.image_shape)}"
+        )
+    if not torch.isfinite(images).all():
+        raise ProbeError("the generator produced NaN or infinite values")
+    if images.min() < -1.0001 or images.max() > 1.0001:
+        raise ProbeError("samples must lie in [-1, 1] (tanh output)")
+
+
 def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
     """Yield one AuditChunk per step from `resume_from` to `task.n`."""
     models_dir = Path(task.models_dir)
@@ -100,6 +122,7 @@ def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
         raise ValueError(
             f"the source has only {source.max_samples} samples, the audit asks for {task.n}"
         )
+    probe_source(source)
     embedder = make_embedder(task.embedder, task.embedder_options, source.image_shape, models_dir)
     miner: Miner = make_miner(task.miner, capacity=task.n, dim=embedder.dim)  # type: ignore[arg-type]
     cache = EmbeddingCache(Path(task.scratch_dir) / f"audit_{task.audit_id}")

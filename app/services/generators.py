@@ -1,7 +1,7 @@
 """Uploading a generator: stream the file to disk under a size cap, then load and probe it.
 
 Only formats with no code in them are loaded here (safetensors, weights-only state_dicts, .npz
-archives); formats that carry code are refused until a sandboxed worker can load them (DESIGN.md).
+and .zip-of-PNG sample archives); formats that carry code are refused until a sandboxed worker can load them (DESIGN.md).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from app.gan.checkpoint import (
 )
 from app.gan.registry import canonical_options
 from app.settings import Settings
-from app.sources.archive import describe_npz
+from app.sources.archive import describe_npz, sample_archive_kind
+from app.sources.zip_archive import inspect_zip
 from app.store.db import Database
 from app.store.errors import Conflict
 from app.store.models import Generator
@@ -106,6 +107,9 @@ def register_upload(
     path = settings.models_dir / relative
     save_upload(stream, path, settings.upload_limit_bytes)
     try:
+        if fmt == "samples" and sample_archive_kind(path) == "zip":
+            relative = relative.with_suffix(".zip")
+            path = path.rename(settings.models_dir / relative)
         image_shape, latent, architecture, options = _inspect(path, fmt, architecture, options)
     except (ValueError, RuntimeError, OSError) as exc:
         path.unlink(missing_ok=True)
@@ -131,7 +135,7 @@ def _inspect(
 ) -> tuple[tuple[int, int, int], int | None, str | None, dict[str, Any]]:
     """(image shape, latent size, architecture, full options) of a file that loaded and probed."""
     if fmt == "samples":
-        _, shape = describe_npz(path)
+        shape = describe_npz(path)[1] if path.suffix == ".npz" else inspect_zip(path).image_shape
         return shape, None, None, {}
     if fmt == "safetensors":
         module, spec = load_generator_safetensors(path, architecture, options or None)

@@ -29,6 +29,18 @@ def _npz_array(path: Path) -> NDArray[np.generic]:
         raise ValueError(f"not a readable .npz archive: {exc}") from exc
 
 
+def sample_archive_kind(path: Path) -> str:
+    """'npz' or 'zip' (of PNGs): both are zip files, told apart by their members."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/")]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"a sample archive must be a .npz or a .zip of PNGs: {exc}") from exc
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
+    return "zip"
+
+
 def describe_npz(path: Path) -> tuple[int, tuple[int, int, int]]:
     """(image count, (C, H, W)) after checking layout and dtype; raises ValueError on anything else."""
     array = _npz_array(path)

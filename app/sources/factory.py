@@ -10,6 +10,7 @@ from app.sources.archive import NpzSource
 from app.sources.base import Source
 from app.sources.checkpoint import CheckpointSource
 from app.sources.synthetic import SyntheticConfig, SyntheticSource
+from app.sources.zip_archive import ZipSource
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def build_source(
         raise ValueError("a generator source needs a file and a format")
     path = models_dir / spec.path
     if spec.format == "samples":
-        return NpzSource(path)
+        return NpzSource(path) if path.suffix == ".npz" else ZipSource(path)
     return CheckpointSource(
         path, spec.format, spec.architecture, spec.options or None, seed, device=device
     )

@@ -1,0 +1,132 @@
+"""Samples from an uploaded `.zip` of PNGs: sample i is the archive's i-th member.
+
+The archive is untrusted: member names, counts, declared sizes and compression ratios are checked
+before anything is decompressed, members are read one at a time through a byte counter (never
+`extractall`), and Pillow's decompression-bomb limit stays on.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from PIL import Image
+
+from app.sources.base import SampleChunk, check_indices
+
+MAX_MEMBERS = 1_000_000
+MAX_MEMBER_BYTES = 16 * 1024 * 1024  # declared uncompressed size of one PNG
+MAX_TOTAL_BYTES = 8 * 1024**3  # declared uncompressed size of the whole archive
+MAX_RATIO = 200  # uncompressed / compressed; PNG is already compressed, so a high ratio is a bomb
+READ_BLOCK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ZipLayout:
+    members: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+
+
+def _check_name(name: str) -> None:
+    path = PurePosixPath(name)
+    if "\\" in name or path.is_absolute() or ".." in path.parts or name.startswith("/"):
+        raise ValueError(f"unsafe member name {name!r} in the archive")
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """Read one member through a counter, refusing it once it exceeds its declared size."""
+    buffer = io.BytesIO()
+    try:
+        with archive.open(info) as stream:
+            while block := stream.read(READ_BLOCK):
+                if buffer.tell() + len(block) > min(info.file_size, MAX_MEMBER_BYTES):
+                    raise ValueError(f"member {info.filename!r} is larger than it declares")
+                buffer.write(block)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+        raise ValueError(f"member {info.filename!r} cannot be read: {exc}") from exc
+    return buffer.getvalue()
+
+
+def _decode(data: bytes, name: str) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data), formats=["PNG"])
+        image.load()
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"member {name!r} is not a readable PNG: {exc}") from exc
+    return image
+
+
+def _channels(image: Image.Image) -> int:
+    return 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3
+
+
+def inspect_zip(path: Path, verify_all: bool = True) -> ZipLayout:
+    """Check the archive whole; raises ValueError naming the first problem found."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"not a readable .zip archive: {exc}") from exc
+    with archive:
+        infos = [info for info in archive.infolist() if not info.is_dir()]
+        if not infos:
+            raise ValueError("the archive holds no images")
+        if len(infos) > MAX_MEMBERS:
+            raise ValueError(f"the archive has {len(infos)} members; the limit is {MAX_MEMBERS}")
+        total = 0
+        for info in infos:
+            _check_name(info.filename)
+            if not info.filename.lower().endswith(".png"):
+                raise ValueError(f"member {info.filename!r} is not a .png image")
+            if info.file_size > MAX_MEMBER_BYTES:
+                raise ValueError(f"member {info.filename!r} declares {info.file_size} bytes")
+            if info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                raise ValueError(f"member {info.filename!r} has a suspicious compression ratio")
+            total += info.file_size
+        if total > MAX_TOTAL_BYTES:
+            raise ValueError(f"the archive declares {total} bytes uncompressed; too large")
+        shape: tuple[int, int, int] | None = None
+        for info in infos if verify_all else infos[:1]:
+            image = _decode(_read_member(archive, info), info.filename)
+            this = (_channels(image), image.height, image.width)
+            if shape is None:
+                shape = this
+            elif this != shape:
+                raise ValueError(
+                    f"mixed image sizes: {info.filename!r} is {this}, the first image is {shape}"
+                )
+        assert shape is not None
+        if not (4 <= shape[1] <= 1024 and 4 <= shape[2] <= 1024):
+            raise ValueError(f"images must be between 4 and 1024 pixels a side, got {shape[1:]}")
+        return ZipLayout(tuple(info.filename for info in infos), shape)
+
+
+class ZipSource:
+    max_samples: int | None
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        layout = inspect_zip(path, verify_all=False)
+        self.members = layout.members
+        self.image_shape = layout.image_shape
+        self.max_samples = len(self.members)
+
+    def generate(self, indices: NDArray[np.int64]) -> SampleChunk:
+        check_indices(indices, self.max_samples)
+        c, h, w = self.image_shape
+        images = torch.empty((len(indices), c, h, w), dtype=torch.float32)
+        with zipfile.ZipFile(self.path) as archive:
+            for row, index in enumerate(indices.tolist()):
+                info = archive.getinfo(self.members[index])
+                image = _decode(_read_member(archive, info), info.filename)
+                image = image.convert("L" if c == 1 else "RGB")
+                if image.size != (w, h):
+                    raise ValueError(f"member {info.filename!r} changed size")
+                array = np.asarray(image, dtype=np.float32).reshape(h, w, c)
+                images[row] = torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1
+        return SampleChunk(images=images, identities=None)
