@@ -6,8 +6,8 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from app.jobs.audit import AuditTask, chunk_bounds, run_audit
 from app.jobs.runner import JobRunner
