@@ -67,9 +67,11 @@ def serve(
         settings.host = host
     if port is not None:
         settings.port = port
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        _fail("binding to a non-loopback address needs annotator tokens, which this version lacks")
     app = create_app(settings)
+    if settings.auth_required:
+        console.print(
+            "tokens required: create one with `birthday annotator add NAME --role admin`"
+        )
     console.print(
         f"birthday dashboard on http://{settings.host}:{settings.port}/ (data: {settings.data_dir})"
     )
@@ -215,6 +217,44 @@ def export(
     if handle is not sys.stdout:
         handle.close()
         console.print(json.dumps({"audit": audit_id, "pairs": len(rows), "file": str(out)}))
+
+
+annotators_cli = typer.Typer(no_args_is_help=True, help="Annotators and their API tokens.")
+cli.add_typer(annotators_cli, name="annotator")
+
+
+@annotators_cli.command("add")
+def annotator_add(
+    name: Annotated[str, typer.Argument(help="The annotator's name, as judgements record it.")],
+    role: Annotated[str, typer.Option(help="annotator | admin")] = "annotator",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an annotator and print their token (shown once; only its hash is stored)."""
+    from app.store.annotators import create_annotator
+
+    db = _open(_settings(data_dir))
+    try:
+        with db.write() as session:
+            annotator, token = create_annotator(session, name, role)
+    except (ValueError, Conflict) as exc:
+        _fail(str(exc))
+        return
+    err.print(f"annotator {annotator.name!r} ({annotator.role}); token:")
+    console.print(token)
+
+
+@annotators_cli.command("revoke")
+def annotator_revoke(
+    name: Annotated[str, typer.Argument()],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke an annotator's token; their judgements stay."""
+    from app.store.annotators import revoke_token
+
+    db = _open(_settings(data_dir))
+    with db.write() as session:
+        revoke_token(session, name)
+    console.print(f"token of {name!r} revoked")
 
 
 def main() -> None:

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app.api import audits, generators, jobs, judgements
+from app.api import agreement, annotators, audits, generators, insights, jobs, judgements
+from app.api.auth import current_principal
 from app.api.deps import AppState
 from app.api.problems import install_problem_handlers
 from app.jobs.events import EventBus
@@ -52,8 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="birthday", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.birthday = state
     install_problem_handlers(app)
-    api = APIRouter(prefix="/api")
-    for module in (generators, audits, judgements, jobs):
+    # Every API call is authenticated (a no-op on loopback); routes add role checks.
+    api = APIRouter(prefix="/api", dependencies=[Depends(current_principal)])
+    for module in (generators, audits, judgements, jobs, insights, annotators, agreement):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(pages.router)

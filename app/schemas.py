@@ -106,7 +106,13 @@ class JudgementCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: Label
-    annotator: str = Field(min_length=1, max_length=100, pattern=r"^[\w .@-]+$")
+    annotator: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[\w .@-]+$",
+        description="Who judged; required without auth, taken from the token with auth on.",
+    )
 
 
 class JudgementPublic(BaseModel):
@@ -161,3 +167,51 @@ class EstimatePublic(BaseModel):
     paper_support: int | None = Field(description="The paper's 'support ~ s50^2'.")
     stop: StopRule
     complete: bool = Field(description="Every candidate pair has a label: the estimate is final.")
+
+
+class AnnotatorCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w .@-]+$")
+    role: Literal["annotator", "admin"] = "annotator"
+
+
+class AnnotatorPublic(BaseModel):
+    name: str
+    role: str
+    has_token: bool
+
+
+class AnnotatorCreated(AnnotatorPublic):
+    token: str = Field(description="Shown once; only its hash is stored.")
+
+
+class Me(BaseModel):
+    name: str | None
+    role: str
+    authenticated: bool
+    auth_required: bool
+
+
+class AnnotatorPairAgreement(BaseModel):
+    a: str
+    b: str
+    shared: int = Field(description="Pairs both annotators judged.")
+    agreement: float | None = Field(description="Share of shared pairs with equal labels.")
+    kappa: float | None = Field(description="Cohen's kappa; null when undefined.")
+
+
+class AgreementPublic(BaseModel):
+    judgements: dict[str, int] = Field(description="Standing judgements per annotator.")
+    pairs: list[AnnotatorPairAgreement]
+
+
+class Disagreement(BaseModel):
+    pair: PairPublic
+    votes: dict[str, Label]
+
+
+class AdjudicationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: Label

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class Settings(BaseSettings):
@@ -27,6 +30,19 @@ class Settings(BaseSettings):
     neighbours: int = Field(default=5, ge=1, le=100, description="k of the k-NN candidate search.")
     resume_jobs: bool = Field(default=True, description="Resume interrupted jobs at start-up.")
     sqlite_busy_timeout_ms: int = 5000
+    auth: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Tokens required? auto: only when bound to a non-loopback address.",
+    )
+    public_read: bool = Field(
+        default=False, description="With auth on, allow reading (GET) without a token."
+    )
+
+    @property
+    def auth_required(self) -> bool:
+        if self.auth == "auto":
+            return self.host not in LOOPBACK
+        return self.auth == "on"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from app.api.auth import AdminDep, AnnotatorDep
 from app.api.deps import StateDep
 from app.schemas import AuditCreate, AuditExtend, AuditPublic, EstimatePublic, PairPage, PairPublic
 from app.services import audits as audit_service
@@ -38,7 +39,7 @@ def pair_public(request: Request, pair: CandidatePair, rank: int) -> PairPublic:
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=AuditPublic)
-def create_audit(state: StateDep, body: AuditCreate) -> AuditPublic:
+def create_audit(state: StateDep, _: AnnotatorDep, body: AuditCreate) -> AuditPublic:
     """Queue an audit of a generator or of a synthetic known-support source."""
     audit, job = audit_service.create_audit(state.db, state.settings, body)
     state.runner.submit(job.id)
@@ -51,6 +52,15 @@ def list_audits(state: StateDep) -> list[AuditPublic]:
     return audit_service.describe_audits(state.db)
 
 
+@router.delete("/{audit_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_audit(state: StateDep, _: AdminDep, audit_id: int) -> Response:
+    """Delete an audit with its pairs, samples, judgements and jobs (admins only)."""
+    job_ids = audit_service.delete_audit(state.db, state.settings, audit_id)
+    for job_id in job_ids:
+        state.runner.cancel(job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get("/{audit_id}", response_model=AuditPublic)
 def get_audit(state: StateDep, audit_id: int) -> AuditPublic:
     """One audit with its progress."""
@@ -58,7 +68,7 @@ def get_audit(state: StateDep, audit_id: int) -> AuditPublic:
 
 
 @router.post("/{audit_id}/extend", status_code=status.HTTP_202_ACCEPTED, response_model=AuditPublic)
-def extend_audit(state: StateDep, audit_id: int, body: AuditExtend) -> AuditPublic:
+def extend_audit(state: StateDep, _: AnnotatorDep, audit_id: int, body: AuditExtend) -> AuditPublic:
     """Add n_more samples to a finished audit; earlier pairs and labels are kept."""
     audit, job = audit_service.extend_audit(state.db, audit_id, body.n_more)
     state.runner.submit(job.id)
@@ -106,12 +116,13 @@ def list_pairs(
 )
 def next_pair(
     state: StateDep,
+    principal: AnnotatorDep,
     request: Request,
     audit_id: int,
     annotator: Annotated[str | None, Query(max_length=100)] = None,
 ) -> PairPublic | Response:
     """The pair this annotator should judge next, or 204 when no more labels are needed."""
-    ranked = next_pair_for(state.db, audit_id, annotator)
+    ranked = next_pair_for(state.db, audit_id, principal.name or annotator)
     if ranked is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return pair_public(request, ranked.pair, ranked.rank)

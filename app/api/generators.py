@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile, status
 
+from app.api.auth import AdminDep
 from app.api.deps import StateDep
 from app.schemas import GeneratorPublic
 from app.services.generators import register_upload
@@ -32,6 +33,7 @@ def generator_public(generator: Generator) -> GeneratorPublic:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=GeneratorPublic)
 def create_generator(
     state: StateDep,
+    _: AdminDep,
     name: Annotated[str, Form(min_length=1, max_length=200)],
     format: Annotated[
         str, Form(description="safetensors | state_dict | onnx | torchscript | samples")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api.auth import AnnotatorDep
 from app.api.deps import StateDep
 from app.schemas import JobPublic
 from app.store import audits as audit_store
@@ -33,7 +34,7 @@ def get_job(state: StateDep, job_id: int) -> JobPublic:
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
-def cancel_job(state: StateDep, job_id: int) -> JobPublic:
+def cancel_job(state: StateDep, _: AnnotatorDep, job_id: int) -> JobPublic:
     """Ask a job to stop at its next step; a queued job is cancelled at once."""
     with state.db.write() as session:
         job = job_store.request_cancel(session, job_id)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, HTTPException, Response, status
 
+from app.api.auth import AnnotatorDep
 from app.api.deps import StateDep
 from app.schemas import JudgementCreate, JudgementPublic
 from app.store.judgements import JudgementView, delete_judgement, post_judgement
@@ -30,23 +31,27 @@ def judgement_public(view: JudgementView) -> JudgementPublic:
 )
 def create_judgement(
     state: StateDep,
+    principal: AnnotatorDep,
     response: Response,
     pair_id: int,
     body: JudgementCreate,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JudgementPublic:
     """Record a human's label for a pair; a retried request with the same key changes nothing."""
+    # With auth on, the token says who judged; the local user names themselves.
+    annotator = principal.name or body.annotator
+    if annotator is None:
+        raise HTTPException(422, "annotator is required")
     with state.db.write() as session:
-        view, created = post_judgement(
-            session, pair_id, body.label, body.annotator, idempotency_key
-        )
+        view, created = post_judgement(session, pair_id, body.label, annotator, idempotency_key)
     if not created:
         response.status_code = status.HTTP_200_OK
     return judgement_public(view)
 
 
 @router.delete("/judgements/{judgement_id}", response_model=JudgementPublic)
-def undo_judgement(state: StateDep, judgement_id: int) -> JudgementPublic:
-    """Undo a judgement; the pair's label falls back to the previous standing judgement."""
+def undo_judgement(state: StateDep, principal: AnnotatorDep, judgement_id: int) -> JudgementPublic:
+    """Undo a judgement; the pair's label falls back to the remaining judgements."""
+    only_by = principal.name if principal.role != "admin" else None
     with state.db.write() as session:
-        return judgement_public(delete_judgement(session, judgement_id))
+        return judgement_public(delete_judgement(session, judgement_id, only_by=only_by))

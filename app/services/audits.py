@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from app.embed.factory import make_embedder
@@ -111,3 +112,16 @@ def describe_audits(db: Database) -> list[AuditPublic]:
             )
             for a in audit_store.list_audits(session)
         ]
+
+
+def delete_audit(db: Database, settings: Settings, audit_id: int) -> list[int]:
+    """Delete a finished (or queued) audit; a running one must be cancelled first."""
+    with db.write() as session:
+        audit = audit_store.get_audit(session, audit_id)
+        if audit.status == "running":
+            raise Conflict(f"audit {audit_id} is running; cancel its job first")
+        job = job_store.latest_job_for_audit(session, audit_id)
+        job_ids = [job.id] if job is not None else []
+        audit_store.delete_audit_rows(session, audit_id)
+    shutil.rmtree(settings.scratch_dir / f"audit_{audit_id}", ignore_errors=True)
+    return job_ids

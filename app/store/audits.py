@@ -89,3 +89,19 @@ def get_sample(session: Session, audit_id: int, idx: int) -> Sample | None:
 
 def stored_sample_indices(session: Session, audit_id: int) -> set[int]:
     return set(session.scalars(select(Sample.idx).where(Sample.audit_id == audit_id)))
+
+
+def delete_audit_rows(session: Session, audit_id: int) -> None:
+    """Remove an audit and everything that hangs off it, children first (foreign keys)."""
+    from sqlalchemy import delete
+
+    from app.store.models import IdempotencyKey, Judgement
+
+    pair_ids = select(CandidatePair.id).where(CandidatePair.audit_id == audit_id)
+    judgement_ids = select(Judgement.id).where(Judgement.pair_id.in_(pair_ids))
+    session.execute(delete(IdempotencyKey).where(IdempotencyKey.judgement_id.in_(judgement_ids)))
+    session.execute(delete(Judgement).where(Judgement.pair_id.in_(pair_ids)))
+    session.execute(delete(CandidatePair).where(CandidatePair.audit_id == audit_id))
+    session.execute(delete(Sample).where(Sample.audit_id == audit_id))
+    session.execute(delete(Job).where(Job.audit_id == audit_id))
+    session.execute(delete(Audit).where(Audit.id == audit_id))

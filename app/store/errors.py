@@ -15,3 +15,7 @@ class Conflict(ValueError):
     def __init__(self, message: str, status: int = 409) -> None:
         super().__init__(message)
         self.status = status
+
+
+class Forbidden(PermissionError):
+    """The caller is known but may not do this (HTTP 403)."""

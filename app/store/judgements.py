@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.store.errors import Conflict, NotFound
+from app.store.errors import Conflict, Forbidden, NotFound
 from app.store.models import Annotator, IdempotencyKey, Judgement, utcnow
 from app.store.pairs import LABELS, get_pair
 
@@ -24,6 +25,7 @@ class JudgementView:
     pair_id: int
     label: str
     annotator: str
+    adjudicated: bool = False
 
 
 def annotator_by_name(session: Session, name: str, create: bool) -> Annotator | None:
@@ -35,36 +37,76 @@ def annotator_by_name(session: Session, name: str, create: bool) -> Annotator | 
     return annotator
 
 
-def _request_hash(pair_id: int, label: str, annotator: str) -> str:
-    body = json.dumps({"pair_id": pair_id, "label": label, "annotator": annotator}, sort_keys=True)
+def _request_hash(pair_id: int, label: str, annotator: str, adjudicated: bool) -> str:
+    body = json.dumps(
+        {"pair_id": pair_id, "label": label, "annotator": annotator, "adjudicated": adjudicated},
+        sort_keys=True,
+    )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
 def _view(session: Session, judgement: Judgement) -> JudgementView:
     annotator = session.get(Annotator, judgement.annotator_id)
     name = annotator.name if annotator else "?"
-    return JudgementView(judgement.id, judgement.pair_id, judgement.label, name)
+    return JudgementView(
+        judgement.id, judgement.pair_id, judgement.label, name, bool(judgement.adjudicated)
+    )
 
 
-def refresh_pair_label(session: Session, pair_id: int) -> None:
-    """The consensus label is the latest judgement still standing (None when all were undone)."""
-    pair = get_pair(session, pair_id)
-    latest = session.scalars(
+def standing_votes(session: Session, pair_id: int) -> dict[int, str]:
+    """Each annotator's latest standing (not undone, not adjudication) label on the pair."""
+    rows = session.scalars(
         select(Judgement)
-        .where(Judgement.pair_id == pair_id, Judgement.deleted_at.is_(None))
+        .where(
+            Judgement.pair_id == pair_id,
+            Judgement.deleted_at.is_(None),
+            Judgement.adjudicated.is_(False),
+        )
+        .order_by(Judgement.id)
+    )
+    return {row.annotator_id: row.label for row in rows}
+
+
+def consensus(session: Session, pair_id: int) -> str | None:
+    """An admin's standing ruling if any; else the majority of annotators' latest labels.
+
+    A tie leaves the pair unlabelled, so the review queue asks someone else: a split pair must
+    not count as a duplicate (or not) on one person's word.
+    """
+    ruling = session.scalars(
+        select(Judgement)
+        .where(
+            Judgement.pair_id == pair_id,
+            Judgement.deleted_at.is_(None),
+            Judgement.adjudicated.is_(True),
+        )
         .order_by(Judgement.id.desc())
         .limit(1)
     ).first()
-    pair.label = latest.label if latest else None
+    if ruling is not None:
+        return ruling.label
+    counts = Counter(standing_votes(session, pair_id).values()).most_common()
+    if not counts or (len(counts) > 1 and counts[0][1] == counts[1][1]):
+        return None
+    return counts[0][0]
+
+
+def refresh_pair_label(session: Session, pair_id: int) -> None:
+    get_pair(session, pair_id).label = consensus(session, pair_id)
 
 
 def post_judgement(
-    session: Session, pair_id: int, label: str, annotator: str, key: str | None
+    session: Session,
+    pair_id: int,
+    label: str,
+    annotator: str,
+    key: str | None,
+    adjudicated: bool = False,
 ) -> tuple[JudgementView, bool]:
     """Returns (judgement, created); created is False for a replay of an idempotency key."""
     if label not in LABELS:
         raise ValueError(f"label must be one of {', '.join(LABELS)}")
-    request_hash = _request_hash(pair_id, label, annotator)
+    request_hash = _request_hash(pair_id, label, annotator, adjudicated)
     if key is not None:
         stored = session.get(IdempotencyKey, key)
         if stored is not None:
@@ -77,19 +119,26 @@ def post_judgement(
     pair = get_pair(session, pair_id)
     who = annotator_by_name(session, annotator, create=True)
     assert who is not None
-    judgement = Judgement(pair_id=pair.id, annotator_id=who.id, label=label)
+    judgement = Judgement(
+        pair_id=pair.id, annotator_id=who.id, label=label, adjudicated=adjudicated
+    )
     session.add(judgement)
     session.flush()
     if key is not None:
         session.add(IdempotencyKey(key=key, request_hash=request_hash, judgement_id=judgement.id))
-    pair.label = label
+    refresh_pair_label(session, pair.id)
     return _view(session, judgement), True
 
 
-def delete_judgement(session: Session, judgement_id: int) -> JudgementView:
+def delete_judgement(
+    session: Session, judgement_id: int, only_by: str | None = None
+) -> JudgementView:
+    """Undo a judgement; `only_by` restricts it to that annotator's own judgements."""
     judgement = session.get(Judgement, judgement_id)
     if judgement is None or judgement.deleted_at is not None:
         raise NotFound("judgement", judgement_id)
+    if only_by is not None and _view(session, judgement).annotator != only_by:
+        raise Forbidden("you can only undo your own judgements")
     judgement.deleted_at = utcnow()
     session.flush()
     refresh_pair_label(session, judgement.pair_id)

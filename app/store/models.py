@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -121,6 +122,8 @@ class Judgement(Base):
     pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"), index=True)
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
     label: Mapped[str] = mapped_column(String(20))
+    # An admin's ruling on a disagreement: it overrides the annotators' votes.
+    adjudicated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -1,0 +1,78 @@
+"""Agreement between annotators on an audit, its disagreements, and admins' rulings on them."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from fastapi import APIRouter, Request, status
+
+from app.api.audits import pair_public
+from app.api.auth import AdminDep
+from app.api.deps import StateDep
+from app.api.judgements import judgement_public
+from app.schemas import (
+    AdjudicationCreate,
+    AgreementPublic,
+    AnnotatorPairAgreement,
+    Disagreement,
+    JudgementPublic,
+)
+from app.store import audits as audit_store
+from app.store import pairs as pair_store
+from app.store.agreement import disagreements, latest_votes, pairwise_agreement
+from app.store.judgements import post_judgement
+
+router = APIRouter(tags=["agreement"])
+
+
+@router.get("/audits/{audit_id}/agreement", response_model=AgreementPublic)
+def get_agreement(state: StateDep, audit_id: int) -> AgreementPublic:
+    """Cohen's kappa for every pair of annotators on the pairs they both judged."""
+    with state.db.read() as session:
+        audit_store.get_audit(session, audit_id)
+        votes = latest_votes(session, audit_id)
+    counts = Counter(name for by in votes.values() for name in by)
+    return AgreementPublic(
+        judgements=dict(sorted(counts.items())),
+        pairs=[
+            AnnotatorPairAgreement(
+                a=p.a, b=p.b, shared=p.shared, agreement=p.agreement, kappa=p.kappa
+            )
+            for p in pairwise_agreement(votes)
+        ],
+    )
+
+
+@router.get("/audits/{audit_id}/disagreements", response_model=list[Disagreement])
+def list_disagreements(state: StateDep, request: Request, audit_id: int) -> list[Disagreement]:
+    """Pairs whose annotators disagree, closest first: the adjudication queue."""
+    with state.db.read() as session:
+        audit_store.get_audit(session, audit_id)
+        split = disagreements(latest_votes(session, audit_id))
+        pairs = sorted(
+            (pair_store.get_pair(session, pair_id) for pair_id in split),
+            key=lambda p: (p.distance, p.id),
+        )
+        return [
+            Disagreement(
+                pair=pair_public(request, pair, pair_store.rank_of(session, pair)),
+                votes=split[pair.id],  # type: ignore[arg-type]
+            )
+            for pair in pairs
+        ]
+
+
+@router.post(
+    "/pairs/{pair_id}/adjudication",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JudgementPublic,
+)
+def adjudicate_pair(
+    state: StateDep, principal: AdminDep, pair_id: int, body: AdjudicationCreate
+) -> JudgementPublic:
+    """An admin's ruling: it sets the pair's label over the annotators' votes (undo with DELETE)."""
+    with state.db.write() as session:
+        view, _ = post_judgement(
+            session, pair_id, body.label, principal.name or "admin", None, adjudicated=True
+        )
+    return judgement_public(view)

@@ -1,0 +1,43 @@
+"""Annotators and tokens (admins), and who the caller is."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from app.api.auth import AdminDep, PrincipalDep
+from app.api.deps import StateDep
+from app.schemas import AnnotatorCreate, AnnotatorCreated, AnnotatorPublic, Me
+from app.store.annotators import create_annotator, list_annotators
+
+router = APIRouter(tags=["annotators"])
+
+
+@router.get("/me", response_model=Me)
+def get_me(state: StateDep, principal: PrincipalDep) -> Me:
+    """The caller as the server sees them."""
+    return Me(
+        name=principal.name,
+        role=principal.role,
+        authenticated=principal.authenticated,
+        auth_required=state.settings.auth_required,
+    )
+
+
+@router.post("/annotators", status_code=status.HTTP_201_CREATED, response_model=AnnotatorCreated)
+def create_annotator_token(state: StateDep, _: AdminDep, body: AnnotatorCreate) -> AnnotatorCreated:
+    """Create an annotator and return their token, once."""
+    with state.db.write() as session:
+        annotator, token = create_annotator(session, body.name, body.role)
+        return AnnotatorCreated(
+            name=annotator.name, role=annotator.role, has_token=True, token=token
+        )
+
+
+@router.get("/annotators", response_model=list[AnnotatorPublic])
+def list_annotator_accounts(state: StateDep, _: AdminDep) -> list[AnnotatorPublic]:
+    """Everyone who has judged or holds a token."""
+    with state.db.read() as session:
+        return [
+            AnnotatorPublic(name=a.name, role=a.role, has_token=a.token_hash is not None)
+            for a in list_annotators(session)
+        ]

@@ -1,0 +1,65 @@
+"""Insights: the data behind the estimate panel's figures (batch curve, calibration, history, clusters)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from app.api.deps import StateDep
+from app.services import insights
+from app.services.insights import (
+    BatchCurvePublic,
+    CalibrationPublic,
+    ClustersPublic,
+    EstimateHistoryPublic,
+)
+
+router = APIRouter(prefix="/audits", tags=["insights"])
+
+Level = Annotated[float, Query(gt=0.5, lt=1, description="Confidence level.")]
+
+
+@router.get("/{audit_id}/batch-curve", response_model=BatchCurvePublic)
+def get_batch_curve(state: StateDep, audit_id: int, level: Level = 0.95) -> BatchCurvePublic:
+    """P(duplicate in a batch of s) at q_hat with its band, the pool's curve, and s_50."""
+    return insights.audit_batch_curve(state.db, audit_id, level=level)
+
+
+@router.get("/{audit_id}/calibration", response_model=CalibrationPublic)
+def get_calibration(
+    state: StateDep,
+    audit_id: int,
+    bins: Annotated[int, Query(ge=1, le=200)] = 20,
+    level: Level = 0.95,
+) -> CalibrationPublic:
+    """P(duplicate | distance) per distance bin, the labelled pairs, and the candidate histogram."""
+    return insights.audit_calibration(state.db, audit_id, bins=bins, level=level)
+
+
+@router.get("/{audit_id}/estimate-history", response_model=EstimateHistoryPublic)
+def get_estimate_history(
+    state: StateDep,
+    audit_id: int,
+    points: Annotated[int, Query(ge=1, le=insights.MAX_HISTORY_POINTS)] = (
+        insights.MAX_HISTORY_POINTS
+    ),
+    level: Level = 0.95,
+) -> EstimateHistoryPublic:
+    """N_eff with its interval after the first k judgements, in the order they came."""
+    return insights.audit_estimate_history(state.db, audit_id, level=level, max_points=points)
+
+
+@router.get("/{audit_id}/clusters", response_model=ClustersPublic)
+def get_clusters(
+    state: StateDep,
+    request: Request,
+    audit_id: int,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ClustersPublic:
+    """Clusters of confirmed duplicates, largest first, with sample images."""
+
+    def sample_url(idx: int) -> str:
+        return str(request.url_for("get_sample_png", audit_id=audit_id, idx=idx).path)
+
+    return insights.audit_clusters(state.db, audit_id, sample_url, limit=limit)

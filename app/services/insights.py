@@ -1,0 +1,408 @@
+"""The figures behind the estimate panel: batch curve, calibration, estimate history, clusters.
+
+Each function reads one audit's labels from the store and computes its figure with `app.estimate`,
+so the REST API and the pages draw the same numbers. Like `services.estimates`, the closure of the
+pairs labelled "duplicate" (blocked by "distinct") over the pool so far (`samples_done`) is what is
+counted, so the last point of the history is the current estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+from pydantic import BaseModel, Field
+from scipy.stats import binomtest
+from sqlalchemy import select
+
+from app.estimate import (
+    Clustering,
+    batch_curve,
+    batch_curve_empirical,
+    cluster_judgements,
+    estimate_support,
+    paper_support,
+    s50,
+)
+from app.schemas import Label
+from app.store import audits as audit_store
+from app.store import pairs as pair_store
+from app.store.db import Database
+from app.store.models import CandidatePair, Judgement
+
+MAX_HISTORY_POINTS = 50
+MAX_CALIBRATION_POINTS = 2000
+CURVE_POINTS = 60  # model curve resolution
+POOL_CURVE_POINTS = 12  # the pool curve draws batches, so fewer points
+POOL_CURVE_BATCHES = 200
+POOL_CURVE_DRAWS = 4_000_000  # cap on samples drawn for the pool curve, whatever n
+MEMBERS_SHOWN = 24  # images per cluster in the gallery
+
+
+class BatchPoint(BaseModel):
+    s: int = Field(description="Batch size.")
+    p: float = Field(description="1 - exp(-C(s,2) q_hat): P(a batch of s holds a duplicate).")
+    p_low: float = Field(description="The same at the lower end of the interval on q.")
+    p_high: float = Field(description="The same at the upper end of the interval on q.")
+    p_pool: float | None = Field(
+        description="Share of batches drawn from the pool (no replacement) that hold a confirmed "
+        "duplicate; null where s > n or not sampled."
+    )
+
+
+class BatchCurvePublic(BaseModel):
+    """The paper's view: P(duplicate in a batch of s), with s_50 and the paper's s_50^2."""
+
+    n: int
+    q: float
+    level: float
+    s50: int | None
+    paper_support: int | None
+    points: list[BatchPoint]
+
+
+class CalibrationBin(BaseModel):
+    low: float
+    high: float
+    candidates: int = Field(description="Candidate pairs with a distance in [low, high).")
+    duplicate: int
+    distinct: int
+    unsure: int
+    p_duplicate: float | None = Field(
+        description="duplicate / (duplicate + distinct); null with no such label."
+    )
+    p_low: float | None = Field(description="Wilson interval of p_duplicate.")
+    p_high: float | None
+
+
+class LabelledPoint(BaseModel):
+    pair_id: int
+    distance: float
+    label: Label
+
+
+class FitPoint(BaseModel):
+    distance: float
+    p: float
+
+
+class CalibrationPublic(BaseModel):
+    """P(duplicate | distance) from the labelled pairs, over the histogram of all candidates."""
+
+    candidate_pairs: int
+    labelled_pairs: int
+    level: float
+    bins: list[CalibrationBin]
+    points: list[LabelledPoint] = Field(
+        description=f"Labelled pairs, at most {MAX_CALIBRATION_POINTS} spread over the distances."
+    )
+    fit: list[FitPoint] = Field(
+        description="Decreasing isotonic fit of duplicate (1) / distinct (0) on distance, "
+        "unweighted: the labels are not a designed sample."
+    )
+
+
+class HistoryPoint(BaseModel):
+    judgements: int = Field(description="Standing judgements counted, in the order they came.")
+    labelled_pairs: int
+    duplicate_pairs: int
+    n_eff: float | None
+    n_eff_low: float
+    n_eff_high: float | None
+
+
+class EstimateHistoryPublic(BaseModel):
+    """N_eff recomputed after the first k judgements, for up to 50 values of k."""
+
+    n: int
+    level: float
+    judgements: int
+    points: list[HistoryPoint]
+
+
+class ClusterPublic(BaseModel):
+    rank: int = Field(description="1 = the largest cluster.")
+    size: int
+    pairs: int = Field(description="C(size, 2): its share of D.")
+    direct: int = Field(description="Pairs inside it a human confirmed.")
+    implied: int = Field(description="Pairs inside it only the closure asserts: send to review.")
+    members: list[int] = Field(description=f"Sample indices, the first {MEMBERS_SHOWN}.")
+    image_urls: list[str]
+
+
+class BlockedMerge(BaseModel):
+    i: int
+    j: int
+    distance: float
+
+
+class ClustersPublic(BaseModel):
+    """Confirmed duplicate clusters: the outputs the generator collapsed onto, largest first."""
+
+    n: int
+    clusters_total: int
+    duplicate_pairs: int
+    direct: int
+    implied: int
+    clusters: list[ClusterPublic]
+    blocked: list[BlockedMerge] = Field(
+        description="Duplicate judgements a 'distinct' judgement kept from merging clusters."
+    )
+
+
+@dataclass(frozen=True)
+class _Labels:
+    n: int
+    seed: int
+    labelled: list[tuple[int, int, float, str]]  # (i, j, distance, label)
+
+
+def _read_labels(db: Database, audit_id: int) -> _Labels:
+    with db.read() as session:
+        audit = audit_store.get_audit(session, audit_id)
+        n = audit.samples_done
+        labelled = pair_store.labelled_pairs(session, audit_id)
+        seed = audit.seed
+    if n < 2:
+        raise ValueError(f"audit {audit_id} has {n} samples so far; its figures need at least 2")
+    return _Labels(n, seed, labelled)
+
+
+def _cluster(n: int, labelled: Sequence[tuple[int, int, float, str]]) -> Clustering:
+    duplicates = [(i, j, d) for i, j, d, label in labelled if label == "duplicate"]
+    distinct = [(i, j) for i, j, _, label in labelled if label == "distinct"]
+    return cluster_judgements(n, duplicates, distinct)
+
+
+def _batch_sizes(s_max: int, points: int, must: Sequence[int]) -> list[int]:
+    grid = np.unique(np.round(np.linspace(2, max(s_max, 3), points)).astype(np.int64))
+    return sorted({int(s) for s in grid} | {int(s) for s in must if s >= 2})
+
+
+def audit_batch_curve(db: Database, audit_id: int, level: float = 0.95) -> BatchCurvePublic:
+    """Model curve at q_hat with the band of the interval on q, and the pool's empirical curve."""
+    labels = _read_labels(db, audit_id)
+    clustering = _cluster(labels.n, labels.labelled)
+    result = estimate_support(labels.n, clustering.sizes, level=level)
+    q_low = result.d_low / result.pairs
+    q_high = min(1.0, result.d_high / result.pairs)
+    # Run the axis out to where the curve (or, with no duplicate yet, its upper band) reaches 99%.
+    q_ref = result.q_hat if result.q_hat > 0 else q_high
+    s_max = max(10, math.ceil(math.sqrt(2 * math.log(100) / q_ref)) + 1) if q_ref > 0 else labels.n
+    s_half = s50(result.q_hat) if result.q_hat > 0 else None
+    sizes = _batch_sizes(s_max, CURVE_POINTS, [s_half] if s_half else [])
+    model = batch_curve(result.q_hat, sizes)
+    low = batch_curve(q_low, sizes)
+    high = batch_curve(q_high, sizes)
+    by_size = _pool_curve(labels, clustering, [s for s in sizes if s <= labels.n])
+    return BatchCurvePublic(
+        n=labels.n,
+        q=result.q_hat,
+        level=level,
+        s50=s_half,
+        paper_support=paper_support(s_half) if s_half is not None else None,
+        points=[
+            BatchPoint(s=s, p=float(p), p_low=float(lo), p_high=float(hi), p_pool=by_size.get(s))
+            for s, p, lo, hi in zip(sizes, model, low, high, strict=True)
+        ],
+    )
+
+
+def _pool_curve(labels: _Labels, clustering: Clustering, sizes: list[int]) -> dict[int, float]:
+    """Empirical P(duplicate in a batch) at up to POOL_CURVE_POINTS of `sizes`, seeded by the audit."""
+    sampled = sizes[:: max(1, math.ceil(len(sizes) / POOL_CURVE_POINTS))]
+    if not clustering.clusters:  # no confirmed duplicate: no batch can hold one
+        return dict.fromkeys(sampled, 0.0)
+    batches = max(20, min(POOL_CURVE_BATCHES, POOL_CURVE_DRAWS // max(1, sum(sampled))))
+    curve = batch_curve_empirical(
+        labels.n,
+        clustering.clusters,
+        np.asarray(sampled, dtype=np.int64),
+        np.random.default_rng(labels.seed),
+        m=batches,
+    )
+    return dict(zip(sampled, curve.tolist(), strict=True))
+
+
+def _wilson(k: int, total: int, level: float) -> tuple[float, float]:
+    ci = binomtest(k, total).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _spread(items: Sequence[LabelledPoint], limit: int) -> list[LabelledPoint]:
+    if len(items) <= limit:
+        return list(items)
+    keep = np.unique(np.linspace(0, len(items) - 1, limit).round().astype(np.int64))
+    return [items[int(k)] for k in keep]
+
+
+def _isotonic_fit(points: Sequence[tuple[float, str]]) -> list[FitPoint]:
+    """Pool-adjacent-violators fit of a decreasing P(duplicate | distance), as step corners."""
+    judged = sorted((d, 1.0 if label == "duplicate" else 0.0) for d, label in points)
+    if not judged:
+        return []
+    # Imported here: scikit-learn takes about a second to import and only this figure needs it.
+    from sklearn.isotonic import IsotonicRegression
+
+    x = np.array([d for d, _ in judged])
+    y = np.array([v for _, v in judged])
+    model = IsotonicRegression(increasing=False, y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    model.fit(x, y)
+    return [
+        FitPoint(distance=float(d), p=float(p))
+        for d, p in zip(model.X_thresholds_, model.y_thresholds_, strict=True)
+    ]
+
+
+def audit_calibration(
+    db: Database, audit_id: int, bins: int = 20, level: float = 0.95
+) -> CalibrationPublic:
+    """Per distance bin: how many candidates, how they were labelled, and P(duplicate)."""
+    with db.read() as session:
+        audit_store.get_audit(session, audit_id)
+        distances = np.asarray(pair_store.pair_distances(session, audit_id), dtype=np.float64)
+        rows = session.execute(
+            select(CandidatePair.id, CandidatePair.distance, CandidatePair.label)
+            .where(CandidatePair.audit_id == audit_id, CandidatePair.label.is_not(None))
+            .order_by(CandidatePair.distance, CandidatePair.id)
+        ).all()
+    labelled = [
+        LabelledPoint(pair_id=pid, distance=d, label=cast(Label, lab)) for pid, d, lab in rows
+    ]
+    if distances.size == 0:
+        return CalibrationPublic(
+            candidate_pairs=0, labelled_pairs=0, level=level, bins=[], points=[], fit=[]
+        )
+    edges = np.histogram_bin_edges(distances, bins=bins)
+    counts, _ = np.histogram(distances, bins=edges)
+
+    def bin_of(d: float) -> int:
+        # np.histogram puts the maximum in the last bin; searchsorted does the same with the clip.
+        return min(int(np.searchsorted(edges, d, side="right")) - 1, len(counts) - 1)
+
+    tallies = np.zeros((len(counts), 3), dtype=np.int64)
+    column = {"duplicate": 0, "distinct": 1, "unsure": 2}
+    for point in labelled:
+        tallies[bin_of(point.distance), column[point.label]] += 1
+    out_bins: list[CalibrationBin] = []
+    for b, (dup, dis, uns) in enumerate(tallies.tolist()):
+        judged = dup + dis
+        p_low, p_high = _wilson(dup, judged, level) if judged else (None, None)
+        out_bins.append(
+            CalibrationBin(
+                low=float(edges[b]),
+                high=float(edges[b + 1]),
+                candidates=int(counts[b]),
+                duplicate=dup,
+                distinct=dis,
+                unsure=uns,
+                p_duplicate=dup / judged if judged else None,
+                p_low=p_low,
+                p_high=p_high,
+            )
+        )
+    fit = _isotonic_fit([(p.distance, p.label) for p in labelled if p.label != "unsure"])
+    return CalibrationPublic(
+        candidate_pairs=int(distances.size),
+        labelled_pairs=len(labelled),
+        level=level,
+        bins=out_bins,
+        points=_spread(labelled, MAX_CALIBRATION_POINTS),
+        fit=fit,
+    )
+
+
+def _checkpoints(total: int, limit: int) -> list[int]:
+    """k = 1..total when it fits, else `limit` values spread evenly and ending at total."""
+    if total <= limit:
+        return list(range(1, total + 1))
+    return sorted({math.ceil(m * total / limit) for m in range(1, limit + 1)})
+
+
+def audit_estimate_history(
+    db: Database, audit_id: int, level: float = 0.95, max_points: int = MAX_HISTORY_POINTS
+) -> EstimateHistoryPublic:
+    """Replay the standing judgements in the order they came; a pair's label is its latest one."""
+    with db.read() as session:
+        audit = audit_store.get_audit(session, audit_id)
+        n = audit.samples_done
+        rows = session.execute(
+            select(
+                Judgement.pair_id,
+                Judgement.label,
+                CandidatePair.i,
+                CandidatePair.j,
+                CandidatePair.distance,
+            )
+            .join(CandidatePair, CandidatePair.id == Judgement.pair_id)
+            .where(CandidatePair.audit_id == audit_id, Judgement.deleted_at.is_(None))
+            .order_by(Judgement.id)
+        ).all()
+    if n < 2:
+        raise ValueError(f"audit {audit_id} has {n} samples so far; an estimate needs at least 2")
+    latest: dict[int, tuple[int, int, float, str]] = {}
+    points: list[HistoryPoint] = []
+    marks = set(_checkpoints(len(rows), max_points))
+    for k, (pair_id, label, i, j, distance) in enumerate(rows, start=1):
+        latest[pair_id] = (i, j, distance, label)
+        if k not in marks:
+            continue
+        clustering = _cluster(n, list(latest.values()))
+        result = estimate_support(n, clustering.sizes, level=level)
+        points.append(
+            HistoryPoint(
+                judgements=k,
+                labelled_pairs=len(latest),
+                duplicate_pairs=clustering.d,
+                n_eff=result.n_eff,
+                n_eff_low=result.n_eff_low,
+                n_eff_high=result.n_eff_high,
+            )
+        )
+    return EstimateHistoryPublic(n=n, level=level, judgements=len(rows), points=points)
+
+
+def audit_clusters(
+    db: Database, audit_id: int, sample_url: Callable[[int], str], limit: int = 50
+) -> ClustersPublic:
+    """The largest clusters of confirmed duplicates, with how much of each a human confirmed."""
+    labels = _read_labels(db, audit_id)
+    clustering = _cluster(labels.n, labels.labelled)
+    confirmed = {
+        (min(i, j), max(i, j))
+        for i, j, _, label in labels.labelled
+        if label == "duplicate" and clustering.labels[i] == clustering.labels[j]
+    }
+    direct_by_cluster: dict[int, int] = {}
+    for i, _ in confirmed:
+        cid = int(clustering.labels[i])
+        direct_by_cluster[cid] = direct_by_cluster.get(cid, 0) + 1
+    clusters = []
+    for rank, members in enumerate(clustering.clusters[:limit], start=1):
+        size = len(members)
+        pairs = size * (size - 1) // 2
+        direct = direct_by_cluster.get(int(clustering.labels[members[0]]), 0)
+        shown = list(members[:MEMBERS_SHOWN])
+        clusters.append(
+            ClusterPublic(
+                rank=rank,
+                size=size,
+                pairs=pairs,
+                direct=direct,
+                implied=pairs - direct,
+                members=shown,
+                image_urls=[sample_url(i) for i in shown],
+            )
+        )
+    return ClustersPublic(
+        n=labels.n,
+        clusters_total=len(clustering.clusters),
+        duplicate_pairs=clustering.d,
+        direct=clustering.direct_pairs,
+        implied=clustering.implied_pairs,
+        clusters=clusters,
+        blocked=[BlockedMerge(i=i, j=j, distance=d) for i, j, d in clustering.blocked],
+    )

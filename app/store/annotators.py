@@ -1,0 +1,59 @@
+"""Annotators and their API tokens: only a SHA-256 of each token is stored, never the token."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.store.errors import Conflict
+from app.store.models import Annotator
+
+ROLES = ("annotator", "admin")
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256-bit random strings, so a fast hash is enough (no password stretching needed).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "bd_" + secrets.token_urlsafe(32)
+
+
+def create_annotator(session: Session, name: str, role: str) -> tuple[Annotator, str]:
+    """A new annotator (or a new token for an existing one); the token is returned once."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    token = new_token()
+    annotator = session.scalars(select(Annotator).where(Annotator.name == name)).first()
+    if annotator is not None and annotator.token_hash is not None:
+        raise Conflict(f"annotator {name!r} already has a token; revoke it first")
+    if annotator is None:
+        annotator = Annotator(name=name, role=role)
+        session.add(annotator)
+    annotator.role = role
+    annotator.token_hash = hash_token(token)
+    session.flush()
+    return annotator, token
+
+
+def revoke_token(session: Session, name: str) -> None:
+    annotator = session.scalars(select(Annotator).where(Annotator.name == name)).first()
+    if annotator is not None:
+        annotator.token_hash = None
+
+
+def annotator_for_token(session: Session, token: str) -> Annotator | None:
+    digest = hash_token(token)
+    annotator = session.scalars(select(Annotator).where(Annotator.token_hash == digest)).first()
+    # compare_digest keeps the final check constant-time even though the lookup is by index.
+    if annotator is None or not secrets.compare_digest(annotator.token_hash or "", digest):
+        return None
+    return annotator
+
+
+def list_annotators(session: Session) -> list[Annotator]:
+    return list(session.scalars(select(Annotator).order_by(Annotator.name)))
