@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     neighbours: int = Field(default=5, ge=1, le=100, description="k of the k-NN candidate search.")
     resume_jobs: bool = Field(default=True, description="Resume interrupted jobs at start-up.")
     sqlite_busy_timeout_ms: int = 5000
+    max_embedding_bytes: int = Field(
+        default=8 * 1024**3,
+        description="Largest n x dim x 4 bytes of embeddings an audit may hold (index + cache).",
+    )
     auth: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Tokens required? auto: only when bound to a non-loopback address.",

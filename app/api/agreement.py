@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, status
 
 from app.api.audits import pair_public
 from app.api.auth import AdminDep
-from app.api.deps import StateDep
+from app.api.deps import AuditId, PairId, StateDep
 from app.api.judgements import judgement_public
 from app.schemas import (
     AdjudicationCreate,
@@ -26,7 +26,7 @@ router = APIRouter(tags=["agreement"])
 
 
 @router.get("/audits/{audit_id}/agreement", response_model=AgreementPublic)
-def get_agreement(state: StateDep, audit_id: int) -> AgreementPublic:
+def get_agreement(state: StateDep, audit_id: AuditId) -> AgreementPublic:
     """Cohen's kappa for every pair of annotators on the pairs they both judged."""
     with state.db.read() as session:
         audit_store.get_audit(session, audit_id)
@@ -44,7 +44,7 @@ def get_agreement(state: StateDep, audit_id: int) -> AgreementPublic:
 
 
 @router.get("/audits/{audit_id}/disagreements", response_model=list[Disagreement])
-def list_disagreements(state: StateDep, request: Request, audit_id: int) -> list[Disagreement]:
+def list_disagreements(state: StateDep, request: Request, audit_id: AuditId) -> list[Disagreement]:
     """Pairs whose annotators disagree, closest first: the adjudication queue."""
     with state.db.read() as session:
         audit_store.get_audit(session, audit_id)
@@ -68,7 +68,7 @@ def list_disagreements(state: StateDep, request: Request, audit_id: int) -> list
     response_model=JudgementPublic,
 )
 def adjudicate_pair(
-    state: StateDep, principal: AdminDep, pair_id: int, body: AdjudicationCreate
+    state: StateDep, principal: AdminDep, pair_id: PairId, body: AdjudicationCreate
 ) -> JudgementPublic:
     """An admin's ruling: it sets the pair's label over the annotators' votes (undo with DELETE)."""
     with state.db.write() as session:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import AdminDep, AnnotatorDep
-from app.api.deps import StateDep
+from app.api.deps import AuditId, SampleIndex, StateDep
 from app.schemas import AuditCreate, AuditExtend, AuditPublic, EstimatePublic, PairPage, PairPublic
 from app.services import audits as audit_service
 from app.services.estimates import audit_estimate
@@ -53,7 +53,7 @@ def list_audits(state: StateDep) -> list[AuditPublic]:
 
 
 @router.delete("/{audit_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_audit(state: StateDep, _: AdminDep, audit_id: int) -> Response:
+def delete_audit(state: StateDep, _: AdminDep, audit_id: AuditId) -> Response:
     """Delete an audit with its pairs, samples, judgements and jobs (admins only)."""
     job_ids = audit_service.delete_audit(state.db, state.settings, audit_id)
     for job_id in job_ids:
@@ -62,15 +62,17 @@ def delete_audit(state: StateDep, _: AdminDep, audit_id: int) -> Response:
 
 
 @router.get("/{audit_id}", response_model=AuditPublic)
-def get_audit(state: StateDep, audit_id: int) -> AuditPublic:
+def get_audit(state: StateDep, audit_id: AuditId) -> AuditPublic:
     """One audit with its progress."""
     return audit_service.describe_audit(state.db, audit_id)
 
 
 @router.post("/{audit_id}/extend", status_code=status.HTTP_202_ACCEPTED, response_model=AuditPublic)
-def extend_audit(state: StateDep, _: AnnotatorDep, audit_id: int, body: AuditExtend) -> AuditPublic:
+def extend_audit(
+    state: StateDep, _: AnnotatorDep, audit_id: AuditId, body: AuditExtend
+) -> AuditPublic:
     """Add n_more samples to a finished audit; earlier pairs and labels are kept."""
-    audit, job = audit_service.extend_audit(state.db, audit_id, body.n_more)
+    audit, job = audit_service.extend_audit(state.db, state.settings, audit_id, body.n_more)
     state.runner.submit(job.id)
     return audit_service.audit_public(audit, job.id)
 
@@ -80,7 +82,7 @@ def extend_audit(state: StateDep, _: AnnotatorDep, audit_id: int, body: AuditExt
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
 )
-def get_sample_png(state: StateDep, audit_id: int, idx: int) -> Response:
+def get_sample_png(state: StateDep, audit_id: AuditId, idx: SampleIndex) -> Response:
     """Sample idx of the pool at full resolution (stored for every sample in a candidate pair)."""
     with state.db.read() as session:
         audit_store.get_audit(session, audit_id)
@@ -96,7 +98,7 @@ def get_sample_png(state: StateDep, audit_id: int, idx: int) -> Response:
 def list_pairs(
     state: StateDep,
     request: Request,
-    audit_id: int,
+    audit_id: AuditId,
     label: Literal["unlabelled", "duplicate", "distinct", "unsure"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
@@ -118,7 +120,7 @@ def next_pair(
     state: StateDep,
     principal: AnnotatorDep,
     request: Request,
-    audit_id: int,
+    audit_id: AuditId,
     annotator: Annotated[str | None, Query(max_length=100)] = None,
 ) -> PairPublic | Response:
     """The pair this annotator should judge next, or 204 when no more labels are needed."""
@@ -131,7 +133,7 @@ def next_pair(
 @router.get("/{audit_id}/estimate", response_model=EstimatePublic)
 def get_estimate(
     state: StateDep,
-    audit_id: int,
+    audit_id: AuditId,
     level: Annotated[float, Query(gt=0.5, lt=1)] = 0.95,
     target: Annotated[float, Query(gt=0, le=1)] = 0.2,
 ) -> EstimatePublic:
@@ -140,7 +142,7 @@ def get_estimate(
 
 
 @router.get("/{audit_id}/events", response_class=EventSourceResponse)
-async def audit_events(state: StateDep, audit_id: int) -> AsyncIterator[ServerSentEvent]:
+async def audit_events(state: StateDep, audit_id: AuditId) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events: `progress` and `status` updates of this audit as its job runs."""
     initial = audit_service.describe_audit(state.db, audit_id)
     yield ServerSentEvent(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from app.jobs.events import EventBus
 from app.jobs.runner import JobRunner
@@ -27,3 +27,13 @@ def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
+
+
+# Ids are 64-bit in the store: a larger number in a path is a 422, not an overflow deep inside.
+MAX_ID = 2**63 - 1
+AuditId = Annotated[int, Path(ge=0, le=MAX_ID)]
+PairId = Annotated[int, Path(ge=0, le=MAX_ID)]
+JudgementId = Annotated[int, Path(ge=0, le=MAX_ID)]
+JobId = Annotated[int, Path(ge=0, le=MAX_ID)]
+GeneratorId = Annotated[int, Path(ge=0, le=MAX_ID)]
+SampleIndex = Annotated[int, Path(ge=0, le=MAX_ID)]

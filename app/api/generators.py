@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile, status
 
 from app.api.auth import AdminDep
-from app.api.deps import StateDep
+from app.api.deps import GeneratorId, StateDep
 from app.schemas import GeneratorPublic
 from app.services.generators import register_upload
 from app.store import generators as generator_store
@@ -65,7 +65,7 @@ def list_generators(state: StateDep) -> list[GeneratorPublic]:
 
 
 @router.get("/{generator_id}", response_model=GeneratorPublic)
-def get_generator(state: StateDep, generator_id: int) -> GeneratorPublic:
+def get_generator(state: StateDep, generator_id: GeneratorId) -> GeneratorPublic:
     """One generator."""
     with state.db.read() as session:
         return generator_public(generator_store.get_generator(session, generator_id))

@@ -32,9 +32,12 @@ def get_calibration(
     audit_id: int,
     bins: Annotated[int, Query(ge=1, le=200)] = 20,
     level: Level = 0.95,
+    span: Annotated[
+        insights.Span, Query(description="Bins over all distances, or the labelled range.")
+    ] = "all",
 ) -> CalibrationPublic:
     """P(duplicate | distance) per distance bin, the labelled pairs, and the candidate histogram."""
-    return insights.audit_calibration(state.db, audit_id, bins=bins, level=level)
+    return insights.audit_calibration(state.db, audit_id, bins=bins, level=level, span=span)
 
 
 @router.get("/{audit_id}/estimate-history", response_model=EstimateHistoryPublic)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.auth import AnnotatorDep
-from app.api.deps import StateDep
+from app.api.deps import JobId, StateDep
 from app.schemas import JobPublic
 from app.store import audits as audit_store
 from app.store import jobs as job_store
@@ -27,14 +27,14 @@ def job_public(job: Job) -> JobPublic:
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(state: StateDep, job_id: int) -> JobPublic:
+def get_job(state: StateDep, job_id: JobId) -> JobPublic:
     """One job's status and progress."""
     with state.db.read() as session:
         return job_public(job_store.get_job(session, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
-def cancel_job(state: StateDep, _: AnnotatorDep, job_id: int) -> JobPublic:
+def cancel_job(state: StateDep, _: AnnotatorDep, job_id: JobId) -> JobPublic:
     """Ask a job to stop at its next step; a queued job is cancelled at once."""
     with state.db.write() as session:
         job = job_store.request_cancel(session, job_id)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Response, status
 
 from app.api.auth import AnnotatorDep
-from app.api.deps import StateDep
+from app.api.deps import JudgementId, PairId, StateDep
 from app.schemas import JudgementCreate, JudgementPublic
 from app.store.judgements import JudgementView, delete_judgement, post_judgement
 
@@ -33,7 +33,7 @@ def create_judgement(
     state: StateDep,
     principal: AnnotatorDep,
     response: Response,
-    pair_id: int,
+    pair_id: PairId,
     body: JudgementCreate,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JudgementPublic:
@@ -50,7 +50,9 @@ def create_judgement(
 
 
 @router.delete("/judgements/{judgement_id}", response_model=JudgementPublic)
-def undo_judgement(state: StateDep, principal: AnnotatorDep, judgement_id: int) -> JudgementPublic:
+def undo_judgement(
+    state: StateDep, principal: AnnotatorDep, judgement_id: JudgementId
+) -> JudgementPublic:
     """Undo a judgement; the pair's label falls back to the remaining judgements."""
     only_by = principal.name if principal.role != "admin" else None
     with state.db.write() as session:

@@ -65,6 +65,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_forbidden(_: Request, exc: Forbidden) -> JSONResponse:
         return problem(403, str(exc))
 
+    @app.exception_handler(OverflowError)
+    async def on_overflow(_: Request, exc: OverflowError) -> JSONResponse:
+        return problem(422, "a number in the request is out of range")
+
     @app.exception_handler(ValueError)
     async def on_value_error(_: Request, exc: ValueError) -> JSONResponse:
         return problem(422, str(exc))

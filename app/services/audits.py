@@ -31,16 +31,30 @@ def _image_shape(db: Database, body: AuditCreate) -> list[int]:
         return list(generator.image_shape)
 
 
+def check_memory(n: int, dim: int, limit: int) -> None:
+    """Refuse a pool whose embeddings cannot fit: the index holds n x dim float32 values."""
+    needed = n * dim * 4
+    if needed > limit:
+        raise ValueError(
+            f"{n:,} samples x {dim:,} embedding dimensions need {needed / 1024**3:.1f} GiB, over "
+            f"this server's {limit / 1024**3:.1f} GiB: downsample (embedder_options "
+            '{"resize": 16}), use clip, or audit fewer samples'
+        )
+
+
 def create_audit(db: Database, settings: Settings, body: AuditCreate) -> tuple[Audit, Job]:
     """Validate everything the worker would trip on, then store the audit and its queued job."""
     image_shape = _image_shape(db, body)
     c, h, w = image_shape
     # Building the embedder checks its options (and a CLIP weights file) before any work is queued.
     try:
-        make_embedder(body.embedder, body.embedder_options, (c, h, w), settings.models_dir)
+        embedder = make_embedder(
+            body.embedder, body.embedder_options, (c, h, w), settings.models_dir
+        )
     except FileNotFoundError as exc:
         weights = body.embedder_options.get("weights")
         raise ValueError(f"weights file {weights!r} not found under the models directory") from exc
+    check_memory(body.n, embedder.dim, settings.max_embedding_bytes)
     fields: dict[str, Any] = {
         "generator_id": body.generator_id,
         "synthetic": body.synthetic.model_dump() if body.synthetic else None,
@@ -57,8 +71,16 @@ def create_audit(db: Database, settings: Settings, body: AuditCreate) -> tuple[A
         return audit_store.create_audit(session, **fields)
 
 
-def extend_audit(db: Database, audit_id: int, n_more: int) -> tuple[Audit, Job]:
+def extend_audit(db: Database, settings: Settings, audit_id: int, n_more: int) -> tuple[Audit, Job]:
     """Grow the pool in place: new samples are mined against the existing index, labels are kept."""
+    with db.read() as session:
+        audit = audit_store.get_audit(session, audit_id)
+        shape = audit.image_shape or [1, 1, 1]
+        c, h, w = shape
+        embedder = make_embedder(
+            audit.embedder, audit.embedder_options or {}, (c, h, w), settings.models_dir
+        )
+        check_memory(audit.n + n_more, embedder.dim, settings.max_embedding_bytes)
     with db.write() as session:
         audit = audit_store.get_audit(session, audit_id)
         if audit.status in ("queued", "running"):

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from app.sources.base import SampleChunk, check_indices, sample_rng
 
+MAX_ZIPF_SUPPORT = 10**7
 _PROTOTYPE_STREAM = 1
 _SAMPLE_STREAM = 2
 
@@ -34,6 +35,9 @@ class SyntheticConfig:
             raise ValueError("support must be between 1 and 10^9")
         if self.zipf < 0:
             raise ValueError("zipf must be >= 0 (0 = uniform)")
+        if self.zipf > 0 and self.support > MAX_ZIPF_SUPPORT:
+            # Zipf draws go through a CDF table of `support` doubles.
+            raise ValueError(f"a Zipf source supports at most {MAX_ZIPF_SUPPORT:,} prototypes")
         if not 0 <= self.noise <= 1:
             raise ValueError("noise must be in [0, 1]")
         if not 0 <= self.continuous < 1:
@@ -62,13 +66,19 @@ class SyntheticSource:
         self.config = config
         self.seed = seed
         self.image_shape = (config.channels, config.image_size, config.image_size)
-        self._cdf = np.cumsum(prototype_weights(config.support, config.zipf))
-        self._cdf[-1] = 1.0
+        # Uniform draws need no table, so a uniform support can be huge.
+        self._cdf: NDArray[np.float64] | None = None
+        if config.zipf > 0:
+            self._cdf = np.cumsum(prototype_weights(config.support, config.zipf))
+            self._cdf[-1] = 1.0
 
     def true_simpson(self) -> float:
         """q = sum p_c^2 of the sample distribution (the continuous part adds nothing)."""
+        repeat = (1 - self.config.continuous) ** 2
+        if self.config.zipf == 0:
+            return float(repeat / self.config.support)
         p = prototype_weights(self.config.support, self.config.zipf)
-        return float((1 - self.config.continuous) ** 2 * np.sum(p * p))
+        return float(repeat * np.sum(p * p))
 
     def _prototype(self, rng: np.random.Generator) -> torch.Tensor:
         c, d, s = self.config.channels, self.config.detail, self.config.image_size
@@ -80,7 +90,10 @@ class SyntheticSource:
         rng = sample_rng(self.seed, _SAMPLE_STREAM, index)
         if self.config.continuous and rng.random() < self.config.continuous:
             return self.config.support + index, rng
-        return int(np.searchsorted(self._cdf, rng.random(), side="right")), rng
+        u = rng.random()
+        if self._cdf is None:
+            return min(int(u * self.config.support), self.config.support - 1), rng
+        return int(np.searchsorted(self._cdf, u, side="right")), rng
 
     def generate(self, indices: NDArray[np.int64]) -> SampleChunk:
         check_indices(indices, self.max_samples)
