@@ -1,4 +1,4 @@
-"""Mode-coverage metrics on hand-made sample sets with known answers."""
+"""Mode-coverage metrics on hand-made sample sets with known answers, and on real data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from app.gan.metrics import kl_to_uniform, mode_coverage
+from app.gan.datasets import get_toy_dataset, spiral_curve
+from app.gan.metrics import curve_coverage, digit_mode_coverage, kl_to_uniform, mode_coverage
 
 MEANS = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
 STD = 1.0
@@ -66,3 +67,67 @@ def test_bad_inputs() -> None:
         mode_coverage(torch.zeros(3, 2), MEANS, 0.0)
     with pytest.raises(ValueError, match="non-negative"):
         kl_to_uniform([1, -1])
+
+
+def one_hot_probabilities(classes: list[list[int]], confidence: float) -> torch.Tensor:
+    """(n, k, 10) with `confidence` on each given class and the rest spread evenly."""
+    rest = (1 - confidence) / 9
+    p = torch.full((len(classes), len(classes[0]), 10), rest)
+    for i, row in enumerate(classes):
+        for c, cls in enumerate(row):
+            p[i, c, cls] = confidence
+    return p
+
+
+def test_digit_modes_by_hand() -> None:
+    p = torch.cat(
+        [
+            one_hot_probabilities([[1, 2, 3], [1, 2, 3], [0, 0, 7]], 0.95),
+            one_hot_probabilities([[9, 9, 9]], 0.5),  # a guess, not confident
+        ]
+    )
+    result = digit_mode_coverage(p, min_confidence=0.9)
+    assert result.n_modes == 1000 and result.n_samples == 4
+    assert result.modes_captured == 3
+    assert result.confident_modes_captured == 2
+    assert result.confident_fraction == pytest.approx(0.75)
+    assert result.counts[123] == 2 and result.counts[7] == 1 and result.counts[999] == 1
+    # p = (1/2, 1/4, 1/4) over three of 1000 modes: sum p log(1000 p)
+    expected = 0.5 * math.log(500) + 2 * 0.25 * math.log(250)
+    assert result.kl_to_uniform == pytest.approx(expected)
+    # one confident channel is not enough: all channels must pass the cut
+    mixed = one_hot_probabilities([[4, 4]], 0.95)
+    mixed[0, 1] = 0.1
+    assert digit_mode_coverage(mixed).confident_fraction == 0.0
+    assert digit_mode_coverage(mixed).n_modes == 100
+
+
+def test_digit_modes_bad_inputs() -> None:
+    with pytest.raises(ValueError, match=r"need probabilities \(n, channels, 10\)"):
+        digit_mode_coverage(torch.zeros(3, 9))
+    with pytest.raises(ValueError, match="min_confidence"):
+        digit_mode_coverage(one_hot_probabilities([[1]], 1.0), min_confidence=0.0)
+
+
+def test_curve_coverage_on_the_spiral_itself() -> None:
+    spiral = get_toy_dataset("spiral")
+    samples, _ = spiral.sample(4000, torch.Generator().manual_seed(0))
+    result = curve_coverage(samples, spiral_curve(), spiral.std)
+    assert result.n_segments == 20 and result.segments_captured == 20
+    # the curve is at least as close as each sample's own centre, so >= 1 - e^-4.5 = 0.989
+    assert result.high_quality_fraction >= 0.985
+    # equally likely segments: 200 per segment, KL near its finite-sample value 19 / 8000
+    assert result.kl_to_uniform < 0.02
+
+
+def test_curve_coverage_of_a_collapsed_generator() -> None:
+    curve = spiral_curve(100)
+    # everything at one curve point, plus one sample far away
+    samples = torch.cat([curve[10:11].float().repeat(50, 1), torch.tensor([[10.0, 10.0]])])
+    result = curve_coverage(samples, curve, std=0.05, n_segments=10)
+    assert result.segments_captured == 1
+    assert result.counts[1] == 50  # point 10 of 100 is in segment 10 * 10 // 100 = 1
+    assert result.high_quality_fraction == pytest.approx(50 / 51)
+    assert result.kl_to_uniform == pytest.approx(math.log(10))
+    with pytest.raises(ValueError, match="n_segments"):
+        curve_coverage(samples, curve, std=0.05, n_segments=101)

@@ -95,3 +95,10 @@ def test_npz_with_objects_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", images=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError):
         describe_npz(tmp_path / "bad.npz")
+
+
+def test_huge_uniform_support_needs_no_table() -> None:
+    source = SyntheticSource(SyntheticConfig(support=10**9, image_size=4, detail=2), 0)
+    ids = [source.identity(i)[0] for i in range(1000)]
+    assert len(set(ids)) == 1000 and max(ids) < 10**9
+    assert source.true_simpson() == pytest.approx(1e-9)

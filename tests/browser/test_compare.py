@@ -1,0 +1,64 @@
+"""Acceptance 5: several audits' estimates side by side on one chart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.browser.conftest import screenshot
+from tests.conftest import all_pairs
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+pytestmark = pytest.mark.browser
+
+
+def _label_closest(api: httpx.Client, audit_id: int, duplicates: int) -> dict[str, Any]:
+    for pair in all_pairs(api, audit_id)[:duplicates]:
+        body = {"label": "duplicate", "annotator": "bot"}
+        assert api.post(f"/api/pairs/{pair['id']}/judgements", json=body).status_code == 201
+    return dict(api.get(f"/api/audits/{audit_id}/estimate").json())
+
+
+def test_compare_audits(
+    page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
+) -> None:
+    wide = audit_factory(seed=4)
+    narrow = audit_factory(synthetic={"support": 60}, n=200, seed=5)
+    unlabelled = audit_factory(seed=6)
+    estimates = {
+        wide["id"]: _label_closest(api, wide["id"], 3),
+        narrow["id"]: _label_closest(api, narrow["id"], 40),
+    }
+    ids = [wide["id"], narrow["id"], unlabelled["id"]]
+    page.goto("/compare?" + "&".join(f"ids={i}" for i in ids))
+    rows = page.locator('[data-plot="compare"] .audit-row')
+    rows.first.wait_for()
+    assert [int(r or 0) for r in rows.evaluate_all("rs => rs.map(r => r.dataset.audit)")] == ids
+    x = {
+        aid: float(
+            page.locator(f'.audit-row[data-audit="{aid}"] circle.estimate').get_attribute("cx") or 0
+        )
+        for aid in estimates
+    }
+    # One log axis: the audit with the larger N_eff sits further right.
+    bigger = max(estimates, key=lambda aid: estimates[aid]["n_eff"])
+    assert x[bigger] == max(x.values())
+    # No duplicate yet: a lower bound with an open end, no point estimate.
+    open_row = page.locator(f'.audit-row[data-audit="{unlabelled["id"]}"]')
+    assert open_row.locator("circle.estimate").count() == 0
+    assert open_row.locator(".arrow").count() == 1
+    assert page.locator(".audit-row .truth").count() == 3  # uniform synthetic: N_eff = K
+    for aid, estimate in estimates.items():
+        cell = page.inner_text(f'tr[data-compare="{aid}"] [data-n-eff]')
+        assert cell == f"{round(estimate['n_eff']):,}"
+    screenshot(page, "compare")
+
+    page.uncheck(f'input[name=ids][value="{unlabelled["id"]}"]')
+    page.click(".pick-audits button[type=submit]")
+    page.wait_for_url(f"**/compare?ids={wide['id']}&ids={narrow['id']}")
+    assert page.locator('[data-plot="compare"] .audit-row').count() == 2

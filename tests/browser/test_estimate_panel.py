@@ -1,0 +1,76 @@
+"""Acceptance 4: the estimate panel, its figures and the cluster gallery follow labels as they arrive."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.browser.conftest import screenshot
+from tests.conftest import all_pairs
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+pytestmark = pytest.mark.browser
+
+
+def _count(value: float) -> str:
+    return f"{round(value):,}"
+
+
+def test_panel_follows_labels(
+    page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
+) -> None:
+    audit = audit_factory(seed=2)
+    aid = audit["id"]
+    page.goto(f"/audits/{aid}")
+    bound = api.get(f"/api/audits/{aid}/estimate").json()["n_eff_low"]
+    assert page.inner_text("[data-n-eff]") == f"≥ {_count(bound)}"
+    page.locator('[data-plot="history"] .empty').wait_for()
+    page.locator('[data-plot="batch"] svg [data-layer="band"]').wait_for()
+    assert page.locator('[data-plot="batch"] [data-layer="s50"]').count() == 0
+
+    # Another annotator labels: 6 duplicates among the closest pairs, then 3 distinct.
+    pairs = all_pairs(api, aid)
+    labels = ["duplicate"] * 6 + ["distinct"] * 3
+    for pair, label in zip(pairs, labels, strict=False):
+        response = api.post(
+            f"/api/pairs/{pair['id']}/judgements", json={"label": label, "annotator": "bot"}
+        )
+        assert response.status_code == 201
+    estimate = api.get(f"/api/audits/{aid}/estimate").json()
+    page.locator("[data-n-eff]").filter(has_text=_count(estimate["n_eff"])).wait_for()
+    assert page.inner_text("[data-n-eff-low]") == _count(estimate["n_eff_low"])
+    assert page.inner_text("[data-n-eff-high]") == _count(estimate["n_eff_high"])
+    assert page.inner_text("[data-labelled-count]") == "9"
+
+    history = page.locator('[data-plot="history"] svg[data-judgements="9"]')
+    history.wait_for()
+    assert history.locator('[data-layer="estimate-points"] circle').count() == 9
+    s50 = page.locator('[data-plot="batch"] [data-layer="s50"]')
+    s50.wait_for()
+    assert int(s50.get_attribute("data-x") or 0) == estimate["s50"]
+    calibration = page.locator('[data-plot="calibration"] svg')
+    for label, expected in (("duplicate", 6), ("distinct", 3), ("unsure", 0)):
+        assert calibration.locator(f'[data-layer="{label}"] circle').count() == expected
+    bins = api.get(f"/api/audits/{aid}/calibration").json()["bins"]
+    assert calibration.locator('[data-layer="histogram"] rect').count() == len(bins)
+
+    clusters = api.get(f"/api/audits/{aid}/clusters").json()
+    gallery = page.locator(f'#gallery [data-clusters="{clusters["clusters_total"]}"]')
+    gallery.wait_for()
+    assert page.locator("#gallery .cluster").count() == len(clusters["clusters"])
+    sizes = [
+        int(s or 0)
+        for s in page.locator("#gallery .cluster").evaluate_all(
+            "items => items.map(i => i.dataset.clusterSize)"
+        )
+    ]
+    assert sizes == [c["size"] for c in clusters["clusters"]]
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#gallery img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    screenshot(page, "estimate")

@@ -1,0 +1,218 @@
+"""Acceptance 3: the review page. Keys label, undo and move; the next pair shows from memory with
+the network cut; a POST retried after a lost answer is stored once; the name is asked once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.browser.conftest import screenshot
+from tests.conftest import all_pairs, wait_for
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, Route
+
+pytestmark = pytest.mark.browser
+
+VIEW = "[data-pair-view]"
+
+
+def _unlabelled(api: httpx.Client, audit_id: int, limit: int = 5) -> list[dict[str, Any]]:
+    params = {"label": "unlabelled", "limit": limit}
+    return list(api.get(f"/api/audits/{audit_id}/pairs", params=params).json()["items"])
+
+
+def _label_of(api: httpx.Client, audit_id: int, pair_id: int) -> str | None:
+    for label in ("duplicate", "distinct", "unsure"):
+        page = api.get(f"/api/audits/{audit_id}/pairs", params={"label": label, "limit": 500})
+        if pair_id in {p["id"] for p in page.json()["items"]}:
+            return label
+    return None
+
+
+def _wait_label(api: httpx.Client, audit_id: int, pair_id: int, label: str | None) -> None:
+    wait_for(
+        lambda: _label_of(api, audit_id, pair_id) == label,
+        timeout=15,
+        what=f"pair {pair_id} to be {label}",
+    )
+
+
+def _on_screen(page: Page) -> int:
+    return int(page.get_attribute(VIEW, "data-pair-id") or 0)
+
+
+def _shown(page: Page, pair_id: int) -> None:
+    page.locator(f'{VIEW}[data-pair-id="{pair_id}"]').wait_for()
+
+
+def _images_ready(page: Page) -> list[int]:
+    return list(
+        page.eval_on_selector_all(
+            "[data-slot] img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : -1)"
+        )
+    )
+
+
+def test_review_by_keyboard(
+    page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
+) -> None:
+    audit = audit_factory()
+    aid = audit["id"]
+    first, second, third, fourth, _ = _unlabelled(api, aid)
+    page.goto(f"/audits/{aid}/review")
+
+    # Asked once for a name, kept in localStorage.
+    dialog = page.locator("dialog[data-name-dialog]")
+    dialog.wait_for()
+    page.fill("[data-name-input]", "not/valid")
+    page.keyboard.press("Enter")
+    page.locator("[data-name-problem]").wait_for()
+    page.fill("[data-name-input]", "ada")
+    page.keyboard.press("Enter")
+    _shown(page, first["id"])
+    assert page.evaluate("localStorage.getItem('birthday.annotator')") == "ada"
+
+    # The pair at full resolution, pixelated, with its difference, distance and rank.
+    page.wait_for_function("() => !document.querySelector('[data-pair-view]').dataset.loading")
+    assert _images_ready(page) == [16, 16]
+    assert page.eval_on_selector("[data-diff]", "c => [c.width, c.height]") == [16, 16]
+    assert page.eval_on_selector("[data-slot] img", "i => getComputedStyle(i).imageRendering") in (
+        "pixelated",
+        "crisp-edges",
+    )
+    assert f"{first['distance']:.4g}" in page.inner_text("[data-distance]")
+    assert page.inner_text("[data-rank]").startswith(f"rank {first['rank']} of ")
+    zoom = int(page.get_attribute(VIEW, "data-zoom") or 0)
+    assert (
+        page.eval_on_selector("[data-slot] img", "i => i.getBoundingClientRect().width")
+        == 16 * zoom
+    )
+    page.keyboard.press("+")
+    assert page.get_attribute(VIEW, "data-zoom") == str(zoom + 1)
+    page.keyboard.press("0")
+    assert page.get_attribute(VIEW, "data-zoom") == str(zoom)
+    counter = api.get(f"/api/audits/{aid}/estimate").json()
+    page.locator("[data-remaining]").filter(has_text=f"{counter['candidate_pairs']:,}").wait_for()
+    screenshot(page, "review")
+
+    # D: stored with the annotator's name; the next pair shows from memory with the network cut.
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-review]').dataset.prefetched) >= 2"
+    )
+    cut: list[str] = []
+
+    def offline(route: Route) -> None:
+        cut.append(route.request.url)
+        route.abort()
+
+    reads = re.compile(r".*/api/audits/\d+/(samples/|pairs|next-pair).*")
+    page.route(reads, offline)
+    with page.expect_response(re.compile(r".*/api/pairs/\d+/judgements$")) as posted:
+        page.keyboard.press("d")
+        _shown(page, second["id"])
+        assert _images_ready(page) == [16, 16]
+        assert not page.get_attribute(VIEW, "data-loading")
+    assert posted.value.status == 201 and posted.value.json()["annotator"] == "ada"
+    assert not any("/samples/" in url for url in cut)
+    page.unroute(reads)
+    _wait_label(api, aid, first["id"], "duplicate")
+
+    # A POST whose answer is lost is retried with the same Idempotency-Key and stored once.
+    keys: list[str | None] = []
+
+    def lose_first_answer(route: Route) -> None:
+        keys.append(route.request.headers.get("idempotency-key"))
+        if len(keys) == 1:
+            route.fetch()  # the server stores the judgement...
+            route.abort("connectionreset")  # ...and the browser never hears back
+        else:
+            route.continue_()
+
+    judgements = re.compile(r".*/api/pairs/\d+/judgements$")
+    page.route(judgements, lose_first_answer)
+    with page.expect_response(judgements) as replay:
+        page.keyboard.press("n")
+        _shown(page, third["id"])
+    page.unroute(judgements)
+    assert replay.value.status == 200  # the server's answer to a replayed key
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
+    _wait_label(api, aid, second["id"], "distinct")
+    history = api.get(f"/api/audits/{aid}/estimate-history").json()
+    assert history["judgements"] == 2  # one for each pair, none doubled
+
+    page.keyboard.press("u")
+    _shown(page, fourth["id"])
+    _wait_label(api, aid, third["id"], "unsure")
+    page.locator("[data-reviewed]").filter(has_text="3").wait_for()
+    assert page.inner_text("[data-session]") == "3"
+
+    # Z and Backspace undo, newest first: each pair comes back on screen, unlabelled.
+    page.keyboard.press("z")
+    _shown(page, third["id"])
+    _wait_label(api, aid, third["id"], None)
+    page.keyboard.press("Backspace")
+    _shown(page, second["id"])
+    _wait_label(api, aid, second["id"], None)
+    assert api.get(f"/api/audits/{aid}/estimate-history").json()["judgements"] == 1
+
+    # Left goes back to a judged pair; a label key there changes it; right comes forward again.
+    page.keyboard.press("ArrowLeft")
+    _shown(page, first["id"])
+    assert page.inner_text("[data-label]") == "you said duplicate"
+    page.keyboard.press("n")
+    _shown(page, second["id"])
+    _wait_label(api, aid, first["id"], "distinct")
+    page.keyboard.press("ArrowLeft")
+    _shown(page, first["id"])
+    page.keyboard.press("ArrowRight")
+    _shown(page, second["id"])
+    # Right on a new pair skips it for now.
+    page.keyboard.press("ArrowRight")
+    assert _on_screen(page) not in (first["id"], second["id"])
+
+    # A new visit does not ask again.
+    page.reload()
+    page.locator(f"{VIEW}[data-pair-id]").wait_for()
+    assert not dialog.is_visible()
+    assert page.inner_text("[data-annotator]") == "ada"
+    assert page.inner_text("[data-stop]").startswith("Stopping rule")
+
+
+def test_review_buttons_on_a_narrow_screen(
+    page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
+) -> None:
+    audit = audit_factory(seed=1)
+    first, second, *_ = _unlabelled(api, audit["id"])
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.add_init_script("localStorage.setItem('birthday.annotator', 'bob')")
+    page.goto(f"/audits/{audit['id']}/review")
+    _shown(page, first["id"])
+    page.click("button[data-action=duplicate]")
+    _shown(page, second["id"])
+    _wait_label(api, audit["id"], first["id"], "duplicate")
+    page.click("button[data-action=undo]")
+    _shown(page, first["id"])
+    _wait_label(api, audit["id"], first["id"], None)
+    box = page.eval_on_selector(VIEW, "v => v.getBoundingClientRect().right")
+    assert box <= 390
+
+
+def test_review_says_when_nothing_is_left(
+    page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
+) -> None:
+    audit = audit_factory(synthetic={"support": 50}, n=30, neighbours=1, seed=7)
+    for pair in all_pairs(api, audit["id"]):
+        body = {"label": "distinct", "annotator": "bot"}
+        assert api.post(f"/api/pairs/{pair['id']}/judgements", json=body).status_code == 201
+    page.add_init_script("localStorage.setItem('birthday.annotator', 'ada')")
+    page.goto(f"/audits/{audit['id']}/review")
+    page.locator('[data-review][data-state="done"]').wait_for()
+    page.locator("[data-message]").filter(has_text="Nothing left to review").wait_for()
+    page.locator("[data-remaining]").filter(has_text="0").wait_for()
+    assert page.inner_text("[data-reviewed]") == str(audit["progress"]["candidate_pairs"])
+    assert not page.is_visible(VIEW)

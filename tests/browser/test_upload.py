@@ -1,0 +1,110 @@
+"""Acceptance 2: upload a checkpoint through the form, see bad input refused with the API's own
+message, then start an audit of the upload."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.browser.conftest import screenshot
+from tests.conftest import wait_for_audit
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+pytestmark = pytest.mark.browser
+
+OPTIONS = {"image_size": 16, "channels": 1, "latent_dim": 8, "g_width": 0.25, "d_width": 0.25}
+
+
+def _safetensors(tmp_path: Path) -> bytes:
+    from app.gan.checkpoint import save_generator
+    from app.gan.registry import build_generator
+
+    module, _ = build_generator("dcgan", OPTIONS)
+    save_generator(tmp_path / "g.safetensors", module, "dcgan", OPTIONS)
+    return (tmp_path / "g.safetensors").read_bytes()
+
+
+def _api_detail(api: httpx.Client, content: bytes, **form: Any) -> str:
+    """What the API itself says about this upload: the form must show exactly that."""
+    response = api.post("/api/generators", data=form, files={"file": ("g.bin", content)})
+    assert response.status_code == 422, response.text
+    return str(response.json()["detail"])
+
+
+def _submit(page: Page, content: bytes, name: str = "g.safetensors") -> None:
+    page.set_input_files(
+        "input[name=file]",
+        {"name": name, "mimeType": "application/octet-stream", "buffer": content},
+    )
+    page.click("[data-upload-form] button[type=submit]")
+
+
+def test_upload_validate_and_audit(page: Page, api: httpx.Client, tmp_path: Path) -> None:
+    page.goto("/generators/new")
+    problem = page.locator("[data-upload-form] [data-problem]")
+
+    page.click("[data-upload-form] button[type=submit]")
+    assert problem.inner_text() == "Give the generator a name."
+
+    page.fill("input[name=name]", "tiny dcgan")
+    page.select_option("select[name=format]", "safetensors")
+    _submit(page, b"this is not a safetensors file")
+    expected = _api_detail(api, b"this is not a safetensors file", name="x", format="safetensors")
+    problem.filter(has_text=expected).wait_for()
+
+    weights = _safetensors(tmp_path)
+    page.select_option("select[name=architecture]", "dcgan")
+    page.fill("textarea[name=options]", '{"image_size": 16,')
+    _submit(page, weights)
+    expected = _api_detail(
+        api,
+        weights,
+        name="x",
+        format="safetensors",
+        architecture="dcgan",
+        options='{"image_size": 16,',
+    )
+    assert expected.startswith("options must be a JSON object")
+    problem.filter(has_text=expected).wait_for()
+    screenshot(page, "upload-refused")
+
+    page.select_option("select[name=format]", "samples")  # archives have no architecture
+    assert not page.is_visible("select[name=architecture]")
+    page.select_option("select[name=format]", "safetensors")
+    page.fill("textarea[name=options]", json.dumps(OPTIONS))
+    page.fill("input[name=latent_dim]", "8")
+    with page.expect_response("**/api/generators") as response_info:
+        _submit(page, weights)
+    generator = response_info.value.json()
+    assert response_info.value.status == 201
+    uploaded = page.locator("[data-uploaded]")
+    uploaded.wait_for()
+    assert not problem.is_visible()
+    summary = page.inner_text("[data-generator-summary]")
+    assert "dcgan" in summary and "1×16×16" in summary and "latent size 8" in summary
+    assert api.get(f"/api/generators/{generator['id']}").json()["name"] == "tiny dcgan"
+    screenshot(page, "upload-ready")
+
+    page.fill("[data-uploaded] input[name=n]", "1")
+    page.click("[data-uploaded] button[type=submit]")
+    page.locator("[data-uploaded] [data-problem]").filter(
+        has_text="greater than or equal to 2"
+    ).wait_for()
+    page.fill("[data-uploaded] input[name=n]", "200")
+    page.click("[data-uploaded] button[type=submit]")
+    page.wait_for_url(re.compile(r"/audits/\d+$"))
+    audit_id = int(page.url.rsplit("/", 1)[1])
+    audit = wait_for_audit(api, audit_id)
+    assert audit["generator_id"] == generator["id"] and audit["n"] == 200
+    page.locator('.audit-meta [data-status]:text-is("done")').wait_for()
+
+    page.goto("/")
+    row = page.locator(f'tr[data-generator="{generator["id"]}"]')
+    assert "tiny dcgan" in row.inner_text() and "ready" in row.inner_text()

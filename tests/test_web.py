@@ -1,0 +1,121 @@
+"""Server-rendered pages: they show what the API says, fragments stand alone, and nothing is
+loaded from outside the app (the dashboard must work offline)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.web.templating import count
+from tests.conftest import all_pairs, wait_for_audit
+
+ASSET = re.compile(r"""<(?:script|link|img)\b[^>]*\b(?:src|href)="([^"]+)\"""")
+
+
+@pytest.fixture
+def audit(client: TestClient) -> dict[str, Any]:
+    created = client.post(
+        "/api/audits", json={"synthetic": {"support": 300}, "n": 400, "neighbours": 3}
+    )
+    return wait_for_audit(client, created.json()["id"])
+
+
+def _label(client: TestClient, pair: dict[str, Any], label: str) -> None:
+    response = client.post(
+        f"/api/pairs/{pair['id']}/judgements", json={"label": label, "annotator": "web"}
+    )
+    assert response.status_code == 201
+
+
+def test_home_lists_audits_jobs_and_generators(client: TestClient, audit: dict) -> None:
+    html = client.get("/").text
+    assert f'data-audit="{audit["id"]}" data-state="done"' in html
+    assert f'data-job="{audit["job_id"]}"' in html
+    assert f"{count(audit['progress']['candidate_pairs'])}</td>" in html
+    assert "No generators yet" in html
+
+
+def test_audit_page_shows_the_estimate_of_the_api(client: TestClient, audit: dict) -> None:
+    pairs = all_pairs(client, audit["id"])
+    for pair in pairs[:3]:
+        _label(client, pair, "duplicate")
+    estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
+    page = client.get(f"/audits/{audit['id']}")
+    assert page.status_code == 200
+    assert f"<strong data-n-eff>{count(estimate['n_eff'])}</strong>" in page.text
+    assert f"<span data-n-eff-low>{count(estimate['n_eff_low'])}</span>" in page.text
+    assert f'data-labelled="{estimate["labelled_pairs"]}"' in page.text
+
+    panel = client.get(f"/audits/{audit['id']}/panel")
+    assert panel.status_code == 200 and "<html" not in panel.text
+    assert f"<strong data-n-eff>{count(estimate['n_eff'])}</strong>" in panel.text
+    clusters = client.get(f"/api/audits/{audit['id']}/clusters").json()
+    gallery = client.get(f"/audits/{audit['id']}/gallery").text
+    assert f'data-clusters="{clusters["clusters_total"]}"' in gallery
+    for url in clusters["clusters"][0]["image_urls"]:
+        assert f'src="{url}"' in gallery
+
+
+def test_unlabelled_audit_shows_a_lower_bound(client: TestClient, audit: dict) -> None:
+    estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
+    panel = client.get(f"/audits/{audit['id']}/panel").text
+    assert f"<strong data-n-eff>≥ {count(estimate['n_eff_low'])}</strong>" in panel
+    assert 'data-clusters="0"' in client.get(f"/audits/{audit['id']}/gallery").text
+
+
+def test_review_and_compare_pages(client: TestClient, audit: dict) -> None:
+    review = client.get(f"/audits/{audit['id']}/review").text
+    assert f'data-review data-audit="{audit["id"]}"' in review
+    assert "<dialog data-name-dialog>" in review
+    compare = client.get("/compare", params={"ids": [audit["id"], 999]}).text
+    assert compare.count("<tr data-compare=") == 1
+    assert '"truth": 300' in compare  # uniform synthetic: the known N_eff is K
+    # With nothing picked, every finished audit is compared.
+    assert f'<tr data-compare="{audit["id"]}">' in client.get("/compare").text
+
+
+@pytest.mark.parametrize(
+    "url", ["/audits/999", "/audits/999/review", "/audits/999/panel", "/audits/999/gallery"]
+)
+def test_missing_audit_is_an_html_404(client: TestClient, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "audit 999" in response.text
+
+
+def test_upload_form_offers_every_format_and_architecture(client: TestClient) -> None:
+    html = client.get("/generators/new").text
+    for fmt in ("safetensors", "state_dict", "onnx", "torchscript", "samples"):
+        assert f'<option value="{fmt}"' in html
+    assert '<option value="dcgan">' in html
+    for name in ("name", "format", "file", "architecture", "latent_dim", "options"):
+        assert f'name="{name}"' in html
+
+
+def test_every_asset_is_served_by_the_app(client: TestClient, audit: dict) -> None:
+    pages = [
+        "/",
+        "/generators/new",
+        "/audits/new",
+        f"/audits/{audit['id']}",
+        f"/audits/{audit['id']}/review",
+        "/compare",
+    ]
+    seen: set[str] = set()
+    for page in pages:
+        html = client.get(page).text
+        for url in ASSET.findall(html):
+            assert url.startswith("/"), f"{page} loads {url} from outside the app"
+            seen.add(url)
+    assert {"/static/birthday.css", "/static/review.js", "/static/audit.js"} <= seen
+    for url in seen:
+        assert client.get(url).status_code == 200, url
+    for module in ("audit.js", "review.js", "compare.js", "home.js", "forms.js"):
+        source = client.get(f"/static/{module}").text
+        assert "http://" not in source and "https://" not in source
+        for imported in re.findall(r'from "(\./[\w.-]+)"', source):
+            assert client.get(f"/static/{imported[2:]}").status_code == 200
