@@ -9,7 +9,16 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app.api import agreement, annotators, audits, generators, insights, jobs, judgements
+from app.api import (
+    agreement,
+    annotators,
+    audits,
+    generators,
+    insights,
+    jobs,
+    judgements,
+    training,
+)
 from app.api.auth import current_principal
 from app.api.deps import AppState
 from app.api.problems import install_problem_handlers
@@ -55,7 +64,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     # Every API call is authenticated (a no-op on loopback); routes add role checks.
     api = APIRouter(prefix="/api", dependencies=[Depends(current_principal)])
-    for module in (generators, audits, judgements, jobs, insights, annotators, agreement):
+    for module in (
+        generators,
+        audits,
+        judgements,
+        jobs,
+        insights,
+        annotators,
+        agreement,
+        training,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(pages.router)

@@ -127,6 +127,7 @@ class JobPublic(BaseModel):
     kind: str
     status: str
     audit_id: int | None
+    training_run_id: int | None = None
     progress: dict[str, Any]
     error: str | None
     cancel_requested: bool
@@ -215,3 +216,76 @@ class AdjudicationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: Label
+
+
+class TrainingRunCreate(BaseModel):
+    """A GAN to train; the binding fields first, then optional knobs of the training loop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(description="ring8, grid25, spiral, normal, digits, stacked_digits, ...")
+    loss: str = Field(
+        description="sgan_saturating, sgan_nonsaturating, lsgan, wgan_gp, hinge, rsgan, rasgan, "
+        "ralsgan, rahingegan, veegan or bigan"
+    )
+    architecture: Literal["mlp", "dcgan"] = "mlp"
+    latent_dim: int | None = Field(default=None, ge=1, le=512)
+    d_width: float = Field(default=1.0, gt=0, le=16)
+    g_width: float = Field(default=1.0, gt=0, le=16)
+    steps: int = Field(default=2000, ge=1, le=1_000_000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int = Field(default=64, ge=1, le=8192)
+    lr: float = Field(default=2e-4, gt=0, le=1)
+    log_every: int = Field(default=50, ge=1)
+    sample_every: int = Field(default=500, ge=0)
+
+
+class TrainingProgress(BaseModel):
+    step: int
+    steps: int
+
+
+class TrainingRunPublic(BaseModel):
+    id: int
+    status: str
+    progress: TrainingProgress
+    generator_id: int | None
+    config: dict[str, Any]
+    modes: dict[str, Any] | None = Field(description="Mode metrics on data with known modes.")
+    sweep_id: int | None
+    job_id: int | None
+    error: str | None
+
+
+class LossPoint(BaseModel):
+    step: int
+    losses: dict[str, float | None]
+
+
+class SweepCreate(BaseModel):
+    """A grid of training runs: every combination of losses x latent sizes x widths x seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    architecture: Literal["mlp", "dcgan"] = "mlp"
+    losses: list[str] = Field(min_length=1, max_length=12)
+    latent_dims: list[int] = Field(default=[2], min_length=1, max_length=8)
+    d_widths: list[float] = Field(default=[1.0], min_length=1, max_length=8)
+    seeds: list[int] = Field(default=[0], min_length=1, max_length=10)
+    steps: int = Field(default=2000, ge=1, le=1_000_000)
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def bounded(self) -> SweepCreate:
+        cells = len(self.losses) * len(self.latent_dims) * len(self.d_widths) * len(self.seeds)
+        if cells > 200:
+            raise ValueError(f"the grid has {cells} runs; at most 200 per sweep")
+        return self
+
+
+class SweepPublic(BaseModel):
+    id: int
+    grid: dict[str, Any]
+    runs: list[TrainingRunPublic]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from app.api.deps import StateDep
+from app.api.deps import AuditId, StateDep
 from app.services import insights
 from app.services.insights import (
     BatchCurvePublic,
@@ -21,7 +21,7 @@ Level = Annotated[float, Query(gt=0.5, lt=1, description="Confidence level.")]
 
 
 @router.get("/{audit_id}/batch-curve", response_model=BatchCurvePublic)
-def get_batch_curve(state: StateDep, audit_id: int, level: Level = 0.95) -> BatchCurvePublic:
+def get_batch_curve(state: StateDep, audit_id: AuditId, level: Level = 0.95) -> BatchCurvePublic:
     """P(duplicate in a batch of s) at q_hat with its band, the pool's curve, and s_50."""
     return insights.audit_batch_curve(state.db, audit_id, level=level)
 
@@ -29,7 +29,7 @@ def get_batch_curve(state: StateDep, audit_id: int, level: Level = 0.95) -> Batc
 @router.get("/{audit_id}/calibration", response_model=CalibrationPublic)
 def get_calibration(
     state: StateDep,
-    audit_id: int,
+    audit_id: AuditId,
     bins: Annotated[int, Query(ge=1, le=200)] = 20,
     level: Level = 0.95,
     span: Annotated[
@@ -43,7 +43,7 @@ def get_calibration(
 @router.get("/{audit_id}/estimate-history", response_model=EstimateHistoryPublic)
 def get_estimate_history(
     state: StateDep,
-    audit_id: int,
+    audit_id: AuditId,
     points: Annotated[int, Query(ge=1, le=insights.MAX_HISTORY_POINTS)] = (
         insights.MAX_HISTORY_POINTS
     ),
@@ -57,7 +57,7 @@ def get_estimate_history(
 def get_clusters(
     state: StateDep,
     request: Request,
-    audit_id: int,
+    audit_id: AuditId,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ClustersPublic:
     """Clusters of confirmed duplicates, largest first, with sample images."""

@@ -9,6 +9,7 @@ from app.api.deps import JobId, StateDep
 from app.schemas import JobPublic
 from app.store import audits as audit_store
 from app.store import jobs as job_store
+from app.store import training as training_store
 from app.store.models import Job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -20,6 +21,7 @@ def job_public(job: Job) -> JobPublic:
         kind=job.kind,
         status=job.status,
         audit_id=job.audit_id,
+        training_run_id=job.training_run_id,
         progress=job.progress or {},
         error=job.error,
         cancel_requested=job.cancel_requested,
@@ -42,6 +44,8 @@ def cancel_job(state: StateDep, _: AnnotatorDep, job_id: JobId) -> JobPublic:
             audit = audit_store.get_audit(session, job.audit_id)
             if audit.status == "queued":
                 audit_store.set_audit_status(session, job.audit_id, "cancelled")
+        if job.status == "cancelled" and job.training_run_id is not None:
+            training_store.set_status(session, job.training_run_id, "cancelled")
         result = job_public(job)
     state.runner.cancel(job_id)
     return result

@@ -146,13 +146,12 @@ def image_folder_dataset(
 
 def _read_square(file: Path, size: int, mode: str) -> NDArray[np.uint8]:
     try:
-        with Image.open(file) as image:
-            image = image.convert(mode)
-            side = min(image.size)
-            left, top = (image.width - side) // 2, (image.height - side) // 2
-            image = image.crop((left, top, left + side, top + side))
-            image = image.resize((size, size), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
+        with Image.open(file) as opened:
+            image = opened.convert(mode)
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        square = image.crop((left, top, left + side, top + side))
+        array = np.asarray(square.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"cannot read image {file}: {exc}") from exc
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)

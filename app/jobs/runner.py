@@ -9,28 +9,40 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
 
 from app.jobs.audit import AuditChunk, AuditTask, run_audit
 from app.jobs.events import Event, EventBus
+from app.jobs.train import TrainStep, TrainTask, run_training
 from app.settings import Settings
 from app.sources.factory import SourceSpec
 from app.store import audits as audit_store
 from app.store import generators as generator_store
 from app.store import jobs as job_store
+from app.store import training as training_store
 from app.store.audits import ChunkRows
 from app.store.db import Database
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int, int], None]  # samples_done, n, candidate_pairs
+ProgressCallback = Callable[[int, int, int], None]  # done, total, extra (pairs found / 0)
 
 
 @dataclass
 class JobOutcome:
     status: str
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """What a job works on: its topic for live events and how its own status is stored."""
+
+    topic: str
+    set_status: Callable[[Session, str, str | None], None]
 
 
 class JobRunner:
@@ -41,6 +53,7 @@ class JobRunner:
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._cancelled: set[int] = set()
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -55,9 +68,9 @@ class JobRunner:
                 self.submit(job_id)
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop at the running job's next step; it stays active and resumes at the next start."""
         if self._thread is not None:
-            with self._lock:
-                self._cancelled.add(-1)  # stop the running job at its next step; it resumes later
+            self._stopping.set()
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
@@ -68,10 +81,6 @@ class JobRunner:
     def cancel(self, job_id: int) -> None:
         with self._lock:
             self._cancelled.add(job_id)
-
-    def _should_stop(self, job_id: int) -> bool:
-        with self._lock:
-            return job_id in self._cancelled or -1 in self._cancelled
 
     def _loop(self) -> None:
         while True:
@@ -84,6 +93,45 @@ class JobRunner:
                 log.exception("job %s crashed the runner", job_id)
 
     # -- one job -----------------------------------------------------------------------------
+    def run_job(self, job_id: int, on_progress: ProgressCallback | None = None) -> JobOutcome:
+        with self.db.read() as session:
+            kind = job_store.get_job(session, job_id).kind
+        if kind == "train":
+            return self._run_training(job_id, on_progress)
+        return self._run_audit(job_id, on_progress)
+
+    def _claim(self, session: Session, job_id: int, subject: _Subject) -> JobOutcome | None:
+        """Mark the job running, or say why it will not run."""
+        job = job_store.get_job(session, job_id)
+        if job.status not in job_store.ACTIVE:
+            return JobOutcome(job.status, job.error)
+        if job.cancel_requested:
+            job_store.finish(session, job_id, "cancelled")
+            subject.set_status(session, "cancelled", None)
+            return JobOutcome("cancelled")
+        job_store.mark_running(session, job_id)
+        subject.set_status(session, "running", None)
+        return None
+
+    def _drive(
+        self,
+        job_id: int,
+        subject: _Subject,
+        steps: Iterator[object],
+        record: Callable[[object], None],
+    ) -> JobOutcome:
+        self._publish(subject, "status", {"status": "running"})
+        try:
+            for step in steps:
+                record(step)
+                if self._stopping.is_set() or self._cancel_requested(job_id):
+                    return self._stopped(job_id, subject)
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the job's message
+            log.exception("job %s failed", job_id)
+            return self._finish(job_id, subject, "failed", f"{type(exc).__name__}: {exc}")
+        return self._finish(job_id, subject, "done", None)
+
+    # -- audits ------------------------------------------------------------------------------
     def audit_task(self, audit_id: int) -> AuditTask:
         with self.db.read() as session:
             audit = audit_store.get_audit(session, audit_id)
@@ -111,75 +159,108 @@ class JobRunner:
                 models_dir=str(self.settings.models_dir),
             )
 
-    def run_job(self, job_id: int, on_progress: ProgressCallback | None = None) -> JobOutcome:
+    def _run_audit(self, job_id: int, on_progress: ProgressCallback | None) -> JobOutcome:
         with self.db.write() as session:
-            job = job_store.get_job(session, job_id)
-            if job.status not in job_store.ACTIVE or job.audit_id is None:
-                return JobOutcome(job.status, job.error)
-            if job.cancel_requested:
-                job_store.finish(session, job_id, "cancelled")
-                audit_store.set_audit_status(session, job.audit_id, "cancelled")
-                return JobOutcome("cancelled")
-            job_store.mark_running(session, job_id)
-            audit_id = job.audit_id
-            audit = audit_store.get_audit(session, audit_id)
-            audit.status = "running"
-            resume_from = audit.samples_done
-        self._publish(audit_id, "status", {"status": "running"})
-        try:
-            task = self.audit_task(audit_id)
-            for chunk in run_audit(task, resume_from):
-                self._record(job_id, audit_id, task.n, chunk, on_progress)
-                if self._should_stop(job_id) or self._cancel_requested(job_id):
-                    return self._stopped(job_id, audit_id)
-        except Exception as exc:  # noqa: BLE001 - any failure becomes the job's message
-            log.exception("audit job %s failed", job_id)
-            return self._finish(job_id, audit_id, "failed", f"{type(exc).__name__}: {exc}")
-        return self._finish(job_id, audit_id, "done", None)
+            audit_id = job_store.get_job(session, job_id).audit_id
+            if audit_id is None:
+                return JobOutcome("failed", "an audit job without an audit")
+            subject = _Subject(
+                f"audit:{audit_id}",
+                lambda s, status, error: audit_store.set_audit_status(s, audit_id, status, error),
+            )
+            refused = self._claim(session, job_id, subject)
+            if refused is not None:
+                return refused
+            resume_from = audit_store.get_audit(session, audit_id).samples_done
+        task = self.audit_task(audit_id)
 
+        def record(chunk: object) -> None:
+            assert isinstance(chunk, AuditChunk)
+            with self.db.write() as session:
+                audit = audit_store.record_chunk(
+                    session, audit_id, ChunkRows(chunk.samples_done, chunk.pairs, chunk.samples)
+                )
+                progress = {
+                    "samples_done": audit.samples_done,
+                    "n": task.n,
+                    "candidate_pairs": audit.candidate_pairs,
+                }
+                job_store.set_progress(session, job_id, progress)
+            self._publish(subject, "progress", progress)
+            if on_progress is not None:
+                on_progress(progress["samples_done"], task.n, progress["candidate_pairs"])
+
+        return self._drive(job_id, subject, run_audit(task, resume_from), record)
+
+    # -- training ----------------------------------------------------------------------------
+    def _run_training(self, job_id: int, on_progress: ProgressCallback | None) -> JobOutcome:
+        with self.db.write() as session:
+            run_id = job_store.get_job(session, job_id).training_run_id
+            if run_id is None:
+                return JobOutcome("failed", "a training job without a run")
+            subject = _Subject(
+                f"training:{run_id}",
+                lambda s, status, error: training_store.set_status(s, run_id, status, error),
+            )
+            refused = self._claim(session, job_id, subject)
+            if refused is not None:
+                return refused
+            # Training restarts from step 0 after an interruption (seeded, so it is the same run).
+            training_store.restart(session, run_id)
+            config = dict(training_store.get_run(session, run_id).config)
+        task = TrainTask(run_id=run_id, config=config, models_dir=str(self.settings.models_dir))
+
+        def record(step: object) -> None:
+            assert isinstance(step, TrainStep)
+            with self.db.write() as session:
+                if step.losses is not None:
+                    training_store.record_losses(session, run_id, step.step, step.losses)
+                if step.grid_png is not None:
+                    training_store.record_grid(session, run_id, step.step, step.grid_png)
+                if step.checkpoint is not None:
+                    assert step.architecture is not None and step.latent_dim is not None
+                    assert step.output_shape is not None
+                    training_store.finish_with_generator(
+                        session,
+                        run_id,
+                        path=step.checkpoint,
+                        architecture=step.architecture,
+                        options=step.options,
+                        latent_dim=step.latent_dim,
+                        output_shape=step.output_shape,
+                        modes=step.modes,
+                    )
+                progress = {"step": step.step, "steps": step.steps}
+                job_store.set_progress(session, job_id, progress)
+            self._publish(subject, "progress", {**progress, "losses": step.losses})
+            if on_progress is not None:
+                on_progress(step.step, step.steps, 0)
+
+        return self._drive(job_id, subject, run_training(task), record)
+
+    # -- endings -----------------------------------------------------------------------------
     def _cancel_requested(self, job_id: int) -> bool:
+        with self._lock:
+            if job_id in self._cancelled:
+                return True
         with self.db.read() as session:
             return bool(job_store.get_job(session, job_id).cancel_requested)
 
-    def _stopped(self, job_id: int, audit_id: int) -> JobOutcome:
-        with self._lock:
-            cancelled = job_id in self._cancelled
-        if cancelled or self._cancel_requested(job_id):
-            return self._finish(job_id, audit_id, "cancelled", None)
+    def _stopped(self, job_id: int, subject: _Subject) -> JobOutcome:
+        if self._cancel_requested(job_id):
+            return self._finish(job_id, subject, "cancelled", None)
         # Shutting down: leave the job active so the next start resumes it.
         with self.db.write() as session:
             job_store.get_job(session, job_id).status = "queued"
-            audit_store.get_audit(session, audit_id).status = "queued"
+            subject.set_status(session, "queued", None)
         return JobOutcome("queued")
 
-    def _record(
-        self,
-        job_id: int,
-        audit_id: int,
-        n: int,
-        chunk: AuditChunk,
-        on_progress: ProgressCallback | None,
-    ) -> None:
-        with self.db.write() as session:
-            audit = audit_store.record_chunk(
-                session, audit_id, ChunkRows(chunk.samples_done, chunk.pairs, chunk.samples)
-            )
-            progress = {
-                "samples_done": audit.samples_done,
-                "n": n,
-                "candidate_pairs": audit.candidate_pairs,
-            }
-            job_store.set_progress(session, job_id, progress)
-        self._publish(audit_id, "progress", progress)
-        if on_progress is not None:
-            on_progress(progress["samples_done"], n, progress["candidate_pairs"])
-
-    def _finish(self, job_id: int, audit_id: int, status: str, error: str | None) -> JobOutcome:
+    def _finish(self, job_id: int, subject: _Subject, status: str, error: str | None) -> JobOutcome:
         with self.db.write() as session:
             job_store.finish(session, job_id, status, error)
-            audit_store.set_audit_status(session, audit_id, status, error)
-        self._publish(audit_id, "status", {"status": status, "error": error})
+            subject.set_status(session, status, error)
+        self._publish(subject, "status", {"status": status, "error": error})
         return JobOutcome(status, error)
 
-    def _publish(self, audit_id: int, kind: str, data: Mapping[str, object]) -> None:
-        self.events.publish(Event(topic=f"audit:{audit_id}", kind=kind, data=dict(data)))
+    def _publish(self, subject: _Subject, kind: str, data: Mapping[str, object]) -> None:
+        self.events.publish(Event(topic=subject.topic, kind=kind, data=dict(data)))

@@ -9,11 +9,13 @@ counted, so the last point of the history is the current estimate.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Literal, cast
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 from scipy.stats import binomtest
 from sqlalchemy import select
@@ -32,6 +34,8 @@ from app.store import audits as audit_store
 from app.store import pairs as pair_store
 from app.store.db import Database
 from app.store.models import CandidatePair, Judgement
+
+Span = Literal["all", "labelled"]
 
 MAX_HISTORY_POINTS = 50
 MAX_CALIBRATION_POINTS = 2000
@@ -94,6 +98,7 @@ class CalibrationPublic(BaseModel):
 
     candidate_pairs: int
     labelled_pairs: int
+    beyond: int = Field(description="Candidates farther than the last bin (span=labelled).")
     level: float
     bins: list[CalibrationBin]
     points: list[LabelledPoint] = Field(
@@ -107,7 +112,7 @@ class CalibrationPublic(BaseModel):
 
 class HistoryPoint(BaseModel):
     judgements: int = Field(description="Standing judgements counted, in the order they came.")
-    labelled_pairs: int
+    labelled_pairs: int = Field(description="Pairs with a consensus label at that point.")
     duplicate_pairs: int
     n_eff: float | None
     n_eff_low: float
@@ -171,10 +176,39 @@ def _read_labels(db: Database, audit_id: int) -> _Labels:
     return _Labels(n, seed, labelled)
 
 
-def _cluster(n: int, labelled: Sequence[tuple[int, int, float, str]]) -> Clustering:
-    duplicates = [(i, j, d) for i, j, d, label in labelled if label == "duplicate"]
-    distinct = [(i, j) for i, j, _, label in labelled if label == "distinct"]
-    return cluster_judgements(n, duplicates, distinct)
+@dataclass(frozen=True)
+class _Clusters:
+    """Clusters over only the samples some label mentions, so the cost follows the labels and
+    not the pool (up to 10^6, and the history clusters 50 times); unlabelled samples are
+    singletons, which add nothing to D. The compact numbering keeps the pool's order."""
+
+    clustering: Clustering  # over compact indices 0..m-1
+    samples: list[int]  # compact index -> pool index
+    index: dict[int, int]  # pool index -> compact index
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return self.clustering.sizes
+
+    def members(self) -> list[tuple[int, ...]]:
+        """Pool indices of each cluster, largest cluster first, increasing within one."""
+        return [tuple(self.samples[k] for k in c) for c in self.clustering.clusters]
+
+    def same(self, i: int, j: int) -> bool:
+        labels = self.clustering.labels
+        return bool(labels[self.index[i]] == labels[self.index[j]])
+
+    def blocked(self) -> list[tuple[int, int, float]]:
+        return [(self.samples[a], self.samples[b], d) for a, b, d in self.clustering.blocked]
+
+
+def _cluster(labelled: Sequence[tuple[int, int, float, str]]) -> _Clusters:
+    samples = sorted({i for i, _, _, _ in labelled} | {j for _, j, _, _ in labelled})
+    index = {sample: k for k, sample in enumerate(samples)}
+    duplicates = [(index[i], index[j], d) for i, j, d, label in labelled if label == "duplicate"]
+    distinct = [(index[i], index[j]) for i, j, _, label in labelled if label == "distinct"]
+    clustering = cluster_judgements(max(2, len(samples)), duplicates, distinct)
+    return _Clusters(clustering, samples, index)
 
 
 def _batch_sizes(s_max: int, points: int, must: Sequence[int]) -> list[int]:
@@ -185,8 +219,8 @@ def _batch_sizes(s_max: int, points: int, must: Sequence[int]) -> list[int]:
 def audit_batch_curve(db: Database, audit_id: int, level: float = 0.95) -> BatchCurvePublic:
     """Model curve at q_hat with the band of the interval on q, and the pool's empirical curve."""
     labels = _read_labels(db, audit_id)
-    clustering = _cluster(labels.n, labels.labelled)
-    result = estimate_support(labels.n, clustering.sizes, level=level)
+    clusters = _cluster(labels.labelled)
+    result = estimate_support(labels.n, clusters.sizes, level=level)
     q_low = result.d_low / result.pairs
     q_high = min(1.0, result.d_high / result.pairs)
     # Run the axis out to where the curve (or, with no duplicate yet, its upper band) reaches 99%.
@@ -197,7 +231,7 @@ def audit_batch_curve(db: Database, audit_id: int, level: float = 0.95) -> Batch
     model = batch_curve(result.q_hat, sizes)
     low = batch_curve(q_low, sizes)
     high = batch_curve(q_high, sizes)
-    by_size = _pool_curve(labels, clustering, [s for s in sizes if s <= labels.n])
+    by_size = _pool_curve(labels, clusters.members(), [s for s in sizes if s <= labels.n])
     return BatchCurvePublic(
         n=labels.n,
         q=result.q_hat,
@@ -211,15 +245,17 @@ def audit_batch_curve(db: Database, audit_id: int, level: float = 0.95) -> Batch
     )
 
 
-def _pool_curve(labels: _Labels, clustering: Clustering, sizes: list[int]) -> dict[int, float]:
+def _pool_curve(
+    labels: _Labels, members: list[tuple[int, ...]], sizes: list[int]
+) -> dict[int, float]:
     """Empirical P(duplicate in a batch) at up to POOL_CURVE_POINTS of `sizes`, seeded by the audit."""
     sampled = sizes[:: max(1, math.ceil(len(sizes) / POOL_CURVE_POINTS))]
-    if not clustering.clusters:  # no confirmed duplicate: no batch can hold one
+    if not members:  # no confirmed duplicate: no batch can hold one
         return dict.fromkeys(sampled, 0.0)
     batches = max(20, min(POOL_CURVE_BATCHES, POOL_CURVE_DRAWS // max(1, sum(sampled))))
     curve = batch_curve_empirical(
         labels.n,
-        clustering.clusters,
+        members,
         np.asarray(sampled, dtype=np.int64),
         np.random.default_rng(labels.seed),
         m=batches,
@@ -257,10 +293,27 @@ def _isotonic_fit(points: Sequence[tuple[float, str]]) -> list[FitPoint]:
     ]
 
 
+def _edges(
+    distances: NDArray[np.float64], labelled: Sequence[LabelledPoint], bins: int, span: Span
+) -> NDArray[np.float64]:
+    """Bin edges over all distances, or over the labelled range and a quarter more."""
+    low, high = float(distances.min()), float(distances.max())
+    if span == "labelled" and labelled:
+        top = max(p.distance for p in labelled)
+        focused = min(high, low + 1.25 * (top - low))
+        if focused > low:
+            high = focused
+    return np.asarray(np.histogram_bin_edges(distances, bins=bins, range=(low, high)))
+
+
 def audit_calibration(
-    db: Database, audit_id: int, bins: int = 20, level: float = 0.95
+    db: Database, audit_id: int, bins: int = 20, level: float = 0.95, span: Span = "all"
 ) -> CalibrationPublic:
-    """Per distance bin: how many candidates, how they were labelled, and P(duplicate)."""
+    """Per distance bin: how many candidates, how they were labelled, and P(duplicate).
+
+    With span="labelled" the bins cover the distances humans have labelled so far (reviews go
+    closest first, so on well-separated data they sit in a sliver of the full range).
+    """
     with db.read() as session:
         audit_store.get_audit(session, audit_id)
         distances = np.asarray(pair_store.pair_distances(session, audit_id), dtype=np.float64)
@@ -274,9 +327,9 @@ def audit_calibration(
     ]
     if distances.size == 0:
         return CalibrationPublic(
-            candidate_pairs=0, labelled_pairs=0, level=level, bins=[], points=[], fit=[]
+            candidate_pairs=0, labelled_pairs=0, beyond=0, level=level, bins=[], points=[], fit=[]
         )
-    edges = np.histogram_bin_edges(distances, bins=bins)
+    edges = _edges(distances, labelled, bins, span)
     counts, _ = np.histogram(distances, bins=edges)
 
     def bin_of(d: float) -> int:
@@ -308,6 +361,7 @@ def audit_calibration(
     return CalibrationPublic(
         candidate_pairs=int(distances.size),
         labelled_pairs=len(labelled),
+        beyond=int(np.count_nonzero(distances > edges[-1])),
         level=level,
         bins=out_bins,
         points=_spread(labelled, MAX_CALIBRATION_POINTS),
@@ -322,17 +376,44 @@ def _checkpoints(total: int, limit: int) -> list[int]:
     return sorted({math.ceil(m * total / limit) for m in range(1, limit + 1)})
 
 
+@dataclass
+class _Votes:
+    """One pair's standing judgements, weighed as the store weighs them
+    (`app.store.judgements.consensus`): an admin's latest ruling, else the majority of each
+    annotator's latest label, and a tie leaves the pair unlabelled."""
+
+    votes: dict[int, str] = field(default_factory=dict)  # annotator id -> latest label
+    ruling: str | None = None
+
+    def add(self, annotator_id: int, label: str, adjudicated: bool) -> None:
+        if adjudicated:
+            self.ruling = label
+        else:
+            self.votes[annotator_id] = label
+
+    def consensus(self) -> str | None:
+        if self.ruling is not None:
+            return self.ruling
+        counts = Counter(self.votes.values()).most_common()
+        if not counts or (len(counts) > 1 and counts[0][1] == counts[1][1]):
+            return None
+        return counts[0][0]
+
+
 def audit_estimate_history(
     db: Database, audit_id: int, level: float = 0.95, max_points: int = MAX_HISTORY_POINTS
 ) -> EstimateHistoryPublic:
-    """Replay the standing judgements in the order they came; a pair's label is its latest one."""
+    """Replay the standing (not undone) judgements in the order they came, with the store's
+    consensus rule, so the last point is the current estimate."""
     with db.read() as session:
         audit = audit_store.get_audit(session, audit_id)
         n = audit.samples_done
         rows = session.execute(
             select(
                 Judgement.pair_id,
+                Judgement.annotator_id,
                 Judgement.label,
+                Judgement.adjudicated,
                 CandidatePair.i,
                 CandidatePair.j,
                 CandidatePair.distance,
@@ -343,20 +424,27 @@ def audit_estimate_history(
         ).all()
     if n < 2:
         raise ValueError(f"audit {audit_id} has {n} samples so far; an estimate needs at least 2")
-    latest: dict[int, tuple[int, int, float, str]] = {}
+    pairs: dict[int, tuple[int, int, float]] = {}
+    votes: dict[int, _Votes] = {}
     points: list[HistoryPoint] = []
     marks = set(_checkpoints(len(rows), max_points))
-    for k, (pair_id, label, i, j, distance) in enumerate(rows, start=1):
-        latest[pair_id] = (i, j, distance, label)
+    for k, (pair_id, annotator_id, label, adjudicated, i, j, distance) in enumerate(rows, 1):
+        pairs[pair_id] = (i, j, distance)
+        votes.setdefault(pair_id, _Votes()).add(annotator_id, label, bool(adjudicated))
         if k not in marks:
             continue
-        clustering = _cluster(n, list(latest.values()))
-        result = estimate_support(n, clustering.sizes, level=level)
+        labelled = [
+            (*pairs[pid], consensus)
+            for pid, vote in votes.items()
+            if (consensus := vote.consensus()) is not None
+        ]
+        clusters = _cluster(labelled)
+        result = estimate_support(n, clusters.sizes, level=level)
         points.append(
             HistoryPoint(
                 judgements=k,
-                labelled_pairs=len(latest),
-                duplicate_pairs=clustering.d,
+                labelled_pairs=len(labelled),
+                duplicate_pairs=clusters.clustering.d,
                 n_eff=result.n_eff,
                 n_eff_low=result.n_eff_low,
                 n_eff_high=result.n_eff_high,
@@ -370,21 +458,21 @@ def audit_clusters(
 ) -> ClustersPublic:
     """The largest clusters of confirmed duplicates, with how much of each a human confirmed."""
     labels = _read_labels(db, audit_id)
-    clustering = _cluster(labels.n, labels.labelled)
+    found = _cluster(labels.labelled)
+    direct_by_first: dict[int, int] = {}  # smallest member of a cluster -> confirmed pairs in it
+    first_of = {i: members[0] for members in found.members() for i in members}
     confirmed = {
         (min(i, j), max(i, j))
         for i, j, _, label in labels.labelled
-        if label == "duplicate" and clustering.labels[i] == clustering.labels[j]
+        if label == "duplicate" and found.same(i, j)
     }
-    direct_by_cluster: dict[int, int] = {}
     for i, _ in confirmed:
-        cid = int(clustering.labels[i])
-        direct_by_cluster[cid] = direct_by_cluster.get(cid, 0) + 1
+        direct_by_first[first_of[i]] = direct_by_first.get(first_of[i], 0) + 1
     clusters = []
-    for rank, members in enumerate(clustering.clusters[:limit], start=1):
+    for rank, members in enumerate(found.members()[:limit], start=1):
         size = len(members)
         pairs = size * (size - 1) // 2
-        direct = direct_by_cluster.get(int(clustering.labels[members[0]]), 0)
+        direct = direct_by_first.get(members[0], 0)
         shown = list(members[:MEMBERS_SHOWN])
         clusters.append(
             ClusterPublic(
@@ -399,10 +487,10 @@ def audit_clusters(
         )
     return ClustersPublic(
         n=labels.n,
-        clusters_total=len(clustering.clusters),
-        duplicate_pairs=clustering.d,
-        direct=clustering.direct_pairs,
-        implied=clustering.implied_pairs,
+        clusters_total=len(found.clustering.clusters),
+        duplicate_pairs=found.clustering.d,
+        direct=found.clustering.direct_pairs,
+        implied=found.clustering.implied_pairs,
         clusters=clusters,
-        blocked=[BlockedMerge(i=i, j=j, distance=d) for i, j, d in clustering.blocked],
+        blocked=[BlockedMerge(i=i, j=j, distance=d) for i, j, d in found.blocked()],
     )

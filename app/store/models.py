@@ -148,6 +148,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default="queued")
     audit_id: Mapped[int | None] = mapped_column(ForeignKey("audits.id"), index=True)
+    training_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id"), index=True)
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -155,3 +156,51 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Sweep(Base):
+    """A grid of training runs (loss x latent size x discriminator width x seed)."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grid: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TrainingRun(Base):
+    """One GAN training job; its generator lands in models/ and becomes auditable."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column()  # the TrainConfig fields, JSON
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    steps: Mapped[int] = mapped_column(Integer)
+    generator_id: Mapped[int | None] = mapped_column(ForeignKey("generators.id"))
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)
+    modes: Mapped[dict[str, Any] | None] = mapped_column()  # mode metrics on known-mode data
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TrainingMetric(Base):
+    """Losses logged at one step: the loss curves."""
+
+    __tablename__ = "training_metrics"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    losses: Mapped[dict[str, Any]] = mapped_column()
+
+
+class TrainingSampleGrid(Base):
+    """The fixed-noise sample grid (or 2D scatter) at one step, as PNG."""
+
+    __tablename__ = "training_sample_grids"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    png: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,118 @@
+"""Training runs and sweeps: queue, list, get, loss curves, sample grids."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.api.auth import AnnotatorDep
+from app.api.deps import MAX_ID, StateDep
+from app.schemas import (
+    LossPoint,
+    SweepCreate,
+    SweepPublic,
+    TrainingRunCreate,
+    TrainingRunPublic,
+)
+from app.services import training as training_service
+from app.store import training as training_store
+from app.store.errors import NotFound
+from app.store.models import Job
+
+router = APIRouter(tags=["training"])
+
+
+def _job_id(session: Session, run_id: int) -> int | None:
+    stmt = select(Job.id).where(Job.training_run_id == run_id).order_by(Job.id.desc()).limit(1)
+    return session.scalars(stmt).first()
+
+
+def _public(session: Session, run_id: int) -> TrainingRunPublic:
+    run = training_store.get_run(session, run_id)
+    return training_service.run_public(run, _job_id(session, run_id))
+
+
+def _checked(run_id: int) -> int:
+    if not 0 <= run_id <= MAX_ID:
+        raise NotFound("training run", run_id)
+    return run_id
+
+
+@router.post(
+    "/training-runs", status_code=status.HTTP_202_ACCEPTED, response_model=TrainingRunPublic
+)
+def create_training_run(
+    state: StateDep, _: AnnotatorDep, body: TrainingRunCreate
+) -> TrainingRunPublic:
+    """Queue a GAN training run; its generator is registered when it finishes."""
+    run, job = training_service.create_run(state.db, body)
+    state.runner.submit(job.id)
+    return training_service.run_public(run, job.id)
+
+
+@router.get("/training-runs", response_model=list[TrainingRunPublic])
+def list_training_runs(state: StateDep) -> list[TrainingRunPublic]:
+    """All training runs, newest first."""
+    with state.db.read() as session:
+        return [_public(session, run.id) for run in training_store.list_runs(session)]
+
+
+@router.get("/training-runs/{run_id}", response_model=TrainingRunPublic)
+def get_training_run(state: StateDep, run_id: int) -> TrainingRunPublic:
+    """One training run with its progress and, when done, its generator and mode metrics."""
+    with state.db.read() as session:
+        return _public(session, _checked(run_id))
+
+
+@router.get("/training-runs/{run_id}/losses", response_model=list[LossPoint])
+def get_training_losses(state: StateDep, run_id: int) -> list[LossPoint]:
+    """The loss curves: losses averaged over each logging interval."""
+    with state.db.read() as session:
+        training_store.get_run(session, _checked(run_id))
+        return [
+            LossPoint(step=m.step, losses=m.losses) for m in training_store.losses(session, run_id)
+        ]
+
+
+@router.get("/training-runs/{run_id}/samples", response_model=list[int])
+def list_training_grids(state: StateDep, run_id: int) -> list[int]:
+    """Steps at which a fixed-noise sample grid was saved."""
+    with state.db.read() as session:
+        training_store.get_run(session, _checked(run_id))
+        return training_store.grid_steps(session, run_id)
+
+
+@router.get(
+    "/training-runs/{run_id}/samples/{step}.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def get_training_grid(state: StateDep, run_id: int, step: int) -> Response:
+    """The sample grid (images) or scatter plot (2D data) at a step."""
+    with state.db.read() as session:
+        training_store.get_run(session, _checked(run_id))
+        grid = training_store.grid(session, run_id, step) if 0 <= step <= MAX_ID else None
+        if grid is None:
+            raise NotFound(f"sample grid of run {run_id} at step", step)
+        return Response(grid.png, media_type="image/png")
+
+
+@router.post("/sweeps", status_code=status.HTTP_202_ACCEPTED, response_model=SweepPublic)
+def create_sweep(state: StateDep, _: AnnotatorDep, body: SweepCreate) -> SweepPublic:
+    """Queue a grid of training runs (loss x latent size x discriminator width x seed)."""
+    sweep_id, job_ids = training_service.create_sweep(state.db, body)
+    for job_id in job_ids:
+        state.runner.submit(job_id)
+    return get_sweep(state, sweep_id)
+
+
+@router.get("/sweeps/{sweep_id}", response_model=SweepPublic)
+def get_sweep(state: StateDep, sweep_id: int) -> SweepPublic:
+    """A sweep's runs with their progress and mode metrics: the results table."""
+    if not 0 <= sweep_id <= MAX_ID:
+        raise NotFound("sweep", sweep_id)
+    with state.db.read() as session:
+        sweep = training_store.get_sweep(session, sweep_id)
+        runs = [_public(session, run.id) for run in training_store.list_runs(session, sweep_id)]
+        return SweepPublic(id=sweep.id, grid=sweep.grid, runs=runs)

@@ -1,0 +1,108 @@
+"""Training runs and sweeps as jobs: live progress, loss curves, grids, a registered generator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import assert_problem, wait_for, wait_for_audit
+
+
+def wait_for_run(client: TestClient, run_id: int, timeout: float = 300) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        run = client.get(f"/api/training-runs/{run_id}").json()
+        return run if run["status"] in ("done", "failed", "cancelled") else None
+
+    return wait_for(finished, timeout, what=f"training run {run_id}")
+
+
+def test_train_on_the_ring_then_read_curves_grids_and_modes(client: TestClient) -> None:
+    body = {"dataset": "ring8", "loss": "rasgan", "steps": 60, "log_every": 10, "sample_every": 30}
+    response = client.post("/api/training-runs", json=body)
+    assert response.status_code == 202, response.text
+    run = wait_for_run(client, response.json()["id"])
+    assert run["status"] == "done", run
+    assert run["progress"] == {"step": 60, "steps": 60}
+    losses = client.get(f"/api/training-runs/{run['id']}/losses").json()
+    assert [p["step"] for p in losses] == [10, 20, 30, 40, 50, 60]
+    assert all(set(p["losses"]) >= {"discriminator", "generator"} for p in losses)
+    steps = client.get(f"/api/training-runs/{run['id']}/samples").json()
+    assert steps and steps[-1] == 60
+    png = client.get(f"/api/training-runs/{run['id']}/samples/{steps[-1]}.png")
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert run["modes"]["n_modes"] == 8 and 0 <= run["modes"]["modes_captured"] <= 8
+    generator = client.get(f"/api/generators/{run['generator_id']}").json()
+    assert generator["image_shape"] == [2] and generator["format"] == "safetensors"
+    # A 2D generator has no images to audit: a clear 422, not a failed job.
+    assert_problem(client.post("/api/audits", json={"generator_id": generator["id"]}), 422)
+
+
+def test_trained_image_generator_is_auditable(client: TestClient) -> None:
+    body = {
+        "dataset": "digits",
+        "loss": "sgan_nonsaturating",
+        "architecture": "dcgan",
+        "latent_dim": 16,
+        "d_width": 0.25,
+        "g_width": 0.25,
+        "steps": 5,
+        "batch_size": 16,
+        "dataset_options": {"image_size": 16},
+        "log_every": 1,
+        "sample_every": 0,
+    }
+    response = client.post("/api/training-runs", json=body)
+    assert response.status_code == 202, response.text
+    run = wait_for_run(client, response.json()["id"])
+    assert run["status"] == "done", run
+    assert run["modes"]["n_modes"] == 10
+    generator = client.get(f"/api/generators/{run['generator_id']}").json()
+    assert generator["image_shape"] == [1, 16, 16] and generator["latent_dim"] == 16
+    audit = client.post("/api/audits", json={"generator_id": generator["id"], "n": 200}).json()
+    assert wait_for_audit(client, audit["id"])["status"] == "done"
+
+
+def test_sweep_records_mode_metrics_per_cell(client: TestClient) -> None:
+    body = {
+        "dataset": "grid25",
+        "losses": ["sgan_nonsaturating", "rsgan"],
+        "d_widths": [0.5, 1.0],
+        "steps": 20,
+    }
+    response = client.post("/api/sweeps", json=body)
+    assert response.status_code == 202, response.text
+    sweep_id = response.json()["id"]
+
+    def finished() -> dict[str, Any] | None:
+        sweep = client.get(f"/api/sweeps/{sweep_id}").json()
+        return sweep if all(r["status"] == "done" for r in sweep["runs"]) else None
+
+    sweep = wait_for(finished, 300, what="the sweep")
+    cells = {(r["config"]["loss"], r["config"]["d_width"]) for r in sweep["runs"]}
+    assert cells == {
+        ("sgan_nonsaturating", 0.5),
+        ("sgan_nonsaturating", 1.0),
+        ("rsgan", 0.5),
+        ("rsgan", 1.0),
+    }
+    assert all(r["modes"]["n_modes"] == 25 for r in sweep["runs"])
+
+
+def test_bad_training_requests_are_problem_details(client: TestClient) -> None:
+    for body in (
+        {"dataset": "nope", "loss": "rsgan"},
+        {"dataset": "ring8", "loss": "nope"},
+        {"dataset": "ring8", "loss": "rsgan", "latent_dim": 0},
+        {"dataset": "ring8", "loss": "rsgan", "dataset_options": {"bogus": 1}},
+    ):
+        assert_problem(client.post("/api/training-runs", json=body), 422)
+    big = {
+        "dataset": "ring8",
+        "losses": ["rsgan"] * 12,
+        "seeds": list(range(10)),
+        "d_widths": [1, 2],
+    }
+    assert_problem(client.post("/api/sweeps", json=big), 422)
+    assert_problem(client.get("/api/training-runs/999"), 404)
+    assert_problem(client.get("/api/sweeps/999"), 404)
