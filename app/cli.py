@@ -69,9 +69,7 @@ def serve(
         settings.port = port
     app = create_app(settings)
     if settings.auth_required:
-        console.print(
-            "tokens required: create one with `birthday annotator add NAME --role admin`"
-        )
+        console.print("tokens required: create one with `birthday annotator add NAME --role admin`")
     console.print(
         f"birthday dashboard on http://{settings.host}:{settings.port}/ (data: {settings.data_dir})"
     )
@@ -146,6 +144,70 @@ def audit(
         f"audit {created.id}: {result.progress.samples_done} samples, "
         f"{result.progress.candidate_pairs} candidate pairs"
     )
+
+
+@cli.command()
+def train(
+    dataset: Annotated[
+        str, typer.Option(help="ring8, grid25, spiral, digits, stacked_digits, ...")
+    ],
+    loss: Annotated[
+        str, typer.Option(help="sgan_nonsaturating, rsgan, rasgan, veegan, bigan, ...")
+    ],
+    architecture: Annotated[str, typer.Option(help="mlp | dcgan")] = "mlp",
+    latent_dim: Annotated[
+        int | None, typer.Option(help="Latent size (default: the architecture's).")
+    ] = None,
+    d_width: Annotated[float, typer.Option(help="Discriminator width multiplier.")] = 1.0,
+    g_width: Annotated[float, typer.Option(help="Generator width multiplier.")] = 1.0,
+    steps: Annotated[int, typer.Option(help="Generator updates.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of init, batches and noise.")] = 0,
+    image_size: Annotated[int | None, typer.Option(help="Image datasets: side in pixels.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train a GAN headless; prints its generator id (ready to audit) and its mode metrics."""
+    from app.jobs.runner import JobRunner
+    from app.schemas import TrainingRunCreate
+    from app.services.training import create_run
+    from app.store import training as training_store
+
+    settings = _settings(data_dir)
+    try:
+        body = TrainingRunCreate(
+            dataset=dataset,
+            loss=loss,
+            architecture=architecture,  # type: ignore[arg-type]
+            latent_dim=latent_dim,
+            d_width=d_width,
+            g_width=g_width,
+            steps=steps,
+            seed=seed,
+            dataset_options={"image_size": image_size} if image_size else {},
+        )
+        db = _open(settings)
+        run, job = create_run(db, body)
+    except (ValidationError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    with Progress(
+        TextColumn(f"training run {run.id}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("steps", total=steps)
+        outcome = JobRunner(db, settings).run_job(
+            job.id, on_progress=lambda done, total, _: bar.update(task, completed=done)
+        )
+    if outcome.status != "done":
+        _fail(f"training run {run.id} {outcome.status}: {outcome.error}")
+    with db.read() as session:
+        finished = training_store.get_run(session, run.id)
+        console.print(f"training run {run.id}: generator {finished.generator_id}")
+        if finished.modes:
+            console.print_json(data=finished.modes)
 
 
 @cli.command()

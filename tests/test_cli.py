@@ -55,3 +55,15 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "error" in bad.stderr and "Traceback" not in bad.stderr
     no_source = run("audit", "--n", "10", data_dir=tmp_path)
     assert no_source.returncode == 2 and "Traceback" not in no_source.stderr
+
+
+def test_train_prints_an_auditable_generator(tmp_path: Path) -> None:
+    result = run(
+        "train", "--dataset", "ring8", "--loss", "rsgan", "--steps", "30", data_dir=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"training run (\d+): generator (\d+)", result.stdout)
+    assert match, result.stdout
+    assert '"n_modes": 8' in result.stdout
+    bad = run("train", "--dataset", "nope", "--loss", "rsgan", data_dir=tmp_path)
+    assert bad.returncode == 2 and "unknown dataset" in bad.stderr

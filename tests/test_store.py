@@ -141,3 +141,15 @@ def test_judgement_idempotency_and_undo(db: Database) -> None:
         assert pair_store.get_pair(session, pair_id).label is None
     with pytest.raises(NotFound), db.write() as session:
         judgement_store.delete_judgement(session, first.id)
+
+
+def test_migrations_downgrade_and_upgrade_again(db: Database) -> None:
+    from alembic import command
+
+    from app.store.migrate import alembic_config
+
+    config = alembic_config(db.url)
+    command.downgrade(config, "base")
+    assert "audits" not in set(inspect(db.write_engine).get_table_names())
+    command.upgrade(config, "head")
+    assert TABLES <= set(inspect(db.write_engine).get_table_names())
