@@ -42,6 +42,17 @@ class Settings(BaseSettings):
         default=False, description="With auth on, allow reading (GET) without a token."
     )
 
+    allow_code_uploads: bool | None = Field(
+        default=None,
+        description="Accept TorchScript (executable code) uploads; default: only on loopback.",
+    )
+
+    @property
+    def code_uploads_allowed(self) -> bool:
+        if self.allow_code_uploads is None:
+            return not self.auth_required
+        return self.allow_code_uploads
+
     @property
     def auth_required(self) -> bool:
         if self.auth == "auto":

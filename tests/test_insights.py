@@ -349,3 +349,8 @@ def test_insights_are_documented(client: TestClient) -> None:
     for what in ("batch-curve", "calibration", "estimate-history", "clusters"):
         operation = paths[f"/api/audits/{{audit_id}}/{what}"]["get"]
         assert operation["tags"] == ["insights"]
+
+
+@pytest.mark.parametrize("what", ["batch-curve", "calibration", "estimate-history", "clusters"])
+def test_an_id_beyond_64_bits_is_a_422_problem(client: TestClient, what: str) -> None:
+    assert_problem(client.get(f"/api/audits/{2**64}/{what}"), 422)

@@ -119,3 +119,7 @@ def test_every_asset_is_served_by_the_app(client: TestClient, audit: dict) -> No
         assert "http://" not in source and "https://" not in source
         for imported in re.findall(r'from "(\./[\w.-]+)"', source):
             assert client.get(f"/static/{imported[2:]}").status_code == 200
+
+
+def test_an_id_beyond_64_bits_is_refused(client: TestClient) -> None:
+    assert client.get(f"/audits/{2**64}").status_code == 422

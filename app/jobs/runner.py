@@ -45,6 +45,12 @@ class _Subject:
     set_status: Callable[[Session, str, str | None], None]
 
 
+def _shape(values: list[int] | None) -> tuple[int, int, int] | None:
+    if values is None or len(values) != 3:
+        return None
+    return int(values[0]), int(values[1]), int(values[2])
+
+
 class JobRunner:
     def __init__(self, db: Database, settings: Settings, events: EventBus | None = None) -> None:
         self.db = db
@@ -142,6 +148,8 @@ class JobRunner:
                     format=generator.format,
                     architecture=generator.architecture,
                     options=dict(generator.options or {}),
+                    latent_dim=generator.latent_dim,
+                    image_shape=_shape(generator.image_shape),
                 )
             else:
                 source = SourceSpec(synthetic=dict(audit.synthetic or {}))

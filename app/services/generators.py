@@ -23,13 +23,19 @@ from app.gan.checkpoint import (
 from app.gan.registry import canonical_options
 from app.settings import Settings
 from app.sources.archive import describe_npz, sample_archive_kind
+from app.sources.torchscript import probe_torchscript
 from app.sources.zip_archive import inspect_zip
 from app.store.db import Database
 from app.store.errors import Conflict
 from app.store.models import Generator
 
 FORMATS = ("safetensors", "state_dict", "onnx", "torchscript", "samples")
-LOADABLE = {"safetensors": ".safetensors", "state_dict": ".pt", "samples": ".npz"}
+LOADABLE = {
+    "safetensors": ".safetensors",
+    "state_dict": ".pt",
+    "samples": ".npz",
+    "torchscript": ".torchscript.pt",
+}
 COPY_BLOCK = 1 << 20
 
 
@@ -94,12 +100,21 @@ def register_upload(
 ) -> Generator:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    if fmt == "torchscript" and not settings.code_uploads_allowed:
+        raise Conflict(
+            "TorchScript is executable code and this shared server does not accept code "
+            "uploads: upload safetensors or a weights-only state_dict for a built-in "
+            "architecture (an admin can allow code uploads with BIRTHDAY_ALLOW_CODE_UPLOADS)",
+            422,
+        )
     if fmt not in LOADABLE:
         raise Conflict(
             f"format {fmt!r} is not accepted by this server yet: upload safetensors or a "
-            "weights-only state_dict for a built-in architecture, or a .npz sample archive",
+            "weights-only state_dict for a built-in architecture, or a sample archive",
             422,
         )
+    if fmt == "torchscript" and latent_dim is None:
+        raise ValueError("a TorchScript generator needs its latent_dim")
     options = parse_options(options_text)
     if latent_dim is not None:
         options.setdefault("latent_dim", latent_dim)
@@ -137,6 +152,10 @@ def _inspect(
     if fmt == "samples":
         shape = describe_npz(path)[1] if path.suffix == ".npz" else inspect_zip(path).image_shape
         return shape, None, None, {}
+    if fmt == "torchscript":
+        latent = int(options.pop("latent_dim"))
+        # Loaded and run in a child process only: never in this (the API) process.
+        return probe_torchscript(path, latent), latent, None, {}
     if fmt == "safetensors":
         module, spec = load_generator_safetensors(path, architecture, options or None)
         if architecture is None or not options:

@@ -10,6 +10,7 @@ from app.sources.archive import NpzSource
 from app.sources.base import Source
 from app.sources.checkpoint import CheckpointSource
 from app.sources.synthetic import SyntheticConfig, SyntheticSource
+from app.sources.torchscript import TorchScriptSource
 from app.sources.zip_archive import ZipSource
 
 
@@ -22,6 +23,8 @@ class SourceSpec:
     format: str | None = None
     architecture: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    latent_dim: int | None = None  # TorchScript generators declare theirs
+    image_shape: tuple[int, int, int] | None = None
 
 
 def synthetic_config(params: dict[str, Any]) -> SyntheticConfig:
@@ -46,6 +49,10 @@ def build_source(
     path = models_dir / spec.path
     if spec.format == "samples":
         return NpzSource(path) if path.suffix == ".npz" else ZipSource(path)
+    if spec.format == "torchscript":
+        if spec.latent_dim is None or spec.image_shape is None:
+            raise ValueError("a TorchScript generator needs its latent size and image shape")
+        return TorchScriptSource(path, spec.latent_dim, spec.image_shape, seed)
     return CheckpointSource(
         path, spec.format, spec.architecture, spec.options or None, seed, device=device
     )

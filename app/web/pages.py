@@ -1,28 +1,248 @@
-"""Server-rendered pages over the same service calls as the API."""
+"""Server-rendered pages over the same service calls as the API.
+
+Partials (`_estimate.html`, `_clusters.html`) are both included in the audit page and served alone as
+the fragments its script swaps in when labels arrive, so there is one template per piece of HTML.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
 
-from app.api.deps import StateDep
-from app.services.audits import describe_audits
+from app.api.deps import AuditId, StateDep
+from app.api.jobs import job_public
+from app.gan.registry import ARCHITECTURES
+from app.schemas import AuditPublic, EstimatePublic, JobPublic
+from app.services import insights
+from app.services.audits import describe_audit, describe_audits
+from app.services.estimates import audit_estimate
+from app.services.generators import FORMATS, LOADABLE
 from app.store import generators as generator_store
-
-TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
+from app.store.db import Database
+from app.store.errors import NotFound
+from app.store.models import Job
+from app.web import access
+from app.web.access import ViewerDep, to_login
+from app.web.templating import TEMPLATES
 
 router = APIRouter(include_in_schema=False)
+router.include_router(access.router)
+
+RECENT_JOBS = 50
+
+
+def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(request, name, context, status_code=status)
+
+
+def _not_found(request: Request, exc: NotFound) -> HTMLResponse:
+    context = {"status": 404, "message": str(exc), "viewer": None}
+    return _page(request, "error.html", context, 404)
+
+
+def _fragment_refused() -> Response:
+    """A fragment asked for without a login: the page's script keeps what it shows."""
+    return Response("log in to see this", status_code=401, media_type="text/plain")
+
+
+def _recent_jobs(db: Database) -> list[JobPublic]:
+    with db.read() as session:
+        jobs = session.scalars(select(Job).order_by(Job.id.desc()).limit(RECENT_JOBS))
+        return [job_public(job) for job in jobs]
+
+
+def _estimate_or_none(db: Database, audit_id: int) -> EstimatePublic | None:
+    """The estimate, or None while the pool has fewer than 2 samples (nothing to estimate yet)."""
+    try:
+        return audit_estimate(db, audit_id)
+    except ValueError:
+        return None
+
+
+def _clusters_or_none(
+    request: Request, db: Database, audit_id: int
+) -> insights.ClustersPublic | None:
+    def sample_url(idx: int) -> str:
+        return str(request.url_for("get_sample_png", audit_id=audit_id, idx=idx).path)
+
+    try:
+        return insights.audit_clusters(db, audit_id, sample_url)
+    except ValueError:
+        return None
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, state: StateDep) -> HTMLResponse:
+def home(request: Request, state: StateDep, viewer: ViewerDep) -> Response:
+    if viewer is None:
+        return to_login(request)
     with state.db.read() as session:
         generators = generator_store.list_generators(session)
-    return TEMPLATES.TemplateResponse(
+    audits = describe_audits(state.db)
+    return _page(
         request,
         "index.html",
-        {"audits": describe_audits(state.db), "generators": generators},
+        {
+            "audits": audits,
+            # A job that has not finished a step has no progress of its own yet: its row shows its audit's.
+            "audit_progress": {a.id: a.progress for a in audits},
+            "generators": generators,
+            "jobs": _recent_jobs(state.db),
+            "viewer": viewer,
+        },
+    )
+
+
+@router.get("/generators/new", response_class=HTMLResponse)
+def upload_page(request: Request, viewer: ViewerDep) -> Response:
+    if viewer is None:
+        return to_login(request)
+    architectures = {
+        name: {f.name: f.default for f in dataclasses.fields(arch.config_type)}
+        for name, arch in ARCHITECTURES.items()
+    }
+    return _page(
+        request,
+        "generator_new.html",
+        {
+            "formats": FORMATS,
+            "loadable": LOADABLE,
+            "architectures": architectures,
+            "viewer": viewer,
+        },
+    )
+
+
+@router.get("/audits/new", response_class=HTMLResponse)
+def new_audit_page(
+    request: Request, state: StateDep, viewer: ViewerDep, generator_id: int | None = None
+) -> Response:
+    if viewer is None:
+        return to_login(request)
+    with state.db.read() as session:
+        generators = [g for g in generator_store.list_generators(session) if g.status == "ready"]
+    context = {"generators": generators, "selected": generator_id, "viewer": viewer}
+    return _page(request, "audit_new.html", context)
+
+
+@router.get("/audits/{audit_id}", response_class=HTMLResponse)
+def audit_page(request: Request, state: StateDep, viewer: ViewerDep, audit_id: AuditId) -> Response:
+    if viewer is None:
+        return to_login(request)
+    try:
+        audit = describe_audit(state.db, audit_id)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    context = {
+        "audit": audit,
+        "audit_id": audit_id,
+        "estimate": _estimate_or_none(state.db, audit_id),
+        "clusters": _clusters_or_none(request, state.db, audit_id),
+        "viewer": viewer,
+    }
+    return _page(request, "audit.html", context)
+
+
+@router.get("/audits/{audit_id}/panel", response_class=HTMLResponse)
+def estimate_fragment(
+    request: Request, state: StateDep, viewer: ViewerDep, audit_id: AuditId
+) -> Response:
+    """The estimate panel alone, for the audit page to swap in as labels arrive."""
+    if viewer is None:
+        return _fragment_refused()
+    try:
+        audit = describe_audit(state.db, audit_id)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    estimate = _estimate_or_none(state.db, audit_id)
+    return _page(request, "_estimate.html", {"audit": audit, "estimate": estimate})
+
+
+@router.get("/audits/{audit_id}/gallery", response_class=HTMLResponse)
+def clusters_fragment(
+    request: Request, state: StateDep, viewer: ViewerDep, audit_id: AuditId
+) -> Response:
+    """The duplicate-cluster gallery alone, for the audit page to swap in."""
+    if viewer is None:
+        return _fragment_refused()
+    try:
+        describe_audit(state.db, audit_id)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    clusters = _clusters_or_none(request, state.db, audit_id)
+    return _page(request, "_clusters.html", {"clusters": clusters, "audit_id": audit_id})
+
+
+@router.get("/audits/{audit_id}/review", response_class=HTMLResponse)
+def review_page(
+    request: Request, state: StateDep, viewer: ViewerDep, audit_id: AuditId
+) -> Response:
+    if viewer is None:
+        return to_login(request)
+    try:
+        audit = describe_audit(state.db, audit_id)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    return _page(request, "review.html", {"audit": audit, "viewer": viewer})
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    audit: AuditPublic
+    estimate: EstimatePublic | None
+
+    @property
+    def truth(self) -> int | None:
+        """The true N_eff of a uniform synthetic source with no continuous part: its K."""
+        spec = self.audit.synthetic
+        if not spec or spec.get("zipf", 0) or spec.get("continuous", 0):
+            return None
+        support = spec.get("support")
+        return int(support) if support is not None else None
+
+    def point(self) -> dict[str, Any]:
+        """What the compare chart draws for this audit."""
+        e = self.estimate
+        return {
+            "id": self.audit.id,
+            "n_eff": e.n_eff if e else None,
+            "low": e.n_eff_low if e else None,
+            "high": e.n_eff_high if e else None,
+            "level": e.level if e else None,
+            "truth": self.truth,
+        }
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request,
+    state: StateDep,
+    viewer: ViewerDep,
+    ids: Annotated[list[int] | None, Query()] = None,
+) -> Response:
+    """Several audits' estimates side by side; with no `ids`, every finished audit."""
+    if viewer is None:
+        return to_login(request)
+    audits = describe_audits(state.db)
+    by_id: dict[int, AuditPublic] = {a.id: a for a in audits}
+    if ids is None:
+        chosen = [a.id for a in reversed(audits) if a.status == "done"]
+    else:
+        chosen = [i for i in dict.fromkeys(ids) if i in by_id]
+    rows = [CompareRow(by_id[i], _estimate_or_none(state.db, i)) for i in chosen]
+    series = [row.point() for row in rows]
+    return _page(
+        request,
+        "compare.html",
+        {
+            "audits": audits,
+            "rows": rows,
+            "series": series,
+            "chosen": set(chosen),
+            "viewer": viewer,
+        },
     )

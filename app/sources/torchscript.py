@@ -1,0 +1,95 @@
+"""Samples from an uploaded TorchScript generator, run in a child process (torchscript_worker)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from app.sources.base import SampleChunk, check_indices, sample_rng
+from app.sources.torchscript_worker import array_bytes, bytes_array, read_frame, write_frame
+
+_LATENT_STREAM = 3  # the same latents as a built-in checkpoint with the same seed
+BATCH = 256
+
+
+class GeneratorProcess:
+    """One child process holding the module; closed with the source."""
+
+    def __init__(self, path: Path) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "app.sources.torchscript_worker", str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def run(self, latents: NDArray[np.float32]) -> NDArray[np.float32]:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        try:
+            write_frame(self._process.stdin, b"A", array_bytes(latents))
+            kind, payload = read_frame(self._process.stdout)
+        except (BrokenPipeError, EOFError) as exc:
+            raise ValueError("the TorchScript generator process died") from exc
+        if kind == b"E":
+            raise ValueError(json.loads(payload)["error"])
+        return bytes_array(payload).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(10)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def probe_torchscript(path: Path, latent_dim: int) -> tuple[int, int, int]:
+    """Output shape of a TorchScript generator, checked in a child process."""
+    process = GeneratorProcess(path)
+    try:
+        z = np.random.default_rng(0).standard_normal((4, latent_dim)).astype(np.float32)
+        out = process.run(z)
+    finally:
+        process.close()
+    if out.ndim != 4 or out.shape[0] != 4 or out.shape[1] not in (1, 3):
+        raise ValueError(
+            f"the generator must map (B, {latent_dim}) to images (B, C, H, W), got {out.shape}"
+        )
+    if not np.isfinite(out).all():
+        raise ValueError("the generator produced NaN or infinite values")
+    return int(out.shape[1]), int(out.shape[2]), int(out.shape[3])
+
+
+class TorchScriptSource:
+    max_samples: int | None = None
+
+    def __init__(
+        self, path: Path, latent_dim: int, image_shape: tuple[int, int, int], seed: int
+    ) -> None:
+        self.latent_dim = latent_dim
+        self.image_shape = image_shape
+        self.seed = seed
+        self._process = GeneratorProcess(path)
+
+    def generate(self, indices: NDArray[np.int64]) -> SampleChunk:
+        check_indices(indices, self.max_samples)
+        latents = np.asarray(
+            [
+                sample_rng(self.seed, _LATENT_STREAM, i).standard_normal(self.latent_dim)
+                for i in indices.tolist()
+            ],
+            dtype=np.float32,
+        ).reshape(-1, self.latent_dim)
+        outputs = [self._process.run(latents[s : s + BATCH]) for s in range(0, len(latents), BATCH)]
+        images = (
+            np.concatenate(outputs) if outputs else np.empty((0, *self.image_shape), np.float32)
+        )
+        if images.shape[1:] != self.image_shape:
+            raise ValueError(f"the generator changed its output shape to {images.shape[1:]}")
+        return SampleChunk(images=torch.from_numpy(images).clamp(-1, 1), identities=None)

@@ -1,0 +1,30 @@
+"""The Jinja2 environment of the pages, with the number formats the dashboard shows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from fastapi.templating import Jinja2Templates
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
+
+
+def count(value: float | int | None) -> str:
+    """A count or size for people: thousands separated, large values to 3 significant digits."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if abs(value) >= 1e7:
+        return f"{value:.3g}".replace("e+0", "e").replace("e+", "e")
+    return f"{round(value):,}"
+
+
+def prob(value: float | None) -> str:
+    """A probability with the precision a glance needs."""
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if value >= 0.01 else f"{value:.1e}"
+
+
+TEMPLATES.env.filters["count"] = count
+TEMPLATES.env.filters["prob"] = prob

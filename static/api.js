@@ -1,0 +1,62 @@
+// Talking to the REST API: JSON in and out, RFC 9457 problem details turned into readable errors.
+
+export class ApiError extends Error {
+  constructor(status, detail, body) {
+    super(detail);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function problem(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  const detail = (body && (body.detail || body.title)) || `${response.status} ${response.statusText}`;
+  return new ApiError(response.status, detail, body);
+}
+
+// fetch() that throws ApiError on a 4xx/5xx and returns parsed JSON (null for 204).
+export async function api(url, options = {}) {
+  const init = { ...options, headers: { accept: "application/json", ...(options.headers || {}) } };
+  if (options.json !== undefined) {
+    init.body = JSON.stringify(options.json);
+    init.headers["content-type"] = "application/json";
+    delete init.json;
+  }
+  const response = await fetch(url, init);
+  if (!response.ok) throw await problem(response);
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+// A v4 UUID; crypto.randomUUID exists only in secure contexts (loopback or https).
+export function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+// Counts for people, the same rule as the server's `count` filter.
+export function count(value) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  if (Math.abs(value) >= 1e7) return value.toPrecision(3).replace("e+", "e");
+  return Math.round(value).toLocaleString("en-US");
+}
+
+// Show a problem's detail in a form's alert box (or clear it with null).
+export function showProblem(box, error) {
+  if (!error) {
+    box.hidden = true;
+    box.textContent = "";
+    return;
+  }
+  box.hidden = false;
+  box.textContent = error instanceof ApiError ? error.message : `Network error: ${error.message}`;
+}

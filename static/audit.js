@@ -1,0 +1,263 @@
+// Audit page: the estimate panel, its three figures and the cluster gallery, refreshed as labels
+// arrive (a review tab in this browser says so at once; other annotators are picked up by polling).
+import { api, count } from "./api.js";
+import { extent, plot, responsive } from "./charts.js";
+
+const page = document.querySelector("[data-audit-page]");
+const auditId = page.dataset.auditPage;
+const POLL_MS = 3000;
+const data = { batch: null, calibration: null, history: null };
+const plots = Object.fromEntries(
+  [...document.querySelectorAll("[data-plot]")].map((node) => [node.dataset.plot, node]),
+);
+
+function message(node, text) {
+  const p = document.createElement("p");
+  p.className = "empty";
+  p.textContent = text;
+  node.replaceChildren(p);
+}
+
+function drawBatch() {
+  const node = plots.batch;
+  const d = data.batch;
+  if (!d) return;
+  const points = d.points;
+  const sMax = points[points.length - 1].s;
+  const layers = [
+    { type: "band", name: "band", cls: "c-band", data: points.map((p) => ({ x: p.s, lo: p.p_low, hi: p.p_high })) },
+    { type: "hline", y: 0.5, cls: "c-half", label: "1/2" },
+    { type: "line", name: "model", cls: "c-model", data: points.map((p) => ({ x: p.s, y: p.p })) },
+    {
+      type: "points",
+      name: "pool",
+      cls: "c-pool",
+      data: points
+        .filter((p) => p.p_pool !== null)
+        .map((p) => ({ x: p.s, y: p.p_pool, title: `s=${p.s}: ${p.p_pool.toFixed(3)} of pool batches` })),
+    },
+  ];
+  if (d.s50) layers.push({ type: "vline", name: "s50", cls: "c-s50", x: d.s50, label: `s₅₀ = ${count(d.s50)}` });
+  plot(node, {
+    title: "batch curve",
+    x: { label: "batch size s", domain: [0, sMax] },
+    y: { label: "P(duplicate in batch)", domain: [0, 1] },
+    layers,
+    legend: [
+      { cls: "c-model", label: "1 − exp(−C(s,2) q̂)" },
+      { cls: "c-band", label: `${Math.round(d.level * 100)}% interval` },
+      { cls: "c-pool", label: "batches drawn from the pool" },
+    ],
+  });
+}
+
+// A fixed jitter per pair, so points do not hop between refreshes.
+function jitter(id) {
+  const h = Math.sin(id * 12.9898) * 43758.5453;
+  return (h - Math.floor(h) - 0.5) * 0.08;
+}
+
+function drawCalibration() {
+  const node = plots.calibration;
+  const d = data.calibration;
+  if (!d) return;
+  if (!d.bins.length) return message(node, "No candidate pairs yet.");
+  const lo = d.bins[0].low;
+  const hi = d.bins[d.bins.length - 1].high;
+  const levels = { duplicate: 1, unsure: 0.5, distinct: 0 };
+  const labelled = (label) => ({
+    type: "points",
+    name: label,
+    cls: `c-${label}`,
+    r: 2.5,
+    data: d.points
+      .filter((p) => p.label === label)
+      .map((p) => ({ x: p.distance, y: levels[label] + jitter(p.pair_id), title: `pair ${p.pair_id}: ${label}, d=${p.distance.toPrecision(4)}` })),
+  });
+  plot(node, {
+    title: "calibration",
+    x: { label: "distance", domain: hi > lo ? [lo, hi] : [lo - 0.5, hi + 0.5] },
+    y: { label: "P(duplicate | distance)", domain: [-0.08, 1.08] },
+    y2: { label: "candidate pairs", domain: [0, Math.max(1, ...d.bins.map((b) => b.candidates)) * 1.1] },
+    layers: [
+      {
+        type: "bars",
+        name: "histogram",
+        axis: "y2",
+        cls: "c-hist",
+        data: d.bins.map((b) => ({ x0: b.low, x1: b.high, y: b.candidates, title: `${b.candidates} candidates` })),
+      },
+      labelled("distinct"),
+      labelled("unsure"),
+      labelled("duplicate"),
+      { type: "line", name: "fit", cls: "c-fit", step: true, data: d.fit.map((f) => ({ x: f.distance, y: f.p })) },
+      {
+        type: "points",
+        name: "rate",
+        cls: "c-rate",
+        r: 4,
+        data: d.bins
+          .filter((b) => b.p_duplicate !== null)
+          .map((b) => ({
+            x: (b.low + b.high) / 2,
+            y: b.p_duplicate,
+            lo: b.p_low,
+            hi: b.p_high,
+            title: `${b.duplicate} of ${b.duplicate + b.distinct} duplicate`,
+          })),
+      },
+    ],
+    legend: [
+      { cls: "c-hist", label: "candidates" },
+      { cls: "c-duplicate", label: "duplicate" },
+      { cls: "c-distinct", label: "distinct" },
+      { cls: "c-unsure", label: "unsure" },
+      { cls: "c-rate", label: "share per bin (Wilson)" },
+      { cls: "c-fit", label: "isotonic fit" },
+    ],
+  });
+  if (d.beyond > 0) {
+    const note = document.createElement("p");
+    note.className = "note";
+    note.textContent = `Zoomed on the labelled distances: ${count(d.beyond)} of ${count(d.candidate_pairs)} candidates lie farther than ${hi.toPrecision(3)}.`;
+    node.appendChild(note);
+  }
+}
+
+function drawHistory() {
+  const node = plots.history;
+  const d = data.history;
+  if (!d) return;
+  if (!d.points.length) return message(node, "No judgements yet: the estimate appears with the first label.");
+  const values = d.points.flatMap((p) => [p.n_eff, p.n_eff_low, p.n_eff_high]).filter((v) => v !== null);
+  const domain = extent(values, { log: true });
+  const x = (p) => p.judgements;
+  const last = d.points[d.points.length - 1].judgements;
+  plot(node, {
+    title: "estimate history",
+    x: { label: "judgements", domain: [0, Math.max(1, last)] },
+    y: { label: "N_eff", log: true, domain },
+    layers: [
+      {
+        type: "band",
+        name: "band",
+        cls: "c-band",
+        data: d.points.map((p) => ({ x: x(p), lo: p.n_eff_low, hi: p.n_eff_high ?? domain[1] })),
+      },
+      { type: "line", name: "bound", cls: "c-bound", data: d.points.map((p) => ({ x: x(p), y: p.n_eff === null ? p.n_eff_low : null })) },
+      { type: "line", name: "estimate", cls: "c-model", data: d.points.map((p) => ({ x: x(p), y: p.n_eff })) },
+      {
+        type: "points",
+        name: "estimate-points",
+        cls: "c-model",
+        r: 2.5,
+        data: d.points.map((p) => ({ x: x(p), y: p.n_eff, title: `after ${p.judgements}: ${count(p.n_eff)} (D=${p.duplicate_pairs})` })),
+      },
+    ],
+    legend: [
+      { cls: "c-model", label: "N_eff" },
+      { cls: "c-band", label: `${Math.round(d.level * 100)}% interval` },
+      ...(d.points.some((p) => p.n_eff === null) ? [{ cls: "c-bound", label: "lower bound, no duplicate yet" }] : []),
+    ],
+  });
+  node.querySelector("svg").dataset.judgements = d.judgements;
+}
+
+const FIGURES = {
+  batch: { url: "batch-curve", draw: drawBatch },
+  calibration: { url: "calibration?span=labelled", draw: drawCalibration },
+  history: { url: "estimate-history", draw: drawHistory },
+};
+
+async function loadFigures() {
+  await Promise.all(
+    Object.entries(FIGURES).map(async ([key, figure]) => {
+      try {
+        data[key] = await api(`/api/audits/${auditId}/${figure.url}`);
+        figure.draw();
+        plots[key].dataset.ready = "true";
+      } catch (error) {
+        data[key] = null;
+        message(plots[key], error.status === 422 ? "No data yet: the pool has fewer than 2 samples." : error.message);
+      }
+    }),
+  );
+}
+
+async function swap(node) {
+  const response = await fetch(node.dataset.fragment, { headers: { accept: "text/html" } });
+  if (!response.ok) return false;
+  // Compare as the browser serialises both, so the server's whitespace and entities do not count.
+  const parsed = document.createElement("template");
+  parsed.innerHTML = await response.text();
+  if (parsed.innerHTML === node.innerHTML) return false;
+  node.innerHTML = parsed.innerHTML;
+  return true;
+}
+
+let refreshing = null;
+let again = false;
+
+// One refresh at a time; a request during one runs once more after it.
+async function refresh() {
+  if (refreshing) {
+    again = true;
+    return refreshing;
+  }
+  refreshing = (async () => {
+    try {
+      const panel = document.getElementById("estimate-panel");
+      if (await swap(panel)) await Promise.all([swap(document.getElementById("gallery")), loadFigures()]);
+    } catch {
+      // Offline for a moment: the next poll tries again.
+    }
+  })();
+  await refreshing;
+  refreshing = null;
+  if (again) {
+    again = false;
+    await refresh();
+  }
+}
+
+function live() {
+  const meta = document.querySelector(".audit-meta");
+  if (!["queued", "running"].includes(meta.dataset.state)) return;
+  const source = new EventSource(`/api/audits/${auditId}/events`);
+  const setStatus = (status) => {
+    meta.dataset.state = status;
+    const badge = meta.querySelector("[data-status]");
+    badge.textContent = status;
+    badge.className = `badge status-${status}`;
+  };
+  source.addEventListener("progress", (event) => {
+    const p = JSON.parse(event.data);
+    const bar = meta.querySelector("progress");
+    bar.max = p.n;
+    bar.value = p.samples_done;
+    meta.querySelector("[data-done]").textContent = count(p.samples_done);
+    meta.querySelector("[data-pairs]").textContent = count(p.candidate_pairs);
+    if (p.status) setStatus(p.status);
+    // The first event carries the status: the job may have ended before the stream opened.
+    if (p.status && !["queued", "running"].includes(p.status)) {
+      source.close();
+      refresh();
+    }
+  });
+  source.addEventListener("status", (event) => {
+    const { status } = JSON.parse(event.data);
+    setStatus(status);
+    if (!["queued", "running"].includes(status)) {
+      source.close();
+      refresh();
+    }
+  });
+}
+
+for (const [key, figure] of Object.entries(FIGURES)) responsive(plots[key], figure.draw);
+loadFigures();
+live();
+new BroadcastChannel(`birthday-audit-${auditId}`).addEventListener("message", () => refresh());
+setInterval(() => {
+  if (document.visibilityState === "visible") refresh();
+}, POLL_MS);

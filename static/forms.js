@@ -1,0 +1,123 @@
+// The upload and new-audit forms: send to the REST API, show its problem details next to the form.
+import { api, ApiError, showProblem } from "./api.js";
+
+const NUMBER = /^-?\d+(\.\d+)?$/;
+
+// POST multipart with upload progress (generators can be hundreds of MB), resolving to the JSON body.
+function postMultipart(url, data, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", url);
+    xhr.setRequestHeader("accept", "application/json");
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    });
+    xhr.addEventListener("load", () => {
+      const body = xhr.response;
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+      else reject(new ApiError(xhr.status, (body && body.detail) || `${xhr.status} ${xhr.statusText}`, body));
+    });
+    xhr.addEventListener("error", () => reject(new Error("the upload did not reach the server")));
+    xhr.send(data);
+  });
+}
+
+function uploadForm(form) {
+  const box = form.querySelector("[data-problem]");
+  const bar = form.querySelector("[data-upload-progress]");
+  const format = form.elements.format;
+  const weightsOnly = () => {
+    for (const el of document.querySelectorAll("[data-weights-only]")) el.hidden = format.value === "samples";
+  };
+  format.addEventListener("change", weightsOnly);
+  weightsOnly();
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showProblem(box, null);
+    if (!form.elements.name.value.trim()) return showProblem(box, new ApiError(0, "Give the generator a name."));
+    if (!form.elements.file.files.length) return showProblem(box, new ApiError(0, "Choose a file to upload."));
+    const data = new FormData(form);
+    for (const key of ["architecture", "latent_dim", "options"]) {
+      if (!String(data.get(key) ?? "").trim() || format.value === "samples") data.delete(key);
+    }
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    bar.hidden = false;
+    bar.value = 0;
+    try {
+      const generator = await postMultipart("/api/generators", data, (share) => (bar.value = share));
+      uploaded(generator);
+    } catch (error) {
+      showProblem(box, error);
+    } finally {
+      button.disabled = false;
+      bar.hidden = true;
+    }
+  });
+}
+
+function uploaded(generator) {
+  const section = document.querySelector("[data-uploaded]");
+  section.hidden = false;
+  section.querySelector("[data-generator-name]").textContent = `#${generator.id} ${generator.name}`;
+  const shape = generator.image_shape ? generator.image_shape.join("×") : "?";
+  const latent = generator.latent_dim ? `, latent size ${generator.latent_dim}` : "";
+  section.querySelector("[data-generator-summary]").textContent =
+    `${generator.format}${generator.architecture ? ` ${generator.architecture}` : ""}: images ${shape}${latent}; status ${generator.status}.`;
+  section.querySelector("[data-audit-form]").dataset.generator = generator.id;
+  section.scrollIntoView({ block: "nearest" });
+}
+
+function numberField(form, name, label, problems) {
+  const raw = String(form.elements[name]?.value ?? "").trim();
+  if (!NUMBER.test(raw)) {
+    problems.push(`${label} must be a number`);
+    return null;
+  }
+  return Number(raw);
+}
+
+function auditBody(form) {
+  const problems = [];
+  const body = {
+    n: numberField(form, "n", "Pool size n", problems),
+    embedder: form.elements.embedder.value,
+    seed: numberField(form, "seed", "Seed", problems),
+  };
+  const source = form.elements.source?.value || "generator";
+  if (form.dataset.generator) {
+    body.generator_id = Number(form.dataset.generator);
+  } else if (source === "synthetic") {
+    body.synthetic = {
+      support: numberField(form, "support", "K", problems),
+      zipf: numberField(form, "zipf", "Zipf", problems),
+      noise: numberField(form, "noise", "noise", problems),
+    };
+  } else {
+    body.generator_id = Number(form.elements.generator_id.value);
+  }
+  return { body, problems };
+}
+
+function auditForm(form) {
+  const box = form.querySelector("[data-problem]");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const { body, problems } = auditBody(form);
+    if (problems.length) return showProblem(box, new ApiError(0, `${problems.join("; ")}.`));
+    showProblem(box, null);
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const audit = await api("/api/audits", { method: "POST", json: body });
+      location.assign(`/audits/${audit.id}`);
+    } catch (error) {
+      showProblem(box, error);
+      button.disabled = false;
+    }
+  });
+}
+
+document.querySelectorAll("[data-upload-form]").forEach(uploadForm);
+document.querySelectorAll("[data-audit-form]").forEach(auditForm);
