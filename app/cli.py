@@ -185,7 +185,7 @@ def train(
             dataset_options={"image_size": image_size} if image_size else {},
         )
         db = _open(settings)
-        run, job = create_run(db, body)
+        run, job = create_run(db, settings.data_dir, body)
     except (ValidationError, ValueError) as exc:
         _fail(str(exc))
         return

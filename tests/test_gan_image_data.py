@@ -104,6 +104,7 @@ def test_image_folder_crops_resizes_and_converts(tmp_path: Path) -> None:
     assert first[:, 4, 4].tolist() == [0, 255, 0]
     assert first[:, 0, 0].tolist() == [255, 0, 0]
     grey = make_dataset("folder", path=tmp_path, image_size=8, channels=1)
+    assert isinstance(grey, ImageArrayDataset)
     assert grey.sample_shape == (1, 8, 8)
     assert abs(int(grey.images[1, 0, 4, 4]) - 128) <= 2  # JPEG may move a flat grey by a step
 

@@ -106,3 +106,9 @@ def test_bad_training_requests_are_problem_details(client: TestClient) -> None:
     assert_problem(client.post("/api/sweeps", json=big), 422)
     assert_problem(client.get("/api/training-runs/999"), 404)
     assert_problem(client.get("/api/sweeps/999"), 404)
+
+
+def test_local_datasets_stay_inside_the_datasets_directory(client: TestClient) -> None:
+    for path in ("/etc", "../models", ""):
+        body = {"dataset": "folder", "loss": "rsgan", "dataset_options": {"path": path}}
+        assert_problem(client.post("/api/training-runs", json=body), 422)

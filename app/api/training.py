@@ -46,7 +46,7 @@ def create_training_run(
     state: StateDep, _: AnnotatorDep, body: TrainingRunCreate
 ) -> TrainingRunPublic:
     """Queue a GAN training run; its generator is registered when it finishes."""
-    run, job = training_service.create_run(state.db, body)
+    run, job = training_service.create_run(state.db, state.settings.data_dir, body)
     state.runner.submit(job.id)
     return training_service.run_public(run, job.id)
 
@@ -101,7 +101,7 @@ def get_training_grid(state: StateDep, run_id: int, step: int) -> Response:
 @router.post("/sweeps", status_code=status.HTTP_202_ACCEPTED, response_model=SweepPublic)
 def create_sweep(state: StateDep, _: AnnotatorDep, body: SweepCreate) -> SweepPublic:
     """Queue a grid of training runs (loss x latent size x discriminator width x seed)."""
-    sweep_id, job_ids = training_service.create_sweep(state.db, body)
+    sweep_id, job_ids = training_service.create_sweep(state.db, state.settings.data_dir, body)
     for job_id in job_ids:
         state.runner.submit(job_id)
     return get_sweep(state, sweep_id)

@@ -42,8 +42,8 @@ def train_config(fields: dict[str, Any]) -> TrainConfig:
     if "betas" in values and values["betas"] is not None:
         values["betas"] = tuple(values["betas"])
     config = TrainConfig(**values)
-    # Building the dataset and options checks everything a run would trip on, before queueing.
-    make_dataset(config.dataset, **dict(config.dataset_options))
+    # Building the loop (without running it) checks data, architecture and options together.
+    train(dataclasses.replace(config, device="cpu"))
     return config
 
 

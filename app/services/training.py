@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from app.jobs.train import train_config
@@ -11,20 +12,36 @@ from app.store import training as training_store
 from app.store.db import Database
 from app.store.models import Job, TrainingRun
 
+LOCAL_DATASETS = ("npz", "folder")
 
-def _config(body: TrainingRunCreate) -> dict[str, Any]:
+
+def _local_path(data_dir: Path, relative: object) -> str:
+    """Datasets on disk live under data_dir/datasets: no user may point training at any file."""
+    if not isinstance(relative, str) or not relative:
+        raise ValueError("dataset_options.path must be a path relative to the datasets directory")
+    path = PurePosixPath(relative)
+    if path.is_absolute() or ".." in path.parts or "\\" in relative:
+        raise ValueError("dataset_options.path must stay inside the datasets directory")
+    return str((data_dir / "datasets" / path).resolve())
+
+
+def _config(body: TrainingRunCreate, data_dir: Path) -> dict[str, Any]:
     fields = body.model_dump()
+    if fields["dataset"] in LOCAL_DATASETS:
+        options = dict(fields["dataset_options"])
+        options["path"] = _local_path(data_dir, options.get("path"))
+        fields["dataset_options"] = options
     train_config(fields)  # refuses unknown datasets, losses and options before anything is queued
     return fields
 
 
-def create_run(db: Database, body: TrainingRunCreate) -> tuple[TrainingRun, Job]:
-    config = _config(body)
+def create_run(db: Database, data_dir: Path, body: TrainingRunCreate) -> tuple[TrainingRun, Job]:
+    config = _config(body, data_dir)
     with db.write() as session:
         return training_store.create_run(session, config)
 
 
-def create_sweep(db: Database, body: SweepCreate) -> tuple[int, list[int]]:
+def create_sweep(db: Database, data_dir: Path, body: SweepCreate) -> tuple[int, list[int]]:
     """One training run per grid cell, all queued; returns (sweep id, job ids)."""
     configs = [
         _config(
@@ -38,7 +55,8 @@ def create_sweep(db: Database, body: SweepCreate) -> tuple[int, list[int]]:
                 seed=seed,
                 dataset_options=body.dataset_options,
                 sample_every=0,
-            )
+            ),
+            data_dir,
         )
         for loss, latent, width, seed in itertools.product(
             body.losses, body.latent_dims, body.d_widths, body.seeds
