@@ -24,6 +24,7 @@ from app.api.deps import AppState
 from app.api.problems import install_problem_handlers
 from app.jobs.events import EventBus
 from app.jobs.runner import JobRunner
+from app.services.builtin import register_builtin_generators
 from app.settings import Settings
 from app.store.db import Database
 from app.store.migrate import upgrade
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     url = settings.resolved_database_url()
     upgrade(url)
     db = Database(url, settings.sqlite_busy_timeout_ms)
+    register_builtin_generators(db, settings)
     events = EventBus()
     runner = JobRunner(db, settings, events)
     state = AppState(settings=settings, db=db, runner=runner, events=events)

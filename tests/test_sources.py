@@ -102,3 +102,28 @@ def test_huge_uniform_support_needs_no_table() -> None:
     ids = [source.identity(i)[0] for i in range(1000)]
     assert len(set(ids)) == 1000 and max(ids) < 10**9
     assert source.true_simpson() == pytest.approx(1e-9)
+
+
+def test_builtin_generator_is_registered_once_and_auditable(tmp_path: Path) -> None:
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import Settings
+    from tests.conftest import wait_for_audit
+
+    shipped = (
+        Path(__file__).resolve().parents[1] / "models" / "builtin" / "dcgan-digits-16.safetensors"
+    )
+    settings = Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models")
+    (settings.models_dir / "builtin").mkdir(parents=True)
+    shutil.copy(shipped, settings.models_dir / "builtin")
+    for _ in range(2):  # a restart must not register it twice
+        with TestClient(create_app(settings)) as client:
+            generators = client.get("/api/generators").json()
+    assert [g["name"] for g in generators] == ["built-in: dcgan-digits-16"]
+    assert generators[0]["image_shape"] == [1, 16, 16] and generators[0]["latent_dim"] == 32
+    with TestClient(create_app(settings)) as client:
+        audit = client.post("/api/audits", json={"generator_id": generators[0]["id"], "n": 300})
+        assert wait_for_audit(client, audit.json()["id"])["status"] == "done"
