@@ -127,6 +127,7 @@ def test_random_pairs_validate_generations() -> None:
 
 def test_edges_grow_geometrically_from_the_closest_pair_and_from_a_centre() -> None:
     d = np.arange(1000, dtype=np.float64)
+    assert derive_edges(d) == derive_edges(d, base=4, growth=2.0)
     edges = derive_edges(d, base=16, growth=2.0)
     ranks = [math.ceil(e) for e in edges]  # cut midway: rank r sits at r - 0.5
     assert ranks == [16, 48, 112, 240, 496]
@@ -163,6 +164,7 @@ def test_reach_and_update_keep_the_sample_exact() -> None:
     assert set(design.breaks) <= set(moved.breaks)
     assert np.array_equal(reached(moved, c), before)
     assert update_design(design, c) is design  # nothing grew, no new centre
+    assert update_design(moved, c, centre=0.301) is moved  # a small move changes nothing
     assert update_design(design, grown).derived_for == len(grown)
     assert ReviewDesign.from_dict(moved.to_dict()) == moved
 
@@ -196,7 +198,7 @@ def test_the_queue_samples_a_stratum_by_simple_random_sampling() -> None:
     c = Candidates.build(20, [0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 11], [0.1] * 6)
     truth = np.array([1, 0, 1, 0, 0, 1], dtype=np.int8)
     counts: Counter[tuple[int, ...]] = Counter()
-    seeds = 2000
+    seeds = 1000
     for seed in range(seeds):
         design = new_design(c, seed, random_share=0.0, random_min=0, min_per_stratum=3)
         labels = np.full(6, UNKNOWN, dtype=np.int8)

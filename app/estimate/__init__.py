@@ -1,5 +1,6 @@
-"""Statistics of the birthday test: clusters of judgements, N_eff = 1/q with intervals, and
-the paper's batch view. Pure functions over counts; no I/O."""
+"""Statistics of the birthday test: clusters of judgements, N_eff = 1/q with intervals, the
+review design for incomplete labels, the stopping rule, and the paper's batch view beside
+secondary figures. Pure functions over arrays; no I/O."""
 
 from app.estimate.batch import (
     batch_collision,
@@ -10,6 +11,56 @@ from app.estimate.batch import (
     uniform_batch_collision,
 )
 from app.estimate.clusters import Clustering, cluster_judgements
+from app.estimate.design import (
+    ReviewDesign,
+    candidate_strata,
+    derive_edges,
+    inclusion,
+    new_design,
+    post_strata,
+    queue_order,
+    reach,
+    reached,
+    sample_noncandidate_pairs,
+    stratum_of,
+    update_design,
+)
+from app.estimate.incomplete import (
+    DuplicateRateFit,
+    IncompleteEstimate,
+    Parts,
+    ResidualFrame,
+    StratumEstimate,
+    duplicates_stop,
+    estimate_incomplete,
+    fit_duplicate_rate,
+    residual_frame,
+    u_statistic_variance,
+)
+from app.estimate.pairs import (
+    DISTINCT,
+    DUPLICATE,
+    UNKNOWN,
+    Candidates,
+    Evidence,
+    RandomPairs,
+    judge_evidence,
+    pair_fold,
+    pair_priority,
+)
+from app.estimate.queue import Handout, next_pair, next_pairs
+from app.estimate.secondary import (
+    BatchMLE,
+    Chao1,
+    PoolBatchView,
+    VendiScores,
+    chao1,
+    chao1_from_pool,
+    pool_batch_curve,
+    pool_batch_view,
+    uniform_batch_mle,
+    vendi_scores,
+)
 from app.estimate.simpson import (
     JackknifeCheck,
     SupportEstimate,
@@ -20,22 +71,76 @@ from app.estimate.simpson import (
     n_eff_bounds,
     zero_collision_bound,
 )
+from app.estimate.stopping import (
+    StopStatus,
+    labels_for_variance,
+    samples_for_width,
+    stopping_status,
+)
 
 __all__ = [
+    "DISTINCT",
+    "DUPLICATE",
+    "UNKNOWN",
+    "BatchMLE",
+    "Candidates",
+    "Chao1",
     "Clustering",
+    "DuplicateRateFit",
+    "Evidence",
+    "Handout",
+    "IncompleteEstimate",
     "JackknifeCheck",
+    "Parts",
+    "PoolBatchView",
+    "RandomPairs",
+    "ResidualFrame",
+    "ReviewDesign",
+    "StopStatus",
+    "StratumEstimate",
     "SupportEstimate",
+    "VendiScores",
     "batch_collision",
     "batch_curve",
     "batch_curve_empirical",
+    "candidate_strata",
+    "chao1",
+    "chao1_from_pool",
     "cluster_judgements",
     "collision_variance",
     "d_interval",
+    "derive_edges",
+    "duplicates_stop",
+    "estimate_incomplete",
     "estimate_support",
+    "fit_duplicate_rate",
+    "inclusion",
     "jackknife_var_q",
+    "judge_evidence",
+    "labels_for_variance",
     "n_eff_bounds",
+    "new_design",
+    "next_pair",
+    "next_pairs",
+    "pair_fold",
+    "pair_priority",
     "paper_support",
+    "pool_batch_curve",
+    "pool_batch_view",
+    "post_strata",
+    "queue_order",
+    "reach",
+    "reached",
+    "residual_frame",
     "s50",
+    "sample_noncandidate_pairs",
+    "samples_for_width",
+    "stopping_status",
+    "stratum_of",
+    "u_statistic_variance",
     "uniform_batch_collision",
+    "uniform_batch_mle",
+    "update_design",
+    "vendi_scores",
     "zero_collision_bound",
 ]

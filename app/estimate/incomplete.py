@@ -1,0 +1,617 @@
+"""N_eff when reviewers have labelled a designed sample of the pairs, not all of them.
+
+D, the number of duplicate pairs in the pool, is split three ways:
+
+* confirmed: D of the closure of the judgements (every pair inside a confirmed cluster, whether
+  the miner proposed it or not);
+* unreviewed: duplicates among candidate pairs whose value the judgements do not settle,
+  estimated per post-stratum of the design (design.post_strata) by a cross-fitted difference
+  estimator: the isotonic P(duplicate | distance) predicts each unsettled pair, and the
+  prediction errors on the sampled pairs, weighted by N_g / r_g, correct it. With a fixed
+  prediction this is design-unbiased however wrong the fit is (Sarndal, Swensson & Wretman
+  1992, 6.3); cross-fitting (each pair predicted by a fit that did not see its fold) keeps that
+  when the fit comes from the same labels;
+* missed: duplicates among pairs the miner never proposed and the closure does not cover,
+  a Horvitz-Thompson estimate from the uniform sample of non-candidate pairs.
+
+Closure makes a pair's value known without a label; a sampled pair counts as "settled by the
+others" when the values of the other observed pairs imply it (it is not a bridge of the
+duplicate graph, or another cannot-link joins its clusters). By exchangeability of a simple
+random sample, the mean of these leave-one-out residuals over the sampled pairs estimates the
+mean residual of an unsampled pair given all sampled ones (they differ only in sampling r - 1
+vs r pairs), so closure shrinks the estimate's variance without biasing it.
+
+Interval. Write D_hat - E[D] = (D_hat - D) + (D - E[D]). Given the pool, D_hat is (nearly)
+unbiased for D, so the cross term vanishes and Var(D_hat) = E[Var_design(D_hat | pool)] +
+Var(D): the label-sampling variance adds to the U-statistic variance of D (simpson.py), each
+estimated unbiasedly. The interval is the same log-scale interval as for complete labels; with
+every candidate settled and no random pairs it is exactly estimate_support's. Coverage is
+checked by simulation (tests/test_estimate_incomplete.py, bench/estimator.py).
+
+What no estimator can see: duplicates hidden among far candidate pairs where the sparse sample
+found none (the monotone fit then predicts 0 there), and duplicates the miner missed at a rate
+the random sample is too small to detect; `missed_ucb` gives the model-free bound on the latter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.stats import beta as beta_dist
+from scipy.stats import norm
+
+from app.estimate.design import ReviewDesign, candidate_strata, post_strata, reached
+from app.estimate.pairs import (
+    DISTINCT,
+    DUPLICATE,
+    UNKNOWN,
+    Candidates,
+    Evidence,
+    RandomPairs,
+    pair_priority,
+)
+from app.estimate.simpson import d_interval, n_eff_bounds, zero_collision_bound
+
+__all__ = [
+    "DuplicateRateFit",
+    "IncompleteEstimate",
+    "Parts",
+    "ResidualFrame",
+    "StratumEstimate",
+    "duplicates_stop",
+    "estimate_incomplete",
+    "fit_duplicate_rate",
+    "residual_frame",
+    "jeffreys_floor",
+    "residual_variance",
+    "u_statistic_variance",
+]
+
+FOLDS = 5  # cross-fitting folds
+
+
+@dataclass(frozen=True)
+class DuplicateRateFit:
+    """Decreasing isotonic P(duplicate | distance): the calibration curve.
+
+    Linear between knots, constant beyond the ends (as sklearn's IsotonicRegression predicts).
+    """
+
+    x: NDArray[np.float64]  # knots, increasing distances
+    y: NDArray[np.float64]  # fitted rate at the knots, non-increasing, in [0, 1]
+
+    def __call__(self, distance: ArrayLike) -> NDArray[np.float64]:
+        return np.asarray(np.interp(np.asarray(distance, dtype=np.float64), self.x, self.y))
+
+
+def _pava_decreasing(
+    y: NDArray[np.float64], w: NDArray[np.float64]
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Pool-adjacent-violators for a non-increasing fit: (block start indices, block values)."""
+    starts: list[int] = []
+    sums: list[float] = []
+    weights: list[float] = []
+    for k, (yk, wk) in enumerate(zip(y.tolist(), w.tolist(), strict=True)):
+        starts.append(k)
+        sums.append(yk * wk)
+        weights.append(wk)
+        # A later block may not exceed an earlier one: merge while it does.
+        while len(sums) >= 2 and sums[-1] * weights[-2] > sums[-2] * weights[-1]:
+            last_sum, last_weight = sums.pop(), weights.pop()
+            starts.pop()
+            sums[-1] += last_sum
+            weights[-1] += last_weight
+    values = np.asarray(sums) / np.asarray(weights)
+    return np.asarray(starts, dtype=np.int64), values
+
+
+def duplicates_stop(fit: DuplicateRateFit) -> float | None:
+    """The distance where the fitted duplicate rate first falls below 1/2: the centre the
+    design's strata should be finest around. None while the fit never reaches 1/2."""
+    above = fit.y >= 0.5
+    if not above.any() or above.all():
+        return None
+    k = int(np.argmin(above))  # first knot below 1/2; the one before is at or above it
+    x0, x1, y0, y1 = fit.x[k - 1], fit.x[k], fit.y[k - 1], fit.y[k]
+    return float(x0 + (y0 - 0.5) / (y0 - y1) * (x1 - x0)) if y0 > y1 else float(x1)
+
+
+def fit_duplicate_rate(
+    distance: ArrayLike, duplicate: ArrayLike, weight: ArrayLike | None = None
+) -> DuplicateRateFit:
+    """Weighted decreasing isotonic regression of duplicate (0/1) on distance.
+
+    Weights are inverse inclusion probabilities, so the fit estimates the rate among all
+    candidates at a distance, not among the labelled ones. Ties in distance are pooled first;
+    the fit is linear between the ends of adjacent blocks, as sklearn's IsotonicRegression
+    predicts. With no data the rate is 1/2.
+    """
+    x = np.asarray(distance, dtype=np.float64)
+    y = np.asarray(duplicate, dtype=np.float64)
+    w = np.ones_like(x) if weight is None else np.asarray(weight, dtype=np.float64)
+    if not (x.shape == y.shape == w.shape) or x.ndim != 1:
+        raise ValueError("distance, duplicate and weight must be 1-d arrays of one shape")
+    if x.size == 0:
+        return DuplicateRateFit(np.zeros(1), np.full(1, 0.5))
+    if np.any((y < 0) | (y > 1)) or np.any(w <= 0) or not np.all(np.isfinite(x)):
+        raise ValueError("duplicate must lie in [0, 1], weights be positive, distances finite")
+    ux, inverse = np.unique(x, return_inverse=True)
+    uw = np.bincount(inverse, weights=w).astype(np.float64)
+    uy = np.bincount(inverse, weights=w * y) / uw
+    starts, values = _pava_decreasing(uy, uw)
+    ends = np.append(starts[1:], ux.size) - 1
+    knots_x = np.stack([ux[starts], ux[ends]], axis=1).ravel()
+    knots_y = np.repeat(values, 2)
+    keep = np.append(True, knots_x[1:] != knots_x[:-1])  # one-point blocks give one knot
+    return DuplicateRateFit(knots_x[keep], np.clip(knots_y[keep], 0.0, 1.0))
+
+
+def _bridges(u: NDArray[np.int64], v: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Which edges of the simple graph with edges (u[k], v[k]) are bridges (Tarjan, iterative)."""
+    m = u.size
+    out = np.zeros(m, dtype=np.bool_)
+    if m == 0:
+        return out
+    nodes, inv = np.unique(np.concatenate([u, v]), return_inverse=True)
+    a, b = inv[:m], inv[m:]
+    adj: list[list[tuple[int, int]]] = [[] for _ in range(nodes.size)]
+    for k, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
+        adj[x].append((y, k))
+        adj[y].append((x, k))
+    disc = [-1] * nodes.size
+    low = [0] * nodes.size
+    clock = 0
+    for root in range(nodes.size):
+        if disc[root] >= 0:
+            continue
+        disc[root] = low[root] = clock
+        clock += 1
+        stack: list[tuple[int, int, int]] = [(root, -1, 0)]  # (node, edge in, next neighbour)
+        while stack:
+            node, via, nxt = stack[-1]
+            if nxt < len(adj[node]):
+                stack[-1] = (node, via, nxt + 1)
+                other, edge = adj[node][nxt]
+                if edge == via:
+                    continue
+                if disc[other] < 0:
+                    disc[other] = low[other] = clock
+                    clock += 1
+                    stack.append((other, edge, 0))
+                else:
+                    low[node] = min(low[node], disc[other])
+            else:
+                stack.pop()
+                if stack:
+                    parent = stack[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                    if low[node] > disc[parent]:
+                        out[via] = True
+    return out
+
+
+@dataclass(frozen=True)
+class ResidualFrame:
+    """Per-candidate quantities shared by the estimator and the review queue."""
+
+    value: NDArray[np.int8]  # Evidence.candidate_value
+    sampled: NDArray[np.bool_]  # reached with a known value: the design's sample
+    reached: NDArray[np.bool_]  # reached, known or not (an "unsure" or leased pair is unknown)
+    post: NDArray[np.int64]  # post-stratum
+    stratum: NDArray[np.int64]  # allocation stratum
+    weight: NDArray[np.float64]  # N_g / r_g for sampled pairs, 0 elsewhere
+    prediction: NDArray[np.float64]  # cross-fitted P(duplicate | distance)
+    residual: NDArray[np.float64]  # leave-one-out residual of sampled pairs, 0 elsewhere
+    settled_by_others: NDArray[np.bool_]  # sampled pairs whose value the other observations imply
+    fit: DuplicateRateFit  # fitted on all sampled pairs
+    random_residual: NDArray[np.float64]  # sampled random pairs: duplicate outside the closure
+    random_sampled: NDArray[np.bool_]
+
+
+def _duplicate_bridges(
+    candidates: Candidates, evidence: Evidence, sampled: NDArray[np.bool_]
+) -> NDArray[np.bool_]:
+    """Bridge flags of the observed duplicate candidate pairs (sampled or judged)."""
+    observed = (sampled | evidence.candidate_labelled) & (evidence.candidate_value == DUPLICATE)
+    out = np.zeros(len(candidates), dtype=np.bool_)
+    out[observed] = _bridges(candidates.i[observed], candidates.j[observed])
+    return out
+
+
+def _cannot_link_counts(candidates: Candidates, evidence: Evidence) -> NDArray[np.int64]:
+    """Per candidate: "not duplicate" judgements joining its two clusters, its own excluded.
+
+    A blocked "duplicate" judgement is no cannot-link, but the one that blocked it joins the
+    same two clusters, so its value is settled by the others too.
+    """
+    cl = evidence.clustering.labels
+    n_cl = np.int64(int(cl.max()) + 1)
+    a, b = cl[candidates.i], cl[candidates.j]
+    key = np.minimum(a, b) * n_cl + np.maximum(a, b)
+    own = evidence.candidate_label == DISTINCT
+    uniq, counts = np.unique(key[own], return_counts=True)
+    if uniq.size == 0:
+        return np.zeros(len(candidates), dtype=np.int64)
+    pos = np.minimum(np.searchsorted(uniq, key), uniq.size - 1)
+    found = np.where(uniq[pos] == key, counts[pos], 0)
+    return np.asarray(found - own.astype(np.int64), dtype=np.int64)
+
+
+def _random_sample(random_pairs: RandomPairs, evidence: Evidence, seed: int) -> NDArray[np.bool_]:
+    """Per generation, the random pairs in priority order up to the first unsettled one."""
+    out = np.zeros(len(random_pairs), dtype=np.bool_)
+    if len(random_pairs) == 0:
+        return out
+    u = pair_priority(seed, random_pairs.i, random_pairs.j)
+    for g in np.unique(random_pairs.generation):
+        idx = np.flatnonzero(random_pairs.generation == g)
+        idx = idx[np.argsort(u[idx], kind="stable")]
+        known = evidence.random_value[idx] != UNKNOWN
+        stop = idx.size if known.all() else int(np.argmin(known))
+        out[idx[:stop]] = True
+    return out
+
+
+def residual_frame(
+    candidates: Candidates,
+    design: ReviewDesign,
+    evidence: Evidence,
+    random_pairs: RandomPairs | None = None,
+    folds: int = FOLDS,
+) -> ResidualFrame:
+    """The sample, the cross-fitted predictions and the leave-one-out residuals."""
+    rand = random_pairs if random_pairs is not None else RandomPairs.empty(candidates.n)
+    if evidence.candidate_value.size != len(candidates) or evidence.random_value.size != len(rand):
+        raise ValueError("evidence does not match the candidates and random pairs")
+    value = evidence.candidate_value
+    hit = reached(design, candidates)
+    sampled = hit & (value != UNKNOWN)
+    post = post_strata(design, candidates)
+    size = np.bincount(post).astype(np.float64)
+    got = np.bincount(post, weights=sampled, minlength=size.size)
+    weight = np.where(sampled, size[post] / np.maximum(got[post], 1.0), 0.0)
+    y = (value == DUPLICATE).astype(np.float64)
+    fold = candidates.folds(design.seed, folds)
+    d = candidates.distance
+    idx = np.flatnonzero(sampled)
+    fit = fit_duplicate_rate(d[idx], y[idx], weight[idx])
+    prediction = np.empty(len(candidates), dtype=np.float64)
+    for k in range(folds):
+        train = idx[fold[idx] != k]
+        f_k = fit_duplicate_rate(d[train], y[train], weight[train]) if train.size else fit
+        part = fold == k
+        prediction[part] = f_k(d[part])
+
+    bridge = _duplicate_bridges(candidates, evidence, sampled)
+    links = _cannot_link_counts(candidates, evidence)
+    settled = sampled & np.where(value == DUPLICATE, ~bridge, links >= 1)
+    residual = np.where(sampled & ~settled, y - prediction, 0.0)
+    # Given the closure of candidate judgements, a sampled random pair that is a duplicate
+    # outside it is a duplicate the closure misses.
+    random_sampled = _random_sample(rand, evidence, design.seed)
+    cl = evidence.clustering.labels
+    outside = (evidence.random_value == DUPLICATE) & (cl[rand.i] != cl[rand.j])
+    return ResidualFrame(
+        value=value,
+        sampled=sampled,
+        reached=hit,
+        post=post,
+        stratum=candidate_strata(design, candidates),
+        weight=weight,
+        prediction=prediction,
+        residual=residual,
+        settled_by_others=settled,
+        fit=fit,
+        random_residual=np.where(random_sampled, outside, 0.0),
+        random_sampled=random_sampled,
+    )
+
+
+def jeffreys_floor(value: NDArray[np.int8], settled: NDArray[np.bool_]) -> float:
+    """Floor on a stratum's residual variance where its sample is mostly duplicates.
+
+    A stratum whose open (not settled by others) sampled pairs all turned out duplicates would
+    claim zero variance after a few labels. Such strata hold at most about twice as many pairs
+    as duplicates, so a Jeffreys floor (r_open / r) p (1 - p), p = (x + 1/2) / (r_open + 1),
+    costs little there. Strata dominated by distinct pairs can be huge; there the monotone fit
+    is trusted instead.
+    """
+    open_ = ~settled
+    r_open = int(open_.sum())
+    x_open = int((value[open_] == DUPLICATE).sum())
+    if r_open == 0 or 2 * x_open < r_open:
+        return 0.0
+    p = (x_open + 0.5) / (r_open + 1.0)
+    return r_open / value.size * p * (1.0 - p)
+
+
+def residual_variance(
+    residual: NDArray[np.float64], value: NDArray[np.int8], settled: NDArray[np.bool_]
+) -> float:
+    """s^2 of one stratum's leave-one-out residuals (ddof 1), at least jeffreys_floor."""
+    s2 = float(np.var(residual, ddof=1)) if residual.size >= 2 else 0.0
+    return max(s2, jeffreys_floor(value, settled))
+
+
+@dataclass(frozen=True)
+class StratumEstimate:
+    """One post-stratum: a distance band where every pair had the same chance to be sampled."""
+
+    low: float  # smallest and largest distance of its pairs
+    high: float
+    pairs: int  # N_g
+    sampled: int  # r_g: reached pairs with a known value
+    known_duplicates: int  # pairs known to be duplicates (judged or implied), sampled or not
+    unsettled: int  # pairs whose value is unknown (each needs a label once reached)
+    unreviewed: float  # estimated duplicates among its unsettled pairs
+    variance: float  # design variance of that estimate
+    inclusion: float  # r_g / N_g
+
+
+@dataclass(frozen=True)
+class Parts:
+    """D_hat = confirmed + unreviewed + missed."""
+
+    confirmed: int  # D of the closure: pairs inside confirmed clusters
+    direct: int  # of which a human judged directly
+    implied: int  # of which only the closure asserts
+    unreviewed: float  # estimated duplicates among candidate pairs nobody settled
+    missed: float  # estimated duplicates the miner did not propose, outside confirmed clusters
+
+
+@dataclass(frozen=True)
+class IncompleteEstimate:
+    """N_eff = 1/q (inverse Simpson index, the Hill number of order 2) from partial labels.
+
+    N_eff is a lower bound on support size that equals it for a uniform distribution. The
+    interval bounds E[D] = C(n, 2) q, and so N_eff, joining the pool's U-statistic variance and
+    the label-sampling variance.
+    """
+
+    n: int
+    pairs: int  # C(n, 2)
+    candidate_pairs: int
+    labelled_pairs: int  # judged pairs, candidates and random
+    sampled_pairs: int  # candidate pairs in the design's sample
+    d_hat: float  # estimated duplicate pairs in the pool
+    parts: Parts
+    q_hat: float  # d_hat / C(n, 2)
+    n_eff: float | None  # 1 / q_hat; None when d_hat = 0
+    p3_hat: float  # from the confirmed clusters (unreviewed duplicates are mostly pairs)
+    var_u: float  # U-statistic variance of D (pool sampling)
+    var_unreviewed: float  # design variance of the unreviewed part
+    var_missed: float  # design variance of the missed part
+    d_low: float  # bounds on E[D]
+    d_high: float
+    n_eff_low: float
+    n_eff_high: float | None  # None: no upper bound yet
+    level: float
+    unreviewed_ucb: float  # one-sided upper bound on the unreviewed part (model-assisted)
+    missed_ucb: float  # one-sided Clopper-Pearson bound on missed duplicates, model-free
+    jackknife_d_high: float  # conservative check: upper bound with the jackknife Var(D)
+    jackknife_n_eff_low: float
+    complete: bool  # every candidate pair is settled: nothing left to review
+    unexplored_strata: int  # allocation strata with fewer than min_per_stratum pairs sampled
+    random_to_go: int  # random pairs still to judge before the miner check counts as done
+    fit: DuplicateRateFit
+    strata: tuple[StratumEstimate, ...]
+
+    @property
+    def var_design(self) -> float:
+        return self.var_unreviewed + self.var_missed
+
+    @property
+    def var_total(self) -> float:
+        return self.var_u + self.var_design
+
+    @property
+    def relative_half_width(self) -> float | None:
+        """(n_eff_high - n_eff_low) / (2 n_eff); None without an estimate or an upper bound."""
+        if self.n_eff is None or self.n_eff_high is None:
+            return None
+        return (self.n_eff_high - self.n_eff_low) / (2.0 * self.n_eff)
+
+
+def u_statistic_variance(n: int, sizes: Counter[int], extra_pairs: float = 0.0) -> float:
+    """Estimated Var(D) (simpson._var_d_hat in floats) with extra_pairs estimated duplicate
+    pairs counted as clusters of two."""
+    pairs, n2 = n * (n - 1) / 2.0, float(n * (n - 1))
+    n3 = float(n * (n - 1) * (n - 2))
+    n4 = n3 * (n - 3)
+    ordered = sum(m * s * (s - 1) for s, m in sizes.items()) + 2.0 * extra_pairs
+    q = ordered / n2
+    p3 = sum(m * s * (s - 1) * (s - 2) for s, m in sizes.items()) / n3 if n3 else 0.0
+    if n4:
+        squares = sum(m * (s * (s - 1)) ** 2 for s, m in sizes.items()) + 4.0 * extra_pairs
+        fours = sum(m * s * (s - 1) * (s - 2) * (s - 3) for s, m in sizes.items())
+        q2 = (ordered**2 - squares + fours) / n4
+    else:
+        q2 = q * q
+    return max(pairs * (q - q2) + n3 * max(p3 - q2, 0.0), 0.0)
+
+
+def _jackknife_var_d(n: int, sizes: Counter[int], extra_pairs: float) -> float:
+    """Delete-one-sample jackknife variance of D (simpson._jackknife_var_q times C(n,2)^2)."""
+    pairs = n * (n - 1) / 2.0
+    d = sum(m * s * (s - 1) / 2.0 for s, m in sizes.items()) + extra_pairs
+    singles = n - sum(s * m for s, m in sizes.items()) - 2.0 * extra_pairs
+    spread = max(singles, 0.0) * (2 * d) ** 2 + 2.0 * extra_pairs * (2 * d - n) ** 2
+    spread += sum(s * m * (2 * d - n * (s - 1)) ** 2 for s, m in sizes.items())
+    var_q = (n - 1) * spread / (n * (n * (n - 1) * (n - 2) / 2.0) ** 2)
+    return var_q * pairs**2
+
+
+def _missed(
+    candidates: Candidates, rand: RandomPairs, frame: ResidualFrame, level: float
+) -> tuple[float, float, float]:
+    """HT estimate, variance and model-free upper bound of missed duplicates."""
+    total = var = ucb = 0.0
+    bounds = (0, *rand.pool_sizes)
+    for g in range(len(rand.pool_sizes)):
+        lo, hi = bounds[g], bounds[g + 1]
+        if hi > candidates.n:
+            continue
+        in_gen = (candidates.j >= lo) & (candidates.j < hi)
+        population = hi * (hi - 1) // 2 - lo * (lo - 1) // 2 - int(in_gen.sum())
+        mine = frame.random_sampled & (rand.generation == g)
+        m = int(mine.sum())
+        if population <= 0:
+            continue
+        if m == 0:
+            ucb += population
+            continue
+        res = frame.random_residual[mine]
+        x = int(res.sum())
+        total += population * x / m
+        if m >= 2:
+            var += population**2 * (1.0 - m / population) * float(np.var(res, ddof=1)) / m
+        upper = 1.0 if x >= m else float(beta_dist.ppf(level, x + 1, m - x))
+        ucb += population * upper
+    return total, var, ucb
+
+
+def _post_stratum_estimates(candidates: Candidates, frame: ResidualFrame) -> list[StratumEstimate]:
+    """Per post-stratum g: unreviewed_g = sum of predictions over its unsettled pairs +
+    (N_g - r_g) * mean leave-one-out residual of its sample, and the design variance
+    N_g^2 (1 - r_g/N_g) s_g^2 / r_g; with nothing sampled, the fit with Bernoulli variance."""
+    post, d = frame.post, candidates.distance
+    unknown = frame.value == UNKNOWN
+    size = np.bincount(post)
+    k = size.size
+    r = np.bincount(post, weights=frame.sampled, minlength=k).astype(np.int64)
+    known = np.bincount(post, weights=frame.value == DUPLICATE, minlength=k)
+    open_ = np.bincount(post, weights=unknown, minlength=k)
+    f = np.where(unknown, frame.prediction, 0.0)
+    predicted = np.bincount(post, weights=f, minlength=k)
+    bernoulli = np.bincount(post, weights=f * (1.0 - f), minlength=k)
+    res_sum = np.bincount(post, weights=frame.residual, minlength=k)
+    low, high = np.full(k, np.inf), np.full(k, -np.inf)
+    np.minimum.at(low, post, d)
+    np.maximum.at(high, post, d)
+    idx = np.flatnonzero(frame.sampled)
+    idx = idx[np.argsort(post[idx], kind="stable")]
+    groups = np.split(idx, np.searchsorted(post[idx], np.arange(1, k)))
+    out = []
+    for g in np.flatnonzero(size):
+        n_g, r_g = int(size[g]), int(r[g])
+        if r_g == 0:
+            part, var = float(predicted[g]), float(bernoulli[g])
+        else:
+            mine = groups[g]
+            part = float(predicted[g]) + (n_g - r_g) * float(res_sum[g]) / r_g
+            s2 = residual_variance(
+                frame.residual[mine], frame.value[mine], frame.settled_by_others[mine]
+            )
+            var = n_g**2 * (1.0 - r_g / n_g) * s2 / r_g
+        out.append(
+            StratumEstimate(
+                low=float(low[g]),
+                high=float(high[g]),
+                pairs=n_g,
+                sampled=r_g,
+                known_duplicates=int(known[g]),
+                unsettled=int(open_[g]),
+                unreviewed=part,
+                variance=var,
+                inclusion=r_g / n_g,
+            )
+        )
+    return out
+
+
+def _candidate_duplicates(frame: ResidualFrame) -> int:
+    return int((frame.value == DUPLICATE).sum())
+
+
+def _unexplored(design: ReviewDesign, frame: ResidualFrame) -> int:
+    size = np.bincount(frame.stratum, minlength=design.strata)
+    got = np.bincount(frame.stratum, weights=frame.sampled, minlength=design.strata)
+    return int(np.sum(got < np.minimum(design.min_per_stratum, size)))
+
+
+def estimate_incomplete(
+    candidates: Candidates,
+    design: ReviewDesign,
+    evidence: Evidence,
+    random_pairs: RandomPairs | None = None,
+    level: float = 0.95,
+    *,
+    frame: ResidualFrame | None = None,
+) -> IncompleteEstimate:
+    """D_hat, N_eff and their interval from the design's sample of labelled pairs.
+
+    `evidence` comes from pairs.judge_evidence on the same candidates and random pairs;
+    `frame`, if given, from residual_frame on the same arguments (the queue needs it too).
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    rand = random_pairs if random_pairs is not None else RandomPairs.empty(candidates.n)
+    if evidence.candidate_value.size != len(candidates) or evidence.random_value.size != len(rand):
+        raise ValueError("evidence does not match the candidates and random pairs")
+    n = candidates.n
+    if frame is None:
+        frame = residual_frame(candidates, design, evidence, rand)
+    strata = _post_stratum_estimates(candidates, frame)
+    open_pairs = int((frame.value == UNKNOWN).sum())
+    # Each part is an estimate of a count in a finite population: keep it there.
+    unreviewed = min(max(sum(st.unreviewed for st in strata), 0.0), float(open_pairs))
+    var_unreviewed = sum(st.variance for st in strata)
+    missed, var_missed, missed_ucb = _missed(candidates, rand, frame, level)
+    clustering = evidence.clustering
+    confirmed = clustering.d
+    outside = n * (n - 1) // 2 - len(candidates) - (confirmed - _candidate_duplicates(frame))
+    missed = min(missed, float(max(outside, 0)))
+    d_hat = confirmed + unreviewed + missed
+    sizes = Counter(clustering.sizes)
+    extra = unreviewed + missed
+    var_u = u_statistic_variance(n, sizes, extra)
+    var_design = var_unreviewed + var_missed
+    z1 = float(norm.ppf(level))
+    if d_hat > 0:
+        d_low, d_high = d_interval(d_hat, var_u + var_design, level)
+        _, jack_high = d_interval(d_hat, _jackknife_var_d(n, sizes, extra) + var_design, level)
+    else:
+        d_low = 0.0
+        d_high = jack_high = zero_collision_bound(level) + z1 * math.sqrt(var_design)
+    n_eff_low, n_eff_high = n_eff_bounds(n, d_low, d_high)
+    pairs = n * (n - 1) // 2
+    n3 = n * (n - 1) * (n - 2)
+    return IncompleteEstimate(
+        n=n,
+        pairs=pairs,
+        candidate_pairs=len(candidates),
+        labelled_pairs=evidence.labelled,
+        sampled_pairs=int(frame.sampled.sum()),
+        d_hat=d_hat,
+        parts=Parts(
+            confirmed=confirmed,
+            direct=clustering.direct_pairs,
+            implied=clustering.implied_pairs,
+            unreviewed=unreviewed,
+            missed=missed,
+        ),
+        q_hat=d_hat / pairs,
+        n_eff=pairs / d_hat if d_hat > 0 else None,
+        p3_hat=sum(m * s * (s - 1) * (s - 2) for s, m in sizes.items()) / n3 if n3 else 0.0,
+        var_u=var_u,
+        var_unreviewed=var_unreviewed,
+        var_missed=var_missed,
+        d_low=d_low,
+        d_high=d_high,
+        n_eff_low=n_eff_low,
+        n_eff_high=n_eff_high,
+        level=level,
+        unreviewed_ucb=unreviewed + z1 * math.sqrt(var_unreviewed),
+        missed_ucb=missed_ucb,
+        jackknife_d_high=jack_high,
+        jackknife_n_eff_low=pairs / jack_high,
+        complete=not bool((frame.value == UNKNOWN).any()),
+        unexplored_strata=_unexplored(design, frame),
+        random_to_go=max(0, min(design.random_min, len(rand)) - int(frame.random_sampled.sum())),
+        fit=frame.fit,
+        strata=tuple(strata),
+    )

@@ -1,0 +1,196 @@
+"""The review queue: which pair the design wants labelled next.
+
+Order of business for each handout:
+
+1. pairs already reached but not settled (handed out earlier and not yet judged, judged
+   "unsure", or mined after their stratum's threshold passed them), in priority order;
+2. a random non-candidate pair whenever they hold less than `random_share` of the labels,
+   or fewer than `random_min` of them are judged (then every fourth label at most);
+3. otherwise one more reach in an allocation stratum: first every stratum up to
+   `min_per_stratum` sampled pairs (closest strata first), then greedy Neyman allocation: the
+   stratum where one more reach cuts the variance N_h^2 s_h^2 / r_h most per label,
+   i.e. N_h^2 s_h^2 / (r_h (r_h + 1)) / c_h, with c_h the share of its unreached pairs that
+   still need a label. Reaching a pair whose value the closure implies costs nothing, and the
+   loop goes on.
+
+s_h^2 is the stratum's own residual variance (as the estimator computes it) shrunk towards the
+isotonic fit pooled over all strata (mean f(1 - f) over its unsettled pairs), with the fit
+weighing as much as PRIOR_PAIRS sampled pairs. Allocating on a stratum's own few draws alone
+stops sampling where they happened to find no duplicate and goes on where they found one,
+which biases the estimate down (tests/test_estimate_incomplete.py measures it); the pooled fit
+alone is 0 wherever the isotonic steps are sharp, while the estimator's variance is not, and
+the queue would run dry before the stopping rule is met.
+
+Stopping is not decided here (stopping.py); the queue returns nothing only when no stratum
+has anything left that a label could improve.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.estimate.design import ReviewDesign, queue_order, reach
+from app.estimate.incomplete import ResidualFrame, residual_frame, residual_variance
+from app.estimate.pairs import UNKNOWN, Candidates, Evidence, RandomPairs, pair_priority
+
+__all__ = ["Handout", "next_pair", "next_pairs"]
+
+MIN_COST = 0.02  # floor on the cost of a reach, so a nearly free stratum is not infinitely good
+PRIOR_PAIRS = 10.0  # weight, in sampled pairs, of the pooled fit in a stratum's s^2
+
+
+@dataclass(frozen=True)
+class Handout:
+    """A pair to show: an index into the candidates or into the random pairs."""
+
+    kind: Literal["candidate", "random"]
+    index: int
+
+
+class _Strata:
+    """Per allocation stratum: sizes, samples, unreached pairs in priority order, cost, s^2."""
+
+    def __init__(
+        self, design: ReviewDesign, frame: ResidualFrame, order: NDArray[np.int64]
+    ) -> None:
+        h = frame.stratum
+        k = design.strata
+        self.size = np.bincount(h, minlength=k)
+        self.sampled = np.bincount(h, weights=frame.sampled, minlength=k)
+        unreached = np.flatnonzero(~frame.reached)
+        order = order[~frame.reached[order]]  # unreached, by (stratum, priority)
+        starts = np.searchsorted(h[order], np.arange(k + 1))
+        self.queue = [order[starts[s] : starts[s + 1]] for s in range(k)]
+        self.pos = np.zeros(k, dtype=np.int64)
+        left = np.bincount(h[unreached], minlength=k)
+        need = np.bincount(h[unreached], weights=frame.value[unreached] == UNKNOWN, minlength=k)
+        self.cost = np.maximum(need / np.maximum(left, 1), MIN_COST)
+        f = np.where(frame.value == UNKNOWN, frame.prediction, 0.0)[unreached]
+        spread = np.bincount(h[unreached], weights=f * (1.0 - f), minlength=k)
+        model = spread / np.maximum(left, 1)
+        self.s2 = model.copy()
+        idx = np.flatnonzero(frame.sampled)
+        idx = idx[np.argsort(h[idx], kind="stable")]
+        for s, mine in enumerate(np.split(idx, np.searchsorted(h[idx], np.arange(1, k)))):
+            if mine.size:
+                own = residual_variance(
+                    frame.residual[mine], frame.value[mine], frame.settled_by_others[mine]
+                )
+                self.s2[s] = (mine.size * own + PRIOR_PAIRS * model[s]) / (mine.size + PRIOR_PAIRS)
+
+    def left(self, s: int) -> bool:
+        return bool(self.pos[s] < self.queue[s].size)
+
+    def choose(self, min_per_stratum: int) -> int | None:
+        open_ = [s for s in range(self.size.size) if self.left(s)]
+        for s in open_:  # exploration, closest first
+            if self.sampled[s] < min(min_per_stratum, self.size[s]):
+                return s
+        best, score = None, 0.0
+        for s in open_:
+            r = self.sampled[s]
+            gain = self.size[s] ** 2 * self.s2[s] / (r * (r + 1)) / self.cost[s]
+            if gain > score:
+                best, score = s, gain
+        return best
+
+    def take(self, s: int) -> int:
+        index = int(self.queue[s][self.pos[s]])
+        self.pos[s] += 1
+        self.sampled[s] += 1  # counted as sampled once judged; plan as if it were
+        return index
+
+
+def next_pairs(
+    candidates: Candidates,
+    design: ReviewDesign,
+    evidence: Evidence,
+    random_pairs: RandomPairs | None = None,
+    *,
+    count: int = 1,
+    exclude_candidates: Collection[int] = (),
+    exclude_random: Collection[int] = (),
+    frame: ResidualFrame | None = None,
+) -> tuple[list[Handout], ReviewDesign]:
+    """Up to `count` pairs to hand out, and the design after reaching them (store it).
+
+    Exclude pairs leased to other annotators and pairs this annotator already judged (e.g.
+    "unsure"). Fewer than `count` (possibly none) when nothing left would improve the estimate.
+    `frame`, if given, is residual_frame of the same arguments (shared with the estimate).
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    rand = random_pairs if random_pairs is not None else RandomPairs.empty(candidates.n)
+    if frame is None:
+        frame = residual_frame(candidates, design, evidence, rand)
+    u = candidates.priorities(design.seed)
+    out: list[Handout] = []
+    skip_c = set(int(x) for x in exclude_candidates)
+    skip_r = set(int(x) for x in exclude_random)
+
+    pending = np.flatnonzero(frame.reached & (frame.value == UNKNOWN))
+    for index in pending[np.argsort(u[pending], kind="stable")].tolist():
+        if len(out) == count:
+            return out, design
+        if index not in skip_c:
+            out.append(Handout("candidate", index))
+
+    r_u = pair_priority(design.seed, rand.i, rand.j)
+    unsettled = np.flatnonzero(evidence.random_value == UNKNOWN)
+    r_open = [
+        int(x) for x in unsettled[np.argsort(r_u[unsettled], kind="stable")] if x not in skip_r
+    ]
+    labels = evidence.labelled + len(out)
+    random_labels = int(evidence.random_labelled.sum())
+
+    strata = _Strata(design, frame, queue_order(design, candidates))
+    while len(out) < count:
+        due = max(math.floor(design.random_share * labels), min(design.random_min, labels // 3))
+        if r_open and random_labels < due:
+            out.append(Handout("random", r_open.pop(0)))
+            random_labels += 1
+            labels += 1
+            continue
+        s = strata.choose(design.min_per_stratum)
+        if s is None:
+            if r_open and random_labels < design.random_min:  # finish the miner check
+                out.append(Handout("random", r_open.pop(0)))
+                random_labels += 1
+                labels += 1
+                continue
+            break
+        index = strata.take(s)
+        design = reach(design, s, float(u[index]))
+        if frame.value[index] == UNKNOWN:
+            out.append(Handout("candidate", index))
+            labels += 1
+    return out, design
+
+
+def next_pair(
+    candidates: Candidates,
+    design: ReviewDesign,
+    evidence: Evidence,
+    random_pairs: RandomPairs | None = None,
+    *,
+    exclude_candidates: Collection[int] = (),
+    exclude_random: Collection[int] = (),
+    frame: ResidualFrame | None = None,
+) -> tuple[Handout | None, ReviewDesign]:
+    """The next pair to show, or None when no label would improve the estimate."""
+    out, design = next_pairs(
+        candidates,
+        design,
+        evidence,
+        random_pairs,
+        exclude_candidates=exclude_candidates,
+        exclude_random=exclude_random,
+        frame=frame,
+    )
+    return (out[0] if out else None), design

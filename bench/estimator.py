@@ -1,0 +1,378 @@
+"""Checks the support-size statistics against ground truth (issue 10), cell by cell.
+
+Each cell is a distribution with known N_eff = 1/q and a pool size giving E[D] of about 5, 20
+or 100 duplicate pairs. Per seed it draws a pool, simulates the miner's candidate pairs, and
+lets an oracle annotator (true identities) answer whatever the review queue hands out, through
+the same functions the app calls for a human: judge_evidence -> next_pairs -> judge_evidence
+-> estimate_incomplete -> stopping_status, until the stopping rule says no more labels are
+needed. On the same pool and oracle it also runs the paper's protocol (m batches of s, the 20
+closest pairs of each batch judged, the smallest s with P >= 1/2, support ~ s^2; plus the
+uniform-model MLE from the same batch indicators) and the oracle estimator that knows every
+identity in the pool (estimate_support on the true clusters: the accuracy no labelling can beat).
+
+Pools are simulated, not rendered: no images or embeddings. The model:
+  * identities: uniform on N, or Zipf(a) over K = 1,000 prototypes, optionally with 30% of the
+    mass on a continuous part whose samples never repeat;
+  * the miner: each sample, in order, proposes its k = 5 nearest earlier samples (the audit
+    job's k-NN against the index so far). Its distance to an earlier duplicate is
+    0.01 + |N(0, 0.06)|; to its nearest non-duplicates 0.15 + Gamma(3, 0.08), so the two
+    overlap between about 0.15 and 0.25; 2% of samples are "hard" (a crop, a colour shift):
+    their duplicate distances follow the non-duplicate law, so some rank among far candidates
+    and some fall outside the k nearest (missed by the miner, left to the closure and to the
+    random non-candidate pairs: 50 per pool);
+  * the paper's batches see candidate pairs and missed duplicates at their distances; any
+    other pair of a batch is farther than those.
+
+    python bench/estimator.py [--seeds 200] [--quick] [--workers 2]
+
+Prints one row per cell and, on its last line, the worst coverage cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing import Pool
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.stats import binomtest
+
+from app.estimate import (
+    Candidates,
+    IncompleteEstimate,
+    RandomPairs,
+    duplicates_stop,
+    estimate_incomplete,
+    estimate_support,
+    judge_evidence,
+    new_design,
+    next_pairs,
+    residual_frame,
+    sample_noncandidate_pairs,
+    stopping_status,
+    uniform_batch_mle,
+    update_design,
+)
+
+K_NN = 5
+HARD = 0.02
+RANDOM_PAIRS = 50
+ZIPF_K = 1000
+CONTINUOUS = 0.3
+BATCH_TOP = 20  # pairs judged per batch in the paper's protocol
+BATCHES = 10  # m batches per batch size
+S_START, S_GROWTH = 8, 1.25
+HANDOUT = 5  # pairs handed out per round (several annotators at once)
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Cell:
+    kind: str  # "uniform" or "zipf"
+    param: float  # N for uniform, exponent for Zipf
+    continuous: float  # mass on the never-repeating part
+    expected_d: int
+    hard: float = HARD  # share of samples whose duplicates look like distinct pairs
+
+    @property
+    def name(self) -> str:
+        base = (
+            f"uniform N={int(self.param):.0e}" if self.kind == "uniform" else f"zipf {self.param}"
+        )
+        return f"{base}{' +30%cont' if self.continuous else ''} E[D]={self.expected_d}"
+
+    def weights(self) -> NDArray[np.float64] | None:
+        if self.kind == "uniform":
+            return None
+        w = np.arange(1, ZIPF_K + 1, dtype=np.float64) ** -self.param
+        return w / w.sum()
+
+    @property
+    def q(self) -> float:
+        w = self.weights()
+        base = 1.0 / self.param if w is None else float(np.sum(w**2))
+        return (1.0 - self.continuous) ** 2 * base
+
+    @property
+    def n(self) -> int:
+        return round((1 + math.sqrt(1 + 8 * self.expected_d / self.q)) / 2)
+
+
+def cells(quick: bool, hard: float = HARD) -> list[Cell]:
+    out = []
+    for kind, params in (("uniform", (1e3, 1e4, 1e5, 1e6)), ("zipf", (1.1, 1.5))):
+        for p in params:
+            for cont in (0.0, CONTINUOUS):
+                for ed in (5, 20, 100):
+                    if quick and kind == "uniform" and p in (1e4, 1e5):
+                        continue
+                    out.append(Cell(kind, p, cont, ed, hard))
+    return out
+
+
+@dataclass(frozen=True)
+class Pool_:
+    ids: NDArray[np.int64]
+    candidates: Candidates
+    truth: NDArray[np.int8]  # per candidate: same identity
+    random: RandomPairs
+    random_truth: NDArray[np.int8]
+    missed: NDArray[np.int64]  # (m, 3) duplicate pairs the miner missed: i, j, distance*1e9
+    missed_d: NDArray[np.float64]
+
+
+def _nondup_distance(rng: np.random.Generator, size: int) -> NDArray[np.float64]:
+    return 0.15 + rng.gamma(3.0, 0.08, size)
+
+
+def draw_pool(cell: Cell, rng: np.random.Generator) -> Pool_:
+    n = cell.n
+    w = cell.weights()
+    base = rng.integers(0, int(cell.param), n) if w is None else rng.choice(w.size, n, p=w)
+    cont = rng.random(n) < cell.continuous
+    ids = np.where(cont, 10**9 + np.arange(n), base).astype(np.int64)
+    hard = rng.random(n) < cell.hard
+    # Non-duplicate neighbours: k per sample among the earlier ones (fewer at the start).
+    t = np.repeat(np.arange(n), np.minimum(K_NN, np.arange(n)))
+    s = np.floor(rng.random(t.size) * t).astype(np.int64)
+    rows = [(s, t, _nondup_distance(rng, t.size), ids[s] != ids[t])]
+    # Duplicates: every earlier sample of the same identity competes for the k slots.
+    order = np.argsort(ids, kind="stable")
+    bounds = np.flatnonzero(np.diff(ids[order])) + 1
+    dup_s, dup_t = [], []
+    for members in np.split(order, bounds):
+        if members.size >= 2:
+            a, b = np.triu_indices(members.size, 1)
+            dup_s.append(members[a])
+            dup_t.append(members[b])
+    if dup_s:
+        ds, dt = np.concatenate(dup_s), np.concatenate(dup_t)
+        lo, hi = np.minimum(ds, dt), np.maximum(ds, dt)
+        dist = np.where(
+            hard[lo] | hard[hi],
+            _nondup_distance(rng, lo.size),
+            0.01 + np.abs(rng.normal(0, 0.06, lo.size)),
+        )
+        rows.append((lo, hi, dist, np.ones(lo.size, dtype=bool)))
+    s_all = np.concatenate([r[0] for r in rows])
+    t_all = np.concatenate([r[1] for r in rows])
+    d_all = np.concatenate([r[2] for r in rows])
+    ok = np.concatenate([r[3] for r in rows])
+    s_all, t_all, d_all = s_all[ok], t_all[ok], d_all[ok]
+    key = s_all * n + t_all
+    _, first = np.unique(key, return_index=True)
+    s_all, t_all, d_all = s_all[first], t_all[first], d_all[first]
+    # Each sample keeps its k nearest earlier samples.
+    by = np.lexsort((d_all, t_all))
+    s_all, t_all, d_all = s_all[by], t_all[by], d_all[by]
+    start = np.searchsorted(t_all, t_all, side="left")
+    rank = np.arange(t_all.size) - start
+    keep = rank < K_NN
+    is_dup = ids[s_all] == ids[t_all]
+    missed = ~keep & is_dup
+    cand = Candidates.build(n, s_all[keep], t_all[keep], d_all[keep])
+    truth = (ids[cand.i] == ids[cand.j]).astype(np.int8)
+    picked = sample_noncandidate_pairs(n, np.stack([cand.i, cand.j], 1), RANDOM_PAIRS, rng)
+    rp_dup = ids[picked[:, 0]] == ids[picked[:, 1]]
+    # A random pair that is a missed duplicate keeps its distance; others are far.
+    missed_key = s_all[missed] * n + t_all[missed]
+    lookup = dict(zip(missed_key.tolist(), d_all[missed].tolist(), strict=True))
+    rp_d = np.array(
+        [
+            lookup.get(int(a) * n + int(b), float(0.3 + rng.gamma(3.0, 0.1)))
+            for a, b in picked.tolist()
+        ]
+    )
+    rand = RandomPairs.build(n, picked[:, 0], picked[:, 1], rp_d)
+    return Pool_(
+        ids=ids,
+        candidates=cand,
+        truth=truth,
+        random=rand,
+        random_truth=rp_dup.astype(np.int8),
+        missed=np.stack([s_all[missed], t_all[missed]], 1),
+        missed_d=d_all[missed],
+    )
+
+
+@dataclass
+class Outcome:
+    covered: bool
+    jack_covered: bool
+    error: float
+    labels: int
+    candidates: int
+    oracle_covered: bool
+    oracle_error: float
+    paper_labels: int
+    paper_error: float
+    mle_error: float
+    unreviewed_share: float
+    d_true: int
+    d_hat: float
+    missed_pairs: int
+
+
+def _rel_error(estimate: float | None, truth: float) -> float:
+    return math.inf if estimate is None else abs(estimate - truth) / truth
+
+
+def review(pool: Pool_, seed: int, recentre: bool = False) -> tuple[int, IncompleteEstimate]:
+    """The oracle answers the review queue until the stopping rule says stop; with recentre,
+    the strata are re-derived around where duplicates stop once every stratum is explored."""
+    c, rand = pool.candidates, pool.random
+    labels = np.full(len(c), -1, dtype=np.int8)
+    r_labels = np.full(len(rand), -1, dtype=np.int8)
+    design = new_design(c, seed)
+    for _ in range(10_000):
+        evidence = judge_evidence(c, labels, rand, r_labels)
+        frame = residual_frame(c, design, evidence, rand)
+        estimate = estimate_incomplete(c, design, evidence, rand, LEVEL, frame=frame)
+        if stopping_status(estimate).stop:
+            break
+        if recentre and estimate.unexplored_strata == 0:
+            moved = update_design(design, c, duplicates_stop(estimate.fit))
+            if moved is not design:
+                design = moved
+                continue
+        handouts, design = next_pairs(c, design, evidence, rand, count=HANDOUT, frame=frame)
+        if not handouts:
+            break
+        for h in handouts:
+            if h.kind == "candidate":
+                labels[h.index] = pool.truth[h.index]
+            else:
+                r_labels[h.index] = pool.random_truth[h.index]
+    return evidence.labelled, estimate
+
+
+def paper_protocol(pool: Pool_, rng: np.random.Generator) -> tuple[int, int | None, float | None]:
+    """Labels spent, s_50 and the uniform-model MLE of N from the paper's protocol."""
+    c, n, ids = pool.candidates, pool.ids.size, pool.ids
+    pi = np.concatenate([c.i, pool.missed[:, 0]])
+    pj = np.concatenate([c.j, pool.missed[:, 1]])
+    pd = np.concatenate([c.distance, pool.missed_d])
+    seen: set[int] = set()
+    padding = 0
+    sizes, hits = [], []
+    s, s50 = float(S_START), None
+    while round(s) <= n and s50 is None:
+        size = round(s)
+        got = 0
+        for _ in range(BATCHES):
+            member = np.zeros(n, dtype=bool)
+            member[rng.choice(n, size, replace=False)] = True
+            inside = np.flatnonzero(member[pi] & member[pj])
+            top = inside[np.argsort(pd[inside], kind="stable")[:BATCH_TOP]]
+            seen.update((pi[top] * n + pj[top]).tolist())
+            padding += max(0, min(BATCH_TOP, size * (size - 1) // 2) - top.size)
+            hit = bool(np.any(ids[pi[top]] == ids[pj[top]]))
+            got += hit
+            sizes.append(size)
+            hits.append(int(hit))
+        if got >= BATCHES / 2:
+            s50 = size
+        s *= S_GROWTH
+    mle = uniform_batch_mle(sizes, hits).n_hat
+    return len(seen) + padding, s50, mle
+
+
+def run(task: tuple[Cell, int, bool]) -> tuple[Cell, Outcome]:
+    cell, seed, recentre = task
+    rng = np.random.default_rng([seed, zlib.crc32(cell.name.encode())])
+    pool = draw_pool(cell, rng)
+    n_eff = 1.0 / cell.q
+    spent, est = review(pool, seed, recentre)
+    covered = est.n_eff_low <= n_eff and (est.n_eff_high is None or n_eff <= est.n_eff_high)
+    sizes = [v for v in Counter(pool.ids.tolist()).values() if v >= 2]
+    oracle = estimate_support(pool.ids.size, sizes, LEVEL)
+    oracle_cov = oracle.n_eff_low <= n_eff and (
+        oracle.n_eff_high is None or n_eff <= oracle.n_eff_high
+    )
+    paper_labels, s50, mle = paper_protocol(pool, rng)
+    return cell, Outcome(
+        covered=bool(covered),
+        jack_covered=bool(est.jackknife_n_eff_low <= n_eff),
+        error=_rel_error(est.n_eff, n_eff),
+        labels=spent,
+        candidates=len(pool.candidates),
+        oracle_covered=bool(oracle_cov),
+        oracle_error=_rel_error(oracle.n_eff, n_eff),
+        paper_labels=paper_labels,
+        paper_error=_rel_error(None if s50 is None else float(s50 * s50), n_eff),
+        mle_error=_rel_error(mle, n_eff),
+        unreviewed_share=est.parts.unreviewed / max(est.d_hat, 1.0),
+        d_true=oracle.d,
+        d_hat=est.d_hat,
+        missed_pairs=int(pool.missed.shape[0]),
+    )
+
+
+def _tasks(all_cells: list[Cell], seeds: int, recentre: bool) -> Iterator[tuple[Cell, int, bool]]:
+    for cell in all_cells:
+        for seed in range(seeds):
+            yield cell, seed, recentre
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="fewer cells and seeds, < 5 min")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", default="", help="run the cells whose name contains this")
+    parser.add_argument("--hard", type=float, default=HARD, help="share of hard samples")
+    parser.add_argument("--recentre", action="store_true", help="strata around where dups stop")
+    args = parser.parse_args()
+    seeds = 40 if args.quick and args.seeds == 200 else args.seeds
+    all_cells = [c for c in cells(args.quick, args.hard) if args.only in c.name]
+    started = time.perf_counter()
+    results: dict[Cell, list[Outcome]] = {cell: [] for cell in all_cells}
+    with Pool(args.workers) as workers:
+        for cell, outcome in workers.imap_unordered(
+            run, _tasks(all_cells, seeds, args.recentre), chunksize=4
+        ):
+            results[cell].append(outcome)
+    header = (
+        f"{'cell':<34} {'n':>6} {'N_eff':>8} {'cover':>6} {'p':>6} {'jack':>5} {'orcl':>5} "
+        f"{'err':>6} {'o.err':>6} {'ratio':>5} {'labels':>6} {'cands':>7} {'paper':>6} "
+        f"{'p.err':>6} {'mle.e':>6} {'x':>5} {'unrev':>5} {'bias':>6}"
+    )
+    print(header)
+    worst: tuple[float, str] = (2.0, "")
+    for cell in all_cells:
+        out = results[cell]
+        k = sum(o.covered for o in out)
+        cover = k / len(out)
+        p = binomtest(k, len(out), LEVEL).pvalue
+        err = float(np.median([o.error for o in out]))
+        o_err = float(np.median([o.oracle_error for o in out]))
+        labels = float(np.median([o.labels for o in out]))
+        paper = float(np.median([o.paper_labels for o in out]))
+        bias = float(np.mean([o.d_hat - o.d_true for o in out]))
+        print(
+            f"{cell.name:<34} {cell.n:>6} {1 / cell.q:>8.0f} {cover:>6.3f} {p:>6.3f} "
+            f"{np.mean([o.jack_covered for o in out]):>5.2f} "
+            f"{np.mean([o.oracle_covered for o in out]):>5.2f} {err:>6.3f} {o_err:>6.3f} "
+            f"{err / o_err:>5.2f} {labels:>6.0f} "
+            f"{np.median([o.candidates for o in out]):>7.0f} {paper:>6.0f} "
+            f"{np.median([o.paper_error for o in out]):>6.2f} "
+            f"{np.median([o.mle_error for o in out]):>6.2f} {paper / max(labels, 1):>5.1f} "
+            f"{np.median([o.unreviewed_share for o in out]):>5.2f} {bias:>6.2f}",
+            flush=True,
+        )
+        if cell.expected_d >= 5 and cover < worst[0]:
+            worst = (cover, cell.name)
+    print(
+        f"# {seeds} seeds per cell, hard share {args.hard}, {time.perf_counter() - started:.0f} s"
+    )
+    print(f"worst coverage: {worst[0]:.3f} in {worst[1]}")
+
+
+if __name__ == "__main__":
+    main()
