@@ -308,3 +308,16 @@ def test_openapi_documents_the_binding_surface(client: TestClient) -> None:
     ):
         assert path in paths, path
     assert client.get("/docs").status_code == 200
+
+
+def test_delete_generator_only_when_unused(client: TestClient, tmp_path: Path) -> None:
+    generator = _upload(client, _safetensors_bytes(tmp_path), architecture="dcgan").json()
+    stored = client.app.state.birthday.settings.models_dir  # type: ignore[attr-defined]
+    files = list((stored / "uploads").iterdir())
+    assert len(files) == 1
+    audit = _done_audit(client, synthetic=None, generator_id=generator["id"], n=50)
+    assert_problem(client.delete(f"/api/generators/{generator['id']}"), 409)
+    assert client.delete(f"/api/audits/{audit['id']}").status_code == 204
+    assert client.delete(f"/api/generators/{generator['id']}").status_code == 204
+    assert_problem(client.get(f"/api/generators/{generator['id']}"), 404)
+    assert not files[0].exists()

@@ -17,9 +17,9 @@ from app.schemas import (
     Disagreement,
     JudgementPublic,
 )
+from app.services.agreement import split_pairs
 from app.store import audits as audit_store
-from app.store import pairs as pair_store
-from app.store.agreement import disagreements, latest_votes, pairwise_agreement
+from app.store.agreement import latest_votes, pairwise_agreement
 from app.store.judgements import post_judgement
 
 router = APIRouter(tags=["agreement"])
@@ -46,20 +46,10 @@ def get_agreement(state: StateDep, audit_id: AuditId) -> AgreementPublic:
 @router.get("/audits/{audit_id}/disagreements", response_model=list[Disagreement])
 def list_disagreements(state: StateDep, request: Request, audit_id: AuditId) -> list[Disagreement]:
     """Pairs whose annotators disagree, closest first: the adjudication queue."""
-    with state.db.read() as session:
-        audit_store.get_audit(session, audit_id)
-        split = disagreements(latest_votes(session, audit_id))
-        pairs = sorted(
-            (pair_store.get_pair(session, pair_id) for pair_id in split),
-            key=lambda p: (p.distance, p.id),
-        )
-        return [
-            Disagreement(
-                pair=pair_public(request, pair, pair_store.rank_of(session, pair)),
-                votes=split[pair.id],  # type: ignore[arg-type]
-            )
-            for pair in pairs
-        ]
+    return [
+        Disagreement(pair=pair_public(request, row.pair, row.rank), votes=row.votes)  # type: ignore[arg-type]
+        for row in split_pairs(state.db, audit_id)
+    ]
 
 
 @router.post(

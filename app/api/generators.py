@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from app.api.auth import AdminDep
 from app.api.deps import GeneratorId, StateDep
 from app.schemas import GeneratorPublic
+from app.services import generators as generator_service
 from app.services.generators import register_upload
 from app.store import generators as generator_store
 from app.store.models import Generator
@@ -69,3 +70,10 @@ def get_generator(state: StateDep, generator_id: GeneratorId) -> GeneratorPublic
     """One generator."""
     with state.db.read() as session:
         return generator_public(generator_store.get_generator(session, generator_id))
+
+
+@router.delete("/{generator_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_generator(state: StateDep, _: AdminDep, generator_id: GeneratorId) -> Response:
+    """Delete a generator that no audit uses (admins only)."""
+    generator_service.delete_generator(state.db, state.settings, generator_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

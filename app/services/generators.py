@@ -171,3 +171,26 @@ def _inspect(
         raise ValueError("only image generators can be audited")
     shape = probe_generator(module.eval(), spec.latent_dim)
     return shape, spec.latent_dim, architecture, canonical_options(architecture, options)
+
+
+def delete_generator(db: Database, settings: Settings, generator_id: int) -> None:
+    """Remove a generator nobody audits; its uploaded or trained file goes with it."""
+    from sqlalchemy import select, update
+
+    from app.store.generators import get_generator
+    from app.store.models import Audit, TrainingRun
+
+    with db.write() as session:
+        generator = get_generator(session, generator_id)
+        used = session.scalars(select(Audit.id).where(Audit.generator_id == generator_id)).first()
+        if used is not None:
+            raise Conflict(f"generator {generator_id} is used by audit {used}; delete that first")
+        session.execute(
+            update(TrainingRun)
+            .where(TrainingRun.generator_id == generator_id)
+            .values(generator_id=None)
+        )
+        path = generator.path
+        session.delete(generator)
+    if path and path.split("/", 1)[0] in ("uploads", "trained"):
+        (settings.models_dir / path).unlink(missing_ok=True)
