@@ -22,6 +22,7 @@ from app.api import (
 from app.api.auth import current_principal
 from app.api.deps import AppState
 from app.api.problems import install_problem_handlers
+from app.api.upload_limit import UploadLimit
 from app.jobs.events import EventBus
 from app.jobs.runner import JobRunner
 from app.services.builtin import register_builtin_generators
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="birthday", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.birthday = state
     install_problem_handlers(app)
+    app.add_middleware(UploadLimit, limit=settings.upload_limit_bytes, paths=("/api/generators",))
     # Every API call is authenticated (a no-op on loopback); routes add role checks.
     api = APIRouter(prefix="/api", dependencies=[Depends(current_principal)])
     for module in (

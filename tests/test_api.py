@@ -118,7 +118,11 @@ def test_upload_over_the_limit_is_413(settings: Any, tmp_path: Path) -> None:
 
     settings.upload_limit_bytes = 1000
     with TestClient(create_app(settings)) as small:
+        # Over the cap but within the form allowance: the service's own byte counter refuses it.
         assert_problem(_upload(small, b"x" * 5000), 413)
+        # Far over the cap: refused from its Content-Length, before the body is read.
+        assert_problem(_upload(small, b"x" * (3 << 20)), 413)
+    assert not any((settings.models_dir / "uploads").iterdir())
 
 
 def test_pairs_pagination_filters_and_judgements(client: TestClient) -> None:
