@@ -54,10 +54,13 @@ def test_panel_follows_labels(
     s50.wait_for()
     assert int(s50.get_attribute("data-x") or 0) == estimate["s50"]
     calibration = page.locator('[data-plot="calibration"] svg')
+    # The calibration chart redraws on its own request: wait for it rather than race it.
+    from playwright.sync_api import expect
+
     for label, expected in (("duplicate", 6), ("distinct", 3), ("unsure", 0)):
-        assert calibration.locator(f'[data-layer="{label}"] circle').count() == expected
+        expect(calibration.locator(f'[data-layer="{label}"] circle')).to_have_count(expected)
     bins = api.get(f"/api/audits/{aid}/calibration").json()["bins"]
-    assert calibration.locator('[data-layer="histogram"] rect').count() == len(bins)
+    expect(calibration.locator('[data-layer="histogram"] rect')).to_have_count(len(bins))
 
     clusters = api.get(f"/api/audits/{aid}/clusters").json()
     gallery = page.locator(f'#gallery [data-clusters="{clusters["clusters_total"]}"]')
