@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.api.upload_limit import FORM_OVERHEAD, UploadLimit
@@ -28,9 +29,14 @@ def run(middleware: UploadLimit, scope: dict[str, Any], chunks: list[bytes]) -> 
             if not message.get("more_body"):
                 return
 
-    asyncio.run(
-        UploadLimit(app, middleware.limit - FORM_OVERHEAD, middleware.paths)(scope, receive, send)
-    )
+    middleware_call = UploadLimit(app, middleware.limit - FORM_OVERHEAD, middleware.paths)
+
+    async def call() -> None:
+        await middleware_call(scope, receive, send)
+
+    # A thread of its own: other tests' fixtures (Playwright's sync API) may hold a running loop here.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, call()).result()
     return seen
 
 
