@@ -123,3 +123,9 @@ def test_every_asset_is_served_by_the_app(client: TestClient, audit: dict) -> No
 
 def test_an_id_beyond_64_bits_is_refused(client: TestClient) -> None:
     assert client.get(f"/audits/{2**64}").status_code == 422
+
+
+def test_new_pages_answer_unknown_ids_with_the_html_404(client: TestClient) -> None:
+    for url in ("/training/999", "/audits/999/disagreements"):
+        response = client.get(url)
+        assert response.status_code == 404 and "text/html" in response.headers["content-type"]

@@ -10,7 +10,7 @@ from app.services.agreement import split_pairs
 from app.services.audits import describe_audit
 from app.store.errors import NotFound
 from app.web.access import ViewerDep, to_login
-from app.web.templating import TEMPLATES
+from app.web.templating import TEMPLATES, not_found_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -25,7 +25,6 @@ def adjudication_page(
         audit = describe_audit(state.db, audit_id)
         rows = split_pairs(state.db, audit_id)
     except NotFound as exc:
-        context = {"status": 404, "message": str(exc), "viewer": None}
-        return TEMPLATES.TemplateResponse(request, "error.html", context, status_code=404)
+        return not_found_page(request, str(exc))
     context = {"audit": audit, "rows": rows, "viewer": viewer}
     return TEMPLATES.TemplateResponse(request, "adjudicate.html", context)

@@ -28,7 +28,7 @@ from app.store.errors import NotFound
 from app.store.models import Job
 from app.web import access, adjudication, training
 from app.web.access import ViewerDep, to_login
-from app.web.templating import TEMPLATES
+from app.web.templating import TEMPLATES, not_found_page
 
 router = APIRouter(include_in_schema=False)
 router.include_router(access.router)
@@ -43,8 +43,7 @@ def _page(request: Request, name: str, context: dict[str, Any], status: int = 20
 
 
 def _not_found(request: Request, exc: NotFound) -> HTMLResponse:
-    context = {"status": 404, "message": str(exc), "viewer": None}
-    return _page(request, "error.html", context, 404)
+    return not_found_page(request, str(exc))
 
 
 def _fragment_refused() -> Response:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from fastapi import Request
+from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
@@ -28,3 +30,9 @@ def prob(value: float | None) -> str:
 
 TEMPLATES.env.filters["count"] = count
 TEMPLATES.env.filters["prob"] = prob
+
+
+def not_found_page(request: Request, message: str) -> HTMLResponse:
+    """The HTML 404 every page shows for an id that does not exist."""
+    context = {"status": 404, "message": message, "viewer": None}
+    return TEMPLATES.TemplateResponse(request, "error.html", context, status_code=404)

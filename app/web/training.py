@@ -11,7 +11,7 @@ from app.gan.datasets import DATASETS
 from app.gan.training import TRAIN_LOSSES
 from app.store.errors import NotFound
 from app.web.access import ViewerDep, to_login
-from app.web.templating import TEMPLATES
+from app.web.templating import TEMPLATES, not_found_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,6 +40,5 @@ def training_run_page(
             raise NotFound("training run", run_id)
         run = get_training_run(state, run_id)
     except NotFound as exc:
-        context = {"status": 404, "message": str(exc), "viewer": None}
-        return TEMPLATES.TemplateResponse(request, "error.html", context, status_code=404)
+        return not_found_page(request, str(exc))
     return TEMPLATES.TemplateResponse(request, "training_run.html", {"run": run, "viewer": viewer})
