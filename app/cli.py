@@ -232,16 +232,38 @@ def estimate(
         f"audit {audit_id}: n={result.n}, {result.candidate_pairs} candidate pairs, "
         f"{result.labelled_pairs} labelled, D={result.duplicate_pairs}"
     )
-    if result.n_eff is None:
-        console.print(f"no duplicates yet: N_eff >= {result.n_eff_low:.4g} ({result.level:.0%})")
+    if result.labelled_pairs == 0:
+        console.print(
+            f"no judgements yet: N_eff >= {result.n_eff_low:.4g} ({result.level:.0%}) even if "
+            "every candidate pair were a duplicate"
+        )
+    elif result.n_eff is None:
+        console.print(f"no duplicates found: N_eff >= {result.n_eff_low:.4g} ({result.level:.0%})")
     else:
         high = "inf" if result.n_eff_high is None else f"{result.n_eff_high:.4g}"
         console.print(
             f"N_eff (inverse Simpson) = {result.n_eff:.4g}, "
             f"{result.level:.0%} interval [{result.n_eff_low:.4g}, {high}]"
         )
-    if not result.complete:
-        console.print(f"{result.stop.labels_to_go} candidate pairs still unlabelled: provisional")
+    parts = result.parts
+    if parts.unreviewed is not None:
+        missed = "not checked yet" if parts.missed is None else f"{parts.missed:.3g}"
+        console.print(
+            f"D_hat = {parts.confirmed} confirmed + {parts.unreviewed:.3g} unreviewed "
+            f"(estimated) + {missed} missed by the miner"
+        )
+    stop = result.stop
+    if stop.reached:
+        console.print("the target width is met: no more labels needed")
+    elif stop.labels_done:
+        console.print(
+            f"more labels would barely help: extend the pool by {stop.samples_to_go} samples"
+        )
+    else:
+        console.print(
+            f"about {stop.labels_to_go} more labels to go "
+            f"({result.candidate_pairs} candidate pairs): provisional"
+        )
 
 
 @cli.command()

@@ -49,6 +49,13 @@ class AuditCreate(BaseModel):
     neighbours: int | None = Field(default=None, ge=1, le=100, description="k of the k-NN search.")
     chunk_size: int | None = Field(default=None, ge=10, le=100_000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    random_pairs: int = Field(
+        default=50,
+        ge=0,
+        le=10_000,
+        description="Random non-candidate pairs drawn per pool size: reviewing them bounds the "
+        "duplicates the miner missed.",
+    )
 
     @model_validator(mode="after")
     def one_source(self) -> AuditCreate:
@@ -92,9 +99,22 @@ class PairPublic(BaseModel):
     i: int
     j: int
     distance: float
-    rank: int
+    rank: int | None = Field(
+        description="1 = the closest pair of its origin; null for a random pair handed out by "
+        "the review queue."
+    )
     label: Label | None
     image_urls: list[str]
+    origin: Literal["candidate", "random"] = Field(
+        default="candidate",
+        description="candidate: proposed by the miner; random: a uniform sample of the pairs it "
+        "did not propose, reviewed to bound what it missed.",
+    )
+
+
+class NextPairs(BaseModel):
+    items: list[PairPublic] = Field(description="Pairs in the order the review design wants them.")
+    stop: bool = Field(description="The stopping rule says no more labels are needed.")
 
 
 class PairPage(BaseModel):
@@ -134,20 +154,45 @@ class JobPublic(BaseModel):
 
 
 class EstimateParts(BaseModel):
+    """D_hat = confirmed + unreviewed + missed."""
+
     confirmed: int = Field(description="Duplicate pairs implied by confirmed judgements (closure).")
     direct: int = Field(description="Pairs a human confirmed directly.")
     implied: int = Field(description="Pairs only the closure over confirmed pairs asserts.")
     unreviewed: float | None = Field(
-        description="Estimated duplicates among unreviewed candidates."
+        description="Estimated duplicates among candidate pairs no judgement settles (stratified "
+        "model-assisted difference estimate from the design's sample)."
     )
-    missed: float | None = Field(description="Estimated duplicates the miner did not propose.")
+    missed: float | None = Field(
+        description="Estimated duplicates the miner did not propose (Horvitz-Thompson from the "
+        "random non-candidate pairs); null before any were drawn."
+    )
+    unreviewed_ucb: float | None = Field(
+        default=None, description="One-sided upper confidence bound on the unreviewed part."
+    )
+    missed_ucb: float | None = Field(
+        default=None,
+        description="Model-free one-sided upper bound (Clopper-Pearson) on the missed part.",
+    )
 
 
 class StopRule(BaseModel):
-    reached: bool
-    labels_to_go: int
-    samples_to_go: int | None
+    reached: bool = Field(description="The target is met: the interval is narrow enough.")
+    labels_to_go: int = Field(description="Projected labels until more would barely help.")
+    samples_to_go: int | None = Field(
+        description="More samples the pool needs for the target width (extend the audit)."
+    )
     target_relative_half_width: float
+    labels_done: bool = Field(
+        default=False,
+        description="More labels would barely narrow the interval: only more samples can.",
+    )
+    relative_half_width: float | None = Field(
+        default=None, description="(n_eff_high - n_eff_low) / (2 n_eff) now."
+    )
+    unreviewed_share_ucb: float | None = Field(
+        default=None, description="Upper bound on the share of D_hat that nobody reviewed."
+    )
 
 
 class EstimatePublic(BaseModel):
@@ -167,7 +212,30 @@ class EstimatePublic(BaseModel):
     s50: int | None = Field(description="Smallest batch size with P(duplicate) >= 1/2.")
     paper_support: int | None = Field(description="The paper's 'support ~ s50^2'.")
     stop: StopRule
-    complete: bool = Field(description="Every candidate pair has a label: the estimate is final.")
+    complete: bool = Field(
+        description="The pool is finished and a judgement settles every candidate pair."
+    )
+    d_hat: float | None = Field(
+        default=None, description="Estimated duplicate pairs in the pool: the sum of the parts."
+    )
+    sampled_pairs: int | None = Field(
+        default=None, description="Candidate pairs in the review design's sample."
+    )
+    random_pairs: int | None = Field(
+        default=None, description="Random non-candidate pairs drawn to check the miner."
+    )
+    random_labelled: int | None = Field(default=None, description="Of which judged.")
+    explored: bool | None = Field(
+        default=None,
+        description="Every distance stratum has its exploration sample and the random-pair "
+        "check of the miner is done; until then the estimate leans on the fitted P(duplicate | "
+        "distance) where nobody looked, and is provisional.",
+    )
+    jackknife_n_eff_low: float | None = Field(
+        default=None,
+        description="Lower bound from the delete-one-sample jackknife variance: a conservative "
+        "check on n_eff_low.",
+    )
 
 
 class AnnotatorCreate(BaseModel):

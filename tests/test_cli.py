@@ -36,10 +36,8 @@ def test_audit_then_estimate_then_export(tmp_path: Path) -> None:
     body = json.loads(estimate.stdout)
     assert body["n"] == 2000 and body["candidate_pairs"] == pairs and body["labelled_pairs"] == 0
     text = run("estimate", audit_id, data_dir=tmp_path)
-    assert (
-        "no duplicates yet" in text.stdout
-        and f"{pairs} candidate pairs still unlabelled" in text.stdout
-    )
+    assert "no judgements yet" in text.stdout
+    assert f"more labels to go ({pairs} candidate pairs): provisional" in text.stdout
 
     out = tmp_path / "pairs.csv"
     export = run("export", audit_id, "-o", str(out), data_dir=tmp_path)

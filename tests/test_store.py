@@ -50,6 +50,38 @@ def test_migration_creates_every_table(db: Database) -> None:
     assert "alembic_version" in names
 
 
+def test_models_match_the_migrations(db: Database) -> None:
+    """What Alembic builds is what the models declare (a model change needs a migration)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from app.store.models import Base
+
+    with db.write_engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_random_pairs_close_a_generation_once(db: Database) -> None:
+    audit_id = _audit(db)
+    chunk = audit_store.ChunkRows(
+        samples_done=100,
+        pairs=[(0, 1, 0.1), (2, 3, 0.2)],
+        samples=[],
+        random_pairs=[(0, 1, 0.1), (5, 90, 3.0), (7, 60, 2.5)],  # (0, 1) is a candidate
+        pool_size=100,
+    )
+    for _ in range(2):  # a replayed last step adds nothing
+        with db.write() as session:
+            audit = audit_store.record_chunk(session, audit_id, chunk)
+            assert audit.pool_sizes == [100] and audit.candidate_pairs == 2
+    with db.read() as session:
+        random = pair_store.pair_rows(session, audit_id, pair_store.RANDOM)
+        candidates = pair_store.pair_rows(session, audit_id, pair_store.CANDIDATE)
+    assert sorted(zip(random.i.tolist(), random.j.tolist(), strict=True)) == [(5, 90), (7, 60)]
+    assert random.generation.tolist() == [0, 0] and candidates.ids.size == 2
+
+
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
     upgrade(url)

@@ -10,10 +10,18 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import AdminDep, AnnotatorDep
 from app.api.deps import AuditId, SampleIndex, StateDep
-from app.schemas import AuditCreate, AuditExtend, AuditPublic, EstimatePublic, PairPage, PairPublic
+from app.schemas import (
+    AuditCreate,
+    AuditExtend,
+    AuditPublic,
+    EstimatePublic,
+    NextPairs,
+    PairPage,
+    PairPublic,
+)
 from app.services import audits as audit_service
-from app.services.estimates import audit_estimate
-from app.services.review import next_pair_for
+from app.services.estimates import DEFAULT_TARGET, audit_estimate
+from app.services.review import next_pair_for, next_pairs_for
 from app.store import audits as audit_store
 from app.store import pairs as pair_store
 from app.store.errors import NotFound
@@ -22,7 +30,7 @@ from app.store.models import CandidatePair
 router = APIRouter(prefix="/audits", tags=["audits"])
 
 
-def pair_public(request: Request, pair: CandidatePair, rank: int) -> PairPublic:
+def pair_public(request: Request, pair: CandidatePair, rank: int | None) -> PairPublic:
     def url(idx: int) -> str:
         return str(request.url_for("get_sample_png", audit_id=pair.audit_id, idx=idx).path)
 
@@ -35,6 +43,7 @@ def pair_public(request: Request, pair: CandidatePair, rank: int) -> PairPublic:
         rank=rank,
         label=pair.label,  # type: ignore[arg-type]
         image_urls=[url(pair.i), url(pair.j)],
+        origin=pair.origin,  # type: ignore[arg-type]
     )
 
 
@@ -102,11 +111,13 @@ def list_pairs(
     label: Literal["unlabelled", "duplicate", "distinct", "unsure"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
+    origin: Literal["candidate", "random"] = "candidate",
 ) -> PairPage:
-    """Candidate pairs ordered by distance, closest first, with cursor pagination."""
+    """Pairs ordered by distance, closest first, with cursor pagination: the miner's candidates,
+    or (origin=random) the random non-candidate pairs that check what it missed."""
     with state.db.read() as session:
         audit_store.get_audit(session, audit_id)
-        ranked, next_cursor = pair_store.list_pairs(session, audit_id, label, limit, cursor)
+        ranked, next_cursor = pair_store.list_pairs(session, audit_id, label, limit, cursor, origin)
         items = [pair_public(request, r.pair, r.rank) for r in ranked]
     return PairPage(items=items, next_cursor=next_cursor)
 
@@ -122,12 +133,34 @@ def next_pair(
     request: Request,
     audit_id: AuditId,
     annotator: Annotated[str | None, Query(max_length=100)] = None,
+    target: Annotated[float, Query(gt=0, le=1)] = DEFAULT_TARGET,
 ) -> PairPublic | Response:
-    """The pair this annotator should judge next, or 204 when no more labels are needed."""
-    ranked = next_pair_for(state.db, audit_id, principal.name or annotator)
+    """The pair the review design wants this annotator to judge next, or 204 when the stopping
+    rule says no more labels are needed (or nothing is left to hand out yet).
+
+    `target` is the relative half-width of the N_eff interval to aim for."""
+    ranked = next_pair_for(state.db, audit_id, principal.name or annotator, target)
     if ranked is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return pair_public(request, ranked.pair, ranked.rank)
+
+
+@router.get("/{audit_id}/next-pairs", response_model=NextPairs)
+def next_pairs(
+    state: StateDep,
+    principal: AnnotatorDep,
+    request: Request,
+    audit_id: AuditId,
+    annotator: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    target: Annotated[float, Query(gt=0, le=1)] = DEFAULT_TARGET,
+) -> NextPairs:
+    """Up to `limit` pairs in the order the review design wants them (for prefetching), each
+    leased to this annotator for a minute; `stop` when no more labels are needed."""
+    handed = next_pairs_for(state.db, audit_id, principal.name or annotator, limit, target)
+    return NextPairs(
+        items=[pair_public(request, r.pair, r.rank) for r in handed.pairs], stop=handed.stop
+    )
 
 
 @router.get("/{audit_id}/estimate", response_model=EstimatePublic)
@@ -135,9 +168,13 @@ def get_estimate(
     state: StateDep,
     audit_id: AuditId,
     level: Annotated[float, Query(gt=0.5, lt=1)] = 0.95,
-    target: Annotated[float, Query(gt=0, le=1)] = 0.2,
+    target: Annotated[float, Query(gt=0, le=1)] = DEFAULT_TARGET,
 ) -> EstimatePublic:
-    """Effective support size N_eff (inverse Simpson, a lower bound on support) with its interval."""
+    """Effective support size N_eff = 1/q_hat with its interval.
+
+    N_eff is the inverse Simpson index (the Hill number of order 2): a lower bound on support
+    size that equals it for a uniform distribution. D_hat = confirmed + unreviewed + missed
+    (`parts`); `stop` applies the stopping rule for the relative half-width `target`."""
     return audit_estimate(state.db, audit_id, level=level, target=target)
 
 

@@ -528,9 +528,12 @@ def _candidate_duplicates(frame: ResidualFrame) -> int:
 
 
 def _unexplored(design: ReviewDesign, frame: ResidualFrame) -> int:
+    """Strata with fewer than min_per_stratum pairs sampled and something left unknown (a
+    stratum the judgements settle whole, e.g. one a reviewer went through, needs no sample)."""
     size = np.bincount(frame.stratum, minlength=design.strata)
     got = np.bincount(frame.stratum, weights=frame.sampled, minlength=design.strata)
-    return int(np.sum(got < np.minimum(design.min_per_stratum, size)))
+    unknown = np.bincount(frame.stratum, weights=frame.value == UNKNOWN, minlength=design.strata)
+    return int(np.sum((got < np.minimum(design.min_per_stratum, size)) & (unknown > 0)))
 
 
 def estimate_incomplete(

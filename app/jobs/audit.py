@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from app.embed.base import Embedder
 from app.embed.factory import make_embedder
+from app.estimate.design import sample_noncandidate_pairs
 from app.mining.factory import make_miner
 from app.mining.types import Miner, PairBatch
 from app.sources.base import Source
@@ -41,6 +42,10 @@ class AuditTask:
     scratch_dir: str
     models_dir: str
     device: str | None = None
+    # Random non-candidate pairs to draw at the end, among pairs (i, j) with
+    # random_from <= j < n; None when this pool size already has its generation.
+    random_pairs: int = 0
+    random_from: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +56,8 @@ class AuditChunk:
     samples_done: int
     pairs: list[tuple[int, int, float]]
     samples: list[tuple[int, bytes, int | None]] = field(default_factory=list)
+    random_pairs: list[tuple[int, int, float]] = field(default_factory=list)
+    pool_size: int | None = None  # set on the step that closes a generation of random pairs
 
 
 class EmbeddingCache:
@@ -67,6 +74,14 @@ class EmbeddingCache:
         tmp = self.directory / f".tmp_{start}_{stop}.npy"
         np.save(tmp, vectors)
         tmp.replace(self.path(start, stop))
+
+    def spans(self) -> list[tuple[int, int]]:
+        """(start, stop) of every cached chunk."""
+        out = []
+        for path in self.directory.glob("emb_*_*.npy"):
+            _, start, stop = path.stem.split("_")
+            out.append((int(start), int(stop)))
+        return out
 
     def load(self, start: int, stop: int) -> NDArray[np.float32] | None:
         path = self.path(start, stop)
@@ -145,6 +160,72 @@ def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
             ),
             samples=_thumbnails(source, chunk, start, batch, thumbnailed),
         )
+    if task.random_from is not None:
+        yield _random_generation(task, source, cache)
+
+
+def draw_random_pairs(n: int, new_from: int, m: int, seed: int) -> NDArray[np.int64]:
+    """m pairs (i < j) uniform without replacement among those with new_from <= j < n.
+
+    Seeded by (seed, n), so a resumed job draws the same pairs. Candidates among them are
+    dropped when stored, which leaves a uniform sample of the non-candidate pairs.
+    """
+    rng = np.random.default_rng([seed, n, 0x52414E44])
+    none = np.empty((0, 2), dtype=np.int64)
+    return sample_noncandidate_pairs(n, none, m, rng, new_from=new_from)
+
+
+def _random_generation(task: AuditTask, source: Source, cache: EmbeddingCache) -> AuditChunk:
+    assert task.random_from is not None
+    picked = draw_random_pairs(task.n, task.random_from, task.random_pairs, task.seed)
+    if picked.size == 0:
+        return AuditChunk(samples_done=task.n, pairs=[], pool_size=task.n)
+    wanted = np.unique(picked)
+    vectors = _cached_vectors(cache, wanted)
+    row = {int(idx): k for k, idx in enumerate(wanted.tolist())}
+    a = vectors[[row[int(x)] for x in picked[:, 0]]].astype(np.float64)
+    b = vectors[[row[int(x)] for x in picked[:, 1]]].astype(np.float64)
+    distance = np.sqrt(((a - b) ** 2).sum(axis=1))
+    images = source.generate(wanted)
+    ids = images.identities
+    samples = [
+        (int(idx), encode_png(images.images[k]), None if ids is None else int(ids[k]))
+        for k, idx in enumerate(wanted.tolist())
+    ]
+    return AuditChunk(
+        samples_done=task.n,
+        pairs=[],
+        samples=samples,
+        random_pairs=list(
+            zip(picked[:, 0].tolist(), picked[:, 1].tolist(), distance.tolist(), strict=True)
+        ),
+        pool_size=task.n,
+    )
+
+
+def _cached_vectors(cache: EmbeddingCache, indices: NDArray[np.int64]) -> NDArray[np.float32]:
+    """Embeddings of the given sample indices from the cache of finished chunks.
+
+    Runs cut the pool differently after an extension, so look up whichever cached chunk
+    holds each index (they agree: embeddings are deterministic).
+    """
+    spans = sorted(cache.spans(), key=lambda span: (span[0], -span[1]))
+    out = np.empty((indices.size, 0), dtype=np.float32)
+    filled = np.zeros(indices.size, dtype=bool)
+    for start, stop in spans:
+        mine = np.flatnonzero(~filled & (indices >= start) & (indices < stop))
+        if mine.size == 0:
+            continue
+        vectors = cache.load(start, stop)
+        if vectors is None:
+            continue
+        if out.shape[1] == 0:
+            out = np.empty((indices.size, vectors.shape[1]), dtype=np.float32)
+        out[mine] = vectors[indices[mine] - start]
+        filled[mine] = True
+    if not filled.all():
+        raise RuntimeError(f"no cached embedding for samples {indices[~filled][:5].tolist()}")
+    return out
 
 
 def _thumbnails(

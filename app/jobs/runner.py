@@ -165,6 +165,8 @@ class JobRunner:
                 chunk_size=audit.chunk_size,
                 scratch_dir=str(self.settings.scratch_dir),
                 models_dir=str(self.settings.models_dir),
+                random_pairs=audit.random_pairs,
+                random_from=_random_from(audit.pool_sizes, audit.n),
             )
 
     def _run_audit(self, job_id: int, on_progress: ProgressCallback | None) -> JobOutcome:
@@ -186,7 +188,15 @@ class JobRunner:
             assert isinstance(chunk, AuditChunk)
             with self.db.write() as session:
                 audit = audit_store.record_chunk(
-                    session, audit_id, ChunkRows(chunk.samples_done, chunk.pairs, chunk.samples)
+                    session,
+                    audit_id,
+                    ChunkRows(
+                        chunk.samples_done,
+                        chunk.pairs,
+                        chunk.samples,
+                        chunk.random_pairs,
+                        chunk.pool_size,
+                    ),
                 )
                 progress = {
                     "samples_done": audit.samples_done,
@@ -272,3 +282,12 @@ class JobRunner:
 
     def _publish(self, subject: _Subject, kind: str, data: Mapping[str, object]) -> None:
         self.events.publish(Event(topic=subject.topic, kind=kind, data=dict(data)))
+
+
+def _random_from(pool_sizes: list[int] | None, n: int) -> int | None:
+    """Where the next generation of random pairs starts (the previous pool size), or None
+    when the pool of n samples already has its generation."""
+    sizes = list(pool_sizes or [])
+    if sizes and sizes[-1] >= n:
+        return None
+    return sizes[-1] if sizes else 0

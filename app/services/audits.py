@@ -66,6 +66,7 @@ def create_audit(db: Database, settings: Settings, body: AuditCreate) -> tuple[A
         "neighbours": body.neighbours or settings.neighbours,
         "chunk_size": body.chunk_size or settings.chunk_size,
         "image_shape": image_shape,
+        "random_pairs": body.random_pairs,
     }
     with db.write() as session:
         return audit_store.create_audit(session, **fields)

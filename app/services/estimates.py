@@ -1,85 +1,138 @@
 """The support-size estimate of an audit, from the judgements in the store.
 
-First version of the statistics: the pooled Simpson estimator over the closure of confirmed pairs. It is
-final once every candidate pair is labelled; until then it counts only what humans confirmed (a lower
-bound on D, so an upper-biased N_eff), which the `complete` flag and `parts.unreviewed` make explicit.
+N_eff = 1/q_hat with D_hat = confirmed + unreviewed + missed (app.estimate.incomplete): the closure
+of the judgements, a design-based estimate of the duplicates among candidate pairs nobody settled,
+and a Horvitz-Thompson estimate of those the miner missed, from the random non-candidate pairs.
+The interval joins the pool's U-statistic variance and the label-sampling variance.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
-from app.estimate import cluster_judgements, estimate_support, paper_support, s50
+from app.estimate import (
+    IncompleteEstimate,
+    ResidualFrame,
+    StopStatus,
+    estimate_incomplete,
+    paper_support,
+    residual_frame,
+    s50,
+    stopping_status,
+)
+from app.estimate.pairs import Evidence
 from app.schemas import EstimateParts, EstimatePublic, StopRule
-from app.store import audits as audit_store
-from app.store import pairs as pair_store
+from app.services.review_state import ReviewState, load_review
 from app.store.db import Database
 
 DEFAULT_TARGET = 0.2  # relative half-width of the N_eff interval the stopping rule aims for
-Z95 = 1.959963984540054
 
 
-def samples_for_target(n_eff: float, target: float, level_z: float = Z95) -> int:
-    """Pool size whose expected duplicate count gives the target relative half-width.
+@dataclass(frozen=True)
+class Assessment:
+    """One consistent reading of an audit: its state, the estimate and the stopping rule."""
 
-    Near uniformity the relative se of D is ~1/sqrt(E[D]), and E[D] = C(n,2)/N_eff, so
-    k = (z / target)^2 pairs need n ~ sqrt(2 k N_eff) samples (DESIGN.md "How many samples").
-    """
-    k = (level_z / target) ** 2
-    return math.ceil(0.5 + math.sqrt(0.25 + 2 * k * n_eff))
+    state: ReviewState
+    evidence: Evidence
+    frame: ResidualFrame
+    estimate: IncompleteEstimate
+    stop: StopStatus
+
+    @property
+    def stop_labelling(self) -> bool:
+        """No more labels are needed: the pool is final and the stopping rule says stop."""
+        return self.state.finished and self.stop.stop
+
+
+def assess(state: ReviewState, level: float = 0.95, target: float = DEFAULT_TARGET) -> Assessment:
+    evidence = state.evidence()
+    frame = residual_frame(state.candidates, state.design, evidence, state.random)
+    estimate = estimate_incomplete(
+        state.candidates, state.design, evidence, state.random, level, frame=frame
+    )
+    return Assessment(state, evidence, frame, estimate, stopping_status(estimate, target=target))
+
+
+def _unlabelled_public(a: Assessment) -> EstimatePublic:
+    """Before any judgement nothing is known about D: no estimate, and the lower bound that
+    holds even if every candidate pair (and every missed pair the random check allows) were
+    a duplicate."""
+    e, state = a.estimate, a.state
+    worst = min(float(e.pairs), e.candidate_pairs + (e.missed_ucb if state.random_drawn else 0.0))
+    return EstimatePublic(
+        n=e.n,
+        candidate_pairs=e.candidate_pairs,
+        labelled_pairs=0,
+        duplicate_pairs=0,
+        q=0.0,
+        n_eff=None,
+        n_eff_low=e.pairs / worst if worst > 0 else e.n_eff_low,
+        n_eff_high=None,
+        level=e.level,
+        parts=EstimateParts(confirmed=0, direct=0, implied=0, unreviewed=None, missed=None),
+        s50=None,
+        paper_support=None,
+        stop=StopRule(
+            reached=False,
+            labels_to_go=a.stop.labels_to_go,
+            samples_to_go=None,
+            target_relative_half_width=a.stop.target,
+        ),
+        complete=state.finished and e.candidate_pairs == 0 and not len(state.random),
+        d_hat=None,
+        sampled_pairs=0,
+        random_pairs=len(state.random),
+        random_labelled=0,
+        explored=False,
+    )
+
+
+def estimate_public(a: Assessment) -> EstimatePublic:
+    e, stop, state = a.estimate, a.stop, a.state
+    if e.labelled_pairs == 0 and (e.candidate_pairs or len(state.random)):
+        return _unlabelled_public(a)
+    s = s50(e.q_hat) if e.q_hat > 0 else None
+    return EstimatePublic(
+        n=e.n,
+        candidate_pairs=e.candidate_pairs,
+        labelled_pairs=e.labelled_pairs,
+        duplicate_pairs=e.parts.confirmed,
+        q=e.q_hat,
+        n_eff=e.n_eff,
+        n_eff_low=e.n_eff_low,
+        n_eff_high=e.n_eff_high,
+        level=e.level,
+        parts=EstimateParts(
+            confirmed=e.parts.confirmed,
+            direct=e.parts.direct,
+            implied=e.parts.implied,
+            unreviewed=e.parts.unreviewed,
+            missed=e.parts.missed if state.random_drawn else None,
+            unreviewed_ucb=e.unreviewed_ucb,
+            missed_ucb=e.missed_ucb if state.random_drawn else None,
+        ),
+        s50=s,
+        paper_support=paper_support(s) if s is not None else None,
+        stop=StopRule(
+            reached=state.finished and stop.reached,
+            labels_to_go=stop.labels_to_go,
+            samples_to_go=stop.samples_to_go,
+            target_relative_half_width=stop.target,
+            labels_done=state.finished and stop.labels_done,
+            relative_half_width=stop.relative_half_width,
+            unreviewed_share_ucb=stop.unreviewed_share_ucb,
+        ),
+        complete=state.finished and e.complete,
+        d_hat=e.d_hat,
+        sampled_pairs=e.sampled_pairs,
+        random_pairs=len(state.random),
+        random_labelled=int(a.evidence.random_labelled.sum()),
+        jackknife_n_eff_low=e.jackknife_n_eff_low,
+        explored=e.unexplored_strata == 0 and e.random_to_go == 0,
+    )
 
 
 def audit_estimate(
     db: Database, audit_id: int, level: float = 0.95, target: float = DEFAULT_TARGET
 ) -> EstimatePublic:
-    with db.read() as session:
-        audit = audit_store.get_audit(session, audit_id)
-        n = audit.samples_done
-        labelled = pair_store.labelled_pairs(session, audit_id)
-        counts = pair_store.count_by_label(session, audit_id)
-        finished = audit.status == "done"
-    candidates = sum(counts.values())
-    unlabelled = counts.get(None, 0)
-    duplicates = [(i, j, d) for i, j, d, label in labelled if label == "duplicate"]
-    distinct = [(i, j) for i, j, _, label in labelled if label == "distinct"]
-    if n < 2:
-        raise ValueError(f"audit {audit_id} has {n} samples so far; an estimate needs at least 2")
-    clustering = cluster_judgements(n, duplicates, distinct)
-    result = estimate_support(n, clustering.sizes, level=level)
-    s = s50(result.q_hat) if result.q_hat > 0 else None
-    complete = finished and unlabelled == 0
-    samples_to_go: int | None = None
-    if result.n_eff is not None:
-        samples_to_go = max(0, samples_for_target(result.n_eff, target) - n)
-    width_ok = (
-        result.n_eff is not None
-        and result.n_eff_high is not None
-        and (result.n_eff_high - result.n_eff_low) / 2 <= target * result.n_eff
-    )
-    return EstimatePublic(
-        n=n,
-        candidate_pairs=candidates,
-        labelled_pairs=candidates - unlabelled,
-        duplicate_pairs=clustering.d,
-        q=result.q_hat,
-        n_eff=result.n_eff,
-        n_eff_low=result.n_eff_low,
-        n_eff_high=result.n_eff_high,
-        level=level,
-        parts=EstimateParts(
-            confirmed=clustering.d,
-            direct=clustering.direct_pairs,
-            implied=clustering.implied_pairs,
-            unreviewed=0.0 if complete else None,
-            missed=None,
-        ),
-        s50=s,
-        paper_support=paper_support(s) if s is not None else None,
-        stop=StopRule(
-            reached=complete and width_ok,
-            labels_to_go=unlabelled,
-            samples_to_go=samples_to_go,
-            target_relative_half_width=target,
-        ),
-        complete=complete,
-    )
+    return estimate_public(assess(load_review(db, audit_id), level, target))

@@ -1,9 +1,9 @@
 """The figures behind the estimate panel: batch curve, calibration, estimate history, clusters.
 
 Each function reads one audit's labels from the store and computes its figure with `app.estimate`,
-so the REST API and the pages draw the same numbers. Like `services.estimates`, the closure of the
-pairs labelled "duplicate" (blocked by "distinct") over the pool so far (`samples_done`) is what is
-counted, so the last point of the history is the current estimate.
+so the REST API and the pages draw the same numbers. The batch curve's model and the history use
+`services.estimates` itself (the same design, the same parts), so the last point of the history
+is the current estimate; the pool curve and the cluster gallery show the confirmed clusters.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from app.estimate import (
     batch_curve,
     batch_curve_empirical,
     cluster_judgements,
-    estimate_support,
     paper_support,
     s50,
 )
 from app.schemas import Label
+from app.services.estimates import assess, estimate_public
+from app.services.review_state import load_review
 from app.store import audits as audit_store
 from app.store import pairs as pair_store
 from app.store.db import Database
@@ -217,24 +218,26 @@ def _batch_sizes(s_max: int, points: int, must: Sequence[int]) -> list[int]:
 
 
 def audit_batch_curve(db: Database, audit_id: int, level: float = 0.95) -> BatchCurvePublic:
-    """Model curve at q_hat with the band of the interval on q, and the pool's empirical curve."""
+    """Model curve at the estimate's q_hat with the band of its interval on q, and the pool's
+    empirical curve over the confirmed clusters."""
+    estimate = estimate_public(assess(load_review(db, audit_id), level))
     labels = _read_labels(db, audit_id)
     clusters = _cluster(labels.labelled)
-    result = estimate_support(labels.n, clusters.sizes, level=level)
-    q_low = result.d_low / result.pairs
-    q_high = min(1.0, result.d_high / result.pairs)
+    q_hat = estimate.q
+    q_low = 0.0 if estimate.n_eff_high is None else 1.0 / estimate.n_eff_high
+    q_high = min(1.0, 1.0 / estimate.n_eff_low)
     # Run the axis out to where the curve (or, with no duplicate yet, its upper band) reaches 99%.
-    q_ref = result.q_hat if result.q_hat > 0 else q_high
+    q_ref = q_hat if q_hat > 0 else q_high
     s_max = max(10, math.ceil(math.sqrt(2 * math.log(100) / q_ref)) + 1) if q_ref > 0 else labels.n
-    s_half = s50(result.q_hat) if result.q_hat > 0 else None
+    s_half = s50(q_hat) if q_hat > 0 else None
     sizes = _batch_sizes(s_max, CURVE_POINTS, [s_half] if s_half else [])
-    model = batch_curve(result.q_hat, sizes)
+    model = batch_curve(q_hat, sizes)
     low = batch_curve(q_low, sizes)
     high = batch_curve(q_high, sizes)
     by_size = _pool_curve(labels, clusters.members(), [s for s in sizes if s <= labels.n])
     return BatchCurvePublic(
-        n=labels.n,
-        q=result.q_hat,
+        n=estimate.n,
+        q=q_hat,
         level=level,
         s50=s_half,
         paper_support=paper_support(s_half) if s_half is not None else None,
@@ -319,7 +322,11 @@ def audit_calibration(
         distances = np.asarray(pair_store.pair_distances(session, audit_id), dtype=np.float64)
         rows = session.execute(
             select(CandidatePair.id, CandidatePair.distance, CandidatePair.label)
-            .where(CandidatePair.audit_id == audit_id, CandidatePair.label.is_not(None))
+            .where(
+                CandidatePair.audit_id == audit_id,
+                CandidatePair.origin == pair_store.CANDIDATE,
+                CandidatePair.label.is_not(None),
+            )
             .order_by(CandidatePair.distance, CandidatePair.id)
         ).all()
     labelled = [
@@ -404,53 +411,42 @@ def audit_estimate_history(
     db: Database, audit_id: int, level: float = 0.95, max_points: int = MAX_HISTORY_POINTS
 ) -> EstimateHistoryPublic:
     """Replay the standing (not undone) judgements in the order they came, with the store's
-    consensus rule, so the last point is the current estimate."""
+    consensus rule and the audit's current review design, so the last point is the current
+    estimate."""
+    state = load_review(db, audit_id)
     with db.read() as session:
-        audit = audit_store.get_audit(session, audit_id)
-        n = audit.samples_done
         rows = session.execute(
             select(
-                Judgement.pair_id,
-                Judgement.annotator_id,
-                Judgement.label,
-                Judgement.adjudicated,
-                CandidatePair.i,
-                CandidatePair.j,
-                CandidatePair.distance,
+                Judgement.pair_id, Judgement.annotator_id, Judgement.label, Judgement.adjudicated
             )
             .join(CandidatePair, CandidatePair.id == Judgement.pair_id)
             .where(CandidatePair.audit_id == audit_id, Judgement.deleted_at.is_(None))
             .order_by(Judgement.id)
         ).all()
-    if n < 2:
-        raise ValueError(f"audit {audit_id} has {n} samples so far; an estimate needs at least 2")
-    pairs: dict[int, tuple[int, int, float]] = {}
     votes: dict[int, _Votes] = {}
     points: list[HistoryPoint] = []
     marks = set(_checkpoints(len(rows), max_points))
-    for k, (pair_id, annotator_id, label, adjudicated, i, j, distance) in enumerate(rows, 1):
-        pairs[pair_id] = (i, j, distance)
+    for k, (pair_id, annotator_id, label, adjudicated) in enumerate(rows, 1):
         votes.setdefault(pair_id, _Votes()).add(annotator_id, label, bool(adjudicated))
         if k not in marks:
             continue
-        labelled = [
-            (*pairs[pid], consensus)
+        labelled = {
+            pid: consensus
             for pid, vote in votes.items()
             if (consensus := vote.consensus()) is not None
-        ]
-        clusters = _cluster(labelled)
-        result = estimate_support(n, clusters.sizes, level=level)
+        }
+        estimate = estimate_public(assess(state.relabelled(labelled), level))
         points.append(
             HistoryPoint(
                 judgements=k,
                 labelled_pairs=len(labelled),
-                duplicate_pairs=clusters.clustering.d,
-                n_eff=result.n_eff,
-                n_eff_low=result.n_eff_low,
-                n_eff_high=result.n_eff_high,
+                duplicate_pairs=estimate.duplicate_pairs,
+                n_eff=estimate.n_eff,
+                n_eff_low=estimate.n_eff_low,
+                n_eff_high=estimate.n_eff_high,
             )
         )
-    return EstimateHistoryPublic(n=n, level=level, judgements=len(rows), points=points)
+    return EstimateHistoryPublic(n=state.n, level=level, judgements=len(rows), points=points)
 
 
 def audit_clusters(

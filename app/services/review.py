@@ -1,22 +1,32 @@
-"""The review queue: which pair an annotator should see next.
+"""The review queue: which pairs an annotator should see next, in the order the design wants.
 
-First version: closest unlabelled pair first (where duplicates concentrate), skipping pairs this
-annotator already judged and pairs recently handed to someone else, so several annotators working
-at once do not judge the same pair twice. The stratified design of the full statistics replaces it.
+The review design (app.estimate.design, .queue) decides: pairs it reached but nobody settled
+first, random non-candidate pairs at their share, then the stratum where one more label cuts the
+estimate's variance most. Handing pairs out reaches them, so the design is stored after every
+handout. Pairs handed to someone else in the last minute (leases) and pairs this annotator
+already judged are skipped, so annotators working at once do not judge the same pair twice.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import defaultdict
+from dataclasses import dataclass
 
-from app.store import audits as audit_store
+import numpy as np
+from numpy.typing import NDArray
+
+from app.estimate import Handout, ReviewDesign, duplicates_stop, next_pairs, update_design
+from app.services.estimates import DEFAULT_TARGET, Assessment, assess
+from app.services.review_state import ReviewState, load_review, store_design
 from app.store import pairs as pair_store
 from app.store.db import Database
 from app.store.judgements import annotator_by_name
 from app.store.pairs import RankedPair
 
 LEASE_SECONDS = 60.0
+MAX_HANDOUT = 50
 
 
 class Leases:
@@ -40,21 +50,113 @@ class Leases:
 
 
 _leases = Leases()
+# One queue computation per audit at a time: each reads the design and stores the next one.
+_audit_locks: defaultdict[tuple[str, int], threading.Lock] = defaultdict(threading.Lock)
+_locks_guard = threading.Lock()
 
 
-def next_pair_for(db: Database, audit_id: int, annotator: str | None) -> RankedPair | None:
+def _audit_lock(db: Database, audit_id: int) -> threading.Lock:
+    with _locks_guard:
+        return _audit_locks[(db.url, audit_id)]
+
+
+@dataclass(frozen=True)
+class Handed:
+    pairs: list[RankedPair]
+    stop: bool  # the stopping rule says no more labels are needed
+
+
+def _ranks(state: ReviewState) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Candidates sorted by (distance, id), as the pair listing ranks them."""
+    order = state.candidates.cached(
+        ("rank-order",),
+        lambda: np.lexsort((state.candidate_ids, state.candidates.distance)),
+    )
+    return state.candidates.distance[order], state.candidate_ids[order]
+
+
+def _rank(state: ReviewState, index: int) -> int:
+    d_sorted, id_sorted = _ranks(state)
+    d, pid = state.candidates.distance[index], state.candidate_ids[index]
+    lo = int(np.searchsorted(d_sorted, d, side="left"))
+    hi = int(np.searchsorted(d_sorted, d, side="right"))
+    return lo + int(np.searchsorted(id_sorted[lo:hi], pid, side="left")) + 1
+
+
+def next_pairs_for(
+    db: Database,
+    audit_id: int,
+    annotator: str | None,
+    limit: int = 1,
+    target: float = DEFAULT_TARGET,
+) -> Handed:
+    """Up to `limit` pairs for this annotator, leased to them for a minute."""
     who = annotator or "anonymous"
-    with db.read() as session:
-        audit_store.get_audit(session, audit_id)
-        person = annotator_by_name(session, who, create=False)
-        skip = _leases.taken_by_others(who)
-        pair = pair_store.next_unlabelled(session, audit_id, person.id if person else None, skip)
-        if pair is None and skip:
+    limit = max(1, min(limit, MAX_HANDOUT))
+    with _audit_lock(db, audit_id):
+        try:
+            state = load_review(db, audit_id)
+        except ValueError:  # fewer than two samples yet: nothing to review
+            return Handed([], stop=False)
+        assessment = assess(state, target=target)
+        if assessment.stop_labelling:
+            return Handed([], stop=True)
+        with db.read() as session:
+            person = annotator_by_name(session, who, create=False)
+            judged = pair_store.judged_by(session, audit_id, person.id) if person else set()
+        others = _leases.taken_by_others(who)
+        handouts, design = _plan(state, assessment, limit, judged | others)
+        if not handouts and others:
             # Everyone else's leased pairs are all that is left: hand one out rather than stall.
-            pair = pair_store.next_unlabelled(
-                session, audit_id, person.id if person else None, set()
-            )
-        if pair is None:
-            return None
-        _leases.take(pair.id, who)
-        return RankedPair(pair, pair_store.rank_of(session, pair))
+            handouts, design = _plan(state, assessment, limit, judged)
+        if design != state.design or not state.design_stored:
+            store_design(db, audit_id, design)
+        ids = [_pair_id(state, h) for h in handouts]
+        with db.read() as session:
+            rows = pair_store.pairs_by_id(session, ids)
+            for row in rows.values():
+                session.expunge(row)
+        out = []
+        for h, pid in zip(handouts, ids, strict=True):
+            _leases.take(pid, who)
+            rank = _rank(state, h.index) if h.kind == "candidate" else None
+            out.append(RankedPair(rows[pid], rank))
+        return Handed(out, stop=False)
+
+
+def _plan(
+    state: ReviewState, assessment: Assessment, limit: int, skip_ids: set[int]
+) -> tuple[list[Handout], ReviewDesign]:
+    """The design's next pairs, skipping the given store ids; re-derive the strata first when
+    the candidates grew, or around where duplicates stop once every stratum is explored."""
+    design = state.design
+    frame = assessment.frame
+    explored = assessment.estimate.unexplored_strata == 0
+    centre = duplicates_stop(frame.fit) if explored else None
+    updated = update_design(design, state.candidates, centre)
+    if updated is not design:
+        design, frame_arg = updated, None  # strata changed: the queue recomputes its frame
+    else:
+        frame_arg = frame
+    return next_pairs(
+        state.candidates,
+        design,
+        assessment.evidence,
+        state.random,
+        count=limit,
+        exclude_candidates=state.candidate_index(skip_ids),
+        exclude_random=state.random_index(skip_ids),
+        frame=frame_arg,
+    )
+
+
+def _pair_id(state: ReviewState, handout: Handout) -> int:
+    ids = state.candidate_ids if handout.kind == "candidate" else state.random_ids
+    return int(ids[handout.index])
+
+
+def next_pair_for(
+    db: Database, audit_id: int, annotator: str | None, target: float = DEFAULT_TARGET
+) -> RankedPair | None:
+    handed = next_pairs_for(db, audit_id, annotator, 1, target)
+    return handed.pairs[0] if handed.pairs else None

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.store.errors import NotFound
 from app.store.models import Audit, CandidatePair, Job, Sample, utcnow
+from app.store.pairs import CANDIDATE, RANDOM
 from app.store.upsert import insert_ignoring_conflicts
 
 
@@ -21,6 +22,9 @@ class ChunkRows:
     samples_done: int
     pairs: Sequence[tuple[int, int, float]]
     samples: Sequence[tuple[int, bytes, int | None]]
+    # The run's last step: random non-candidate pairs for the pool of `pool_size` samples.
+    random_pairs: Sequence[tuple[int, int, float]] = ()
+    pool_size: int | None = None
 
 
 def get_audit(session: Session, audit_id: int) -> Audit:
@@ -59,17 +63,56 @@ def record_chunk(session: Session, audit_id: int, chunk: ChunkRows) -> Audit:
     inserted = insert_ignoring_conflicts(
         session,
         CandidatePair,
-        [{"audit_id": audit_id, "i": i, "j": j, "distance": d} for i, j, d in chunk.pairs],
+        [
+            {"audit_id": audit_id, "i": i, "j": j, "distance": d, "origin": CANDIDATE}
+            for i, j, d in chunk.pairs
+        ],
     )
     audit.samples_done = max(audit.samples_done, chunk.samples_done)
     audit.candidate_pairs = (
         count_pairs(session, audit_id) if inserted < 0 else (audit.candidate_pairs + inserted)
     )
+    if chunk.pool_size is not None:
+        _record_random_pairs(session, audit, chunk.pool_size, chunk.random_pairs)
     return audit
 
 
+def _record_random_pairs(
+    session: Session, audit: Audit, pool_size: int, pairs: Sequence[tuple[int, int, float]]
+) -> None:
+    """Close a generation: its pool size and its random pairs. A drawn pair that is also a
+    candidate is dropped by the unique key, so the rest are a uniform sample of the
+    non-candidates; a replayed step finds its generation already closed and adds nothing."""
+    sizes = list(audit.pool_sizes or [])
+    if sizes and sizes[-1] >= pool_size:
+        return
+    sizes.append(pool_size)
+    audit.pool_sizes = sizes
+    generation = len(sizes) - 1
+    insert_ignoring_conflicts(
+        session,
+        CandidatePair,
+        [
+            {
+                "audit_id": audit.id,
+                "i": i,
+                "j": j,
+                "distance": d,
+                "origin": RANDOM,
+                "generation": generation,
+            }
+            for i, j, d in pairs
+        ],
+    )
+
+
 def count_pairs(session: Session, audit_id: int) -> int:
-    stmt = select(func.count()).select_from(CandidatePair).where(CandidatePair.audit_id == audit_id)
+    """The audit's candidate pairs (random pairs are not the miner's)."""
+    stmt = (
+        select(func.count())
+        .select_from(CandidatePair)
+        .where(CandidatePair.audit_id == audit_id, CandidatePair.origin == CANDIDATE)
+    )
     return int(session.scalar(stmt) or 0)
 
 

@@ -68,6 +68,13 @@ class Audit(Base):
     status: Mapped[str] = mapped_column(String(20), default="queued")
     samples_done: Mapped[int] = mapped_column(Integer, default=0)
     candidate_pairs: Mapped[int] = mapped_column(Integer, default=0)
+    # Random non-candidate pairs drawn per pool size, to check what the miner missed.
+    random_pairs: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
+    # Pool size at the end of each run: random pairs of generation g have
+    # pool_sizes[g-1] <= j < pool_sizes[g].
+    pool_sizes: Mapped[list[int] | None] = mapped_column()
+    # The review design (app.estimate.design.ReviewDesign.to_dict): which pairs count as sampled.
+    review: Mapped[dict[str, Any] | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -86,13 +93,19 @@ class Sample(Base):
 
 
 class CandidatePair(Base):
-    """Two pool samples (i < j) that the miner found close; `label` is the current consensus."""
+    """Two pool samples (i < j) to judge; `label` is the current consensus.
+
+    origin "candidate": the miner found them close; "random": a uniform sample of the pairs it
+    did not propose (generation g of the audit's pool_sizes), which bounds what it missed.
+    """
 
     __tablename__ = "pairs"
     __table_args__ = (
         UniqueConstraint("audit_id", "i", "j", name="uq_pairs_audit_i_j"),
-        Index("ix_pairs_audit_distance", "audit_id", "distance", "id"),
-        Index("ix_pairs_audit_label_distance", "audit_id", "label", "distance", "id"),
+        Index("ix_pairs_audit_origin_distance", "audit_id", "origin", "distance", "id"),
+        Index(
+            "ix_pairs_audit_origin_label_distance", "audit_id", "origin", "label", "distance", "id"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -101,6 +114,8 @@ class CandidatePair(Base):
     j: Mapped[int] = mapped_column(Integer)
     distance: Mapped[float] = mapped_column(Float(precision=53))
     label: Mapped[str | None] = mapped_column(String(20))
+    origin: Mapped[str] = mapped_column(String(10), default="candidate", server_default="candidate")
+    generation: Mapped[int | None] = mapped_column(Integer)
 
 
 class Annotator(Base):

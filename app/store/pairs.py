@@ -7,6 +7,8 @@ import binascii
 import struct
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -15,12 +17,14 @@ from app.store.models import CandidatePair, Judgement
 
 LABELS = ("duplicate", "distinct", "unsure")
 FILTERS = ("unlabelled", *LABELS)
+CANDIDATE, RANDOM = "candidate", "random"
+ORIGINS = (CANDIDATE, RANDOM)
 
 
 @dataclass(frozen=True)
 class RankedPair:
     pair: CandidatePair
-    rank: int  # 1 = the closest candidate pair of the audit
+    rank: int | None  # 1 = the closest pair of the audit of its origin
 
 
 def encode_cursor(distance: float, pair_id: int) -> str:
@@ -60,21 +64,30 @@ def _label_filter(label: str | None) -> ColumnElement[bool] | None:
     raise ValueError(f"label filter must be one of {', '.join(FILTERS)}")
 
 
+def _of(audit_id: int, origin: str) -> ColumnElement[bool]:
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {', '.join(ORIGINS)}")
+    return and_(CandidatePair.audit_id == audit_id, CandidatePair.origin == origin)
+
+
 def rank_of(session: Session, pair: CandidatePair) -> int:
+    """1 + the pairs of the same audit and origin closer than this one."""
     stmt = (
         select(func.count())
         .select_from(CandidatePair)
-        .where(CandidatePair.audit_id == pair.audit_id, _before(pair.distance, pair.id))
+        .where(_of(pair.audit_id, pair.origin), _before(pair.distance, pair.id))
     )
     return int(session.scalar(stmt) or 0) + 1
 
 
-def _count_between(session: Session, audit_id: int, low: CandidatePair, high: CandidatePair) -> int:
+def _count_between(
+    session: Session, audit_id: int, origin: str, low: CandidatePair, high: CandidatePair
+) -> int:
     stmt = (
         select(func.count())
         .select_from(CandidatePair)
         .where(
-            CandidatePair.audit_id == audit_id,
+            _of(audit_id, origin),
             _after(low.distance, low.id),
             _before(high.distance, high.id),
         )
@@ -83,10 +96,16 @@ def _count_between(session: Session, audit_id: int, low: CandidatePair, high: Ca
 
 
 def list_pairs(
-    session: Session, audit_id: int, label: str | None, limit: int, cursor: str | None
+    session: Session,
+    audit_id: int,
+    label: str | None,
+    limit: int,
+    cursor: str | None,
+    origin: str = CANDIDATE,
 ) -> tuple[list[RankedPair], str | None]:
-    """One page ordered by (distance, id); ranks count every candidate of the audit, whatever the filter."""
-    conditions: list[ColumnElement[bool]] = [CandidatePair.audit_id == audit_id]
+    """One page ordered by (distance, id); ranks count every pair of the audit and origin,
+    whatever the label filter."""
+    conditions: list[ColumnElement[bool]] = [_of(audit_id, origin)]
     label_condition = _label_filter(label)
     if label_condition is not None:
         conditions.append(label_condition)
@@ -106,7 +125,10 @@ def list_pairs(
             rank = rank_of(session, pair)
         else:
             previous = ranked[-1]
-            rank = previous.rank + 1 + _count_between(session, audit_id, previous.pair, pair)
+            assert previous.rank is not None
+            rank = (
+                previous.rank + 1 + _count_between(session, audit_id, origin, previous.pair, pair)
+            )
         ranked.append(RankedPair(pair, rank))
     next_cursor = encode_cursor(page[-1].distance, page[-1].id) if more and page else None
     return ranked, next_cursor
@@ -119,41 +141,98 @@ def get_pair(session: Session, pair_id: int) -> CandidatePair:
     return pair
 
 
-def next_unlabelled(
-    session: Session, audit_id: int, annotator_id: int | None, skip: set[int]
-) -> CandidatePair | None:
-    """The closest pair nobody has labelled and this annotator has not judged, leased ones skipped."""
-    stmt = (
-        select(CandidatePair)
-        .where(CandidatePair.audit_id == audit_id, CandidatePair.label.is_(None))
-        .order_by(CandidatePair.distance, CandidatePair.id)
-    )
-    if skip:
-        stmt = stmt.where(CandidatePair.id.not_in(skip))
-    if annotator_id is not None:
-        judged = select(Judgement.pair_id).where(
-            Judgement.annotator_id == annotator_id, Judgement.deleted_at.is_(None)
-        )
-        stmt = stmt.where(CandidatePair.id.not_in(judged))
-    return session.scalars(stmt.limit(1)).first()
-
-
-def labelled_pairs(session: Session, audit_id: int) -> list[tuple[int, int, float, str]]:
+def labelled_pairs(
+    session: Session, audit_id: int, origin: str | None = None
+) -> list[tuple[int, int, float, str]]:
+    """(i, j, distance, label) of every labelled pair; of one origin, or all (for display:
+    a duplicate among the random pairs is as real as one among the candidates)."""
     stmt = select(
         CandidatePair.i, CandidatePair.j, CandidatePair.distance, CandidatePair.label
     ).where(CandidatePair.audit_id == audit_id, CandidatePair.label.is_not(None))
+    if origin is not None:
+        stmt = stmt.where(CandidatePair.origin == origin)
     return [(int(i), int(j), float(d), str(lab)) for i, j, d, lab in session.execute(stmt)]
 
 
-def count_by_label(session: Session, audit_id: int) -> dict[str | None, int]:
+def count_by_label(
+    session: Session, audit_id: int, origin: str = CANDIDATE
+) -> dict[str | None, int]:
     stmt = (
         select(CandidatePair.label, func.count())
-        .where(CandidatePair.audit_id == audit_id)
+        .where(_of(audit_id, origin))
         .group_by(CandidatePair.label)
     )
     return {label: int(count) for label, count in session.execute(stmt)}
 
 
 def pair_distances(session: Session, audit_id: int) -> list[float]:
-    stmt = select(CandidatePair.distance).where(CandidatePair.audit_id == audit_id)
+    """Distances of the audit's candidate pairs."""
+    stmt = select(CandidatePair.distance).where(_of(audit_id, CANDIDATE))
     return [float(d) for d in session.scalars(stmt)]
+
+
+@dataclass(frozen=True)
+class PairRows:
+    """Pairs of one origin as arrays, in id order."""
+
+    ids: NDArray[np.int64]
+    i: NDArray[np.int64]
+    j: NDArray[np.int64]
+    distance: NDArray[np.float64]
+    generation: NDArray[np.int64]
+
+
+def pair_rows(session: Session, audit_id: int, origin: str, after_id: int = 0) -> PairRows:
+    """Every pair of the audit and origin with id > after_id, as arrays in id order."""
+    stmt = (
+        select(
+            CandidatePair.id,
+            CandidatePair.i,
+            CandidatePair.j,
+            CandidatePair.distance,
+            CandidatePair.generation,
+        )
+        .where(_of(audit_id, origin), CandidatePair.id > after_id)
+        .order_by(CandidatePair.id)
+    )
+    rows = session.execute(stmt).all()
+    if not rows:
+        none = np.empty(0, dtype=np.int64)
+        return PairRows(none, none, none, np.empty(0, dtype=np.float64), none)
+    ids, i, j, d, g = zip(*rows, strict=True)
+    return PairRows(
+        np.asarray(ids, dtype=np.int64),
+        np.asarray(i, dtype=np.int64),
+        np.asarray(j, dtype=np.int64),
+        np.asarray(d, dtype=np.float64),
+        np.asarray([-1 if x is None else x for x in g], dtype=np.int64),
+    )
+
+
+def pair_labels(session: Session, audit_id: int) -> list[tuple[int, str]]:
+    """(pair id, consensus label) of every labelled pair of the audit, any origin."""
+    stmt = select(CandidatePair.id, CandidatePair.label).where(
+        CandidatePair.audit_id == audit_id, CandidatePair.label.is_not(None)
+    )
+    return [(int(pid), str(lab)) for pid, lab in session.execute(stmt)]
+
+
+def judged_by(session: Session, audit_id: int, annotator_id: int) -> set[int]:
+    """Ids of the audit's pairs this annotator has a standing judgement on."""
+    stmt = (
+        select(Judgement.pair_id)
+        .join(CandidatePair, CandidatePair.id == Judgement.pair_id)
+        .where(
+            CandidatePair.audit_id == audit_id,
+            Judgement.annotator_id == annotator_id,
+            Judgement.deleted_at.is_(None),
+        )
+    )
+    return {int(pid) for pid in session.scalars(stmt)}
+
+
+def pairs_by_id(session: Session, ids: list[int]) -> dict[int, CandidatePair]:
+    if not ids:
+        return {}
+    stmt = select(CandidatePair).where(CandidatePair.id.in_(ids))
+    return {p.id: p for p in session.scalars(stmt)}

@@ -1,0 +1,224 @@
+"""An audit's review as the statistics see it: candidate and random pairs as arrays, the labels
+as values, and the review design. Shared by the estimate, the review queue and the history.
+
+Pairs never change once stored and only grow (in id order), so their arrays are cached per
+audit and extended with the rows added since; labels are read fresh on every call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy.orm import Session
+
+from app.estimate import (
+    DISTINCT,
+    DUPLICATE,
+    UNKNOWN,
+    Candidates,
+    Evidence,
+    RandomPairs,
+    ReviewDesign,
+    judge_evidence,
+    new_design,
+)
+from app.store import audits as audit_store
+from app.store import pairs as pair_store
+from app.store.db import Database
+from app.store.pairs import CANDIDATE, RANDOM, PairRows
+
+LABEL_VALUES = {"duplicate": DUPLICATE, "distinct": DISTINCT, "unsure": UNKNOWN}
+CACHED_AUDITS = 8
+
+
+def _concat(a: PairRows, b: PairRows) -> PairRows:
+    if b.ids.size == 0:
+        return a
+    return PairRows(
+        np.concatenate([a.ids, b.ids]),
+        np.concatenate([a.i, b.i]),
+        np.concatenate([a.j, b.j]),
+        np.concatenate([a.distance, b.distance]),
+        np.concatenate([a.generation, b.generation]),
+    )
+
+
+def _empty_rows() -> PairRows:
+    none = np.empty(0, dtype=np.int64)
+    return PairRows(none, none, none, np.empty(0, dtype=np.float64), none)
+
+
+@dataclass
+class _Entry:
+    created_at: datetime  # an id reused after a delete is another audit
+    candidates: PairRows = field(default_factory=_empty_rows)
+    random: PairRows = field(default_factory=_empty_rows)
+    built: dict[int, Candidates] = field(default_factory=dict)  # by pool size
+
+
+class _PairCache:
+    """Pair arrays of the most recently used audits, per database."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, int], _Entry] = OrderedDict()
+
+    def rows(
+        self, session: Session, db_key: str, audit_id: int, created_at: datetime
+    ) -> tuple[PairRows, PairRows, dict[int, Candidates]]:
+        key = (db_key, audit_id)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.created_at != created_at:
+                entry = _Entry(created_at)
+                self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > CACHED_AUDITS:
+                self._entries.popitem(last=False)
+            last_c = int(entry.candidates.ids[-1]) if entry.candidates.ids.size else 0
+            last_r = int(entry.random.ids[-1]) if entry.random.ids.size else 0
+        new_c = pair_store.pair_rows(session, audit_id, CANDIDATE, last_c)
+        new_r = pair_store.pair_rows(session, audit_id, RANDOM, last_r)
+        with self._lock:
+            # Another thread may have grown the entry meanwhile: keep only newer rows.
+            have_c = int(entry.candidates.ids[-1]) if entry.candidates.ids.size else 0
+            have_r = int(entry.random.ids[-1]) if entry.random.ids.size else 0
+            if new_c.ids.size and new_c.ids[-1] > have_c:
+                keep = new_c.ids > have_c
+                entry.candidates = _concat(entry.candidates, _take(new_c, keep))
+                entry.built.clear()
+            if new_r.ids.size and new_r.ids[-1] > have_r:
+                entry.random = _concat(entry.random, _take(new_r, new_r.ids > have_r))
+            return entry.candidates, entry.random, entry.built
+
+
+def _take(rows: PairRows, keep: NDArray[np.bool_]) -> PairRows:
+    return PairRows(
+        rows.ids[keep], rows.i[keep], rows.j[keep], rows.distance[keep], rows.generation[keep]
+    )
+
+
+_cache = _PairCache()
+
+
+@dataclass(frozen=True)
+class ReviewState:
+    """Everything the estimator and the queue need about one audit, at one moment."""
+
+    audit_id: int
+    n: int  # samples so far
+    status: str
+    seed: int
+    candidates: Candidates
+    candidate_ids: NDArray[np.int64]  # store id of candidate k
+    random: RandomPairs
+    random_ids: NDArray[np.int64]
+    random_drawn: bool  # the audit has closed at least one generation of random pairs
+    candidate_labels: NDArray[np.int8]  # consensus: 1 duplicate, 0 distinct, -1 none/unsure
+    random_labels: NDArray[np.int8]
+    design: ReviewDesign
+    design_stored: bool  # False: a fresh design nobody has reached anything with yet
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "done"
+
+    def evidence(self) -> Evidence:
+        return judge_evidence(
+            self.candidates, self.candidate_labels, self.random, self.random_labels
+        )
+
+    def relabelled(self, labelled: dict[int, str]) -> ReviewState:
+        """The same pairs and design with other consensus labels (pair id -> label)."""
+        values = {pid: LABEL_VALUES[label] for pid, label in labelled.items()}
+        return replace(
+            self,
+            candidate_labels=_labels(self.candidate_ids, values),
+            random_labels=_labels(self.random_ids, values),
+        )
+
+    def candidate_index(self, pair_ids: set[int]) -> set[int]:
+        """Candidate indices of the given store ids (others ignored)."""
+        return _indices(self.candidate_ids, pair_ids)
+
+    def random_index(self, pair_ids: set[int]) -> set[int]:
+        return _indices(self.random_ids, pair_ids)
+
+
+def _indices(ids: NDArray[np.int64], wanted: set[int]) -> set[int]:
+    if not wanted or ids.size == 0:
+        return set()
+    probe = np.fromiter(wanted, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(ids, probe), ids.size - 1)
+    return {int(p) for p in pos[ids[pos] == probe]}
+
+
+def _labels(ids: NDArray[np.int64], labelled: dict[int, int]) -> NDArray[np.int8]:
+    out = np.full(ids.size, UNKNOWN, dtype=np.int8)
+    if labelled and ids.size:
+        keys = np.fromiter(labelled.keys(), dtype=np.int64)
+        values = np.fromiter(labelled.values(), dtype=np.int8)
+        pos = np.minimum(np.searchsorted(ids, keys), ids.size - 1)
+        hit = ids[pos] == keys
+        out[pos[hit]] = values[hit]
+    return out
+
+
+def load_review(db: Database, audit_id: int) -> ReviewState:
+    """The audit's review state; ValueError while the pool has fewer than 2 samples."""
+    with db.read() as session:
+        audit = audit_store.get_audit(session, audit_id)
+        n, status, seed = audit.samples_done, audit.status, audit.seed
+        stored = dict(audit.review) if audit.review else None
+        pool_sizes = [int(x) for x in (audit.pool_sizes or []) if int(x) <= n]
+        cand_rows, rand_rows, built = _cache.rows(session, db.url, audit_id, audit.created_at)
+        labelled = {
+            pid: LABEL_VALUES[label] for pid, label in pair_store.pair_labels(session, audit_id)
+        }
+    if n < 2:
+        raise ValueError(f"audit {audit_id} has {n} samples so far; an estimate needs at least 2")
+    # Rows stored after the samples_done read (a job step in between) wait for the next call.
+    keep = cand_rows.j < n
+    candidates = built.get(n)
+    if candidates is None or len(candidates) != int(keep.sum()):
+        candidates = Candidates.build(
+            n, cand_rows.i[keep], cand_rows.j[keep], cand_rows.distance[keep]
+        )
+        built.clear()
+        built[n] = candidates
+    candidate_ids = cand_rows.ids[keep]
+    in_gen = (rand_rows.generation >= 0) & (rand_rows.generation < len(pool_sizes))
+    random = RandomPairs.build(
+        n,
+        rand_rows.i[in_gen],
+        rand_rows.j[in_gen],
+        rand_rows.distance[in_gen],
+        rand_rows.generation[in_gen],
+        pool_sizes or (n,),
+    )
+    design = ReviewDesign.from_dict(stored) if stored else new_design(candidates, seed)
+    return ReviewState(
+        audit_id=audit_id,
+        n=n,
+        status=status,
+        seed=seed,
+        candidates=candidates,
+        candidate_ids=candidate_ids,
+        random=random,
+        random_ids=rand_rows.ids[in_gen],
+        random_drawn=bool(pool_sizes),
+        candidate_labels=_labels(candidate_ids, labelled),
+        random_labels=_labels(rand_rows.ids[in_gen], labelled),
+        design=design,
+        design_stored=stored is not None,
+    )
+
+
+def store_design(db: Database, audit_id: int, design: ReviewDesign) -> None:
+    with db.write() as session:
+        audit_store.get_audit(session, audit_id).review = design.to_dict()

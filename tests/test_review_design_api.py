@@ -1,0 +1,136 @@
+"""The designed review over REST: random non-candidate pairs, the queue, the stopping rule and the
+estimate's parts, on synthetic sources whose true identities the oracle knows."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import all_pairs, wait_for_audit
+from tests.oracle import identities, judge_all, true_duplicate_pairs
+
+
+def _audit(client: TestClient, **body: Any) -> dict[str, Any]:
+    response = client.post("/api/audits", json=body)
+    assert response.status_code == 202, response.text
+    audit = wait_for_audit(client, response.json()["id"])
+    assert audit["status"] == "done", audit
+    return audit
+
+
+def _random_pairs(client: TestClient, audit_id: int) -> list[dict[str, Any]]:
+    url = f"/api/audits/{audit_id}/pairs"
+    return client.get(url, params={"origin": "random", "limit": 500}).json()["items"]
+
+
+def _judge(client: TestClient, pair: dict[str, Any], ids: np.ndarray, who: str) -> None:
+    label = "duplicate" if ids[pair["i"]] == ids[pair["j"]] else "distinct"
+    response = client.post(
+        f"/api/pairs/{pair['id']}/judgements",
+        json={"label": label, "annotator": who},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert response.status_code == 201, response.text
+
+
+def test_random_pairs_are_uniform_non_candidates_per_generation(client: TestClient) -> None:
+    audit = _audit(client, synthetic={"support": 500}, n=300, neighbours=3, random_pairs=40)
+    candidates = all_pairs(client, audit["id"])
+    random = _random_pairs(client, audit["id"])
+    assert len(candidates) == audit["progress"]["candidate_pairs"]
+    assert all(p["origin"] == "candidate" for p in candidates)
+    # Drawn pairs that are candidates are dropped: at most 40, none of them a candidate.
+    assert 30 <= len(random) <= 40 and all(p["origin"] == "random" for p in random)
+    assert not {(p["i"], p["j"]) for p in random} & {(p["i"], p["j"]) for p in candidates}
+    assert all(0 <= p["i"] < p["j"] < 300 for p in random)
+    # Each one's distance is the embedding distance, so far pairs are farther than candidates.
+    assert np.median([p["distance"] for p in random]) > np.median(
+        [p["distance"] for p in candidates]
+    )
+    for p in random[:3]:
+        for url in p["image_urls"]:
+            assert client.get(url).content.startswith(b"\x89PNG")
+
+    extended = client.post(f"/api/audits/{audit['id']}/extend", json={"n_more": 200})
+    assert extended.status_code == 202
+    assert wait_for_audit(client, audit["id"])["status"] == "done"
+    after = _random_pairs(client, audit["id"])
+    old = {p["id"] for p in random}
+    new = [p for p in after if p["id"] not in old]
+    assert old <= {p["id"] for p in after}
+    # The new generation covers the pairs that involve a new sample.
+    assert 30 <= len(new) <= 40 and all(300 <= p["j"] < 500 for p in new)
+
+
+def test_every_pair_judged_gives_the_exact_pooled_estimate(client: TestClient) -> None:
+    audit = _audit(client, synthetic={"support": 300}, n=400, neighbours=3, seed=1)
+    ids = identities(audit)
+    judge_all(client, audit["id"], ids)
+    for pair in _random_pairs(client, audit["id"]):
+        _judge(client, pair, ids, "oracle")
+    estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
+    truth = true_duplicate_pairs(ids)
+    pairs = 400 * 399 / 2
+    assert estimate["complete"] and estimate["explored"]
+    assert estimate["parts"]["unreviewed"] == 0 and estimate["parts"]["missed"] == 0
+    assert estimate["duplicate_pairs"] == truth == estimate["d_hat"]
+    assert estimate["n_eff"] == pytest.approx(pairs / truth)
+    assert estimate["n_eff_low"] < estimate["n_eff"] < estimate["n_eff_high"]
+    assert estimate["random_labelled"] == estimate["random_pairs"] > 0
+
+
+def test_the_oracle_stops_when_the_rule_says_with_few_labels(client: TestClient) -> None:
+    support = 2000
+    audit = _audit(client, synthetic={"support": support}, n=1500, neighbours=4, seed=5)
+    ids = identities(audit)
+    url = f"/api/audits/{audit['id']}/next-pairs"
+    seen: set[int] = set()
+    for _ in range(400):
+        body = client.get(url, params={"annotator": "oracle", "limit": 10, "target": 0.3}).json()
+        if body["stop"] or not body["items"]:
+            break
+        for pair in body["items"]:
+            assert pair["id"] not in seen
+            seen.add(pair["id"])
+            _judge(client, pair, ids, "oracle")
+    assert body["stop"] is True
+    assert (
+        client.get(
+            f"/api/audits/{audit['id']}/next-pair", params={"annotator": "oracle", "target": 0.3}
+        ).status_code
+        == 204
+    )
+    estimate = client.get(f"/api/audits/{audit['id']}/estimate", params={"target": 0.3}).json()
+    truth = true_duplicate_pairs(ids)
+    candidates = estimate["candidate_pairs"]
+    # Far fewer labels than candidates, and the random check of the miner was done.
+    assert estimate["labelled_pairs"] == len(seen) < candidates / 4
+    assert estimate["random_labelled"] >= 20 and estimate["explored"]
+    assert estimate["stop"]["reached"] or estimate["stop"]["labels_done"]
+    parts = estimate["parts"]
+    assert parts["confirmed"] + parts["unreviewed"] + parts["missed"] == pytest.approx(
+        estimate["d_hat"]
+    )
+    assert parts["confirmed"] <= truth
+    assert abs(estimate["d_hat"] - truth) < 4 * math.sqrt(truth)
+    assert estimate["n_eff_low"] <= 1500 * 1499 / 2 / truth <= estimate["n_eff_high"]
+    assert estimate["n_eff_low"] <= support <= estimate["n_eff_high"]
+
+
+def test_annotators_get_disjoint_batches_and_their_own_back(client: TestClient) -> None:
+    audit = _audit(client, synthetic={"support": 300}, n=400, neighbours=3)
+    url = f"/api/audits/{audit['id']}/next-pairs"
+    ada = client.get(url, params={"annotator": "ada", "limit": 8}).json()["items"]
+    bob = client.get(url, params={"annotator": "bob", "limit": 8}).json()["items"]
+    assert len(ada) == len(bob) == 8
+    assert not {p["id"] for p in ada} & {p["id"] for p in bob}
+    # Asking again before judging hands the same pairs back first (a reload loses nothing).
+    again = client.get(url, params={"annotator": "ada", "limit": 8}).json()["items"]
+    assert {p["id"] for p in again} == {p["id"] for p in ada}
+    for p in ada:
+        assert (p["rank"] is None) == (p["origin"] == "random")
