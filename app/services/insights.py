@@ -225,7 +225,7 @@ def audit_batch_curve(db: Database, audit_id: int, level: float = 0.95) -> Batch
     clusters = _cluster(labels.labelled)
     q_hat = estimate.q
     q_low = 0.0 if estimate.n_eff_high is None else 1.0 / estimate.n_eff_high
-    q_high = min(1.0, 1.0 / estimate.n_eff_low)
+    q_high = 1.0 if estimate.n_eff_low is None else min(1.0, 1.0 / estimate.n_eff_low)
     # Run the axis out to where the curve (or, with no duplicate yet, its upper band) reaches 99%.
     q_ref = q_hat if q_hat > 0 else q_high
     s_max = max(10, math.ceil(math.sqrt(2 * math.log(100) / q_ref)) + 1) if q_ref > 0 else labels.n
@@ -442,7 +442,7 @@ def audit_estimate_history(
                 labelled_pairs=len(labelled),
                 duplicate_pairs=estimate.duplicate_pairs,
                 n_eff=estimate.n_eff,
-                n_eff_low=estimate.n_eff_low,
+                n_eff_low=1.0 if estimate.n_eff_low is None else estimate.n_eff_low,
                 n_eff_high=estimate.n_eff_high,
             )
         )
