@@ -232,7 +232,7 @@ def estimate(
         f"audit {audit_id}: n={result.n}, {result.candidate_pairs} candidate pairs, "
         f"{result.labelled_pairs} labelled, D={result.duplicate_pairs}"
     )
-    if result.labelled_pairs == 0:
+    if result.d_hat is None:
         console.print(
             f"no judgements yet: N_eff >= {result.n_eff_low:.4g} ({result.level:.0%}) even if "
             "every candidate pair were a duplicate"

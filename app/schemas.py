@@ -201,7 +201,9 @@ class EstimatePublic(BaseModel):
 
     n: int
     candidate_pairs: int
-    labelled_pairs: int
+    labelled_pairs: int = Field(
+        description="Pairs with a consensus label (unsure included), candidates and random."
+    )
     duplicate_pairs: int
     q: float
     n_eff: float | None = Field(description="Inverse Simpson 1/q_hat; null when no duplicate yet.")

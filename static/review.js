@@ -1,8 +1,8 @@
 // The review loop: one pair on screen, judged by keyboard, with undo and history, while the next
 // pairs (JSON and decoded images) wait in memory so that the next one shows without the network.
 //
-// The server decides what each annotator sees (GET next-pair, which also leases the pair); the
-// lookahead comes from the closest unlabelled pairs and is corrected by next-pair after every
+// The server decides what each annotator sees: GET next-pairs hands out the pairs the review
+// design wants next, in its order, and leases them; the lookahead is refilled from it after every
 // judgement. Every POST carries an Idempotency-Key, reused on retries, so a retry never doubles a label.
 import { api, ApiError, count, uuid } from "./api.js";
 
@@ -48,6 +48,7 @@ const state = {
   judged: new Set(), // pair ids judged here: never queued again by a refill
   skipped: new Set(), // pair ids passed over with →: kept at the back of the queue
   exhausted: false, // the server has no pair for this annotator
+  stopped: false, // the stopping rule says no more labels are needed
   zoom: null, // null: fit the window
   session: 0,
   candidates: null,
@@ -95,6 +96,7 @@ function prefetch() {
 function countReady() {
   const ready = state.queue.slice(1, LOOKAHEAD + 1).filter((p) => p.image_urls.every((u) => decoded.has(u)));
   root.dataset.prefetched = String(ready.length);
+  root.dataset.lookahead = state.queue.slice(1, LOOKAHEAD + 1).map((p) => p.id).join(",");
 }
 
 // ---- drawing ----
@@ -130,7 +132,10 @@ function render() {
   root.dataset.state = c.entry ? "revisit" : "ready";
   const { pair } = c;
   ui.view.dataset.pairId = pair.id;
-  ui.rank.textContent = `rank ${count(pair.rank)}${state.candidates ? ` of ${count(state.candidates)}` : ""}`;
+  ui.rank.textContent =
+    pair.origin === "random"
+      ? "random pair (checks what the miner missed)"
+      : `rank ${count(pair.rank)}${state.candidates ? ` of ${count(state.candidates)}` : ""}`;
   ui.distance.textContent = `distance ${pair.distance.toPrecision(4)}`;
   ui.samples.textContent = `samples ${pair.i} and ${pair.j}`;
   ui.captionA.textContent = `A: sample ${pair.i}`;
@@ -250,15 +255,21 @@ function refreshCounter() {
       const e = await api(`/api/audits/${auditId}/estimate`);
       state.candidates = e.candidate_pairs;
       ui.reviewed.textContent = count(e.labelled_pairs);
-      ui.remaining.textContent = count(e.candidate_pairs - e.labelled_pairs);
+      const done = e.stop.reached || e.stop.labels_done;
+      ui.remaining.textContent = count(done ? 0 : e.stop.labels_to_go);
       const neff = e.n_eff === null ? `N_eff ≥ ${count(e.n_eff_low)}` : `N_eff ≈ ${count(e.n_eff)}`;
       ui.stop.classList.toggle("reached", e.stop.reached);
       ui.stop.dataset.reached = String(e.stop.reached);
+      const more = e.stop.samples_to_go ? `, about ${count(e.stop.samples_to_go)} more samples` : "";
       ui.stop.textContent = e.stop.reached
         ? `Stopping rule reached: no more labels needed (${neff}).`
-        : `Stopping rule: ${count(e.stop.labels_to_go)} labels to go${e.stop.samples_to_go ? `, about ${count(e.stop.samples_to_go)} more samples` : ""} (${neff}).`;
+        : e.stop.labels_done
+          ? `Stopping rule: more labels would barely help; extend the pool${more} (${neff}).`
+          : `Stopping rule: about ${count(e.stop.labels_to_go)} labels to go${more} (${neff}).`;
       const c = current();
-      if (c) ui.rank.textContent = `rank ${count(c.pair.rank)} of ${count(e.candidate_pairs)}`;
+      if (c && c.pair.origin !== "random") {
+        ui.rank.textContent = `rank ${count(c.pair.rank)} of ${count(e.candidate_pairs)}`;
+      }
     } catch {
       // The counter catches up on the next judgement.
     }
@@ -270,59 +281,33 @@ function changed() {
   refreshCounter();
 }
 
-let serverSeq = 0;
-
-// Ask the server which pair this annotator should see; it wins over the lookahead's guess.
-async function followServer() {
-  const seq = ++serverSeq;
-  let pair;
-  try {
-    pair = await api(`/api/audits/${auditId}/next-pair?annotator=${encodeURIComponent(state.annotator)}`);
-  } catch {
-    return;
-  }
-  if (seq !== serverSeq) return;
-  if (pair === null) {
-    // 204 is the server's word that this annotator is done (for now): drop the lookahead.
-    state.queue = [];
-    state.exhausted = true;
-    render();
-    waitForPairs();
-    return;
-  }
-  state.exhausted = false;
-  if (state.judged.has(pair.id) || state.skipped.has(pair.id)) return;
-  const at = state.queue.findIndex((p) => p.id === pair.id);
-  if (at === 0) return;
-  if (at > 0) state.queue.splice(at, 1);
-  state.queue.unshift(pair); // replaces the lookahead's guess, shown only since the last POST
-  render();
-  prefetch();
-}
-
 let refilling = null;
 let refillAgain = false;
 
-// Top up the lookahead with the closest unlabelled pairs, dropping the ones others labelled.
+// Top up the lookahead from the server's review queue (GET next-pairs): the pairs the review
+// design wants this annotator to judge, in its order, each leased to them for a minute. The pair
+// on screen stays; pairs skipped with → wait at the back.
 async function refill() {
   if (refilling) {
     refillAgain = true;
     return;
   }
-  if (state.exhausted) return;
   refilling = (async () => {
-    const limit = Math.min(500, LOOKAHEAD + 1 + state.skipped.size + state.judged.size);
-    const page = await api(`/api/audits/${auditId}/pairs?label=unlabelled&limit=${limit}`);
-    const listed = new Set(page.items.map((p) => p.id));
-    const last = page.items.length ? page.items[page.items.length - 1].distance : -Infinity;
-    const horizon = page.next_cursor ? last : Infinity;
-    const onScreen = current()?.pair.id;
-    state.queue = state.queue.filter((p) => listed.has(p.id) || p.distance > horizon || p.id === onScreen);
-    const queued = new Set(state.queue.map((p) => p.id));
-    const fresh = page.items.filter((p) => !queued.has(p.id) && !state.judged.has(p.id));
-    const firstSkipped = state.queue.findIndex((p) => state.skipped.has(p.id));
-    state.queue.splice(firstSkipped < 0 ? state.queue.length : Math.max(1, firstSkipped), 0, ...fresh);
-    if (state.queue.length) state.exhausted = false;
+    const limit = Math.min(50, LOOKAHEAD + 1 + state.skipped.size);
+    const who = encodeURIComponent(state.annotator);
+    const body = await api(`/api/audits/${auditId}/next-pairs?annotator=${who}&limit=${limit}`);
+    const onScreen = state.pos === state.history.length ? state.queue[0] : undefined;
+    const servedIds = new Set(body.items.map((p) => p.id));
+    const waiting = (p) => !state.skipped.has(p.id) && p.id !== onScreen?.id;
+    // Pairs already queued keep their place (the lookahead the annotator is about to see);
+    // those the server no longer hands out (judged by someone else) drop out; new ones follow.
+    const kept = state.queue.filter((p) => waiting(p) && servedIds.has(p.id));
+    const keptIds = new Set(kept.map((p) => p.id));
+    const fresh = body.items.filter((p) => waiting(p) && !state.judged.has(p.id) && !keptIds.has(p.id));
+    const skipped = state.queue.filter((p) => state.skipped.has(p.id) && p.id !== onScreen?.id);
+    state.queue = [...(onScreen ? [onScreen] : []), ...kept, ...fresh, ...skipped];
+    state.stopped = body.stop;
+    state.exhausted = state.queue.length === 0;
   })();
   try {
     await refilling;
@@ -333,6 +318,9 @@ async function refill() {
   }
   render();
   prefetch();
+  if (state.exhausted || (state.queue.length && state.queue.every((p) => state.skipped.has(p.id)))) {
+    waitForPairs();
+  }
   if (refillAgain) {
     refillAgain = false;
     refill();
@@ -347,9 +335,8 @@ async function waitForPairs() {
   const audit = await api(`/api/audits/${auditId}`).catch(() => null);
   if (audit && ACTIVE.has(audit.status)) {
     say("The audit is still mining candidate pairs: they appear here as they arrive.");
-    waiting = setTimeout(async () => {
+    waiting = setTimeout(() => {
       waiting = null;
-      await followServer();
       refill();
     }, 2000);
     return;
@@ -357,7 +344,9 @@ async function waitForPairs() {
   say(
     state.skipped.size
       ? "Only pairs you skipped are left: use → to go through them."
-      : "Nothing left to review for you: every candidate pair is labelled, or the stopping rule says enough.",
+      : state.stopped
+        ? "Enough labels: the stopping rule is met (see the estimate)."
+        : "Nothing left to review for you: every pair the design wants is labelled or with someone else.",
   );
   refreshCounter();
 }
@@ -393,7 +382,6 @@ function judge(label) {
     () => {
       entry.failed = null;
       changed();
-      followServer();
       refill();
     },
     (error) => {
@@ -566,7 +554,6 @@ async function start() {
   ui.zoom.addEventListener("change", () => ui.zoom.blur()); // arrows go back to the pairs
   window.addEventListener("resize", applyZoom);
   refreshCounter();
-  await followServer();
   await refill();
 }
 

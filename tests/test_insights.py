@@ -179,7 +179,7 @@ def test_estimate_history_relabel_counts_the_latest_label(client: TestClient, sc
     assert body["points"][1]["n_eff"] is None
     # "unsure" settles nothing: as with no judgement, only the worst-case bound remains.
     estimate = client.get(_url(scene["audit"], "estimate")).json()
-    assert estimate["labelled_pairs"] == 0 and estimate["n_eff"] is None
+    assert estimate["labelled_pairs"] == 1 and estimate["n_eff"] is None
     assert body["points"][1]["n_eff_low"] == pytest.approx(estimate["n_eff_low"])
     assert client.get(_url(scene["audit"], "estimate-history")).json() == body
 

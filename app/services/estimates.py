@@ -62,7 +62,7 @@ def _unlabelled_public(a: Assessment) -> EstimatePublic:
     return EstimatePublic(
         n=e.n,
         candidate_pairs=e.candidate_pairs,
-        labelled_pairs=0,
+        labelled_pairs=state.labelled_count,
         duplicate_pairs=0,
         q=0.0,
         n_eff=None,
@@ -95,7 +95,7 @@ def estimate_public(a: Assessment) -> EstimatePublic:
     return EstimatePublic(
         n=e.n,
         candidate_pairs=e.candidate_pairs,
-        labelled_pairs=e.labelled_pairs,
+        labelled_pairs=state.labelled_count,
         duplicate_pairs=e.parts.confirmed,
         q=e.q_hat,
         n_eff=e.n_eff,

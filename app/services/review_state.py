@@ -123,6 +123,7 @@ class ReviewState:
     random_labels: NDArray[np.int8]
     design: ReviewDesign
     design_stored: bool  # False: a fresh design nobody has reached anything with yet
+    labelled_count: int  # pairs with a consensus label, "unsure" included
 
     @property
     def finished(self) -> bool:
@@ -140,6 +141,7 @@ class ReviewState:
             self,
             candidate_labels=_labels(self.candidate_ids, values),
             random_labels=_labels(self.random_ids, values),
+            labelled_count=len(labelled),
         )
 
     def candidate_index(self, pair_ids: set[int]) -> set[int]:
@@ -216,6 +218,7 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
         random_labels=_labels(rand_rows.ids[in_gen], labelled),
         design=design,
         design_stored=stored is not None,
+        labelled_count=len(labelled),
     )
 
 

@@ -21,17 +21,32 @@ pytestmark = pytest.mark.browser
 VIEW = "[data-pair-view]"
 
 
-def _unlabelled(api: httpx.Client, audit_id: int, limit: int = 5) -> list[dict[str, Any]]:
-    params = {"label": "unlabelled", "limit": limit}
-    return list(api.get(f"/api/audits/{audit_id}/pairs", params=params).json()["items"])
+def _queued_for(
+    api: httpx.Client, audit_id: int, annotator: str, limit: int = 5
+) -> list[dict[str, Any]]:
+    """The pairs the review design hands this annotator, in the order the page will show them:
+    the first call reaches and leases them; asked again, the queue lists them first, as it will
+    for the page, and the page keeps that order."""
+    url = f"/api/audits/{audit_id}/next-pairs"
+    params = {"annotator": annotator, "limit": limit}
+    first = api.get(url, params=params).json()["items"]
+    again = api.get(url, params=params).json()["items"]
+    assert {p["id"] for p in again} == {p["id"] for p in first}
+    return list(again)
 
 
 def _label_of(api: httpx.Client, audit_id: int, pair_id: int) -> str | None:
-    for label in ("duplicate", "distinct", "unsure"):
-        page = api.get(f"/api/audits/{audit_id}/pairs", params={"label": label, "limit": 500})
-        if pair_id in {p["id"] for p in page.json()["items"]}:
-            return label
+    for origin in ("candidate", "random"):
+        for label in ("duplicate", "distinct", "unsure"):
+            params = {"label": label, "limit": 500, "origin": origin}
+            page = api.get(f"/api/audits/{audit_id}/pairs", params=params)
+            if pair_id in {p["id"] for p in page.json()["items"]}:
+                return label
     return None
+
+
+def _rank_text(pair: dict[str, Any]) -> str:
+    return "random pair" if pair["origin"] == "random" else f"rank {pair['rank']} of "
 
 
 def _wait_label(api: httpx.Client, audit_id: int, pair_id: int, label: str | None) -> None:
@@ -63,7 +78,8 @@ def test_review_by_keyboard(
 ) -> None:
     audit = audit_factory()
     aid = audit["id"]
-    first, second, third, fourth, _ = _unlabelled(api, aid)
+    queued = _queued_for(api, aid, "ada")
+    first = queued[0]
     page.goto(f"/audits/{aid}/review")
 
     # Asked once for a name, kept in localStorage.
@@ -86,7 +102,7 @@ def test_review_by_keyboard(
         "crisp-edges",
     )
     assert f"{first['distance']:.4g}" in page.inner_text("[data-distance]")
-    assert page.inner_text("[data-rank]").startswith(f"rank {first['rank']} of ")
+    assert page.inner_text("[data-rank]").startswith(_rank_text(first))
     zoom = int(page.get_attribute(VIEW, "data-zoom") or 0)
     assert (
         page.eval_on_selector("[data-slot] img", "i => i.getBoundingClientRect().width")
@@ -97,13 +113,17 @@ def test_review_by_keyboard(
     page.keyboard.press("0")
     assert page.get_attribute(VIEW, "data-zoom") == str(zoom)
     counter = api.get(f"/api/audits/{aid}/estimate").json()
-    page.locator("[data-remaining]").filter(has_text=f"{counter['candidate_pairs']:,}").wait_for()
+    to_go = counter["stop"]["labels_to_go"]
+    page.locator("[data-remaining]").filter(has_text=re.compile(rf"^{to_go:,}$")).wait_for()
     screenshot(page, "review")
 
     # D: stored with the annotator's name; the next pair shows from memory with the network cut.
     page.wait_for_function(
         "() => Number(document.querySelector('[data-review]').dataset.prefetched) >= 2"
     )
+    # The next pairs, in the order the page queued them from the server's review queue.
+    lookahead = (page.get_attribute("[data-review]", "data-lookahead") or "").split(",")
+    second, third, fourth = ({"id": int(x)} for x in lookahead[:3])
     cut: list[str] = []
 
     def offline(route: Route) -> None:
@@ -187,7 +207,7 @@ def test_review_buttons_on_a_narrow_screen(
     page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
 ) -> None:
     audit = audit_factory(seed=1)
-    first, second, *_ = _unlabelled(api, audit["id"])
+    first, second, *_ = _queued_for(api, audit["id"], "bob")
     page.set_viewport_size({"width": 390, "height": 844})
     page.add_init_script("localStorage.setItem('birthday.annotator', 'bob')")
     page.goto(f"/audits/{audit['id']}/review")
@@ -206,13 +226,17 @@ def test_review_says_when_nothing_is_left(
     page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
 ) -> None:
     audit = audit_factory(synthetic={"support": 50}, n=30, neighbours=1, seed=7)
-    for pair in all_pairs(api, audit["id"]):
+    random = api.get(
+        f"/api/audits/{audit['id']}/pairs", params={"origin": "random", "limit": 500}
+    ).json()["items"]
+    for pair in all_pairs(api, audit["id"]) + random:
         body = {"label": "distinct", "annotator": "bot"}
         assert api.post(f"/api/pairs/{pair['id']}/judgements", json=body).status_code == 201
     page.add_init_script("localStorage.setItem('birthday.annotator', 'ada')")
     page.goto(f"/audits/{audit['id']}/review")
     page.locator('[data-review][data-state="done"]').wait_for()
-    page.locator("[data-message]").filter(has_text="Nothing left to review").wait_for()
+    page.locator("[data-message]").filter(has_text="Enough labels").wait_for()
     page.locator("[data-remaining]").filter(has_text="0").wait_for()
-    assert page.inner_text("[data-reviewed]") == str(audit["progress"]["candidate_pairs"])
+    reviewed = audit["progress"]["candidate_pairs"] + len(random)
+    assert page.inner_text("[data-reviewed]") == str(reviewed)
     assert not page.is_visible(VIEW)
