@@ -14,6 +14,7 @@ from app.services.insights import (
     ClustersPublic,
     EstimateHistoryPublic,
 )
+from app.services.secondary import SecondaryPublic, audit_secondary
 
 router = APIRouter(prefix="/audits", tags=["insights"])
 
@@ -66,3 +67,11 @@ def get_clusters(
         return str(request.url_for("get_sample_png", audit_id=audit_id, idx=idx).path)
 
     return insights.audit_clusters(state.db, audit_id, sample_url, limit=limit)
+
+
+@router.get("/{audit_id}/secondary", response_model=SecondaryPublic)
+def get_secondary(state: StateDep, audit_id: AuditId, level: Level = 0.95) -> SecondaryPublic:
+    """Figures beside N_eff, each named for what it is: the paper's s_50 and s_50^2, the
+    uniform-model MLE from disjoint batches, Chao1 (a richness lower bound) and the Vendi scores
+    of orders 1 and 2 (label-free diversity of the embeddings, at most n)."""
+    return audit_secondary(state.db, state.settings.scratch_dir, audit_id, level)
