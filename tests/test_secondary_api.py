@@ -54,3 +54,15 @@ def test_vendi_sees_collapse_without_labels(client: TestClient) -> None:
     high = client.get(f"/api/audits/{diverse['id']}/secondary").json()["vendi"]
     assert low["order1"] <= 4.0 + 1e-6  # four distinct images: at most 4 effective samples
     assert high["order1"] > 10 * low["order1"]
+
+
+def test_the_estimate_panel_names_the_secondary_figures(client: TestClient) -> None:
+    audit = _audit(client, synthetic={"support": 50}, n=200, neighbours=2)
+    ids = identities(audit)
+    judge_all(client, audit["id"], ids)
+    html = client.get(f"/audits/{audit['id']}/panel").text
+    secondary = client.get(f"/api/audits/{audit['id']}/secondary").json()
+    assert "data-secondary" in html and "none of them is N<sub>eff</sub>" in html
+    assert f"{secondary['chao1']['observed']:,} seen" in html
+    assert "lower bound on the number of distinct outputs" in html
+    assert "label-free diversity" in html

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
-from app.api.deps import AuditId, StateDep
+from app.api.deps import AppState, AuditId, StateDep
 from app.api.jobs import job_public
 from app.gan.registry import ARCHITECTURES
 from app.schemas import AuditPublic, EstimatePublic, JobPublic
@@ -22,6 +22,7 @@ from app.services import insights
 from app.services.audits import describe_audit, describe_audits
 from app.services.estimates import audit_estimate
 from app.services.generators import FORMATS, LOADABLE
+from app.services.secondary import SecondaryPublic, audit_secondary
 from app.store import generators as generator_store
 from app.store.db import Database
 from app.store.errors import NotFound
@@ -61,6 +62,14 @@ def _estimate_or_none(db: Database, audit_id: int) -> EstimatePublic | None:
     """The estimate, or None while the pool has fewer than 2 samples (nothing to estimate yet)."""
     try:
         return audit_estimate(db, audit_id)
+    except ValueError:
+        return None
+
+
+def _secondary_or_none(state: AppState, audit_id: int) -> SecondaryPublic | None:
+    """Figures beside N_eff, or None while the pool has fewer than 2 samples."""
+    try:
+        return audit_secondary(state.db, state.settings.scratch_dir, audit_id)
     except ValueError:
         return None
 
@@ -142,6 +151,7 @@ def audit_page(request: Request, state: StateDep, viewer: ViewerDep, audit_id: A
         "audit": audit,
         "audit_id": audit_id,
         "estimate": _estimate_or_none(state.db, audit_id),
+        "secondary": _secondary_or_none(state, audit_id),
         "clusters": _clusters_or_none(request, state.db, audit_id),
         "viewer": viewer,
     }
@@ -160,7 +170,12 @@ def estimate_fragment(
     except NotFound as exc:
         return _not_found(request, exc)
     estimate = _estimate_or_none(state.db, audit_id)
-    return _page(request, "_estimate.html", {"audit": audit, "estimate": estimate})
+    context = {
+        "audit": audit,
+        "estimate": estimate,
+        "secondary": _secondary_or_none(state, audit_id),
+    }
+    return _page(request, "_estimate.html", context)
 
 
 @router.get("/audits/{audit_id}/gallery", response_class=HTMLResponse)
