@@ -9,7 +9,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from scipy.stats import binomtest, norm
+from scipy.stats import binomtest
+from scipy.stats import t as student_t
 
 from app.estimate import (
     batch_collision,
@@ -168,7 +169,7 @@ def test_hand_case_n10_clusters_3_2() -> None:
     var_d = 45 * (4 / 45 - q2) + 720 * (6 / 720 - q2)
     assert var_d == pytest.approx(89 / 14)
     assert est.var_d == pytest.approx(var_d)
-    z = norm.ppf(0.975)
+    z = student_t.ppf(0.975, 2 * 2)  # Student's t with 2k df, k = 2 clusters
     half = z * math.sqrt(var_d) / 4
     assert est.d_low == pytest.approx(4 * math.exp(-half))
     assert est.d_high == pytest.approx(4 * math.exp(half))
@@ -186,7 +187,7 @@ def test_jackknife_hand_case_n10_clusters_3_2() -> None:
     check = estimate_support(10, [3, 2]).jackknife
     assert check is not None
     assert check.var_q == pytest.approx(float(want))
-    half = norm.ppf(0.975) * math.sqrt(float(want)) * 45 / 4
+    half = student_t.ppf(0.975, 4) * math.sqrt(float(want)) * 45 / 4
     assert check.n_eff_low == pytest.approx(45 / (4 * math.exp(half)))
 
 
@@ -271,7 +272,7 @@ def test_single_pair_and_single_cluster() -> None:
     assert (est.d, est.p3_hat) == (1, 0.0)
     # Var = C(n,2) q_hat: the unbiased q^2 estimate is 0 with a single pair.
     assert est.var_d == pytest.approx(1.0)
-    assert est.d_high == pytest.approx(math.exp(norm.ppf(0.975)))
+    assert est.d_high == pytest.approx(math.exp(student_t.ppf(0.975, 2)))  # one cluster: 2 df
     everything = estimate_support(6, [6])
     assert (everything.q_hat, everything.p3_hat, everything.n_eff) == (1.0, 1.0, 1.0)
     assert everything.var_d == pytest.approx(0.0, abs=1e-12)

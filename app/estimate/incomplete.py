@@ -574,9 +574,13 @@ def estimate_incomplete(
     var_u = u_statistic_variance(n, sizes, extra)
     var_design = var_unreviewed + var_missed
     z1 = float(norm.ppf(level))
+    # Estimated unreviewed and missed duplicates count as clusters of two for the t's df.
+    clusters = sum(m for s, m in sizes.items() if s >= 2) + extra
     if d_hat > 0:
-        d_low, d_high = d_interval(d_hat, var_u + var_design, level)
-        _, jack_high = d_interval(d_hat, _jackknife_var_d(n, sizes, extra) + var_design, level)
+        d_low, d_high = d_interval(d_hat, var_u + var_design, level, clusters)
+        _, jack_high = d_interval(
+            d_hat, _jackknife_var_d(n, sizes, extra) + var_design, level, clusters
+        )
     else:
         d_low = 0.0
         d_high = jack_high = zero_collision_bound(level) + z1 * math.sqrt(var_design)

@@ -10,6 +10,13 @@ D > 0 is right-skewed for small counts, and the log scale keeps both bounds posi
 the long tail on the side of large N_eff. Var(D) is the exact U-statistic variance with unbiased
 plug-ins. The delete-one-sample jackknife is reported beside it as a conservative check. There is
 no bootstrap over samples: a sample drawn twice would count as a duplicate of itself.
+
+The variance estimate is itself built from the few duplicate clusters the pool holds, so the
+studentised log D is referred to Student's t with 2k degrees of freedom (k = clusters of two or
+more; a Satterthwaite-style allowance for estimating Var(D) from k contributions) instead of the
+normal. With many clusters this is the normal interval; on small clumped pools (Zipf, n = 8..93)
+it lifts simulated coverage from 0.89-0.94 to 0.93-0.97, where the normal quantile under-covers
+even for an oracle who knows every identity (bench/README.md, "interval reference").
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 __all__ = [
     "JackknifeCheck",
     "SupportEstimate",
     "collision_variance",
     "d_interval",
+    "interval_quantile",
     "estimate_support",
     "jackknife_var_q",
     "n_eff_bounds",
@@ -150,8 +159,20 @@ def zero_collision_bound(level: float) -> float:
     return -math.log1p(-level)
 
 
-def d_interval(d: float, var_d: float, level: float = 0.95) -> tuple[float, float]:
-    """Two-sided interval on E[D] from the delta method on log D: d * exp(+-z sqrt(var_d) / d).
+def interval_quantile(level: float, clusters: float | None = None) -> float:
+    """Two-sided quantile for the interval: Student's t with 2 * clusters degrees of freedom,
+    or the normal's when clusters is None (see the module docstring)."""
+    _check_level(level)
+    if clusters is None:
+        return float(norm.ppf(0.5 + level / 2.0))
+    return float(student_t.ppf(0.5 + level / 2.0, max(2.0 * clusters, 1.0)))
+
+
+def d_interval(
+    d: float, var_d: float, level: float = 0.95, clusters: float | None = None
+) -> tuple[float, float]:
+    """Two-sided interval on E[D] from the delta method on log D: d * exp(+-t sqrt(var_d) / d),
+    t the quantile of interval_quantile(level, clusters).
 
     Needs d > 0 (see zero_collision_bound for D = 0).
     """
@@ -159,9 +180,7 @@ def d_interval(d: float, var_d: float, level: float = 0.95) -> tuple[float, floa
         raise ValueError(f"d must be > 0 for a log-scale interval, got {d!r}")
     if not var_d >= 0:
         raise ValueError(f"var_d must be >= 0, got {var_d!r}")
-    _check_level(level)
-    z = float(norm.ppf(0.5 + level / 2.0))
-    half = z * math.sqrt(var_d) / d
+    half = interval_quantile(level, clusters) * math.sqrt(var_d) / d
     return d * math.exp(-half), d * math.exp(half)
 
 
@@ -206,10 +225,11 @@ def estimate_support(n: int, cluster_sizes: Iterable[int], level: float = 0.95) 
     n3 = _falling(n, 3)
     p3_hat = sum(m * _falling(s, 3) for s, m in sizes.items()) / n3 if n3 else 0.0
     var_d = float(_var_d_hat(n, sizes))
+    k = sum(m for s, m in sizes.items() if s >= 2)
     if d == 0:
         d_low, d_high = 0.0, zero_collision_bound(level)
     else:
-        d_low, d_high = d_interval(d, var_d, level)
+        d_low, d_high = d_interval(d, var_d, level, clusters=k)
     n_eff_low, n_eff_high = n_eff_bounds(n, d_low, d_high)
     return SupportEstimate(
         n=n,
@@ -224,16 +244,16 @@ def estimate_support(n: int, cluster_sizes: Iterable[int], level: float = 0.95) 
         n_eff_low=n_eff_low,
         n_eff_high=n_eff_high,
         level=level,
-        jackknife=_jackknife_check(n, sizes, d, d_low, d_high, level) if n >= 3 else None,
+        jackknife=_jackknife_check(n, sizes, d, d_low, d_high, level, k) if n >= 3 else None,
     )
 
 
 def _jackknife_check(
-    n: int, sizes: Counter[int], d: int, d_low: float, d_high: float, level: float
+    n: int, sizes: Counter[int], d: int, d_low: float, d_high: float, level: float, k: int
 ) -> JackknifeCheck:
     var_q = _jackknife_var_q(n, sizes)
     if d > 0:
-        d_low, d_high = d_interval(d, float(var_q * _pairs(n) ** 2), level)
+        d_low, d_high = d_interval(d, float(var_q * _pairs(n) ** 2), level, clusters=k)
     n_eff_low, n_eff_high = n_eff_bounds(n, d_low, d_high)
     return JackknifeCheck(
         var_q=float(var_q), d_low=d_low, d_high=d_high, n_eff_low=n_eff_low, n_eff_high=n_eff_high
