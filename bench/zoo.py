@@ -7,32 +7,65 @@ Three tables, each a mean ± sd over seeds (every run is deterministic given its
 2. the latent size (1, 2, 3, 10) of an SGAN on the ring and on the spiral (a 1-D curve, cut into
    20 equally likely segments);
 3. stacked digits (1,000 modes) against the discriminator's width (d_width 0.25, 0.5, 1): modes
-   captured, KL to uniform and the confident fraction, from our digit classifier.
+   captured, KL to uniform and the confident fraction, from our digit classifier, and the
+   birthday test's figure, N_eff = 1 / sum_c p_c^2 (inverse Simpson, Hill number of order 2),
+   three ways: from the classifier's mode histogram of 10,000 samples (the reference), from an
+   audit run the way a user runs one, and from the same audit pool's histogram (the oracle).
 Measurements use 2,500 samples on 2D data (VEEGAN's count) and 10,000 on stacked digits, with
 the generators in eval mode, as an audit samples them. Nothing is asserted: this prints.
 
-    python bench/zoo.py --quick          # ~5 minutes on 2 cores
-    python bench/zoo.py                  # ~20-30 minutes on 2 cores
+The audit (`AuditApp`) goes through the app's REST API in-process (FastAPI's TestClient
+over `create_app(settings)` in a scratch directory), with only the binding endpoints: upload
+the trained generator as safetensors (`POST /api/generators`), `POST /api/audits` (pixels
+embedder), poll `GET /api/audits/{id}`, read the pool's PNGs (`GET .../samples/{i}.png`), answer
+`GET .../next-pair?annotator=oracle` until 204 with `POST /api/pairs/{id}/judgements`, read
+`GET .../estimate`. The annotator is an oracle: a pair is a duplicate iff the digit classifier
+reads the same class triple in both PNGs (its argmax per channel, with no confidence cut: the
+papers' and the table's "modes captured" convention; only ~5% of these 8x8 samples have all
+three digits at p >= 0.9, so a cut would call nearly every pair distinct). The oracle N_eff is
+C(n, 2) / D with D = sum_c C(n_c, 2) over the same pool's histogram (Simpson's unbiased q_hat):
+the best any labelling of that pool could do.
+
+Pixel distance says little about the class triple: two 7-3-1 samples in different handwriting
+are far apart (measured once on the seed-0 generators of d_width 0.25 and 1, pools of 1,000:
+the 5 nearest neighbours, 0.7% of the pairs, hold 7-8% of the same-triple pairs; the 100
+nearest, 13% of the pairs, 48-50%). So the pool is kept small enough that the miner's k = 100
+neighbours propose nearly every pair: n = 120 gives C(120, 2) / N_eff ~ 20-40 duplicate pairs
+at the N_eff of these generators (n ~ sqrt(2 k N_eff) for k duplicates); --audit-n and
+--audit-neighbours change it.
+
+    python bench/zoo.py --quick          # ~3 minutes on 2 cores
+    python bench/zoo.py                  # ~13 minutes on 2 cores
     python bench/zoo.py --only stacked --classifier /tmp/digits.safetensors
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import math
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from fastapi.testclient import TestClient
+from PIL import Image
 
+from app.gan.checkpoint import save_generator
 from app.gan.datasets import make_dataset
-from app.gan.digit_classifier import load_or_train_digit_classifier
+from app.gan.digit_classifier import digit_probabilities, load_or_train_digit_classifier
 from app.gan.evaluation import ModeReport, generate, measure_modes
 from app.gan.metrics import CurveCoverage, DigitModeCoverage, ModeCoverage
 from app.gan.training import TrainConfig, TrainFinished, train
+from app.main import create_app
+from app.settings import Settings
 
 # VEEGAN's Table 1: modes captured (high-quality %) with 2,500 samples
 VEEGAN_TABLE = {
@@ -70,6 +103,15 @@ class Scale:
 
 QUICK = Scale((0, 1), 1500, (0,), 1500, (0,), 1000)
 FULL = Scale((0, 1, 2), 5000, (0, 1, 2), 3000, (0, 1, 2), 3000)
+AUDIT_N = 120  # audit pool: ~20-40 duplicate pairs at these generators' N_eff (~150-400)
+AUDIT_NEIGHBOURS = 100  # the API's largest k: with n = 120 the miner proposes ~every pair
+AUDIT_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class AuditPlan:
+    n: int = AUDIT_N
+    neighbours: int = AUDIT_NEIGHBOURS
 
 
 def toy_config(dataset: str, loss: str, latent_dim: int, steps: int, seed: int) -> TrainConfig:
@@ -104,11 +146,164 @@ def stacked_config(d_width: float, steps: int, seed: int) -> TrainConfig:
     )
 
 
-def trained_report(config: TrainConfig, n: int, classifier: torch.nn.Module | None) -> ModeReport:
-    done = next(e for e in train(config) if isinstance(e, TrainFinished))
+def trained(config: TrainConfig) -> TrainFinished:
+    return next(e for e in train(config) if isinstance(e, TrainFinished))
+
+
+def measured(
+    config: TrainConfig, done: TrainFinished, n: int, classifier: torch.nn.Module | None
+) -> ModeReport:
     samples = generate(done.generator, done.options["latent_dim"], n, seed=10_000 + config.seed)
     dataset = make_dataset(config.dataset, **config.dataset_options)
     return measure_modes(dataset, samples, classifier)
+
+
+def trained_report(config: TrainConfig, n: int, classifier: torch.nn.Module | None) -> ModeReport:
+    return measured(config, trained(config), n, classifier)
+
+
+def simpson_n_eff(counts: Sequence[int]) -> float:
+    """C(n, 2) / sum_c C(n_c, 2): 1 / Simpson's unbiased q_hat; inf when no two samples share a mode."""
+    n = sum(counts)
+    duplicates = sum(c * (c - 1) // 2 for c in counts)
+    return math.inf if duplicates == 0 else n * (n - 1) / 2 / duplicates
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """What an audit of one generator said, beside what the oracle knows about the same pool."""
+
+    n_eff: float | None  # the audit's estimate; None while no duplicate is confirmed
+    low: float | None  # its 95% interval
+    high: float | None  # None: no upper bound
+    labels: int  # judgements the review queue asked for before it said stop (204)
+    duplicates: int  # pairs confirmed duplicate (closure included), as the estimate reports
+    candidates: int  # candidate pairs the miner proposed, of C(n, 2)
+    oracle_n_eff: float  # C(n, 2) / D from the classifier's modes of the whole pool
+    oracle_duplicates: int  # D: same-mode pairs in the pool
+
+
+class AuditApp:
+    """The app in-process over a scratch directory, driven only through its REST API."""
+
+    def __init__(self, scratch: Path, classifier: torch.nn.Module) -> None:
+        self.scratch = scratch
+        self.classifier = classifier
+        settings = Settings(
+            data_dir=scratch / "data", models_dir=scratch / "models", resume_jobs=False
+        )
+        self.client = TestClient(create_app(settings))
+
+    def __enter__(self) -> AuditApp:
+        self.client.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.__exit__(*exc)
+
+    def _ok(self, response: Any, status: int) -> Any:
+        if response.status_code != status:
+            raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text}")
+        return response.json() if response.content else None
+
+    def upload(self, name: str, done: TrainFinished) -> int:
+        """Save the generator as a user would (safetensors with its architecture) and upload it."""
+        path = self.scratch / f"{name}.safetensors"
+        save_generator(path, done.generator.cpu(), done.architecture, done.options)
+        with path.open("rb") as file:
+            response = self.client.post(
+                "/api/generators",
+                data={"name": name, "format": "safetensors"},
+                files={"file": (path.name, file, "application/octet-stream")},
+            )
+        return int(self._ok(response, 201)["id"])
+
+    def modes(self, audit_id: int, n: int) -> np.ndarray:
+        """The classifier's class triple (0-999) of each pool sample, read from its PNG."""
+        images = []
+        for i in range(n):
+            response = self.client.get(f"/api/audits/{audit_id}/samples/{i}.png")
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"sample {i} of audit {audit_id} has no stored PNG ({response.status_code}): "
+                    "the pool is too large for the miner to propose a pair with every sample"
+                )
+            pixels = np.asarray(Image.open(io.BytesIO(response.content)), dtype=np.float32)
+            images.append(torch.from_numpy(pixels).permute(2, 0, 1) / 127.5 - 1)
+        probabilities = digit_probabilities(self.classifier, torch.stack(images))
+        weights = torch.tensor([100, 10, 1])
+        return (probabilities.argmax(dim=2) * weights).sum(dim=1).numpy()
+
+    def audit(self, generator_id: int, plan: AuditPlan, seed: int) -> AuditResult:
+        n = plan.n
+        body = {
+            "generator_id": generator_id,
+            "n": n,
+            "embedder": "pixels",
+            "neighbours": plan.neighbours,
+            "seed": seed,
+        }
+        audit_id = int(self._ok(self.client.post("/api/audits", json=body), 202)["id"])
+        deadline = time.monotonic() + AUDIT_TIMEOUT_S
+        while (audit := self._ok(self.client.get(f"/api/audits/{audit_id}"), 200))["status"] in (
+            "queued",
+            "running",
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"audit {audit_id} still {audit['status']} after the timeout")
+            time.sleep(0.1)
+        if audit["status"] != "done":
+            raise RuntimeError(f"audit {audit_id} {audit['status']}: {audit.get('error')}")
+        modes = self.modes(audit_id, n)
+        labels = 0
+        while True:
+            response = self.client.get(
+                f"/api/audits/{audit_id}/next-pair", params={"annotator": "oracle"}
+            )
+            if response.status_code == 204:
+                break
+            pair = self._ok(response, 200)
+            label = "duplicate" if modes[pair["i"]] == modes[pair["j"]] else "distinct"
+            self._ok(
+                self.client.post(
+                    f"/api/pairs/{pair['id']}/judgements",
+                    json={"label": label, "annotator": "oracle"},
+                    headers={"Idempotency-Key": str(uuid.uuid4())},
+                ),
+                201,
+            )
+            labels += 1
+        estimate = self._ok(self.client.get(f"/api/audits/{audit_id}/estimate"), 200)
+        counts = np.bincount(modes, minlength=1000).tolist()
+        return AuditResult(
+            n_eff=estimate["n_eff"],
+            low=estimate["n_eff_low"],
+            high=estimate["n_eff_high"],
+            labels=labels,
+            duplicates=estimate["duplicate_pairs"],
+            candidates=estimate["candidate_pairs"],
+            oracle_n_eff=simpson_n_eff(counts),
+            oracle_duplicates=sum(c * (c - 1) // 2 for c in counts),
+        )
+
+
+def figure(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "inf" if math.isinf(value) else f"{value:.0f}"
+
+
+def audited_cell(result: AuditResult) -> str:
+    """The audit's N_eff, or its lower bound when it confirmed no duplicate."""
+    return figure(result.n_eff) if result.n_eff is not None else f">= {figure(result.low)}"
+
+
+def covers(result: AuditResult, truth: float) -> bool:
+    return (
+        result.low is not None
+        and result.low <= truth
+        and (result.high is None or truth <= result.high)
+    )
 
 
 def paper_cell(model: str, figures: tuple[float, float]) -> str:
@@ -217,52 +412,112 @@ def latent_table(scale: Scale) -> str:
     return table(header, rows)
 
 
-def stacked_table(scale: Scale, classifier_path: Path) -> str:
-    trained = load_or_train_digit_classifier(classifier_path)
-    print(f"  digit classifier: held-out accuracy {trained.held_out_accuracy:.3f}", flush=True)
+def stacked_table(scale: Scale, classifier_path: Path, scratch: Path, plan: AuditPlan) -> str:
+    classifier = load_or_train_digit_classifier(classifier_path)
+    print(f"  digit classifier: held-out accuracy {classifier.held_out_accuracy:.3f}", flush=True)
     dataset = make_dataset("stacked_digits")
     real, _ = dataset.sample(10_000, torch.Generator().manual_seed(0))
-    reference = measure_modes(dataset, real, trained.model)
+    reference = measure_modes(dataset, real, classifier.model)
     assert isinstance(reference, DigitModeCoverage)
-    rows = [
+    summary = [
         [
             "real data",
             "",
             str(reference.modes_captured),
             f"{reference.kl_to_uniform:.3f}",
             f"{100 * reference.confident_fraction:.1f}",
+            figure(simpson_n_eff(reference.counts)),
+            "",
+            "",
+            "",
         ]
     ]
-    for d_width in (0.25, 0.5, 1.0):
-        reports = [
-            r
-            for r in runs(
-                [stacked_config(d_width, scale.stacked_steps, s) for s in scale.stacked_seeds],
-                10_000,
-                trained.model,
+    per_run = []
+    pairs = plan.n * (plan.n - 1) // 2
+    with AuditApp(scratch / "app", classifier.model) as app:
+        for d_width in (0.25, 0.5, 1.0):
+            modes, kl, confident, n_eff, oracle = [], [], [], [], []
+            results: list[AuditResult] = []
+            for seed in scale.stacked_seeds:
+                config = stacked_config(d_width, scale.stacked_steps, seed)
+                done = trained(config)
+                report = measured(config, done, 10_000, classifier.model)
+                assert isinstance(report, DigitModeCoverage)
+                generator_id = app.upload(f"stacked_dw{d_width:g}_seed{seed}", done)
+                result = app.audit(generator_id, plan, seed=20_000 + seed)
+                results.append(result)
+                modes.append(float(report.modes_captured))
+                kl.append(report.kl_to_uniform)
+                confident.append(100 * report.confident_fraction)
+                n_eff.append(simpson_n_eff(report.counts))
+                oracle.append(result.oracle_n_eff)
+                interval = f"[{figure(result.low)}, {figure(result.high)}]"
+                per_run.append(
+                    [
+                        f"d_width {d_width:g}",
+                        str(seed),
+                        figure(n_eff[-1]),
+                        f"{audited_cell(result)} {interval}",
+                        "yes" if covers(result, n_eff[-1]) else "no",
+                        figure(result.oracle_n_eff),
+                        f"{result.duplicates} / {result.oracle_duplicates}",
+                        str(result.labels),
+                        f"{result.candidates} / {pairs}",
+                    ]
+                )
+                print(
+                    f"  d_width {d_width} seed {seed}: modes {report.modes_captured}, KL "
+                    f"{report.kl_to_uniform:.3f}, N_eff(10k) {n_eff[-1]:.0f}; audit n={plan.n}: "
+                    f"N_eff {audited_cell(result)} {interval} from {result.labels} labels, "
+                    f"{result.duplicates} duplicate pairs; oracle N_eff "
+                    f"{figure(result.oracle_n_eff)} (D = {result.oracle_duplicates})",
+                    flush=True,
+                )
+            ndf = round(64 * d_width)
+            hits = sum(covers(r, t) for r, t in zip(results, n_eff, strict=True))
+            summary.append(
+                [
+                    f"d_width {d_width:g}",
+                    str(ndf),
+                    mean_sd(modes),
+                    mean_sd(kl, 3),
+                    mean_sd(confident),
+                    mean_sd(n_eff, 0),
+                    "; ".join(audited_cell(r) for r in results),
+                    f"{hits} / {len(results)}",
+                    mean_sd(oracle, 0) if all(map(math.isfinite, oracle)) else "-",
+                ]
             )
-            if isinstance(r, DigitModeCoverage)
-        ]
-        modes = [float(r.modes_captured) for r in reports]
-        kl = [r.kl_to_uniform for r in reports]
-        confident = [100 * r.confident_fraction for r in reports]
-        ndf = round(64 * d_width)
-        rows.append(
-            [f"d_width {d_width:g}", str(ndf), mean_sd(modes), mean_sd(kl, 3), mean_sd(confident)]
-        )
-        print(
-            f"  d_width {d_width}: modes {modes}, KL {[round(k, 3) for k in kl]}, confident % {[round(c, 1) for c in confident]}",
-            flush=True,
-        )
-    header = ["generator", "D channels", "modes captured (of 1000)", "KL to uniform", "confident %"]
-    return table(header, rows)
+    header = [
+        "generator",
+        "D channels",
+        "modes captured (of 1000)",
+        "KL to uniform",
+        "confident %",
+        "N_eff, 10k samples",
+        f"audited N_eff, n={plan.n}, per seed",
+        "95% covers",
+        "oracle N_eff, same pool",
+    ]
+    runs_header = [
+        "generator",
+        "seed",
+        "N_eff, 10k samples",
+        "audited N_eff [95%]",
+        "covers 10k",
+        "oracle, same pool",
+        "duplicate pairs: audit / oracle",
+        "labels",
+        "candidate pairs",
+    ]
+    return table(header, summary) + "\n\n" + table(runs_header, per_run)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="fewer seeds and steps (~5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer seeds and steps (~3 minutes)")
     parser.add_argument(
         "--only",
         choices=["toy", "latent", "stacked"],
@@ -275,7 +530,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (tiny networks: 1 is fastest)"
     )
+    parser.add_argument(
+        "--audit-n", type=int, default=AUDIT_N, help="pool size of each stacked-digits audit"
+    )
+    parser.add_argument(
+        "--audit-neighbours",
+        type=int,
+        default=AUDIT_NEIGHBOURS,
+        help="k of the audit's k-NN candidate search (the API allows up to 100)",
+    )
     args = parser.parse_args(argv)
+    plan = AuditPlan(args.audit_n, args.audit_neighbours)
     torch.set_num_threads(args.threads)
     scale = QUICK if args.quick else FULL
     sections = args.only or ["toy", "latent", "stacked"]
@@ -284,12 +549,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         tables: dict[str, Callable[[], str]] = {
             "toy": lambda: toy_table(scale),
             "latent": lambda: latent_table(scale),
-            "stacked": lambda: stacked_table(scale, classifier_path),
+            "stacked": lambda: stacked_table(scale, classifier_path, Path(scratch), plan),
         }
         titles = {
             "toy": f"2D mixtures: {len(scale.seeds)} seeds x {scale.toy_steps} steps, latent 2",
             "latent": f"latent size, SGAN: {len(scale.latent_seeds)} seeds x {scale.latent_steps} steps",
-            "stacked": f"stacked digits vs discriminator width, DCGAN 8x8: {len(scale.stacked_seeds)} seeds x {scale.stacked_steps} steps",
+            "stacked": f"stacked digits vs discriminator width, DCGAN 8x8: {len(scale.stacked_seeds)} seeds x {scale.stacked_steps} steps; audits of n={plan.n}, k={plan.neighbours}",
         }
         for name in sections:
             start = time.perf_counter()

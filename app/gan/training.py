@@ -8,6 +8,9 @@ resumption) stays outside it: stopping the iteration stops training.
 
 Every random draw comes from generators seeded by `config.seed` (network init, batches, noise,
 the WGAN-GP interpolation), so on CPU two runs with one config give identical events and weights.
+With `checkpoint_every` the loop also yields a TrainCheckpoint now and then: every weight, Adam
+moment, RNG state and partial loss sum, so `train(config, resume=state)` goes on from that step
+as if it had never stopped (on CPU, bit for bit; `app/gan/resume.py` stores it).
 """
 
 from __future__ import annotations
@@ -204,31 +207,74 @@ class TrainFinished:
     losses: dict[str, float]  # the last TrainProgress's losses
 
 
-TrainEvent = TrainProgress | TrainSamples | TrainFinished
+@dataclass(frozen=True)
+class TrainState:
+    """Everything a run needs to go on after `step` as if it had never stopped.
+
+    `tensors`, all on CPU and copied out of the run: each network's weights and buffers
+    ("network.<name>.<key>"), each Adam's moments and step count ("optimizer.<name>.<param
+    index>.<key>"), the batch and noise RNG states ("rng.data", "rng.noise") and the loss sums
+    since the last TrainProgress ("loss_sum.<loss>"). Network and optimiser names are those of
+    `train`: generator and discriminator, plus reconstructor (VEEGAN) or encoder (BiGAN).
+    """
+
+    step: int  # generator updates done
+    tensors: dict[str, Tensor]
+    loss_count: int  # steps summed in the loss_sum tensors
+    last_losses: dict[str, float]  # the last TrainProgress's losses (TrainFinished repeats them)
+    device_type: str  # "cpu" or "cuda": the noise RNG state of one does not fit the other
+
+
+@dataclass(frozen=True)
+class TrainCheckpoint:
+    """A resumable state after `step`, every `checkpoint_every` steps but never at the last."""
+
+    step: int
+    state: TrainState
+
+
+TrainEvent = TrainProgress | TrainSamples | TrainCheckpoint | TrainFinished
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
 
 
-def train(config: TrainConfig) -> Iterator[TrainEvent]:
+def train(
+    config: TrainConfig, *, resume: TrainState | None = None, checkpoint_every: int = 0
+) -> Iterator[TrainEvent]:
     """Check the config against the data and device, build everything, and return the loop.
 
-    Bad data, options or devices raise ValueError here, before any event. The loop yields a
-    TrainProgress every `log_every` steps, a TrainSamples every `sample_every` steps and at the
-    end, then one TrainFinished; it raises TrainingDiverged if a loss stops being finite.
+    Bad data, options or devices, and a `resume` state that does not fit this config, raise
+    ValueError here, before any event. The loop yields a TrainProgress every `log_every` steps,
+    a TrainSamples every `sample_every` steps and at the end, a TrainCheckpoint every
+    `checkpoint_every` steps (0: never) except at the end, then one TrainFinished; it raises
+    TrainingDiverged if a loss stops being finite. With `resume` (a TrainCheckpoint's state of
+    the same config) it starts after `resume.step`: its first events are those of later steps.
     """
     device = _device(config.device)
     dataset = make_dataset(config.dataset, **config.dataset_options)
     options = canonical_options(config.architecture, _checked_options(config, dataset))
-    run = _Run(config, dataset, options, device)
-    networks = _init_networks(config, options)
-    if isinstance(networks, VEEGAN):
-        return _veegan_loop(run, networks)
-    if isinstance(networks, BiGAN):
-        return _bigan_loop(run, networks)
-    net_g, net_d = networks
-    return _adversarial_loop(run, net_g.to(device), net_d.to(device), LOSSES[config.loss])
+    _check_int("checkpoint_every", checkpoint_every, 0, MAX_STEPS)
+    run = _Run(config, dataset, options, device, checkpoint_every)
+    model = _init_networks(config, options)
+    if isinstance(model, VEEGAN | BiGAN):
+        networks = {name: getattr(model, name) for name in model.param_groups()}
+    else:
+        networks = {"generator": model[0], "discriminator": model[1]}
+    for network in networks.values():
+        network.to(device).train()
+    # one Adam per network, made after the move so that its state lives on the device
+    optimizers: dict[str, torch.optim.Optimizer] = {
+        name: torch.optim.Adam(network.parameters(), lr=config.lr, betas=config.betas)
+        for name, network in networks.items()
+    }
+    start = run.bind(networks, optimizers, resume)
+    if isinstance(model, VEEGAN):
+        return _veegan_loop(run, model, start)
+    if isinstance(model, BiGAN):
+        return _bigan_loop(run, model, start)
+    return _adversarial_loop(run, LOSSES[config.loss], start)
 
 
 def initial_generator(config: TrainConfig) -> nn.Module:
@@ -281,20 +327,25 @@ def _checked_options(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
     return config._options(shape)
 
 
-def _encoder(model: VEEGAN | BiGAN) -> nn.Module:
-    return model.reconstructor if isinstance(model, VEEGAN) else model.encoder
-
-
 class _Run:
-    """What both loops share: seeded batches and noise, fixed noise, and the events."""
+    """What every loop shares: networks and optimisers, seeded batches and noise, fixed noise,
+    the events, and saving and restoring all of it."""
 
     def __init__(
-        self, config: TrainConfig, dataset: Dataset, options: dict[str, Any], device: torch.device
+        self,
+        config: TrainConfig,
+        dataset: Dataset,
+        options: dict[str, Any],
+        device: torch.device,
+        checkpoint_every: int = 0,
     ) -> None:
         self.config = config
         self.dataset = dataset
         self.options = options
         self.device = device
+        self.checkpoint_every = checkpoint_every
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.latent_dim = int(options["latent_dim"])
         # batches drawn on CPU, noise on the device: each stream seeded apart from the init's
         self.data_rng = torch.Generator().manual_seed(config.seed + 1)
@@ -309,6 +360,66 @@ class _Run:
         self._sums: dict[str, Tensor] = {}
         self._count = 0
         self.last_losses: dict[str, float] = {}
+
+    def bind(
+        self,
+        networks: dict[str, nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        resume: TrainState | None,
+    ) -> int:
+        """Take the run's networks and optimisers, restore `resume` into everything; returns the
+        number of steps already done."""
+        self.networks, self.optimizers = networks, optimizers
+        if resume is None:
+            return 0
+        self._restore(resume)
+        return resume.step
+
+    def state(self, step: int) -> TrainState:
+        """A copy, on CPU, of everything that changes as the run goes on."""
+        tensors: dict[str, Tensor] = {}
+        for name, network in self.networks.items():
+            for key, value in network.state_dict().items():
+                tensors[f"network.{name}.{key}"] = _cpu_copy(value)
+        for name, optimizer in self.optimizers.items():
+            for index, entry in optimizer.state_dict()["state"].items():
+                for key, value in entry.items():
+                    tensors[f"optimizer.{name}.{index}.{key}"] = _cpu_copy(torch.as_tensor(value))
+        tensors["rng.data"] = self.data_rng.get_state()
+        tensors["rng.noise"] = self.noise_rng.get_state()
+        for name, total in self._sums.items():
+            tensors[f"loss_sum.{name}"] = _cpu_copy(total)
+        return TrainState(step, tensors, self._count, dict(self.last_losses), self.device.type)
+
+    def _restore(self, state: TrainState) -> None:
+        if not 1 <= state.step < self.config.steps:
+            raise ValueError(
+                f"a resumable state after step {state.step} does not fit a run of "
+                f"{self.config.steps} steps"
+            )
+        if state.device_type != self.device.type:
+            raise ValueError(
+                f"the state was saved on {state.device_type} and cannot go on on {self.device.type}"
+            )
+        tensors = dict(state.tensors)
+        for name, network in self.networks.items():
+            weights = _take(tensors, f"network.{name}.")
+            try:
+                network.load_state_dict(weights, strict=True)
+            except RuntimeError as exc:
+                raise ValueError(f"the saved {name} does not fit this run: {exc}") from None
+        for name, optimizer in self.optimizers.items():
+            _restore_adam(optimizer, _take(tensors, f"optimizer.{name}."), name)
+        try:
+            self.data_rng.set_state(tensors.pop("rng.data"))
+            self.noise_rng.set_state(tensors.pop("rng.noise"))
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise ValueError(f"the saved RNG states do not fit this run: {exc}") from None
+        self._sums = {k: v.to(self.device) for k, v in _take(tensors, "loss_sum.").items()}
+        self._count = state.loss_count
+        self.last_losses = dict(state.last_losses)
+        if tensors:
+            raise ValueError(f"unexpected entries in the saved state: {_some(sorted(tensors))}")
 
     def real_batch(self) -> Tensor:
         real, _ = self.dataset.sample(self.config.batch_size, self.data_rng)
@@ -337,6 +448,8 @@ class _Run:
             yield TrainFinished(
                 step, generator.eval(), self.config.architecture, self.options, self.last_losses
             )
+        elif self.checkpoint_every and step % self.checkpoint_every == 0:
+            yield TrainCheckpoint(step, self.state(step))
 
     def _progress(self, step: int) -> TrainProgress:
         losses = {name: float(total) / self._count for name, total in self._sums.items()}
@@ -364,15 +477,11 @@ class _Run:
         return TrainSamples(step, fake.numpy(), image)
 
 
-def _adversarial_loop(
-    run: _Run, net_g: nn.Module, net_d: nn.Module, loss: LossPair
-) -> Iterator[TrainEvent]:
+def _adversarial_loop(run: _Run, loss: LossPair, start: int) -> Iterator[TrainEvent]:
     config = run.config
-    opt_d = torch.optim.Adam(net_d.parameters(), lr=config.lr, betas=config.betas)
-    opt_g = torch.optim.Adam(net_g.parameters(), lr=config.lr, betas=config.betas)
-    net_g.train()
-    net_d.train()
-    for step in range(1, config.steps + 1):
+    net_g, net_d = run.networks["generator"], run.networks["discriminator"]
+    opt_g, opt_d = run.optimizers["generator"], run.optimizers["discriminator"]
+    for step in range(start + 1, config.steps + 1):
         ############################
         # (1) Update D: minimise loss.d(D(x), D(G(z))) [+ lambda * gradient penalty]
         ###########################
@@ -413,28 +522,50 @@ def _adversarial_loop(
         yield from run.events(step, net_g)
 
 
-def _veegan_loop(run: _Run, model: VEEGAN) -> Iterator[TrainEvent]:
-    optimizers = _joint_optimizers(run, model)
-    for step in range(1, run.config.steps + 1):
+def _veegan_loop(run: _Run, model: VEEGAN, start: int) -> Iterator[TrainEvent]:
+    for step in range(start + 1, run.config.steps + 1):
         # Algorithm 1: D, F and G each on its own objective, updated together (see veegan.py)
-        run.record(veegan_step(model, optimizers, run.real_batch(), run.noise_rng))
+        run.record(veegan_step(model, run.optimizers, run.real_batch(), run.noise_rng))
         yield from run.events(step, model.generator)
 
 
-def _bigan_loop(run: _Run, model: BiGAN) -> Iterator[TrainEvent]:
-    optimizers = _joint_optimizers(run, model)
-    for step in range(1, run.config.steps + 1):
+def _bigan_loop(run: _Run, model: BiGAN, start: int) -> Iterator[TrainEvent]:
+    for step in range(start + 1, run.config.steps + 1):
         # D against G and E with the labels swapped, updated together (see bigan.py)
-        run.record(bigan_step(model, optimizers, run.real_batch(), run.noise_rng))
+        run.record(bigan_step(model, run.optimizers, run.real_batch(), run.noise_rng))
         yield from run.events(step, model.generator)
 
 
-def _joint_optimizers(run: _Run, model: VEEGAN | BiGAN) -> dict[str, torch.optim.Optimizer]:
-    """One Adam per network, after moving the networks to the run's device."""
-    for network in (model.generator, model.discriminator, _encoder(model)):
-        network.to(run.device).train()
-    groups = model.param_groups()
-    return {
-        name: torch.optim.Adam(params, lr=run.config.lr, betas=run.config.betas)
-        for name, params in groups.items()
-    }
+def _cpu_copy(tensor: Tensor) -> Tensor:
+    return tensor.detach().to("cpu", copy=True)
+
+
+def _take(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """Remove and return the entries under `prefix`, keyed by the rest of their names."""
+    names = [k for k in tensors if k.startswith(prefix)]
+    return {k[len(prefix) :]: tensors.pop(k) for k in names}
+
+
+def _restore_adam(optimizer: torch.optim.Optimizer, entries: dict[str, Tensor], name: str) -> None:
+    """Load per-parameter state saved as "<param index>.<key>" into `optimizer`, after checking
+    that the moments have their parameters' shapes."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state: dict[int, dict[str, Tensor]] = {}
+    for entry, value in entries.items():
+        index, _, key = entry.partition(".")
+        if not (index.isdigit() and int(index) < len(params) and key):
+            raise ValueError(f"unexpected entry {entry!r} in the saved {name} optimiser")
+        # a copy: Adam updates its moments in place, and the caller's state must stay as saved
+        state.setdefault(int(index), {})[key] = value.clone()
+    for position, moments in state.items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in moments and moments[key].shape != params[position].shape:
+                raise ValueError(f"the saved {name} optimiser does not fit this run")
+    saved = optimizer.state_dict()
+    saved["state"] = state
+    optimizer.load_state_dict(saved)
+
+
+def _some(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} (and {len(items) - limit} more)"

@@ -223,7 +223,7 @@ class JobRunner:
             refused = self._claim(session, job_id, subject)
             if refused is not None:
                 return refused
-            # Training restarts from step 0 after an interruption (seeded, so it is the same run).
+            # An interrupted run goes on from the last state its job saved (jobs/train.py).
             training_store.restart(session, run_id)
             config = dict(training_store.get_run(session, run_id).config)
         task = TrainTask(run_id=run_id, config=config, models_dir=str(self.settings.models_dir))

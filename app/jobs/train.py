@@ -2,12 +2,19 @@
 
 Like the audit job it never touches the store: it yields progress, loss rows, sample-grid PNGs and,
 at the end, the path of the saved checkpoint with the mode metrics; the runner writes them.
+
+An interrupted run goes on from its last resumable state: every `sample_every` steps (or every
+CHECKPOINT_EVERY when the run draws no grids) the job writes the loop's whole state next to where
+the generator will go, atomically, and a later attempt of the same run starts after that step.
+The steps between that state and the interruption are trained again (on CPU, identically), and
+their loss rows and grids are written again over the lost attempt's (`store/training.py`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,10 +29,22 @@ from app.gan.datasets import make_dataset
 from app.gan.digit_classifier import load_or_train_digit_classifier
 from app.gan.evaluation import generate, measure_modes
 from app.gan.registry import generator_spec
-from app.gan.training import TrainConfig, TrainFinished, TrainProgress, TrainSamples, train
+from app.gan.resume import load_train_state, save_train_state
+from app.gan.training import (
+    TrainCheckpoint,
+    TrainConfig,
+    TrainEvent,
+    TrainFinished,
+    TrainProgress,
+    TrainSamples,
+    train,
+)
+
+log = logging.getLogger(__name__)
 
 MODE_SAMPLES = 2500  # samples drawn to count modes (VEEGAN's tables use 2,500 on 2D data)
 CLASSIFIER_FILE = "builtin/digit_classifier.pt"
+CHECKPOINT_EVERY = 500  # steps between resumable states of a run with sample_every = 0
 
 
 def default_device() -> str:
@@ -99,13 +118,44 @@ def mode_metrics(config: TrainConfig, finished: TrainFinished, models_dir: Path)
     return {"kind": type(report).__name__, **_jsonable(report)}
 
 
+def state_path(models_dir: Path, run_id: int) -> Path:
+    """Where run `run_id` keeps its resumable state until it finishes."""
+    return models_dir / "trained" / f"run_{run_id}.state.safetensors"
+
+
+def _resumed(
+    path: Path, config: TrainConfig, checkpoint_every: int
+) -> tuple[Iterator[TrainEvent], int] | None:
+    """The loop going on from the state an earlier attempt of this run left, if that state
+    fits, and the step it goes on from."""
+    if not path.exists():
+        return None
+    try:
+        state = load_train_state(path, config)
+        return train(config, resume=state, checkpoint_every=checkpoint_every), state.step
+    except ValueError as exc:
+        log.warning("training state %s not used, starting from step 0: %s", path, exc)
+        return None
+
+
 def run_training(task: TrainTask) -> Iterator[TrainStep]:
+    """Train, or go on from the state an interrupted attempt of the same run saved."""
     config = dataclasses.replace(
         train_config(task.config), device=task.config.get("device") or default_device()
     )
     models_dir = Path(task.models_dir)
-    for event in train(config):
-        if isinstance(event, TrainProgress):
+    saved = state_path(models_dir, task.run_id)
+    checkpoint_every = config.sample_every or CHECKPOINT_EVERY
+    resumed = _resumed(saved, config, checkpoint_every)
+    if resumed is None:
+        events = train(config, checkpoint_every=checkpoint_every)
+    else:
+        events, start = resumed
+        yield TrainStep(start, config.steps)  # progress at once: where this attempt starts
+    for event in events:
+        if isinstance(event, TrainCheckpoint):
+            save_train_state(saved, config, event.state)
+        elif isinstance(event, TrainProgress):
             yield TrainStep(event.step, event.steps, losses=dict(event.losses))
         elif isinstance(event, TrainSamples):
             png = _png(event.image) if event.image is not None else None
@@ -127,3 +177,4 @@ def run_training(task: TrainTask) -> Iterator[TrainStep]:
                 output_shape=tuple(spec.output_shape),
                 modes=mode_metrics(config, event, models_dir),
             )
+            saved.unlink(missing_ok=True)  # the runner has recorded the generator

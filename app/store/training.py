@@ -61,15 +61,21 @@ def get_sweep(session: Session, sweep_id: int) -> Sweep:
 
 
 def restart(session: Session, run_id: int) -> None:
-    """A run restarts from step 0 after an interruption: drop what the lost attempt logged."""
-    session.execute(delete(TrainingMetric).where(TrainingMetric.run_id == run_id))
-    session.execute(delete(TrainingSampleGrid).where(TrainingSampleGrid.run_id == run_id))
-    run = get_run(session, run_id)
-    run.step = 0
-    run.status = "running"
+    """A new attempt of an interrupted run begins.
+
+    It goes on from the last state the job saved (`jobs/train.py`), or from step 0 if there is
+    none, so the rows logged so far are kept: those up to that state are this run's, and those
+    after it are replaced as the new attempt logs the same steps again (`record_losses`).
+    """
+    get_run(session, run_id).status = "running"
 
 
 def record_losses(session: Session, run_id: int, step: int, losses: dict[str, float]) -> None:
+    """Log the losses at `step`. An attempt logs in step order, so rows at or after `step` are
+    a lost attempt's, trained again now: they are dropped."""
+    session.execute(
+        delete(TrainingMetric).where(TrainingMetric.run_id == run_id, TrainingMetric.step >= step)
+    )
     insert_ignoring_conflicts(
         session, TrainingMetric, [{"run_id": run_id, "step": step, "losses": losses}]
     )
@@ -77,6 +83,12 @@ def record_losses(session: Session, run_id: int, step: int, losses: dict[str, fl
 
 
 def record_grid(session: Session, run_id: int, step: int, png: bytes) -> None:
+    """Store the sample grid at `step`, replacing a lost attempt's grids from `step` on."""
+    session.execute(
+        delete(TrainingSampleGrid).where(
+            TrainingSampleGrid.run_id == run_id, TrainingSampleGrid.step >= step
+        )
+    )
     insert_ignoring_conflicts(
         session, TrainingSampleGrid, [{"run_id": run_id, "step": step, "png": png}]
     )

@@ -1,0 +1,79 @@
+"""bench/zoo.py's stacked-digits audit: a tiny trained generator audited through the REST API by
+the classifier oracle, and the Simpson figure it is compared with."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from app.gan.digit_classifier import load_or_train_digit_classifier
+from app.gan.training import TrainConfig
+
+
+def _zoo() -> ModuleType:
+    # bench/ is scripts, not a package: load zoo.py by path
+    path = Path(__file__).resolve().parents[1] / "bench" / "zoo.py"
+    spec = importlib.util.spec_from_file_location("bench_zoo", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+zoo = _zoo()
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ([2, 1, 1], 6.0),  # C(4, 2) = 6 pairs, one of them a duplicate
+        ([3, 3], 15 / 6),  # C(6, 2) = 15 pairs, 3 + 3 duplicates
+        ([5], 1.0),
+        ([1, 1, 1], math.inf),
+    ],
+)
+def test_simpson_n_eff_on_exact_small_histograms(counts: list[int], expected: float) -> None:
+    assert zoo.simpson_n_eff(counts) == pytest.approx(expected)
+
+
+def test_a_trained_generator_is_audited_through_the_api(tmp_path: Path) -> None:
+    config = TrainConfig(
+        dataset="stacked_digits",
+        architecture="dcgan",
+        latent_dim=8,
+        architecture_options={"base_width": 8},
+        batch_size=8,
+        steps=2,
+        sample_every=0,
+    )
+    done = zoo.trained(config)
+    classifier = load_or_train_digit_classifier(tmp_path / "digits.safetensors").model
+    n = 24
+    with zoo.AuditApp(tmp_path, classifier) as app:
+        generator_id = app.upload("tiny", done)
+        result = app.audit(generator_id, zoo.AuditPlan(n=n, neighbours=n - 1), seed=3)
+    pairs = n * (n - 1) // 2
+    assert 0 < result.candidates <= pairs
+    assert result.labels >= 1
+    assert 0 <= result.duplicates <= result.oracle_duplicates <= pairs
+    assert result.oracle_n_eff == pytest.approx(
+        pairs / result.oracle_duplicates if result.oracle_duplicates else math.inf
+    )
+    if result.n_eff is not None:
+        assert result.low is not None and result.low <= result.n_eff
