@@ -89,7 +89,7 @@ def audit(
     ] = None,
     n: Annotated[int, typer.Option(help="Pool size.")] = 2000,
     seed: Annotated[int, typer.Option(help="Pool seed.")] = 0,
-    embedder: Annotated[str, typer.Option(help="pixels | clip")] = "pixels",
+    embedder: Annotated[str, typer.Option(help="pixels | clip | efficientnet | digits")] = "pixels",
     miner: Annotated[str, typer.Option(help="auto | exact | hnsw")] = "auto",
     data_dir: DataDir = None,
 ) -> None:
@@ -252,6 +252,8 @@ def estimate(
             f"D_hat = {parts.confirmed} confirmed + {parts.unreviewed:.3g} unreviewed "
             f"(estimated) + {missed} missed by the miner"
         )
+    for warning in result.warnings:
+        console.print(f"warning: {warning}")
     stop = result.stop
     if stop.reached:
         console.print("the target width is met: no more labels needed")

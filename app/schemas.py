@@ -43,7 +43,7 @@ class AuditCreate(BaseModel):
     generator_id: int | None = None
     synthetic: SyntheticSpec | None = None
     n: int = Field(default=2000, ge=2, le=1_000_000, description="Pool size.")
-    embedder: Literal["pixels", "clip", "efficientnet"] = "pixels"
+    embedder: Literal["pixels", "clip", "efficientnet", "digits"] = "pixels"
     embedder_options: dict[str, Any] = Field(default_factory=dict)
     miner: Literal["auto", "exact", "hnsw"] = "auto"
     neighbours: int | None = Field(default=None, ge=1, le=100, description="k of the k-NN search.")
@@ -232,6 +232,11 @@ class EstimatePublic(BaseModel):
         description="Every distance stratum has its exploration sample and the random-pair "
         "check of the miner is done; until then the estimate leans on the fitted P(duplicate | "
         "distance) where nobody looked, and is provisional.",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the judgements say about the assumptions the estimate leans on (the "
+        "embedder ranks duplicates first; the miner proposes them).",
     )
     jackknife_n_eff_low: float | None = Field(
         default=None,

@@ -120,6 +120,7 @@ def test_the_oracle_stops_when_the_rule_says_with_few_labels(client: TestClient)
     assert abs(estimate["d_hat"] - truth) < 4 * math.sqrt(truth)
     assert estimate["n_eff_low"] <= 1500 * 1499 / 2 / truth <= estimate["n_eff_high"]
     assert estimate["n_eff_low"] <= support <= estimate["n_eff_high"]
+    assert estimate["warnings"] == []  # exact duplicates: the embedder ranks them first
 
 
 def test_annotators_get_disjoint_batches_and_their_own_back(client: TestClient) -> None:
@@ -134,3 +135,30 @@ def test_annotators_get_disjoint_batches_and_their_own_back(client: TestClient) 
     assert {p["id"] for p in again} == {p["id"] for p in ada}
     for p in ada:
         assert (p["rank"] is None) == (p["origin"] == "random")
+
+
+def test_the_estimate_warns_when_its_assumptions_look_broken(client: TestClient) -> None:
+    audit = _audit(client, synthetic={"support": 10**6}, n=300, neighbours=3)
+    url = f"/api/audits/{audit['id']}/estimate"
+    pairs = sorted(all_pairs(client, audit["id"]), key=lambda p: p["distance"])
+    body = {"label": "distinct", "annotator": "ada"}
+    handed = client.get(
+        f"/api/audits/{audit['id']}/next-pairs", params={"annotator": "ada", "limit": 10}
+    ).json()["items"]
+    for pair in handed:  # the design's sample, all distinct: D-hat = 0
+        client.post(f"/api/pairs/{pair['id']}/judgements", json=body)
+    assert client.get(url).json()["d_hat"] == 0
+    assert "No duplicate among the labelled pairs" in " ".join(client.get(url).json()["warnings"])
+
+    far = pairs[-1]  # judged a duplicate although the embedder puts it farthest
+    client.post(f"/api/pairs/{far['id']}/judgements", json={**body, "label": "duplicate"})
+    warnings = client.get(url).json()["warnings"]
+    assert any("farther than the median candidate distance" in w for w in warnings)
+    assert not any("random check" in w for w in warnings)
+
+    random = _random_pairs(client, audit["id"])[0]
+    client.post(f"/api/pairs/{random['id']}/judgements", json={**body, "label": "duplicate"})
+    estimate = client.get(url).json()
+    assert any("random check found duplicates" in w for w in estimate["warnings"])
+    panel = client.get(f"/audits/{audit['id']}/panel").text
+    assert panel.count("data-warning") == len(estimate["warnings"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from app.estimate import (
     IncompleteEstimate,
     ResidualFrame,
@@ -51,6 +53,44 @@ def assess(state: ReviewState, level: float = 0.95, target: float = DEFAULT_TARG
         state.candidates, state.design, evidence, state.random, level, frame=frame
     )
     return Assessment(state, evidence, frame, estimate, stopping_status(estimate, target=target))
+
+
+FAR_QUANTILE = 0.5  # duplicates judged beyond this quantile of candidate distances are "far"
+
+
+def assumption_warnings(a: Assessment) -> list[str]:
+    """What the labels say about the assumptions the estimate leans on.
+
+    Where nobody looked, the unreviewed part comes from a P(duplicate | distance) that decreases
+    with distance, i.e. from the embedder ranking duplicates among the closest candidates; and the
+    miner is trusted to propose them. Both can be checked against the judgements, never proved.
+    """
+    state, evidence, e = a.state, a.evidence, a.estimate
+    out: list[str] = []
+    c = state.candidates
+    judged_dup = evidence.candidate_label == 1
+    if len(c) and judged_dup.any():
+        far = float(np.quantile(c.distance, FAR_QUANTILE))
+        beyond = int(np.sum(judged_dup & (c.distance > far)))
+        if beyond:
+            out.append(
+                f"{beyond} of {int(judged_dup.sum())} confirmed duplicate candidate pairs lie "
+                "farther than the median candidate distance: the embedder may not rank duplicates "
+                "first, and the far pairs nobody reviewed may hide more than the fit predicts. "
+                "An embedder in which duplicates are near (e.g. clip) makes the estimate reliable."
+            )
+    if int(np.sum(evidence.random_label == 1)):
+        out.append(
+            "The random check found duplicates the miner did not propose: more neighbours per "
+            "sample (k) or a better embedder would catch them."
+        )
+    if e.d_hat == 0 and e.labelled_pairs:
+        out.append(
+            "No duplicate among the labelled pairs: the bound holds if the embedder puts "
+            "duplicates among the closest candidates, which the review sampled first; farther "
+            "distance bands were sampled only sparsely."
+        )
+    return out
 
 
 def _unlabelled_public(a: Assessment) -> EstimatePublic:
@@ -129,6 +169,7 @@ def estimate_public(a: Assessment) -> EstimatePublic:
         random_labelled=int(a.evidence.random_labelled.sum()),
         jackknife_n_eff_low=e.jackknife_n_eff_low,
         explored=e.unexplored_strata == 0 and e.random_to_go == 0,
+        warnings=assumption_warnings(a),
     )
 
 
