@@ -162,3 +162,39 @@ def test_the_estimate_warns_when_its_assumptions_look_broken(client: TestClient)
     assert any("random check found duplicates" in w for w in estimate["warnings"])
     panel = client.get(f"/audits/{audit['id']}/panel").text
     assert panel.count("data-warning") == len(estimate["warnings"])
+
+
+def test_pairs_only_the_closure_implies_are_sent_to_review(client: TestClient) -> None:
+    audit = _audit(client, synthetic={"support": 40}, n=200, neighbours=4, seed=3)
+    pairs = all_pairs(client, audit["id"])
+    by_ends = {(p["i"], p["j"]): p for p in pairs}
+    triangle = next(
+        (by_ends[(x, y)], by_ends[(y, z)], by_ends[(x, z)])
+        for (x, y) in sorted(by_ends)
+        for z in range(y + 1, 200)
+        if (y, z) in by_ends and (x, z) in by_ends
+    )
+    xy, yz, xz = triangle
+    for pair in (xy, yz):
+        body = {"label": "duplicate", "annotator": "ada"}
+        assert client.post(f"/api/pairs/{pair['id']}/judgements", json=body).status_code == 201
+    used = {xy["i"], xy["j"], yz["j"]}
+    others = [p for p in pairs if not {p["i"], p["j"]} & used][:7]
+    for pair in others:  # 9 labels: the 10th is a check of the closure
+        body = {"label": "distinct", "annotator": "ada"}
+        assert client.post(f"/api/pairs/{pair['id']}/judgements", json=body).status_code == 201
+    estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
+    assert estimate["parts"]["implied"] == 1
+    handed = client.get(
+        f"/api/audits/{audit['id']}/next-pairs", params={"annotator": "bob", "limit": 5}
+    ).json()["items"]
+    assert handed[0]["id"] == xz["id"]  # the pair only the closure asserts
+    again = client.get(
+        f"/api/audits/{audit['id']}/next-pairs", params={"annotator": "bob", "limit": 5}
+    ).json()["items"]
+    assert xz["id"] in {p["id"] for p in again}  # held for bob until judged
+    # A "distinct" on it is a cannot-link: the closure no longer asserts it.
+    body = {"label": "distinct", "annotator": "bob"}
+    client.post(f"/api/pairs/{xz['id']}/judgements", json=body)
+    after = client.get(f"/api/audits/{audit['id']}/estimate").json()
+    assert after["parts"]["confirmed"] < estimate["parts"]["confirmed"]

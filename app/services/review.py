@@ -2,7 +2,8 @@
 
 The review design (app.estimate.design, .queue) decides: pairs it reached but nobody settled
 first, random non-candidate pairs at their share, then the stratum where one more label cuts the
-estimate's variance most. Handing pairs out reaches them, so the design is stored after every
+estimate's variance most. Beside it, a share of the labels checks pairs only the closure calls
+duplicates (DESIGN: "send implied pairs to review"). Handing pairs out reaches them, so the design is stored after every
 handout. Pairs handed to someone else in the last minute (leases) and pairs this annotator
 already judged are skipped, so annotators working at once do not judge the same pair twice.
 """
@@ -17,7 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from app.estimate import Handout, ReviewDesign, duplicates_stop, next_pairs, update_design
+from app.estimate import (
+    DUPLICATE,
+    UNKNOWN,
+    Handout,
+    ReviewDesign,
+    duplicates_stop,
+    next_pairs,
+    update_design,
+)
 from app.services.estimates import DEFAULT_TARGET, Assessment, assess
 from app.services.review_state import ReviewState, load_review, store_design
 from app.store import pairs as pair_store
@@ -27,6 +36,7 @@ from app.store.pairs import RankedPair
 
 LEASE_SECONDS = 60.0
 MAX_HANDOUT = 50
+IMPLIED_EVERY = 10  # one label in this many checks a pair only the closure calls a duplicate
 
 
 class Leases:
@@ -43,6 +53,15 @@ class Leases:
             for pid in expired:
                 del self._leases[pid]
             return {pid for pid, (who, _) in self._leases.items() if who != annotator}
+
+    def held_by(self, annotator: str) -> set[int]:
+        now = time.monotonic()
+        with self._lock:
+            return {
+                pid
+                for pid, (who, until) in self._leases.items()
+                if who == annotator and until >= now
+            }
 
     def take(self, pair_id: int, annotator: str) -> None:
         with self._lock:
@@ -111,6 +130,9 @@ def next_pairs_for(
             handouts, design = _plan(state, assessment, limit, judged)
         if design != state.design or not state.design_stored:
             store_design(db, audit_id, design)
+        check = _implied_check(state, assessment, who, judged | others)
+        if check is not None:
+            handouts = [check, *handouts][:limit]
         ids = [_pair_id(state, h) for h in handouts]
         with db.read() as session:
             rows = pair_store.pairs_by_id(session, ids)
@@ -148,6 +170,34 @@ def _plan(
         exclude_random=state.random_index(skip_ids),
         frame=frame_arg,
     )
+
+
+def _implied_check(
+    state: ReviewState, assessment: Assessment, who: str, skip_ids: set[int]
+) -> Handout | None:
+    """A candidate pair only the closure calls a duplicate, to be judged directly: one at every
+    IMPLIED_EVERY-th label (and the one this annotator holds until they judge it).
+
+    One false "duplicate" between clusters of a and b samples adds a*b pairs to D; a "distinct"
+    on an implied pair is a cannot-link that splits the merge it came from. These labels do not
+    enter the design's sample (the pairs are settled already); they guard the closure.
+    """
+    evidence = assessment.evidence
+    implied = (evidence.candidate_value == DUPLICATE) & (evidence.candidate_label == UNKNOWN)
+    if not implied.any():
+        return None
+    held = state.candidate_index(_leases.held_by(who))
+    mine = [k for k in held if implied[k]]
+    if mine:
+        return Handout("candidate", min(mine))
+    if (evidence.labelled + 1) % IMPLIED_EVERY:
+        return None
+    skip = state.candidate_index(skip_ids)
+    open_ = [int(k) for k in np.flatnonzero(implied) if int(k) not in skip]
+    if not open_:
+        return None
+    u = state.candidates.priorities(state.seed)
+    return Handout("candidate", min(open_, key=lambda k: float(u[k])))
 
 
 def _pair_id(state: ReviewState, handout: Handout) -> int:
