@@ -222,22 +222,30 @@ def _duplicate_bridges(
     return out
 
 
-def _cannot_link_counts(candidates: Candidates, evidence: Evidence) -> NDArray[np.int64]:
-    """Per candidate: "not duplicate" judgements joining its two clusters, its own excluded.
+def _cannot_link_counts(
+    candidates: Candidates, evidence: Evidence, index: NDArray[np.int64]
+) -> NDArray[np.int64]:
+    """For the candidates at `index`: "not duplicate" judgements joining their two clusters,
+    their own excluded.
 
     A blocked "duplicate" judgement is no cannot-link, but the one that blocked it joins the
     same two clusters, so its value is settled by the others too.
     """
     cl = evidence.clustering.labels
     n_cl = np.int64(int(cl.max()) + 1)
-    a, b = cl[candidates.i], cl[candidates.j]
-    key = np.minimum(a, b) * n_cl + np.maximum(a, b)
-    own = evidence.candidate_label == DISTINCT
-    uniq, counts = np.unique(key[own], return_counts=True)
-    if uniq.size == 0:
-        return np.zeros(len(candidates), dtype=np.int64)
+    own_all = np.flatnonzero(evidence.candidate_label == DISTINCT)
+
+    def keys(k: NDArray[np.int64]) -> NDArray[np.int64]:
+        a, b = cl[candidates.i[k]], cl[candidates.j[k]]
+        return np.asarray(np.minimum(a, b) * n_cl + np.maximum(a, b), dtype=np.int64)
+
+    uniq, counts = np.unique(keys(own_all), return_counts=True)
+    if uniq.size == 0 or index.size == 0:
+        return np.zeros(index.size, dtype=np.int64)
+    key = keys(index)
     pos = np.minimum(np.searchsorted(uniq, key), uniq.size - 1)
     found = np.where(uniq[pos] == key, counts[pos], 0)
+    own = evidence.candidate_label[index] == DISTINCT
     return np.asarray(found - own.astype(np.int64), dtype=np.int64)
 
 
@@ -287,8 +295,12 @@ def residual_frame(
         prediction[part] = f_k(d[part])
 
     bridge = _duplicate_bridges(candidates, evidence, sampled)
-    links = _cannot_link_counts(candidates, evidence)
-    settled = sampled & np.where(value == DUPLICATE, ~bridge, links >= 1)
+    settled = np.zeros(len(candidates), dtype=np.bool_)
+    idx_sampled = np.flatnonzero(sampled)
+    links = _cannot_link_counts(candidates, evidence, idx_sampled)
+    settled[idx_sampled] = np.where(
+        value[idx_sampled] == DUPLICATE, ~bridge[idx_sampled], links >= 1
+    )
     residual = np.where(sampled & ~settled, y - prediction, 0.0)
     # Given the closure of candidate judgements, a sampled random pair that is a duplicate
     # outside it is a duplicate the closure misses.

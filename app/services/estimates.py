@@ -8,6 +8,11 @@ The interval joins the pool's U-statistic variance and the label-sampling varian
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,13 +51,84 @@ class Assessment:
         return self.state.finished and self.stop.stop
 
 
+def _fingerprint(state: ReviewState, level: float, target: float) -> tuple[object, ...]:
+    """Everything an assessment depends on: the pairs (stored pairs only grow, so their count
+    names them), the labels, the design, the status."""
+    labels = hashlib.blake2b(state.candidate_labels.tobytes(), digest_size=16)
+    labels.update(state.random_labels.tobytes())
+    random = hashlib.blake2b(state.random.i.tobytes(), digest_size=16)
+    random.update(state.random.j.tobytes())
+    random.update(state.random.distance.tobytes())
+    return (
+        _pairs_digest(state),
+        random.hexdigest(),
+        state.audit_id,
+        state.n,
+        state.status,
+        len(state.candidates),
+        len(state.random),
+        state.random.pool_sizes,
+        labels.hexdigest(),
+        json.dumps(state.design.to_dict(), sort_keys=True),
+        state.labelled_count,
+        level,
+        target,
+    )
+
+
+def _pairs_digest(state: ReviewState) -> str:
+    """A digest of the candidate pairs, computed once per Candidates build."""
+    c = state.candidates
+
+    def digest() -> np.ndarray:
+        h = hashlib.blake2b(digest_size=16)
+        for part in (c.i, c.j, c.distance):
+            h.update(part.tobytes())
+        return np.frombuffer(h.digest(), dtype=np.uint8)
+
+    return bytes(c.cached(("digest",), digest)).hex()
+
+
+class _AssessmentCache:
+    """The last few assessments: the review page asks for next-pairs and the estimate after
+    every judgement, with the same labels; on 10^6-sample audits each costs about a second."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[object, ...], Assessment] = OrderedDict()
+        self._size = size
+
+    def get(self, key: tuple[object, ...], state: ReviewState) -> Assessment | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+        return None if found is None else dataclasses.replace(found, state=state)
+
+    def put(self, key: tuple[object, ...], assessment: Assessment) -> None:
+        with self._lock:
+            self._items[key] = assessment
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_assessments = _AssessmentCache()
+
+
 def assess(state: ReviewState, level: float = 0.95, target: float = DEFAULT_TARGET) -> Assessment:
+    """The estimate and stopping rule of this state (cached on what they depend on)."""
+    key = _fingerprint(state, level, target)
+    cached = _assessments.get(key, state)
+    if cached is not None:
+        return cached
     evidence = state.evidence()
     frame = residual_frame(state.candidates, state.design, evidence, state.random)
     estimate = estimate_incomplete(
         state.candidates, state.design, evidence, state.random, level, frame=frame
     )
-    return Assessment(state, evidence, frame, estimate, stopping_status(estimate, target=target))
+    out = Assessment(state, evidence, frame, estimate, stopping_status(estimate, target=target))
+    _assessments.put(key, out)
+    return out
 
 
 FAR_QUANTILE = 0.5  # duplicates judged beyond this quantile of candidate distances are "far"
