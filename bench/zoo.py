@@ -9,15 +9,16 @@ Three tables, each a mean ± sd over seeds (every run is deterministic given its
 3. stacked digits (1,000 modes) against the discriminator's width (d_width 0.25, 0.5, 1): modes
    captured, KL to uniform and the confident fraction, from our digit classifier, and the
    birthday test's figure, N_eff = 1 / sum_c p_c^2 (inverse Simpson, Hill number of order 2),
-   three ways: from the classifier's mode histogram of 10,000 samples (the reference), from an
-   audit run the way a user runs one, and from the same audit pool's histogram (the oracle).
+   three ways: from the classifier's mode histogram of 10,000 samples (the reference), from
+   audits run the way a user runs one (with the pixels embedder and with the digits embedder),
+   and from each audit pool's histogram (the oracle).
 Measurements use 2,500 samples on 2D data (VEEGAN's count) and 10,000 on stacked digits, with
 the generators in eval mode, as an audit samples them. Nothing is asserted: this prints.
 
 The audit (`AuditApp`) goes through the app's REST API in-process (FastAPI's TestClient
 over `create_app(settings)` in a scratch directory), with only the binding endpoints: upload
-the trained generator as safetensors (`POST /api/generators`), `POST /api/audits` (pixels
-embedder), poll `GET /api/audits/{id}`, read the pool's PNGs (`GET .../samples/{i}.png`), answer
+the trained generator as safetensors (`POST /api/generators`), `POST /api/audits` (pixels or
+digits embedder), poll `GET /api/audits/{id}`, read the pool's PNGs (`GET .../samples/{i}.png`), answer
 `GET .../next-pair?annotator=oracle` until 204 with `POST /api/pairs/{id}/judgements`, read
 `GET .../estimate`. The annotator is an oracle: a pair is a duplicate iff the digit classifier
 reads the same class triple in both PNGs (its argmax per channel, with no confidence cut: the
@@ -29,13 +30,22 @@ the best any labelling of that pool could do.
 Pixel distance says little about the class triple: two 7-3-1 samples in different handwriting
 are far apart (measured once on the seed-0 generators of d_width 0.25 and 1, pools of 1,000:
 the 5 nearest neighbours, 0.7% of the pairs, hold 7-8% of the same-triple pairs; the 100
-nearest, 13% of the pairs, 48-50%). So the pool is kept small enough that the miner's k = 100
-neighbours propose nearly every pair: n = 120 gives C(120, 2) / N_eff ~ 20-40 duplicate pairs
-at the N_eff of these generators (n ~ sqrt(2 k N_eff) for k duplicates); --audit-n and
---audit-neighbours change it.
+nearest, 13% of the pairs, 48-50%). So the pixels pool is kept small enough that the miner's
+k = 100 neighbours propose nearly every pair: n = 120 gives C(120, 2) / N_eff ~ 20-40 duplicate
+pairs at the N_eff of these generators (n ~ sqrt(2 m N_eff) for m duplicate pairs); --audit-n
+and --audit-neighbours change it.
+
+The digits embedder (`app/embed/digits.py`) embeds a sample as the same classifier's class
+probabilities per channel, so same-triple pairs are near (measured once, not by this bench: same
+generators, pools of 1,000, the 10 nearest neighbours propose 73-90% of the same-triple pairs,
+the closest 1% of all pairs hold 91-98% of them). Its pool is larger, n = 300 with k = 10 (~110-230 duplicate pairs at N_eff
+200-400); --digits-n and --digits-neighbours change it, --embedder picks one embedder. The
+embedder is the oracle's own classifier, so this is the best case for an audit: it shows what
+the review design does when the embedding ranks the duplicates first, not how well a generic
+embedder would find stacked-digit modes.
 
     python bench/zoo.py --quick          # ~3 minutes on 2 cores
-    python bench/zoo.py                  # ~13 minutes on 2 cores
+    python bench/zoo.py                  # ~14 minutes on 2 cores
     python bench/zoo.py --only stacked --classifier /tmp/digits.safetensors
 """
 
@@ -44,6 +54,7 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import shutil
 import statistics
 import tempfile
 import time
@@ -58,6 +69,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from app.embed.digits import CLASSIFIER_FILE
 from app.gan.checkpoint import save_generator
 from app.gan.datasets import make_dataset
 from app.gan.digit_classifier import digit_probabilities, load_or_train_digit_classifier
@@ -103,13 +115,16 @@ class Scale:
 
 QUICK = Scale((0, 1), 1500, (0,), 1500, (0,), 1000)
 FULL = Scale((0, 1, 2), 5000, (0, 1, 2), 3000, (0, 1, 2), 3000)
-AUDIT_N = 120  # audit pool: ~20-40 duplicate pairs at these generators' N_eff (~150-400)
+AUDIT_N = 120  # pixels audit pool: ~20-40 duplicate pairs at these generators' N_eff (~150-400)
 AUDIT_NEIGHBOURS = 100  # the API's largest k: with n = 120 the miner proposes ~every pair
+DIGITS_N = 300
+DIGITS_NEIGHBOURS = 10
 AUDIT_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
 class AuditPlan:
+    embedder: str = "pixels"  # "pixels" or "digits" (the digit classifier's probabilities)
     n: int = AUDIT_N
     neighbours: int = AUDIT_NEIGHBOURS
 
@@ -186,12 +201,19 @@ class AuditResult:
 class AuditApp:
     """The app in-process over a scratch directory, driven only through its REST API."""
 
-    def __init__(self, scratch: Path, classifier: torch.nn.Module) -> None:
+    def __init__(
+        self, scratch: Path, classifier: torch.nn.Module, classifier_path: Path | None = None
+    ) -> None:
         self.scratch = scratch
         self.classifier = classifier
         settings = Settings(
             data_dir=scratch / "data", models_dir=scratch / "models", resume_jobs=False
         )
+        if classifier_path is not None:
+            # the digits embedder loads the classifier from here; a copy saves training it again
+            cached = settings.models_dir / CLASSIFIER_FILE
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(classifier_path, cached)
         self.client = TestClient(create_app(settings))
 
     def __enter__(self) -> AuditApp:
@@ -239,7 +261,7 @@ class AuditApp:
         body = {
             "generator_id": generator_id,
             "n": n,
-            "embedder": "pixels",
+            "embedder": plan.embedder,
             "neighbours": plan.neighbours,
             "seed": seed,
         }
@@ -412,7 +434,14 @@ def latent_table(scale: Scale) -> str:
     return table(header, rows)
 
 
-def stacked_table(scale: Scale, classifier_path: Path, scratch: Path, plan: AuditPlan) -> str:
+def covers_cell(results: Sequence[AuditResult], truths: Sequence[float]) -> str:
+    hits = sum(covers(r, t) for r, t in zip(results, truths, strict=True))
+    return f"{hits} / {len(results)}"
+
+
+def stacked_table(
+    scale: Scale, classifier_path: Path, scratch: Path, plans: Sequence[AuditPlan]
+) -> str:
     classifier = load_or_train_digit_classifier(classifier_path)
     print(f"  digit classifier: held-out accuracy {classifier.held_out_accuracy:.3f}", flush=True)
     dataset = make_dataset("stacked_digits")
@@ -427,65 +456,73 @@ def stacked_table(scale: Scale, classifier_path: Path, scratch: Path, plan: Audi
             f"{reference.kl_to_uniform:.3f}",
             f"{100 * reference.confident_fraction:.1f}",
             figure(simpson_n_eff(reference.counts)),
-            "",
-            "",
-            "",
+            *[""] * (2 * len(plans)),
         ]
     ]
     per_run = []
-    pairs = plan.n * (plan.n - 1) // 2
-    with AuditApp(scratch / "app", classifier.model) as app:
+    with AuditApp(scratch / "app", classifier.model, classifier_path) as app:
         for d_width in (0.25, 0.5, 1.0):
-            modes, kl, confident, n_eff, oracle = [], [], [], [], []
-            results: list[AuditResult] = []
+            modes, kl, confident, n_eff = [], [], [], []
+            results: dict[AuditPlan, list[AuditResult]] = {plan: [] for plan in plans}
             for seed in scale.stacked_seeds:
                 config = stacked_config(d_width, scale.stacked_steps, seed)
                 done = trained(config)
                 report = measured(config, done, 10_000, classifier.model)
                 assert isinstance(report, DigitModeCoverage)
-                generator_id = app.upload(f"stacked_dw{d_width:g}_seed{seed}", done)
-                result = app.audit(generator_id, plan, seed=20_000 + seed)
-                results.append(result)
                 modes.append(float(report.modes_captured))
                 kl.append(report.kl_to_uniform)
                 confident.append(100 * report.confident_fraction)
                 n_eff.append(simpson_n_eff(report.counts))
-                oracle.append(result.oracle_n_eff)
-                interval = f"[{figure(result.low)}, {figure(result.high)}]"
-                per_run.append(
-                    [
-                        f"d_width {d_width:g}",
-                        str(seed),
-                        figure(n_eff[-1]),
-                        f"{audited_cell(result)} {interval}",
-                        "yes" if covers(result, n_eff[-1]) else "no",
-                        figure(result.oracle_n_eff),
-                        f"{result.duplicates} / {result.oracle_duplicates}",
-                        str(result.labels),
-                        f"{result.candidates} / {pairs}",
-                    ]
-                )
                 print(
                     f"  d_width {d_width} seed {seed}: modes {report.modes_captured}, KL "
-                    f"{report.kl_to_uniform:.3f}, N_eff(10k) {n_eff[-1]:.0f}; audit n={plan.n}: "
-                    f"N_eff {audited_cell(result)} {interval} from {result.labels} labels, "
-                    f"{result.duplicates} duplicate pairs; oracle N_eff "
-                    f"{figure(result.oracle_n_eff)} (D = {result.oracle_duplicates})",
+                    f"{report.kl_to_uniform:.3f}, N_eff(10k) {n_eff[-1]:.0f}",
                     flush=True,
                 )
-            ndf = round(64 * d_width)
-            hits = sum(covers(r, t) for r, t in zip(results, n_eff, strict=True))
+                generator_id = app.upload(f"stacked_dw{d_width:g}_seed{seed}", done)
+                for plan in plans:
+                    # the same pool seed: the pixels pool is the first samples of the digits pool
+                    result = app.audit(generator_id, plan, seed=20_000 + seed)
+                    results[plan].append(result)
+                    interval = f"[{figure(result.low)}, {figure(result.high)}]"
+                    per_run.append(
+                        [
+                            f"d_width {d_width:g}",
+                            str(seed),
+                            figure(n_eff[-1]),
+                            f"{plan.embedder}, n={plan.n}, k={plan.neighbours}",
+                            f"{audited_cell(result)} {interval}",
+                            "yes" if covers(result, n_eff[-1]) else "no",
+                            figure(result.oracle_n_eff),
+                            "yes" if covers(result, result.oracle_n_eff) else "no",
+                            f"{result.duplicates} / {result.oracle_duplicates}",
+                            str(result.labels),
+                            f"{result.candidates} / {plan.n * (plan.n - 1) // 2}",
+                        ]
+                    )
+                    print(
+                        f"    {plan.embedder} audit n={plan.n} k={plan.neighbours}: N_eff "
+                        f"{audited_cell(result)} {interval} from {result.labels} labels, "
+                        f"{result.duplicates} duplicate pairs; oracle N_eff "
+                        f"{figure(result.oracle_n_eff)} (D = {result.oracle_duplicates})",
+                        flush=True,
+                    )
+            audit_cells = []
+            for plan in plans:
+                done_audits = results[plan]
+                oracles = [r.oracle_n_eff for r in done_audits]
+                audit_cells += [
+                    "; ".join(audited_cell(r) for r in done_audits),
+                    f"{covers_cell(done_audits, n_eff)}; {covers_cell(done_audits, oracles)}",
+                ]
             summary.append(
                 [
                     f"d_width {d_width:g}",
-                    str(ndf),
+                    str(round(64 * d_width)),
                     mean_sd(modes),
                     mean_sd(kl, 3),
                     mean_sd(confident),
                     mean_sd(n_eff, 0),
-                    "; ".join(audited_cell(r) for r in results),
-                    f"{hits} / {len(results)}",
-                    mean_sd(oracle, 0) if all(map(math.isfinite, oracle)) else "-",
+                    *audit_cells,
                 ]
             )
     header = [
@@ -495,17 +532,21 @@ def stacked_table(scale: Scale, classifier_path: Path, scratch: Path, plan: Audi
         "KL to uniform",
         "confident %",
         "N_eff, 10k samples",
-        f"audited N_eff, n={plan.n}, per seed",
-        "95% covers",
-        "oracle N_eff, same pool",
     ]
+    for plan in plans:
+        header += [
+            f"{plan.embedder} audit, n={plan.n}: N_eff per seed",
+            f"{plan.embedder}: 95% covers 10k; oracle",
+        ]
     runs_header = [
         "generator",
         "seed",
         "N_eff, 10k samples",
+        "audit",
         "audited N_eff [95%]",
         "covers 10k",
         "oracle, same pool",
+        "covers oracle",
         "duplicate pairs: audit / oracle",
         "labels",
         "candidate pairs",
@@ -531,16 +572,35 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--threads", type=int, default=1, help="torch threads (tiny networks: 1 is fastest)"
     )
     parser.add_argument(
-        "--audit-n", type=int, default=AUDIT_N, help="pool size of each stacked-digits audit"
+        "--embedder",
+        choices=["pixels", "digits"],
+        action="append",
+        help="audit stacked digits with only these embedders (default: both)",
+    )
+    parser.add_argument(
+        "--audit-n", type=int, default=AUDIT_N, help="pool size of each pixels audit"
     )
     parser.add_argument(
         "--audit-neighbours",
         type=int,
         default=AUDIT_NEIGHBOURS,
-        help="k of the audit's k-NN candidate search (the API allows up to 100)",
+        help="k of the pixels audit's k-NN candidate search (the API allows up to 100)",
+    )
+    parser.add_argument(
+        "--digits-n", type=int, default=DIGITS_N, help="pool size of each digits audit"
+    )
+    parser.add_argument(
+        "--digits-neighbours",
+        type=int,
+        default=DIGITS_NEIGHBOURS,
+        help="k of the digits audit's k-NN candidate search",
     )
     args = parser.parse_args(argv)
-    plan = AuditPlan(args.audit_n, args.audit_neighbours)
+    sizes = {
+        "pixels": (args.audit_n, args.audit_neighbours),
+        "digits": (args.digits_n, args.digits_neighbours),
+    }
+    plans = [AuditPlan(e, *sizes[e]) for e in args.embedder or ["pixels", "digits"]]
     torch.set_num_threads(args.threads)
     scale = QUICK if args.quick else FULL
     sections = args.only or ["toy", "latent", "stacked"]
@@ -549,12 +609,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         tables: dict[str, Callable[[], str]] = {
             "toy": lambda: toy_table(scale),
             "latent": lambda: latent_table(scale),
-            "stacked": lambda: stacked_table(scale, classifier_path, Path(scratch), plan),
+            "stacked": lambda: stacked_table(scale, classifier_path, Path(scratch), plans),
         }
         titles = {
             "toy": f"2D mixtures: {len(scale.seeds)} seeds x {scale.toy_steps} steps, latent 2",
             "latent": f"latent size, SGAN: {len(scale.latent_seeds)} seeds x {scale.latent_steps} steps",
-            "stacked": f"stacked digits vs discriminator width, DCGAN 8x8: {len(scale.stacked_seeds)} seeds x {scale.stacked_steps} steps; audits of n={plan.n}, k={plan.neighbours}",
+            "stacked": f"stacked digits vs discriminator width, DCGAN 8x8: {len(scale.stacked_seeds)} seeds x {scale.stacked_steps} steps; audits: "
+            + "; ".join(f"{p.embedder} n={p.n}, k={p.neighbours}" for p in plans),
         }
         for name in sections:
             start = time.perf_counter()

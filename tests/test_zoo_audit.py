@@ -52,7 +52,8 @@ def test_simpson_n_eff_on_exact_small_histograms(counts: list[int], expected: fl
     assert zoo.simpson_n_eff(counts) == pytest.approx(expected)
 
 
-def test_a_trained_generator_is_audited_through_the_api(tmp_path: Path) -> None:
+@pytest.mark.parametrize("embedder", ["pixels", "digits"])
+def test_a_trained_generator_is_audited_through_the_api(tmp_path: Path, embedder: str) -> None:
     config = TrainConfig(
         dataset="stacked_digits",
         architecture="dcgan",
@@ -63,11 +64,13 @@ def test_a_trained_generator_is_audited_through_the_api(tmp_path: Path) -> None:
         sample_every=0,
     )
     done = zoo.trained(config)
-    classifier = load_or_train_digit_classifier(tmp_path / "digits.safetensors").model
+    classifier_path = tmp_path / "digits.safetensors"
+    classifier = load_or_train_digit_classifier(classifier_path).model
     n = 24
-    with zoo.AuditApp(tmp_path, classifier) as app:
+    with zoo.AuditApp(tmp_path, classifier, classifier_path) as app:
         generator_id = app.upload("tiny", done)
-        result = app.audit(generator_id, zoo.AuditPlan(n=n, neighbours=n - 1), seed=3)
+        plan = zoo.AuditPlan(embedder, n=n, neighbours=n - 1)
+        result = app.audit(generator_id, plan, seed=3)
     pairs = n * (n - 1) // 2
     assert 0 < result.candidates <= pairs
     assert result.labels >= 1

@@ -13,14 +13,16 @@ from typing import Any
 import torch
 
 from app.embed.base import Embedder, check_image_shape
+from app.embed.digits import CLASSIFIER_FILE, DigitEmbedder
 from app.embed.pixels import PixelEmbedder
 
-EMBEDDER_KINDS = ("pixels", "clip", "efficientnet")
+EMBEDDER_KINDS = ("pixels", "clip", "efficientnet", "digits")
 
 _ALLOWED: dict[str, frozenset[str]] = {
     "pixels": frozenset({"crop", "resize", "normalize", "batch_size"}),
     "clip": frozenset({"model", "weights", "tag", "batch_size"}),
     "efficientnet": frozenset({"weights", "batch_size"}),
+    "digits": frozenset({"batch_size"}),
 }
 
 
@@ -31,7 +33,7 @@ def make_embedder(
     models_dir: Path,
     device: str | torch.device | None = None,
 ) -> Embedder:
-    """The embedder for `kind` ("pixels", "clip" or "efficientnet") configured by `options`.
+    """The embedder for `kind` ("pixels", "clip", "efficientnet" or "digits") configured by `options`.
 
     Raises ValueError for an unknown kind, key or value, and FileNotFoundError for a weights file
     that is not in `models_dir`.
@@ -51,6 +53,13 @@ def make_embedder(
         return _pixels(options, image_shape, device)
     if kind == "clip":
         return _clip(options, models_dir, device)
+    if kind == "digits":
+        return DigitEmbedder(
+            image_shape,
+            Path(models_dir) / CLASSIFIER_FILE,
+            device,
+            batch_size=_optional_int(options, "batch_size") or 4096,
+        )
     return _efficientnet(options, models_dir, device)
 
 

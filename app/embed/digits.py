@@ -1,0 +1,87 @@
+"""The project's digit classifier as the embedding: near means "the same digits", not "the same ink".
+
+On stacked digits the modes are class triples, and two samples of one triple in different
+handwriting are far apart in pixels, so a pixel audit cannot rank them first. Here each channel
+is classified by `app.gan.digit_classifier` (the same network that counts the modes, trained by
+the project on the sklearn digits, offline) and a sample's row is its per-channel class
+probabilities side by side: samples read as the same triple get near-identical rows, and a
+different class in any channel moves the row by up to sqrt(2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+
+from app.embed.base import check_image_shape, check_images, embed_in_batches, resolve_device
+from app.gan.digit_classifier import (
+    DigitClassifier,
+    load_or_train_digit_classifier,
+)
+from app.gan.digits import DIGIT_CLASSES, DIGIT_SIZE
+
+# Where the train job caches the classifier (app.jobs.train.CLASSIFIER_FILE); repeated here
+# because embedders may not import jobs. Both read and write the same file.
+CLASSIFIER_FILE = "builtin/digit_classifier.pt"
+
+
+class DigitEmbedder:
+    """Images (B, C, H, W), C 1 or 3, sides >= 8 -> rows (B, 10 C) of per-channel probabilities.
+
+    Each channel is one digit, shrunk to 8x8 by the classifier's own average pooling (which undoes
+    the bilinear upsampling the larger digit datasets are made with). The classifier is loaded
+    from `classifier_path` on the first `embed`, and trained and cached there (5-15 s on CPU)
+    when absent, so constructing one to check an audit's options costs nothing.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        classifier_path: Path,
+        device: str | torch.device | None = None,
+        batch_size: int = 4096,
+    ) -> None:
+        channels, height, width = check_image_shape(image_shape)
+        if min(height, width) < DIGIT_SIZE:
+            raise ValueError(
+                f"the digits embedder needs images of at least {DIGIT_SIZE}x{DIGIT_SIZE}, "
+                f"got {height}x{width}"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.image_shape = (channels, height, width)
+        self.classifier_path = Path(classifier_path)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.dim = channels * DIGIT_CLASSES
+        self.name = "digits(probabilities per channel)"
+        self._model: DigitClassifier | None = None
+
+    def embed(self, images: torch.Tensor) -> NDArray[np.float32]:
+        """Rows (B, 10 C) for images (B, C, H, W) of exactly the shape given at construction."""
+        check_images(images, channels=(self.image_shape[0],))
+        if tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"images must have shape (B, {', '.join(map(str, self.image_shape))}), "
+                f"got {tuple(images.shape)}"
+            )
+        return embed_in_batches(images, self.dim, self.batch_size, self.device, self._rows)
+
+    def _classifier(self) -> DigitClassifier:
+        if self._model is None:
+            model = load_or_train_digit_classifier(self.classifier_path).model
+            self._model = model.to(self.device).eval()
+        return self._model
+
+    def _rows(self, batch: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = batch.shape
+        digits = batch.reshape(b * c, 1, h, w)  # every channel is one digit
+        if (h, w) != (DIGIT_SIZE, DIGIT_SIZE):
+            # the classifier pools square inputs itself; this also covers non-square ones
+            digits = F.adaptive_avg_pool2d(digits, DIGIT_SIZE)
+        probabilities = F.softmax(self._classifier()(digits), dim=1)  # (B C, 10)
+        return probabilities.reshape(b, c * DIGIT_CLASSES)
