@@ -146,7 +146,9 @@ def assumption_warnings(a: Assessment) -> list[str]:
     c = state.candidates
     judged_dup = evidence.candidate_label == 1
     if len(c) and judged_dup.any():
-        far = float(np.quantile(c.distance, FAR_QUANTILE))
+        far = float(
+            c.cached(("far", FAR_QUANTILE), lambda: np.quantile(c.distance, [FAR_QUANTILE]))[0]
+        )
         beyond = int(np.sum(judged_dup & (c.distance > far)))
         if beyond:
             out.append(

@@ -1,0 +1,127 @@
+"""How long the review loop takes per request on large audits: the estimate and next-pairs.
+
+Builds an SQLite store with one finished audit of n samples and k candidate pairs per sample
+(random pairs, gamma-distributed distances, 50 random non-candidate pairs), then times, through
+the services the API calls:
+
+* the first `load_review` (reads every pair into arrays; later calls read only new rows),
+* `audit_estimate` and `next_pairs_for` warm, while an oracle labels what is handed out
+  (closest 1% of pairs are duplicates).
+
+    .venv/bin/python bench/review_latency.py                 # n = 10^4, 10^5 (k = 5)
+    .venv/bin/python bench/review_latency.py --n 1000000     # 5 * 10^6 candidate pairs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.services.estimates import audit_estimate  # noqa: E402
+from app.services.review import next_pairs_for  # noqa: E402
+from app.services.review_state import load_review  # noqa: E402
+from app.store import audits as audit_store  # noqa: E402
+from app.store.db import Database  # noqa: E402
+from app.store.migrate import upgrade  # noqa: E402
+from app.store.models import Audit  # noqa: E402
+from app.store.pairs import pair_labels  # noqa: E402
+
+ROUNDS = 20
+
+
+def build(db: Database, n: int, k: int, rng: np.random.Generator) -> int:
+    with db.write() as session:
+        audit, _ = audit_store.create_audit(session, synthetic={"support": n}, n=n)
+        audit_id = audit.id
+    j = np.repeat(np.arange(1, n), np.minimum(k, np.arange(1, n)))
+    i = np.floor(rng.random(j.size) * j).astype(np.int64)
+    key = np.unique(i * n + j)
+    i, j = key // n, key % n
+    d = rng.gamma(3.0, 0.1, i.size)
+    step = 200_000
+    for start in range(0, i.size, step):
+        rows = list(
+            zip(
+                i[start : start + step].tolist(),
+                j[start : start + step].tolist(),
+                d[start : start + step].tolist(),
+                strict=True,
+            )
+        )
+        last = start + step >= i.size
+        random = [(0, n - 1 - r, 5.0) for r in range(50)] if last else []
+        with db.write() as session:
+            audit_store.record_chunk(
+                session,
+                audit_id,
+                audit_store.ChunkRows(
+                    samples_done=n,
+                    pairs=rows,
+                    samples=[],
+                    random_pairs=random,
+                    pool_size=n if last else None,
+                ),
+            )
+    with db.write() as session:
+        row = session.get(Audit, audit_id)
+        assert row is not None
+        row.status = "done"
+    return audit_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--k", type=int, default=5)
+    args = parser.parse_args()
+    from app.store.judgements import post_judgement
+
+    print(
+        f"{'n':>8s} {'pairs':>9s} {'build s':>8s} {'cold load s':>11s} {'estimate ms':>12s} "
+        f"{'next-pairs ms':>13s} {'labels':>6s}"
+    )
+    for n in args.n:
+        rng = np.random.default_rng(0)
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
+            upgrade(url)
+            db = Database(url)
+            started = time.perf_counter()
+            audit_id = build(db, n, args.k, rng)
+            built = time.perf_counter() - started
+            started = time.perf_counter()
+            state = load_review(db, audit_id)
+            cold = time.perf_counter() - started
+            cut = float(np.quantile(state.candidates.distance, 0.01))
+            est_ms, next_ms = [], []
+            for _ in range(ROUNDS):
+                t0 = time.perf_counter()
+                audit_estimate(db, audit_id)
+                est_ms.append(1000 * (time.perf_counter() - t0))
+                t0 = time.perf_counter()
+                handed = next_pairs_for(db, audit_id, "oracle", limit=6)
+                next_ms.append(1000 * (time.perf_counter() - t0))
+                for ranked in handed.pairs:
+                    pair = ranked.pair
+                    label = "duplicate" if pair.distance <= cut else "distinct"
+                    with db.write() as session:
+                        post_judgement(session, pair.id, label, "oracle", None)
+            with db.read() as session:
+                labels = len(pair_labels(session, audit_id))
+            print(
+                f"{n:8d} {len(state.candidates):9d} {built:8.1f} {cold:11.2f} "
+                f"{np.median(est_ms):12.1f} {np.median(next_ms):13.1f} {labels:6d}",
+                flush=True,
+            )
+            db.dispose()
+
+
+if __name__ == "__main__":
+    main()
