@@ -47,6 +47,16 @@ def check_images(images: torch.Tensor, channels: Collection[int]) -> None:
         )
 
 
+def check_fixed_shape(images: torch.Tensor, image_shape: tuple[int, int, int]) -> None:
+    """check_images, and refuse any (C, H, W) but the one an embedder was built for."""
+    check_images(images, channels=(image_shape[0],))
+    if tuple(images.shape[1:]) != image_shape:
+        raise ValueError(
+            f"images must have shape (B, {', '.join(map(str, image_shape))}), "
+            f"got {tuple(images.shape)}"
+        )
+
+
 def embed_in_batches(
     images: torch.Tensor,
     dim: int,

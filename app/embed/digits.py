@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
-from app.embed.base import check_image_shape, check_images, embed_in_batches, resolve_device
+from app.embed.base import check_fixed_shape, check_image_shape, embed_in_batches, resolve_device
 from app.gan.digit_classifier import (
     DigitClassifier,
     load_or_train_digit_classifier,
@@ -63,12 +63,7 @@ class DigitEmbedder:
 
     def embed(self, images: torch.Tensor) -> NDArray[np.float32]:
         """Rows (B, 10 C) for images (B, C, H, W) of exactly the shape given at construction."""
-        check_images(images, channels=(self.image_shape[0],))
-        if tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"images must have shape (B, {', '.join(map(str, self.image_shape))}), "
-                f"got {tuple(images.shape)}"
-            )
+        check_fixed_shape(images, self.image_shape)
         return embed_in_batches(images, self.dim, self.batch_size, self.device, self._rows)
 
     def _classifier(self) -> DigitClassifier:

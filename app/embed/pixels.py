@@ -13,8 +13,8 @@ import torch
 from numpy.typing import NDArray
 
 from app.embed.base import (
+    check_fixed_shape,
     check_image_shape,
-    check_images,
     embed_in_batches,
     l2_normalize,
     resolve_device,
@@ -62,12 +62,7 @@ class PixelEmbedder:
 
     def embed(self, images: torch.Tensor) -> NDArray[np.float32]:
         """Rows (B, dim) for images (B, C, H, W) of exactly the shape given at construction."""
-        check_images(images, channels=(self.image_shape[0],))
-        if tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"images must have shape (B, {', '.join(map(str, self.image_shape))}), "
-                f"got {tuple(images.shape)}"
-            )
+        check_fixed_shape(images, self.image_shape)
         return embed_in_batches(images, self.dim, self.batch_size, self.device, self._rows)
 
     def _rows(self, batch: torch.Tensor) -> torch.Tensor:
