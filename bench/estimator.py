@@ -27,7 +27,7 @@ Pools are simulated, not rendered: no images or embeddings. The model:
   * the paper's batches see candidate pairs and missed duplicates at their distances; any
     other pair of a batch is farther than those.
 
-    python bench/estimator.py [--seeds 200] [--quick] [--workers 2]
+    python bench/estimator.py [--seeds 1000] [--quick] [--workers 2] [--hard 0.02]
 
 Prints one row per cell and, on its last line, the worst coverage cell.
 """
@@ -338,14 +338,14 @@ def _tasks(all_cells: list[Cell], seeds: int, recentre: bool) -> Iterator[tuple[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="fewer cells and seeds, < 5 min")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", default="", help="run the cells whose name contains this")
     parser.add_argument("--hard", type=float, default=HARD, help="share of hard samples")
     parser.add_argument("--recentre", action="store_true", help="strata around where dups stop")
     args = parser.parse_args()
-    seeds = 40 if args.quick and args.seeds == 200 else args.seeds
+    seeds = 40 if args.quick and args.seeds == 1000 else args.seeds
     all_cells = [c for c in cells(args.quick, args.hard) if args.only in c.name]
     started = time.perf_counter()
     results: dict[Cell, list[Outcome]] = {cell: [] for cell in all_cells}
