@@ -278,11 +278,24 @@ def test_single_pair_and_single_cluster() -> None:
     assert everything.var_d == pytest.approx(0.0, abs=1e-12)
 
 
-def test_negative_variance_estimates_are_clipped() -> None:
-    # n=5, clusters {2, 2}: unbiased q^2 = (4^2 - 8) / 120 = 1/15 > p3_hat = 0, so the p3 - q^2
-    # term is floored at 0 and Var = C(5,2) (1/5 - 1/15) = 4/3 (unclipped it would be -8/3).
-    assert estimate_support(5, [2, 2]).var_d == pytest.approx(4 / 3)
+def test_negative_variance_estimates_are_floored() -> None:
+    # n=5, clusters {2, 2}: unbiased q^2 = (4^2 - 8) / 120 = 1/15 > p3_hat = 0, so the unbiased
+    # Var = C(5,2) (1/5 - 1/15) + 60 (0 - 1/15) = -8/3; the floor is half the Poisson part,
+    # D (1 - q_hat) / 2 = 2 (1 - 1/5) / 2 = 4/5.
     assert _var_d_hat(5, Counter({2: 2}), clip=False) == Fraction(-8, 3)
+    assert _var_d_hat(5, Counter({2: 2})) == Fraction(4, 5)
+    assert estimate_support(5, [2, 2]).var_d == pytest.approx(4 / 5)
+
+
+def test_p3_term_is_not_clipped_on_its_own() -> None:
+    # n=101, ten pairs: p3_hat = 0 < unbiased q^2 = (20^2 - 10 * 2^2) / (101*100*99*98), so the
+    # fourth-order term pulls Var(D) below the Poisson part C(n,2)(q_hat - q^2_hat), as the
+    # unbiased estimate must near uniformity (clipping it at 0 biased Var(D) upwards).
+    q2 = Fraction(360, 101 * 100 * 99 * 98)
+    expected = 5050 * (Fraction(10, 5050) - q2) + 101 * 100 * 99 * (0 - q2)
+    assert _var_d_hat(101, Counter({2: 10})) == expected
+    assert expected < 10 - 3
+    assert estimate_support(101, [2] * 10).var_d == pytest.approx(float(expected))
 
 
 def test_wider_level_gives_a_wider_interval() -> None:

@@ -7,6 +7,7 @@ import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -103,9 +104,19 @@ def test_bridges_against_deleting_each_edge() -> None:
 @pytest.mark.parametrize(("n", "sizes", "extra"), [(50, [3, 2], 4), (12, [5], 2), (300, [], 7)])
 def test_extra_pairs_count_as_clusters_of_two(n: int, sizes: list[int], extra: int) -> None:
     completed = Counter(sizes + [2] * extra)
-    assert u_statistic_variance(n, Counter(sizes), float(extra)) == pytest.approx(
-        float(_var_d_hat(n, completed))
-    )
+    # The first two have p3_hat > q2_hat: the same estimate as if the extra pairs were confirmed.
+    # The third is all extra pairs: its negative fourth-order term is clipped to 0, leaving
+    # the Poisson part C(n,2)(q_hat - q2_hat).
+    got = u_statistic_variance(n, Counter(sizes), float(extra))
+    if sizes:
+        assert got == pytest.approx(float(_var_d_hat(n, completed)))
+    else:
+        q2 = Fraction(4 * extra * extra - 4 * extra, n * (n - 1) * (n - 2) * (n - 3))
+        assert got == pytest.approx(
+            float(math.comb(n, 2) * (Fraction(extra, math.comb(n, 2)) - q2))
+        )
+        assert got > float(_var_d_hat(n, completed))
+    assert u_statistic_variance(n, completed) == pytest.approx(float(_var_d_hat(n, completed)))
     jack = jackknife_var_q(n, sizes + [2] * extra) * math.comb(n, 2) ** 2
     assert _jackknife_var_d(n, Counter(sizes), float(extra)) == pytest.approx(jack)
 

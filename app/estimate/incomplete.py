@@ -54,7 +54,12 @@ from app.estimate.pairs import (
     RandomPairs,
     pair_priority,
 )
-from app.estimate.simpson import d_interval, n_eff_bounds, zero_collision_bound
+from app.estimate.simpson import (
+    d_interval,
+    n_eff_bounds,
+    variance_floor,
+    zero_collision_bound,
+)
 
 __all__ = [
     "DuplicateRateFit",
@@ -72,6 +77,7 @@ __all__ = [
 ]
 
 FOLDS = 5  # cross-fitting folds
+KNOWN_FULL, KNOWN_FADE = 0.01, 0.1  # unconfirmed shares of D: see u_statistic_variance
 
 
 @dataclass(frozen=True)
@@ -430,7 +436,9 @@ class IncompleteEstimate:
 
 def u_statistic_variance(n: int, sizes: Counter[int], extra_pairs: float = 0.0) -> float:
     """Estimated Var(D) (simpson._var_d_hat in floats) with extra_pairs estimated duplicate
-    pairs counted as clusters of two."""
+    pairs counted as clusters of two. Their cluster structure is unknown, so a negative
+    p3 - q^2 estimate is trusted only while nearly all of D is confirmed (with no extra pairs
+    this is simpson's estimate exactly)."""
     pairs, n2 = n * (n - 1) / 2.0, float(n * (n - 1))
     n3 = float(n * (n - 1) * (n - 2))
     n4 = n3 * (n - 3)
@@ -443,7 +451,15 @@ def u_statistic_variance(n: int, sizes: Counter[int], extra_pairs: float = 0.0) 
         q2 = (ordered**2 - squares + fours) / n4
     else:
         q2 = q * q
-    return max(pairs * (q - q2) + n3 * max(p3 - q2, 0.0), 0.0)
+    d = ordered / 2.0
+    fourth = p3 - q2
+    if fourth < 0.0 and d > 0.0:
+        # Below 0 only by noise (p3 >= q^2), and p3 sees the confirmed clusters alone: the
+        # unreviewed pairs may hide triples. The negative part counts in full while at most
+        # 1% of D is unconfirmed, and fades out (the term clipped at 0) by 10%, the share the
+        # stopping rule allows.
+        fourth *= min(max((KNOWN_FADE - extra_pairs / d) / (KNOWN_FADE - KNOWN_FULL), 0.0), 1.0)
+    return max(pairs * (q - q2) + n3 * fourth, float(variance_floor(pairs, d)))
 
 
 def _jackknife_var_d(n: int, sizes: Counter[int], extra_pairs: float) -> float:

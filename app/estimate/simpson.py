@@ -40,6 +40,7 @@ __all__ = [
     "estimate_support",
     "jackknife_var_q",
     "n_eff_bounds",
+    "variance_floor",
     "zero_collision_bound",
 ]
 
@@ -119,9 +120,12 @@ def _var_d_hat(n: int, sizes: Counter[int], *, clip: bool = True) -> Fraction:
 
     q, p3 and q^2 are replaced by their unbiased U-statistics, so the estimate is unbiased
     (q_hat^2 would overestimate q^2 by Var(q_hat) and shrink the interval on clumped mass).
-    q^2 is estimated from 4 distinct samples forming two colliding pairs. With clip, p3 - q^2 is
-    floored at 0, its sign by Cauchy-Schwarz (p3 * sum p >= q^2), and so is the total; without
-    it the estimate is exactly unbiased but can be negative (e.g. n=5, clusters {2, 2}).
+    q^2 is estimated from 4 distinct samples forming two colliding pairs. Without clip the
+    estimate is exactly unbiased but can be tiny or negative (e.g. n=5, clusters {2, 2}); with
+    clip it is kept at least variance_floor. The p3 - q^2 term is not clipped at 0 on its own,
+    though p3 >= q^2 (Cauchy-Schwarz): near uniformity its estimate scatters around 0, and
+    keeping only the positive part biased Var(D) upwards, to 0.97-0.98 coverage where E[D] is
+    5-20 and n a few hundred (bench/README.md, "interval reference").
     """
     pairs, n3, n4 = _pairs(n), _falling(n, 3), _falling(n, 4)
     ordered = sum(m * _falling(s, 2) for s, m in sizes.items())  # ordered colliding pairs, 2D
@@ -136,9 +140,21 @@ def _var_d_hat(n: int, sizes: Counter[int], *, clip: bool = True) -> Fraction:
         q2_hat = Fraction(two_pairs, n4)
     else:  # fewer than 4 samples: no unbiased estimator of q^2 exists
         q2_hat = q_hat**2
+    unbiased = pairs * (q_hat - q2_hat) + n3 * (p3_hat - q2_hat)
     if not clip:
-        return pairs * (q_hat - q2_hat) + n3 * (p3_hat - q2_hat)
-    return max(pairs * (q_hat - q2_hat) + n3 * max(p3_hat - q2_hat, Fraction(0)), Fraction(0))
+        return unbiased
+    return max(unbiased, variance_floor(pairs, _d(sizes)))
+
+
+def variance_floor(pairs: float, d: float) -> Fraction:
+    """Half the Poisson part of Var(D), C(n,2) q (1 - q) / 2 at q = d / C(n,2).
+
+    Var(D) is at least C(n,2)(q - q^2) since p3 >= q^2. A variance estimate far below that comes
+    from the fourth-order term's noise in tiny pools; half the bound keeps the interval open there
+    without pulling estimates up elsewhere (a quarter or the full bound: bench/README.md).
+    """
+    share = Fraction(d) / Fraction(pairs)
+    return Fraction(d) * (1 - share) / 2
 
 
 def collision_variance(n: int, q: float, p3: float) -> float:
