@@ -15,7 +15,7 @@ The variance estimate is itself built from the few duplicate clusters the pool h
 studentised log D is referred to Student's t with 2k degrees of freedom (k = clusters of two or
 more; a Satterthwaite-style allowance for estimating Var(D) from k contributions) instead of the
 normal. With many clusters this is the normal interval; on small clumped pools (Zipf, n = 8..93)
-it lifts simulated coverage from 0.88-0.94 to 0.935-0.973 (10,000 pools per cell), where the
+it lifts simulated coverage from 0.81-0.94 to 0.935-0.968 (10,000 pools per cell), where the
 normal quantile under-covers even for an oracle who knows every identity (bench/README.md,
 "interval reference").
 """
