@@ -121,6 +121,23 @@ def test_extra_pairs_count_as_clusters_of_two(n: int, sizes: list[int], extra: i
     assert _jackknife_var_d(n, Counter(sizes), float(extra)) == pytest.approx(jack)
 
 
+def test_a_negative_fourth_order_term_fades_with_the_unconfirmed_share() -> None:
+    # n=101, 17 confirmed pairs and 1 estimated: D = 18, 1/18 of it unconfirmed, between the 1%
+    # where the negative p3 - q^2 term counts in full and the 10% where it is clipped to 0.
+    n, n3 = 101, 101 * 100 * 99
+    n4 = n3 * 98
+    q = 36 / (101 * 100)
+    q2 = (36**2 - (17 * 4 + 4)) / n4
+    poisson = math.comb(n, 2) * (q - q2)
+    weight = (0.1 - 1 / 18) / (0.1 - 0.01)
+    got = u_statistic_variance(n, Counter({2: 17}), 1.0)
+    assert got == pytest.approx(poisson + n3 * (0.0 - q2) * weight)
+    # All confirmed: the full negative term, which here falls below the floor D (1 - q_hat) / 2.
+    assert poisson - n3 * q2 < 18 * (1 - 18 / 5050) / 2
+    assert u_statistic_variance(n, Counter({2: 18})) == pytest.approx(18 * (1 - 18 / 5050) / 2)
+    assert u_statistic_variance(n, Counter({2: 9}), 9.0) == pytest.approx(poisson)
+
+
 # --- small populations ---------------------------------------------------------------------------
 
 
