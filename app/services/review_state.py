@@ -56,6 +56,7 @@ def _empty_rows() -> PairRows:
 @dataclass
 class _Entry:
     created_at: datetime  # an id reused after a delete is another audit
+    stored: tuple[int, int] | None = None  # the audit's pair counters when last read
     candidates: PairRows = field(default_factory=_empty_rows)
     random: PairRows = field(default_factory=_empty_rows)
     built: dict[int, Candidates] = field(default_factory=dict)  # by pool size
@@ -69,8 +70,19 @@ class _PairCache:
         self._entries: OrderedDict[tuple[str, int], _Entry] = OrderedDict()
 
     def rows(
-        self, session: Session, db_key: str, audit_id: int, created_at: datetime
+        self,
+        session: Session,
+        db_key: str,
+        audit_id: int,
+        created_at: datetime,
+        stored: tuple[int, int],
     ) -> tuple[PairRows, PairRows, dict[int, Candidates]]:
+        """The audit's pairs; `stored` is its (candidate pairs, closed generations) counters.
+
+        Pairs are only ever written with those counters, in one transaction (record_chunk), so
+        while they stand still there is nothing new to read: the "after the last id" queries
+        cannot use an index for the id and would walk every pair of the audit.
+        """
         key = (db_key, audit_id)
         with self._lock:
             entry = self._entries.get(key)
@@ -80,6 +92,8 @@ class _PairCache:
             self._entries.move_to_end(key)
             while len(self._entries) > CACHED_AUDITS:
                 self._entries.popitem(last=False)
+            if entry.stored == stored:
+                return entry.candidates, entry.random, entry.built
             last_c = int(entry.candidates.ids[-1]) if entry.candidates.ids.size else 0
             last_r = int(entry.random.ids[-1]) if entry.random.ids.size else 0
         new_c = pair_store.pair_rows(session, audit_id, CANDIDATE, last_c)
@@ -94,6 +108,8 @@ class _PairCache:
                 entry.built.clear()
             if new_r.ids.size and new_r.ids[-1] > have_r:
                 entry.random = _concat(entry.random, _take(new_r, new_r.ids > have_r))
+            # Read before the pairs: a chunk stored in between shows up as a change next time.
+            entry.stored = stored
             return entry.candidates, entry.random, entry.built
 
 
@@ -178,7 +194,10 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
         n, status, seed = audit.samples_done, audit.status, audit.seed
         stored = dict(audit.review) if audit.review else None
         pool_sizes = [int(x) for x in (audit.pool_sizes or []) if int(x) <= n]
-        cand_rows, rand_rows, built = _cache.rows(session, db.url, audit_id, audit.created_at)
+        counters = (audit.candidate_pairs, len(audit.pool_sizes or []))
+        cand_rows, rand_rows, built = _cache.rows(
+            session, db.url, audit_id, audit.created_at, counters
+        )
         labelled = {
             pid: LABEL_VALUES[label] for pid, label in pair_store.pair_labels(session, audit_id)
         }

@@ -210,9 +210,15 @@ def pair_rows(session: Session, audit_id: int, origin: str, after_id: int = 0) -
 
 
 def pair_labels(session: Session, audit_id: int) -> list[tuple[int, str]]:
-    """(pair id, consensus label) of every labelled pair of the audit, any origin."""
+    """(pair id, consensus label) of every labelled pair of the audit, any origin.
+
+    Naming the origins lets the (audit, origin, label) index find the labelled rows: without
+    it the query walks every pair of the audit (~0.5 s at 5 * 10^6 pairs, on every request).
+    """
     stmt = select(CandidatePair.id, CandidatePair.label).where(
-        CandidatePair.audit_id == audit_id, CandidatePair.label.is_not(None)
+        CandidatePair.audit_id == audit_id,
+        CandidatePair.origin.in_(ORIGINS),
+        CandidatePair.label.is_not(None),
     )
     return [(int(pid), str(lab)) for pid, lab in session.execute(stmt)]
 
