@@ -10,68 +10,54 @@ interval on E[D] with the U-statistic variance covers the truth when its quantil
   app.estimate.simpson uses).
 
 Small clumped pools (Zipf, n = 8..93) are where they differ: Var(D) is estimated from a handful of
-clusters, and the normal quantile under-covers.
+clusters, and the normal quantile under-covers. Pools are drawn in batches by
+bench/oracle_coverage.py (tests/test_bench_oracle.py ties it to estimate_support).
 
-    .venv/bin/python bench/interval_reference.py            # 2,000 pools per cell, ~2 min
-    .venv/bin/python bench/interval_reference.py --pools 500
+    .venv/bin/python bench/interval_reference.py                 # 20,000 pools per cell, ~2 min
+    .venv/bin/python bench/interval_reference.py --pools 100000  # ~10 min
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import binomtest, norm
-from scipy.stats import t as student_t
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.estimate import estimate_support  # noqa: E402
-from bench.estimator import Cell, cells  # noqa: E402
+from bench.estimator import cells  # noqa: E402
+from bench.oracle_coverage import covered, draw_cluster_stats, variance_d  # noqa: E402
 
 LEVEL = 0.95
 
 
-def draw_sizes(cell: Cell, rng: np.random.Generator) -> list[int]:
-    """Cluster sizes (>= 2) of a pool drawn from the cell's distribution."""
-    n, w = cell.n, cell.weights()
-    base = rng.integers(0, int(cell.param), n) if w is None else rng.choice(w.size, n, p=w)
-    ids = np.where(rng.random(n) < cell.continuous, 10**12 + np.arange(n), base)
-    return [c for c in Counter(ids.tolist()).values() if c >= 2]
-
-
-def covers(d: int, var_d: float, quantile: float, truth: float) -> bool:
-    if d == 0:
-        return truth <= -math.log1p(-LEVEL)  # the one-sided bound for D = 0
-    half = quantile * math.sqrt(var_d) / d
-    return d * math.exp(-half) <= truth <= d * math.exp(half)
+def normal_covered(n: int, d: np.ndarray, var_d: np.ndarray, truth_d: float) -> np.ndarray:
+    """The same log-scale interval with the normal quantile."""
+    z = float(norm.ppf(0.5 + LEVEL / 2))
+    safe = np.where(d > 0, d, 1.0)
+    half = z * np.sqrt(var_d) / safe
+    inside = (safe * np.exp(-half) <= truth_d) & (truth_d <= safe * np.exp(half))
+    return np.where(d > 0, inside, truth_d <= -np.log1p(-LEVEL))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pools", type=int, default=2000, help="pools per cell")
+    parser.add_argument("--pools", type=int, default=20_000, help="pools per cell")
     args = parser.parse_args()
-    z = float(norm.ppf(0.5 + LEVEL / 2))
     started = time.time()
     print(f"{'cell':38s} {'n':>6s} {'normal':>7s} {'t(2k)':>7s} {'p(t)':>6s}")
     worst_normal, worst_t = (1.0, ""), (1.0, "")
     for cell in cells(quick=False):
-        rng = np.random.default_rng(20261125)
+        stats = draw_cluster_stats(cell, args.pools, np.random.default_rng(20261125))
         truth = cell.q * cell.n * (cell.n - 1) / 2
-        hits = Counter()
-        for _ in range(args.pools):
-            sizes = draw_sizes(cell, rng)
-            est = estimate_support(cell.n, sizes, LEVEL)
-            t = float(student_t.ppf(0.5 + LEVEL / 2, max(2 * len(sizes), 1)))
-            hits["normal"] += covers(est.d, est.var_d, z, truth)
-            hits["t"] += covers(est.d, est.var_d, t, truth)
-        normal, tee = hits["normal"] / args.pools, hits["t"] / args.pools
-        p = binomtest(hits["t"], args.pools, LEVEL).pvalue
+        normal_hits = normal_covered(cell.n, stats.d, variance_d(cell.n, stats), truth)
+        t_hits = covered(cell.n, stats, truth, LEVEL)
+        normal, tee = float(normal_hits.mean()), float(t_hits.mean())
+        p = binomtest(int(t_hits.sum()), args.pools, LEVEL).pvalue
         worst_normal = min(worst_normal, (normal, cell.name))
         worst_t = min(worst_t, (tee, cell.name))
         print(f"{cell.name:38s} {cell.n:6d} {normal:7.3f} {tee:7.3f} {p:6.3f}", flush=True)
