@@ -27,9 +27,9 @@ Pools are simulated, not rendered: no images or embeddings. The model:
   * the paper's batches see candidate pairs and missed duplicates at their distances; any
     other pair of a batch is farther than those.
 
-Coverage is printed twice: the raw share over the seeds, and a paired estimate with a tenth of
-its Monte Carlo error (bench/oracle_coverage.py: the oracle's coverage over 20,000 pools plus the
-mean difference between our interval and the oracle's on the seeds' pools).
+Coverage is printed twice: the raw share over the seeds, and a paired estimate with a sixth to
+two thirds of its Monte Carlo error (bench/oracle_coverage.py: the oracle's coverage over 20,000
+pools plus the mean difference between our interval and the oracle's on the seeds' pools).
 
     python bench/estimator.py [--seeds 1000] [--quick] [--workers 2] [--hard 0.02]
 
@@ -385,10 +385,12 @@ def main() -> None:
     parser.add_argument("--hard", type=float, default=HARD, help="share of hard samples")
     parser.add_argument("--recentre", action="store_true", help="strata around where dups stop")
     parser.add_argument(
-        "--oracle-pools", type=int, default=20_000, help="pools for the oracle's coverage"
+        "--oracle-pools", type=int, default=None, help="pools for the oracle's coverage"
     )
     args = parser.parse_args()
     seeds = 40 if args.quick and args.seeds == 1000 else args.seeds
+    if args.oracle_pools is None:
+        args.oracle_pools = 5_000 if args.quick else 20_000
     all_cells = [c for c in cells(args.quick, args.hard) if args.only in c.name]
     started = time.perf_counter()
     results: dict[Cell, list[Outcome]] = {cell: [] for cell in all_cells}
