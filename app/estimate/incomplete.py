@@ -270,6 +270,19 @@ def _random_sample(random_pairs: RandomPairs, evidence: Evidence, seed: int) -> 
     return out
 
 
+def _fold_members(
+    candidates: Candidates, seed: int, folds: int, k: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Indices and distances of fold k's pairs (cached: they never change for the candidates)."""
+    part = candidates.cached(
+        ("fold-members", int(seed), int(folds), k),
+        lambda: np.flatnonzero(candidates.folds(seed, folds) == k),
+    )
+    return part, candidates.cached(
+        ("fold-distances", int(seed), int(folds), k), lambda: candidates.distance[part]
+    )
+
+
 def residual_frame(
     candidates: Candidates,
     design: ReviewDesign,
@@ -297,8 +310,8 @@ def residual_frame(
     for k in range(folds):
         train = idx[fold[idx] != k]
         f_k = fit_duplicate_rate(d[train], y[train], weight[train]) if train.size else fit
-        part = fold == k
-        prediction[part] = f_k(d[part])
+        part, d_part = _fold_members(candidates, design.seed, folds, k)
+        prediction[part] = f_k(d_part)
 
     bridge = _duplicate_bridges(candidates, evidence, sampled)
     settled = np.zeros(len(candidates), dtype=np.bool_)
@@ -517,9 +530,11 @@ def _post_stratum_estimates(candidates: Candidates, frame: ResidualFrame) -> lis
     predicted = np.bincount(post, weights=f, minlength=k)
     bernoulli = np.bincount(post, weights=f * (1.0 - f), minlength=k)
     res_sum = np.bincount(post, weights=frame.residual, minlength=k)
-    low, high = np.full(k, np.inf), np.full(k, -np.inf)
-    np.minimum.at(low, post, d)
-    np.maximum.at(high, post, d)
+    # Post-strata are runs of distance pieces, so each is a block of the sorted distances.
+    d_sorted = candidates.cached(("sorted-distance",), lambda: np.sort(d))
+    first = np.cumsum(size) - size
+    low = np.where(size > 0, d_sorted[np.minimum(first, d.size - 1)], np.inf)
+    high = np.where(size > 0, d_sorted[np.maximum(first + size - 1, 0)], -np.inf)
     idx = np.flatnonzero(frame.sampled)
     idx = idx[np.argsort(post[idx], kind="stable")]
     groups = np.split(idx, np.searchsorted(post[idx], np.arange(1, k)))

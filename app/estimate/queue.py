@@ -65,14 +65,16 @@ class _Strata:
         self.sampled = np.bincount(h, weights=frame.sampled, minlength=k)
         unreached = np.flatnonzero(~frame.reached)
         order = order[~frame.reached[order]]  # unreached, by (stratum, priority)
-        starts = np.searchsorted(h[order], np.arange(k + 1))
+        # order is sorted by stratum: each stratum's queue is one block of it.
+        left = np.bincount(h[order], minlength=k)
+        starts = np.concatenate([[0], np.cumsum(left)])
         self.queue = [order[starts[s] : starts[s + 1]] for s in range(k)]
         self.pos = np.zeros(k, dtype=np.int64)
-        left = np.bincount(h[unreached], minlength=k)
-        need = np.bincount(h[unreached], weights=frame.value[unreached] == UNKNOWN, minlength=k)
+        h_open, unknown = h[unreached], frame.value[unreached] == UNKNOWN
+        need = np.bincount(h_open, weights=unknown, minlength=k)
         self.cost = np.maximum(need / np.maximum(left, 1), MIN_COST)
-        f = np.where(frame.value == UNKNOWN, frame.prediction, 0.0)[unreached]
-        spread = np.bincount(h[unreached], weights=f * (1.0 - f), minlength=k)
+        f = np.where(unknown, frame.prediction[unreached], 0.0)
+        spread = np.bincount(h_open, weights=f * (1.0 - f), minlength=k)
         model = spread / np.maximum(left, 1)
         self.s2 = model.copy()
         idx = np.flatnonzero(frame.sampled)
