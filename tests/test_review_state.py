@@ -36,9 +36,9 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = pair_store.pair_rows
 
-    def spy(session, audit_id, origin, after_id=0):  # type: ignore[no-untyped-def]
+    def spy(session, audit_id, origin, after_id=0, **plan):  # type: ignore[no-untyped-def]
         calls.append(origin)
-        return real(session, audit_id, origin, after_id)
+        return real(session, audit_id, origin, after_id, **plan)
 
     monkeypatch.setattr(pair_store, "pair_rows", spy)
     return calls
@@ -94,3 +94,29 @@ def test_replayed_chunk_changes_nothing(db: Database, counted: list[str]) -> Non
     after = review_state.load_review(db, audit_id)
     assert len(counted) == 2
     assert after.candidate_ids.tolist() == before.candidate_ids.tolist()
+
+
+def test_both_read_plans_return_the_same_rows(db: Database) -> None:
+    # Two audits writing in turns: the id walk must skip the other audit's rows.
+    first, second = _audit(db), _audit(db)
+    for step in range(3):
+        for audit_id in (first, second):
+            pairs = [(step, 10 + step + k, 0.1 * k + audit_id) for k in range(4)]
+            with db.write() as session:
+                audit_store.record_chunk(session, audit_id, ChunkRows(20 + step, pairs, []))
+    with db.write() as session:
+        audit_store.record_chunk(
+            session, first, ChunkRows(23, [], [], random_pairs=[(1, 22, 0.9)], pool_size=23)
+        )
+    with db.read() as session:
+        everything = pair_store.pair_rows(session, first, pair_store.CANDIDATE)
+        middle = int(everything.ids[5])
+        for origin in pair_store.ORIGINS:
+            for after in (0, middle):
+                by_index = pair_store.pair_rows(session, first, origin, after)
+                walked = pair_store.pair_rows(session, first, origin, after, expected=10**6)
+                for a, b in zip(by_index.__dict__.values(), walked.__dict__.values(), strict=True):
+                    assert a.tolist() == b.tolist()
+        random = pair_store.pair_rows(session, first, pair_store.RANDOM, expected=1)
+    assert everything.ids.size == 12 and (everything.distance < 2).all()  # audit 1's own
+    assert random.generation.tolist() == [0] and everything.generation.tolist() == [-1] * 12

@@ -76,8 +76,10 @@ class _PairCache:
         audit_id: int,
         created_at: datetime,
         stored: tuple[int, int],
+        random_expected: int,
     ) -> tuple[PairRows, PairRows, dict[int, Candidates]]:
-        """The audit's pairs; `stored` is its (candidate pairs, closed generations) counters.
+        """The audit's pairs; `stored` is its (candidate pairs, closed generations) counters,
+        `random_expected` about how many random pairs its closed generations hold.
 
         Pairs are only ever written with those counters, in one transaction (record_chunk), so
         while they stand still there is nothing new to read: the "after the last id" queries
@@ -96,8 +98,23 @@ class _PairCache:
                 return entry.candidates, entry.random, entry.built
             last_c = int(entry.candidates.ids[-1]) if entry.candidates.ids.size else 0
             last_r = int(entry.random.ids[-1]) if entry.random.ids.size else 0
-        new_c = pair_store.pair_rows(session, audit_id, CANDIDATE, last_c)
-        new_r = pair_store.pair_rows(session, audit_id, RANDOM, last_r)
+            held_c, held_r = entry.candidates.ids.size, entry.random.ids.size
+        new_c = pair_store.pair_rows(
+            session,
+            audit_id,
+            CANDIDATE,
+            last_c,
+            held=held_c,
+            expected=max(stored[0] - held_c, 0),
+        )
+        new_r = pair_store.pair_rows(
+            session,
+            audit_id,
+            RANDOM,
+            last_r,
+            held=held_r,
+            expected=max(random_expected - held_r, 0),
+        )
         with self._lock:
             # Another thread may have grown the entry meanwhile: keep only newer rows.
             have_c = int(entry.candidates.ids[-1]) if entry.candidates.ids.size else 0
@@ -194,9 +211,10 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
         n, status, seed = audit.samples_done, audit.status, audit.seed
         stored = dict(audit.review) if audit.review else None
         pool_sizes = [int(x) for x in (audit.pool_sizes or []) if int(x) <= n]
-        counters = (audit.candidate_pairs, len(audit.pool_sizes or []))
+        generations = len(audit.pool_sizes or [])
+        counters = (audit.candidate_pairs, generations)
         cand_rows, rand_rows, built = _cache.rows(
-            session, db.url, audit_id, audit.created_at, counters
+            session, db.url, audit_id, audit.created_at, counters, audit.random_pairs * generations
         )
         labelled = {
             pid: LABEL_VALUES[label] for pid, label in pair_store.pair_labels(session, audit_id)

@@ -182,18 +182,44 @@ class PairRows:
     generation: NDArray[np.int64]
 
 
-def pair_rows(session: Session, audit_id: int, origin: str, after_id: int = 0) -> PairRows:
-    """Every pair of the audit and origin with id > after_id, as arrays in id order."""
+ID_WALK_COST = 10  # per row: walking the table in id order, against scanning an index entry
+LOOKUP_COST = 30  # per row: fetching a row found through the index
+
+
+def pair_rows(
+    session: Session,
+    audit_id: int,
+    origin: str,
+    after_id: int = 0,
+    *,
+    held: int = 0,
+    expected: int | None = None,
+) -> PairRows:
+    """Every pair of the audit and origin with id > after_id, as arrays in id order.
+
+    Two plans. The (audit, origin, ...) index scans all the audit's entries of that origin and
+    fetches the matching rows from the table (on SQLite ~0.08 us per entry, ~2.3 us per fetched
+    row); walking the table in id order from after_id reads every audit's rows after it in
+    storage order (~0.75 us per row). Given `held` (rows of the audit and origin the caller
+    already has) and `expected` (about how many it is missing), the cheaper one is taken: the
+    walk for what a chunk added or for a first read of an audit that holds most of the table,
+    the index when other audits wrote much since. `audit_id + 0` keeps the planner (SQLite and
+    PostgreSQL) off the audit indexes. Core columns, not ORM ones: ORM row processing costs as
+    much as the query.
+    """
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {', '.join(ORIGINS)}")
+    t = CandidatePair.__table__
+    walk = False
+    if expected is not None:
+        newest = session.scalar(select(func.max(t.c.id))) or 0
+        index_cost = held + expected + LOOKUP_COST * expected
+        walk = ID_WALK_COST * (newest - after_id) <= index_cost
+    audit = (t.c.audit_id + 0) if walk else t.c.audit_id
     stmt = (
-        select(
-            CandidatePair.id,
-            CandidatePair.i,
-            CandidatePair.j,
-            CandidatePair.distance,
-            CandidatePair.generation,
-        )
-        .where(_of(audit_id, origin), CandidatePair.id > after_id)
-        .order_by(CandidatePair.id)
+        select(t.c.id, t.c.i, t.c.j, t.c.distance, func.coalesce(t.c.generation, -1))
+        .where(audit == audit_id, t.c.origin == origin, t.c.id > after_id)
+        .order_by(t.c.id)
     )
     rows = session.execute(stmt).all()
     if not rows:
@@ -205,7 +231,7 @@ def pair_rows(session: Session, audit_id: int, origin: str, after_id: int = 0) -
         np.asarray(i, dtype=np.int64),
         np.asarray(j, dtype=np.int64),
         np.asarray(d, dtype=np.float64),
-        np.asarray([-1 if x is None else x for x in g], dtype=np.int64),
+        np.asarray(g, dtype=np.int64),
     )
 
 
