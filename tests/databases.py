@@ -12,6 +12,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from app.store.db import Database
+from app.store.migrate import upgrade
+
 POSTGRES_URL = os.environ.get("BIRTHDAY_TEST_POSTGRES_URL", "")
 
 
@@ -38,3 +41,12 @@ def fresh_database(kind: str, directory: Path) -> Iterator[str]:
         yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrated_database(kind: str, directory: Path) -> Iterator[Database]:
+    """A fresh database of the kind with every migration applied, disposed of afterwards."""
+    for url in fresh_database(kind, directory):
+        upgrade(url)
+        database = Database(url)
+        yield database
+        database.dispose()

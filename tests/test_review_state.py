@@ -18,17 +18,12 @@ from app.store import judgements as judgement_store
 from app.store import pairs as pair_store
 from app.store.audits import ChunkRows
 from app.store.db import Database
-from app.store.migrate import upgrade
-from tests.databases import fresh_database
+from tests.databases import migrated_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    for url in fresh_database(request.param, tmp_path):
-        upgrade(url)
-        database = Database(url)
-        yield database
-        database.dispose()
+    yield from migrated_database(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from app.store.audits import ChunkRows
 from app.store.db import Database
 from app.store.errors import Conflict, NotFound
 from app.store.migrate import upgrade
-from tests.databases import fresh_database
+from tests.databases import migrated_database
 
 TABLES = {
     "generators",
@@ -31,11 +31,7 @@ TABLES = {
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    for url in fresh_database(request.param, tmp_path):
-        upgrade(url)
-        database = Database(url)
-        yield database
-        database.dispose()
+    yield from migrated_database(request.param, tmp_path)
 
 
 def _audit(db: Database) -> int:
