@@ -82,8 +82,8 @@ class _PairCache:
         `random_expected` about how many random pairs its closed generations hold.
 
         Pairs are only ever written with those counters, in one transaction (record_chunk), so
-        while they stand still there is nothing new to read: the "after the last id" queries
-        cannot use an index for the id and would walk every pair of the audit.
+        while they stand still there is nothing new to read and no query is made (at 10^6
+        samples even one that finds nothing new costs a walk or an index scan).
         """
         key = (db_key, audit_id)
         with self._lock:

@@ -230,8 +230,8 @@ def pair_rows(
     # One pass into floats: ids and indices stay exact below 2^53.
     table = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=5 * len(rows))
     table = table.reshape(len(rows), 5)
-    whole = table[:, [0, 1, 2, 4]].astype(np.int64)
-    return PairRows(whole[:, 0], whole[:, 1], whole[:, 2], table[:, 3].copy(), whole[:, 3])
+    ids, i, j, g = (table[:, c].astype(np.int64) for c in (0, 1, 2, 4))
+    return PairRows(ids, i, j, table[:, 3].copy(), g)
 
 
 def pair_labels(session: Session, audit_id: int) -> list[tuple[int, str]]:
