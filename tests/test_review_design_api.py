@@ -153,13 +153,13 @@ def test_the_estimate_warns_when_its_assumptions_look_broken(client: TestClient)
     far = pairs[-1]  # judged a duplicate although the embedder puts it farthest
     client.post(f"/api/pairs/{far['id']}/judgements", json={**body, "label": "duplicate"})
     warnings = client.get(url).json()["warnings"]
-    assert any("farther than the median candidate distance" in w for w in warnings)
+    assert any("farther than half the pairs judged distinct" in w for w in warnings)
     assert not any("random check" in w for w in warnings)
 
     random = _random_pairs(client, audit["id"])[0]
     client.post(f"/api/pairs/{random['id']}/judgements", json={**body, "label": "duplicate"})
     estimate = client.get(url).json()
-    assert any("random check found duplicates" in w for w in estimate["warnings"])
+    assert any("random check found" in w for w in estimate["warnings"])
     panel = client.get(f"/audits/{audit['id']}/panel").text
     assert panel.count("data-warning") == len(estimate["warnings"])
 

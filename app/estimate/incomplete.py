@@ -44,6 +44,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import beta as beta_dist
 from scipy.stats import norm
 
+from app.estimate.closure_gaps import closure_gaps
 from app.estimate.design import ReviewDesign, candidate_strata, post_strata, reached
 from app.estimate.pairs import (
     DISTINCT,
@@ -428,8 +429,14 @@ class IncompleteEstimate:
     complete: bool  # every candidate pair is settled: nothing left to review
     unexplored_strata: int  # allocation strata with fewer than min_per_stratum pairs sampled
     random_to_go: int  # random pairs still to judge before the miner check counts as done
+    closure_gaps: int  # likely duplicates that would merge clusters (closure_gaps.py)
     fit: DuplicateRateFit
     strata: tuple[StratumEstimate, ...]
+
+    @property
+    def explored(self) -> bool:
+        """Every stratum explored, the miner check done and no cluster left in pieces."""
+        return self.unexplored_strata == 0 and self.random_to_go == 0 and self.closure_gaps == 0
 
     @property
     def var_design(self) -> float:
@@ -662,6 +669,7 @@ def estimate_incomplete(
         complete=not bool((frame.value == UNKNOWN).any()),
         unexplored_strata=_unexplored(design, frame),
         random_to_go=max(0, min(design.random_min, len(rand)) - int(frame.random_sampled.sum())),
+        closure_gaps=int(closure_gaps(candidates, evidence, frame.prediction, frame.sampled).size),
         fit=frame.fit,
         strata=tuple(strata),
     )

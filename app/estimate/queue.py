@@ -6,7 +6,9 @@ Order of business for each handout:
    "unsure", or mined after their stratum's threshold passed them), in priority order;
 2. a random non-candidate pair whenever they hold less than `random_share` of the labels,
    or fewer than `random_min` of them are judged (then every fourth label at most);
-3. otherwise one more reach in an allocation stratum: first every stratum up to
+3. a closure gap (closure_gaps.py): a likely duplicate that would merge two clusters, largest
+   merge first; it settles a block of pairs the miner never proposed;
+4. otherwise one more reach in an allocation stratum: first every stratum up to
    `min_per_stratum` sampled pairs (closest strata first), then greedy Neyman allocation: the
    stratum where one more reach cuts the variance N_h^2 s_h^2 / r_h most per label,
    i.e. N_h^2 s_h^2 / (r_h (r_h + 1)) / c_h, with c_h the share of its unreached pairs that
@@ -35,6 +37,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from app.estimate.closure_gaps import closure_gaps
 from app.estimate.design import ReviewDesign, queue_order, reach
 from app.estimate.incomplete import ResidualFrame, residual_frame, residual_variance
 from app.estimate.pairs import UNKNOWN, Candidates, Evidence, RandomPairs, pair_priority
@@ -109,6 +112,28 @@ class _Strata:
         return index
 
 
+def _root(planned: dict[int, int], x: int) -> int:
+    while planned.get(x, x) != x:
+        x = planned[x]
+    return x
+
+
+def _next_gap(
+    gaps: list[int], candidates: Candidates, evidence: Evidence, planned: dict[int, int]
+) -> int | None:
+    """The next gap whose two clusters the gaps already handed out do not join: a second
+    link between the same clusters would only be implied once the first is judged."""
+    cluster = evidence.clustering.labels
+    while gaps:
+        index = gaps.pop()
+        a = _root(planned, int(cluster[candidates.i[index]]))
+        b = _root(planned, int(cluster[candidates.j[index]]))
+        if a != b:
+            planned[a] = b
+            return index
+    return None
+
+
 def next_pairs(
     candidates: Candidates,
     design: ReviewDesign,
@@ -151,12 +176,31 @@ def next_pairs(
     labels = evidence.labelled + len(out)
     random_labels = int(evidence.random_labelled.sum())
 
+    handed = {h.index for h in out}
+    gaps = [
+        int(x)
+        for x in closure_gaps(candidates, evidence, frame.prediction, frame.sampled)
+        if x not in skip_c and x not in handed
+    ]
+    gaps.reverse()  # popped from the end: largest merge first
+    planned: dict[int, int] = {}  # clusters this handout already merges (union-find)
+    cluster = evidence.clustering.labels
+    for h in out:  # pending pairs may be links too
+        a = _root(planned, int(cluster[candidates.i[h.index]]))
+        b = _root(planned, int(cluster[candidates.j[h.index]]))
+        if a != b:
+            planned[a] = b
     strata = _Strata(design, frame, queue_order(design, candidates))
     while len(out) < count:
         due = max(math.floor(design.random_share * labels), min(design.random_min, labels // 3))
         if r_open and random_labels < due:
             out.append(Handout("random", r_open.pop(0)))
             random_labels += 1
+            labels += 1
+            continue
+        gap = _next_gap(gaps, candidates, evidence, planned)
+        if gap is not None:
+            out.append(Handout("candidate", gap))
             labels += 1
             continue
         s = strata.choose(design.min_per_stratum)

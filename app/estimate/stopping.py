@@ -11,8 +11,9 @@ with more labels. Labelling stops when either
   at most `design_share` of Var(D) (0.1: an interval ~5% wider than with every pair labelled)
   and the unreviewed share is bounded; `samples_to_go` then says how far to extend the pool.
 
-Both need every allocation stratum explored (design.min_per_stratum pairs sampled) and the
-miner check done (design.random_min random non-candidate pairs judged).
+Both need every allocation stratum explored (design.min_per_stratum pairs sampled), the
+miner check done (design.random_min random non-candidate pairs judged) and no closure gap left
+(closure_gaps.py: a likely duplicate that would merge two clusters).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def stopping_status(
     z1 = float(norm.ppf(estimate.level))
     scale = max(estimate.d_hat, 1.0)
     share_ucb = estimate.unreviewed_ucb / scale
-    explored = estimate.unexplored_strata == 0 and estimate.random_to_go == 0
+    explored = estimate.explored
     width = estimate.relative_half_width
     share_ok = share_ucb <= max_unreviewed_share
     precise = estimate.var_unreviewed <= design_share * estimate.var_u
@@ -164,7 +165,7 @@ def stopping_status(
         limit = max_unreviewed_share * scale
         to_go = labels_for_variance(estimate, design_share * estimate.var_u, limit, z1)
     if not explored:
-        to_go = max(to_go, estimate.random_to_go, 1)
+        to_go = max(to_go, estimate.random_to_go + estimate.closure_gaps, 1)
     q = min(estimate.q_hat if estimate.d_hat > 0 else 1.0 / estimate.n_eff_low, 1.0)
     p3 = estimate.p3_hat if estimate.d_hat > 0 else 0.0
     samples = max(0, samples_for_width(q, p3, target, estimate.level, design_share) - estimate.n)

@@ -27,7 +27,7 @@ from app.estimate import (
     s50,
     stopping_status,
 )
-from app.estimate.pairs import Evidence
+from app.estimate.pairs import Candidates, Evidence
 from app.schemas import EstimateParts, EstimatePublic, StopRule
 from app.services.review_state import ReviewState, load_review
 from app.store.db import Database
@@ -131,7 +131,20 @@ def assess(state: ReviewState, level: float = 0.95, target: float = DEFAULT_TARG
     return out
 
 
-FAR_QUANTILE = 0.5  # duplicates judged beyond this quantile of candidate distances are "far"
+FAR_QUANTILE = 0.5  # a duplicate judged beyond this quantile of judged-distinct distances is "far"
+
+
+def _far_distance(c: Candidates, evidence: Evidence) -> float:
+    """The distance beyond which a confirmed duplicate means the embedder mixes duplicates with
+    distinct pairs: the median of the candidates judged distinct, or of all candidates before
+    any was. Not the candidates' own median: in a collapsed pool most candidates are
+    duplicates, and half of them lie beyond it."""
+    distinct = c.distance[evidence.candidate_label == 0]
+    if distinct.size:
+        return float(np.quantile(distinct, FAR_QUANTILE))
+    return float(
+        c.cached(("far", FAR_QUANTILE), lambda: np.quantile(c.distance, [FAR_QUANTILE]))[0]
+    )
 
 
 def assumption_warnings(a: Assessment) -> list[str]:
@@ -146,21 +159,25 @@ def assumption_warnings(a: Assessment) -> list[str]:
     c = state.candidates
     judged_dup = evidence.candidate_label == 1
     if len(c) and judged_dup.any():
-        far = float(
-            c.cached(("far", FAR_QUANTILE), lambda: np.quantile(c.distance, [FAR_QUANTILE]))[0]
-        )
-        beyond = int(np.sum(judged_dup & (c.distance > far)))
+        beyond = int(np.sum(judged_dup & (c.distance > _far_distance(c, evidence))))
         if beyond:
             out.append(
                 f"{beyond} of {int(judged_dup.sum())} confirmed duplicate candidate pairs lie "
-                "farther than the median candidate distance: the embedder may not rank duplicates "
-                "first, and the far pairs nobody reviewed may hide more than the fit predicts. "
-                "An embedder in which duplicates are near (e.g. clip) makes the estimate reliable."
+                "farther than half the pairs judged distinct: the embedder may not rank "
+                "duplicates first, and the far pairs nobody reviewed may hide more than the fit "
+                "predicts. An embedder in which duplicates are near (e.g. clip) makes the "
+                "estimate reliable."
             )
-    if int(np.sum(evidence.random_label == 1)):
+    rand = state.random
+    cluster = evidence.clustering.labels
+    outside = (evidence.random_label == 1) & (cluster[rand.i] != cluster[rand.j])
+    if int(np.sum(outside)):
+        # A random duplicate inside a confirmed cluster is one the closure accounts for (a
+        # collapsed mode holds far more pairs than the miner proposes): no miner failure.
         out.append(
-            "The random check found duplicates the miner did not propose: more neighbours per "
-            "sample (k) or a better embedder would catch them."
+            f"The random check found {int(np.sum(outside))} duplicate(s) the miner did not "
+            "propose and the confirmed clusters do not join: more neighbours per sample (k) or "
+            "a better embedder would catch them."
         )
     if e.d_hat == 0 and e.labelled_pairs:
         out.append(
@@ -246,7 +263,7 @@ def estimate_public(a: Assessment) -> EstimatePublic:
         random_pairs=len(state.random),
         random_labelled=int(a.evidence.random_labelled.sum()),
         jackknife_n_eff_low=e.jackknife_n_eff_low,
-        explored=e.unexplored_strata == 0 and e.random_to_go == 0,
+        explored=e.explored,
         warnings=assumption_warnings(a),
     )
 

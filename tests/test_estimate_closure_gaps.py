@@ -1,0 +1,133 @@
+"""Closure gaps: likely duplicates whose judgement merges clusters beyond the miner's pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.estimate.closure_gaps import closure_gaps
+from app.estimate.pairs import Candidates, judge_evidence
+
+
+def _star(extra_links: bool = False) -> Candidates:
+    """Samples 0-3 chained by close pairs, 4 far from all; (0, 3) proposed only on request."""
+    i = [0, 1, 2, 0, 1]
+    j = [1, 2, 3, 4, 4]
+    d = [0.01, 0.02, 0.03, 0.9, 0.95]
+    if extra_links:
+        i += [0, 1]
+        j += [3, 3]
+        d += [0.04, 0.05]
+    return Candidates.build(5, np.array(i), np.array(j), np.array(d))
+
+
+def _labels(c: Candidates, known: dict[tuple[int, int], int]) -> np.ndarray:
+    out = np.full(len(c), -1, dtype=np.int8)
+    for k, (a, b) in enumerate(zip(c.i.tolist(), c.j.tolist(), strict=True)):
+        out[k] = known.get((a, b), -1)
+    return out
+
+
+def _index(c: Candidates, a: int, b: int) -> int:
+    return int(np.flatnonzero((c.i == a) & (c.j == b))[0])
+
+
+def test_a_likely_duplicate_joining_a_cluster_to_a_sample_it_never_met_is_a_gap() -> None:
+    c = _star()
+    labels = _labels(c, {(0, 1): 1, (1, 2): 1, (0, 4): 0})
+    evidence = judge_evidence(c, labels)
+    prediction = np.where(c.distance < 0.5, 1.0, 0.0)
+    sampled = labels >= 0
+    # Merging {0, 1, 2} with 3 settles (0, 3) and (1, 3), pairs the miner never proposed.
+    assert closure_gaps(c, evidence, prediction, sampled).tolist() == [_index(c, 2, 3)]
+
+
+def test_no_gap_where_the_merge_reaches_only_candidate_pairs() -> None:
+    c = _star(extra_links=True)  # 3 is a candidate of 0, 1 and 2: the merge adds nothing new
+    labels = _labels(c, {(0, 1): 1, (1, 2): 1, (0, 4): 0})
+    evidence = judge_evidence(c, labels)
+    prediction = np.where(c.distance < 0.5, 1.0, 0.0)
+    assert closure_gaps(c, evidence, prediction, labels >= 0).size == 0
+
+
+def test_no_gap_before_the_sample_has_seen_a_non_duplicate() -> None:
+    # Early in a review the monotone fit carries its duplicate level out to any distance.
+    c = _star()
+    labels = _labels(c, {(0, 1): 1, (1, 2): 1})
+    evidence = judge_evidence(c, labels)
+    prediction = np.ones(len(c))
+    assert closure_gaps(c, evidence, prediction, labels >= 0).size == 0
+
+
+def test_unlikely_pairs_and_pairs_inside_one_cluster_are_no_gaps() -> None:
+    c = _star(extra_links=True)
+    labels = _labels(c, {(0, 1): 1, (1, 2): 1, (2, 3): 1, (0, 4): 0})
+    evidence = judge_evidence(c, labels)
+    prediction = np.where(c.distance < 0.5, 1.0, 0.0)
+    # (0, 3) and (1, 3) are implied now; (1, 4) is far.
+    assert closure_gaps(c, evidence, prediction, labels >= 0).size == 0
+    prediction = np.full(len(c), 0.6)  # likelier a duplicate than not, but not near-certain
+    labels = _labels(c, {(0, 1): 1, (1, 2): 1, (0, 4): 0})
+    assert closure_gaps(c, judge_evidence(c, labels), prediction, labels >= 0).size == 0
+
+
+def _collapsed_pool(seed: int) -> tuple[Candidates, np.ndarray]:
+    """Three big clusters whose copies each propose one earlier copy (a chain the closure must
+    join), plus singletons; every sample also proposes two far, distinct neighbours."""
+    rng = np.random.default_rng(seed)
+    ids = np.concatenate([np.repeat([0, 1, 2], [40, 25, 15]), np.arange(3, 63)])
+    rng.shuffle(ids)
+    n = ids.size
+    i, j, d = [], [], []
+    for t in range(1, n):
+        same = np.flatnonzero(ids[:t] == ids[t])
+        if same.size:
+            i.append(int(same[-1]))
+            j.append(t)
+            d.append(0.01 + abs(rng.normal(0, 0.03)))
+        others = np.flatnonzero(ids[:t] != ids[t])
+        for s in rng.choice(others, min(2, others.size), replace=False):
+            i.append(int(s))
+            j.append(t)
+            d.append(0.4 + rng.gamma(3.0, 0.1))
+    c = Candidates.build(n, np.array(i), np.array(j), np.array(d))
+    return c, ids
+
+
+def test_the_review_joins_collapsed_clusters_and_hands_out_one_link_per_merge() -> None:
+    from app.estimate.design import new_design, reached
+    from app.estimate.incomplete import estimate_incomplete, residual_frame
+    from app.estimate.queue import next_pairs
+    from app.estimate.stopping import stopping_status
+
+    c, ids = _collapsed_pool(3)
+    truth = (ids[c.i] == ids[c.j]).astype(np.int8)
+    labels = np.full(len(c), -1, dtype=np.int8)
+    design = new_design(c, 0, random_share=0.0, random_min=0)
+    gaps_seen = 0
+    for _ in range(400):
+        evidence = judge_evidence(c, labels)
+        frame = residual_frame(c, design, evidence)
+        if stopping_status(estimate_incomplete(c, design, evidence, frame=frame)).stop:
+            break
+        gaps = set(closure_gaps(c, evidence, frame.prediction, frame.sampled).tolist())
+        handouts, design = next_pairs(c, design, evidence, count=5, frame=frame)
+        assert handouts
+        cl = evidence.clustering.labels
+        in_sample = reached(design, c)  # the design's pairs, this batch's included
+        merges: set[frozenset[int]] = set()
+        for h in handouts:
+            if h.index not in gaps:
+                continue
+            merge = frozenset((int(cl[c.i[h.index]]), int(cl[c.j[h.index]])))
+            # A pair of the design's sample is due anyway; a link the queue adds for the
+            # closure never repeats a merge the batch already holds (it would only be implied).
+            assert in_sample[h.index] or merge not in merges
+            merges.add(merge)
+            gaps_seen += 1
+        for h in handouts:
+            labels[h.index] = truth[h.index]
+    else:
+        raise AssertionError("the review did not stop")
+    true_d = sum(k * (k - 1) // 2 for k in (40, 25, 15))
+    assert gaps_seen > 0
+    assert judge_evidence(c, labels).clustering.d == true_d  # every cluster joined whole
