@@ -9,14 +9,14 @@ stratum of near-certain duplicates has almost no residual variance, so it is bar
 the big clusters stay in pieces, and the interval is several times wider than the labels could
 make it (bench/README.md, "collapse").
 
-A gap is an unsettled candidate pair the fit calls a likely duplicate (P(duplicate | distance)
->= GAP_PREDICTION) whose two samples sit in different closure clusters, at least one with two or
-more members, and the merge reaches pairs the miner never proposed: judging it "duplicate"
-brings |A| |B| pairs into the closure at once. The queue hands gaps out before allocating, the
-largest merge first, and the stopping rule waits for them.
-Which pairs are gaps depends on the candidate judgements and the fit alone, never on what the
-random pairs found: closing clusters only where a random pair happened to land would make the
-closure depend on the random sample and bias its estimate of what the miner missed.
+A gap is an unsettled candidate pair the fit calls a near-certain duplicate (P(duplicate |
+distance) >= GAP_PREDICTION) whose two samples sit in different closure clusters, at least one
+with two or more members, and the merge reaches pairs the miner never proposed: judging it
+"duplicate" brings |A| |B| pairs into the closure at once. The queue hands gaps out ahead of the
+strata, the largest merge first, and the stopping rule waits for them. Which pairs are gaps
+depends on the candidate judgements and the fit alone, never on what the random pairs found:
+closing clusters only where a random pair happened to land would make the closure depend on the
+random sample and bias its estimate of what the miner missed.
 """
 
 from __future__ import annotations

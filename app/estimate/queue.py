@@ -6,8 +6,9 @@ Order of business for each handout:
    "unsure", or mined after their stratum's threshold passed them), in priority order;
 2. a random non-candidate pair whenever they hold less than `random_share` of the labels,
    or fewer than `random_min` of them are judged (then every fourth label at most);
-3. a closure gap (closure_gaps.py): a likely duplicate that would merge two clusters, largest
-   merge first; it settles a block of pairs the miner never proposed;
+3. a closure gap (closure_gaps.py): a near-certain duplicate that would merge two clusters,
+   largest merge first, one link per pair of clusters per handout; it settles a block of pairs
+   the miner never proposed;
 4. otherwise one more reach in an allocation stratum: first every stratum up to
    `min_per_stratum` sampled pairs (closest strata first), then greedy Neyman allocation: the
    stratum where one more reach cuts the variance N_h^2 s_h^2 / r_h most per label,
@@ -118,18 +119,26 @@ def _root(planned: dict[int, int], x: int) -> int:
     return x
 
 
+def _join(
+    planned: dict[int, int], candidates: Candidates, cluster: NDArray[np.int64], k: int
+) -> bool:
+    """Plan candidate k's merge; False when the handout already joins its two clusters."""
+    a = _root(planned, int(cluster[candidates.i[k]]))
+    b = _root(planned, int(cluster[candidates.j[k]]))
+    if a == b:
+        return False
+    planned[a] = b
+    return True
+
+
 def _next_gap(
     gaps: list[int], candidates: Candidates, evidence: Evidence, planned: dict[int, int]
 ) -> int | None:
     """The next gap whose two clusters the gaps already handed out do not join: a second
     link between the same clusters would only be implied once the first is judged."""
-    cluster = evidence.clustering.labels
     while gaps:
         index = gaps.pop()
-        a = _root(planned, int(cluster[candidates.i[index]]))
-        b = _root(planned, int(cluster[candidates.j[index]]))
-        if a != b:
-            planned[a] = b
+        if _join(planned, candidates, evidence.clustering.labels, index):
             return index
     return None
 
@@ -184,12 +193,8 @@ def next_pairs(
     ]
     gaps.reverse()  # popped from the end: largest merge first
     planned: dict[int, int] = {}  # clusters this handout already merges (union-find)
-    cluster = evidence.clustering.labels
     for h in out:  # pending pairs may be links too
-        a = _root(planned, int(cluster[candidates.i[h.index]]))
-        b = _root(planned, int(cluster[candidates.j[h.index]]))
-        if a != b:
-            planned[a] = b
+        _join(planned, candidates, evidence.clustering.labels, h.index)
     strata = _Strata(design, frame, queue_order(design, candidates))
     while len(out) < count:
         due = max(math.floor(design.random_share * labels), min(design.random_min, labels // 3))
