@@ -6,33 +6,18 @@ of the interval and estimate_support would silently misreport the app's calibrat
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
 from app.estimate import estimate_support
+from tests.bench_modules import load_bench
 
-
-def _load() -> ModuleType:
-    # bench/ is scripts, not a package: load the module by path
-    path = Path(__file__).resolve().parents[1] / "bench" / "oracle_coverage.py"
-    spec = importlib.util.spec_from_file_location("bench_oracle_coverage", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-oracle = _load()
+oracle = load_bench("oracle_coverage")
 
 
 @dataclass(frozen=True)

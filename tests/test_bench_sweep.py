@@ -6,29 +6,15 @@ size grid or a mislabelled share would misstate that evidence.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.bench_modules import load_bench
 
-def _load() -> ModuleType:
-    # bench/ is scripts, not a package: load the module by path
-    path = Path(__file__).resolve().parents[1] / "bench" / "coverage_sweep.py"
-    spec = importlib.util.spec_from_file_location("bench_coverage_sweep", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-sweep = _load()
+sweep = load_bench("coverage_sweep")
 
 
 def _cell(kind: str, param: float, continuous: float, expected_d: int) -> Any:

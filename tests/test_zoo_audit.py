@@ -3,32 +3,18 @@ the classifier oracle, and the Simpson figure it is compared with."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 
 from app.gan.digit_classifier import load_or_train_digit_classifier
 from app.gan.training import TrainConfig
+from tests.bench_modules import load_bench
 
-
-def _zoo() -> ModuleType:
-    # bench/ is scripts, not a package: load zoo.py by path
-    path = Path(__file__).resolve().parents[1] / "bench" / "zoo.py"
-    spec = importlib.util.spec_from_file_location("bench_zoo", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-zoo = _zoo()
+zoo = load_bench("zoo")
 
 
 @pytest.fixture(autouse=True)
