@@ -217,6 +217,7 @@ class ResidualFrame:
     fit: DuplicateRateFit  # fitted on all sampled pairs
     random_residual: NDArray[np.float64]  # sampled random pairs: duplicate outside the closure
     random_sampled: NDArray[np.bool_]
+    gaps: NDArray[np.int64]  # closure gaps, in the order the queue hands them out
 
 
 def _duplicate_bridges(
@@ -340,6 +341,7 @@ def residual_frame(
         fit=fit,
         random_residual=np.where(random_sampled, outside, 0.0),
         random_sampled=random_sampled,
+        gaps=closure_gaps(candidates, evidence, prediction, sampled),
     )
 
 
@@ -669,7 +671,7 @@ def estimate_incomplete(
         complete=not bool((frame.value == UNKNOWN).any()),
         unexplored_strata=_unexplored(design, frame),
         random_to_go=max(0, min(design.random_min, len(rand)) - int(frame.random_sampled.sum())),
-        closure_gaps=int(closure_gaps(candidates, evidence, frame.prediction, frame.sampled).size),
+        closure_gaps=int(frame.gaps.size),
         fit=frame.fit,
         strata=tuple(strata),
     )

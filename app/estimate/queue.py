@@ -38,7 +38,6 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from app.estimate.closure_gaps import closure_gaps
 from app.estimate.design import ReviewDesign, queue_order, reach
 from app.estimate.incomplete import ResidualFrame, residual_frame, residual_variance
 from app.estimate.pairs import UNKNOWN, Candidates, Evidence, RandomPairs, pair_priority
@@ -186,11 +185,7 @@ def next_pairs(
     random_labels = int(evidence.random_labelled.sum())
 
     handed = {h.index for h in out}
-    gaps = [
-        int(x)
-        for x in closure_gaps(candidates, evidence, frame.prediction, frame.sampled)
-        if x not in skip_c and x not in handed
-    ]
+    gaps = [int(x) for x in frame.gaps if x not in skip_c and x not in handed]
     gaps.reverse()  # popped from the end: largest merge first
     planned: dict[int, int] = {}  # clusters this handout already merges (union-find)
     for h in out:  # pending pairs may be links too
