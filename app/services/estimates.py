@@ -163,19 +163,19 @@ def assumption_warnings(a: Assessment) -> list[str]:
         if beyond:
             out.append(
                 f"{beyond} of {int(judged_dup.sum())} confirmed duplicate candidate pairs lie "
-                "farther than half the pairs judged distinct: the embedder may not rank "
-                "duplicates first, and the far pairs nobody reviewed may hide more than the fit "
-                "predicts. An embedder in which duplicates are near (e.g. clip) makes the "
-                "estimate reliable."
+                "farther than half the pairs judged distinct (half the candidates before any "
+                "was): the embedder may not rank duplicates first, and the far pairs nobody "
+                "reviewed may hide more than the fit predicts. An embedder in which duplicates "
+                "are near (e.g. clip) makes the estimate reliable."
             )
     rand = state.random
     cluster = evidence.clustering.labels
-    outside = (evidence.random_label == 1) & (cluster[rand.i] != cluster[rand.j])
-    if int(np.sum(outside)):
+    outside = int(np.sum((evidence.random_label == 1) & (cluster[rand.i] != cluster[rand.j])))
+    if outside:
         # A random duplicate inside a confirmed cluster is one the closure accounts for (a
         # collapsed mode holds far more pairs than the miner proposes): no miner failure.
         out.append(
-            f"The random check found {int(np.sum(outside))} duplicate(s) the miner did not "
+            f"The random check found {outside} duplicate(s) the miner did not "
             "propose and the confirmed clusters do not join: more neighbours per sample (k) or "
             "a better embedder would catch them."
         )
