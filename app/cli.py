@@ -257,14 +257,20 @@ def estimate(
     stop = result.stop
     if stop.reached:
         console.print("the target width is met: no more labels needed")
-    elif stop.labels_done:
+    elif stop.labels_done and stop.limited_by != "miner":
         console.print(
             f"more labels would barely help: extend the pool by {stop.samples_to_go} samples"
         )
-    else:
+    elif not stop.labels_done:
         console.print(
             f"about {stop.labels_to_go} more labels to go "
             f"({result.candidate_pairs} candidate pairs): provisional"
+        )
+    if stop.limited_by == "miner":
+        floor = stop.miner_relative_half_width or 0.0
+        console.print(
+            f"limited by the miner: the duplicates it missed leave +-{floor:.0%} on their own at "
+            "any pool size; mine with more neighbours per sample (k) or a better embedder"
         )
 
 

@@ -180,9 +180,23 @@ class StopRule(BaseModel):
     reached: bool = Field(description="The target is met: the interval is narrow enough.")
     labels_to_go: int = Field(description="Projected labels until more would barely help.")
     samples_to_go: int | None = Field(
-        description="More samples the pool needs for the target width (extend the audit)."
+        description="More samples the pool needs for the target width (extend the audit); null "
+        "when unknown, or when no pool size reaches it (limited_by 'miner')."
     )
     target_relative_half_width: float
+    limited_by: Literal["labels", "samples", "miner"] | None = Field(
+        default=None,
+        description="What keeps the target out of reach now: 'labels' (labels to go narrow it), "
+        "'samples' (only a larger pool does: extend the audit), 'miner' (the random check found "
+        "duplicates the miner missed, and their count's noise alone is wider than the target at "
+        "any pool size: mine with more neighbours per sample or a better embedder); null when "
+        "the target is met.",
+    )
+    miner_relative_half_width: float | None = Field(
+        default=None,
+        description="The relative half-width the random check of the miner alone leaves (0 "
+        "while it has found no missed duplicate): a floor more samples cannot lower.",
+    )
     labels_done: bool = Field(
         default=False,
         description="More labels would barely narrow the interval: only more samples can.",

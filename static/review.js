@@ -261,11 +261,14 @@ function refreshCounter() {
       ui.stop.classList.toggle("reached", e.stop.reached);
       ui.stop.dataset.reached = String(e.stop.reached);
       const more = e.stop.samples_to_go ? `, about ${count(e.stop.samples_to_go)} more samples` : "";
-      ui.stop.textContent = e.stop.reached
+      const miner = e.stop.limited_by === "miner"
+        ? " Limited by the miner: the duplicates it missed leave the interval wide at any pool size; mine with more neighbours per sample."
+        : "";
+      ui.stop.textContent = (e.stop.reached
         ? `Stopping rule reached: no more labels needed (${neff}).`
         : e.stop.labels_done
-          ? `Stopping rule: more labels would barely help; extend the pool${more} (${neff}).`
-          : `Stopping rule: about ${count(e.stop.labels_to_go)} labels to go${more} (${neff}).`;
+          ? `Stopping rule: more labels would barely help${miner ? "" : `; extend the pool${more}`} (${neff}).`
+          : `Stopping rule: about ${count(e.stop.labels_to_go)} labels to go${more} (${neff}).`) + miner;
       const c = current();
       if (c && c.pair.origin !== "random") {
         ui.rank.textContent = `rank ${count(c.pair.rank)} of ${count(e.candidate_pairs)}`;

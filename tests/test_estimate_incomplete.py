@@ -30,6 +30,7 @@ from app.estimate import (
     new_design,
     next_pairs,
     pair_fold,
+    pair_priority,
     post_strata,
     reach,
     reached,
@@ -332,6 +333,35 @@ def test_missed_part_is_a_horvitz_thompson_estimate() -> None:
     # Half the random pairs judged: the sample is the judged prefix in priority order.
     partial = judge_evidence(c, [1, 1, 0], rand, [1, 1, 1, -1, -1])
     assert estimate_incomplete(c, design, partial, rand).random_to_go > 0
+
+
+def test_the_random_sample_is_a_prefix_of_the_random_order() -> None:
+    """A random pair judged out of turn waits for the ones before it; one judged "unsure" is
+    passed over (missing at random) instead of holding the check back for good."""
+    n = 11
+    c = Candidates.build(n, [0, 1, 4], [1, 2, 5], [0.1, 0.2, 0.9])
+    picked = np.array([[6, 7], [8, 9], [0, 3], [5, 10], [1, 6]])
+    rand = RandomPairs.build(n, picked[:, 0], picked[:, 1], np.ones(5))
+    design = new_design(c, 0, random_min=5)
+    order = np.argsort(pair_priority(design.seed, rand.i, rand.j), kind="stable")
+    first, second = int(order[0]), int(order[1])
+    labels = np.full(5, -1, dtype=np.int8)
+    labels[second] = 1
+    out_of_turn = judge_evidence(c, [1, 1, 0], rand, labels)
+    frame = residual_frame(c, design, out_of_turn, rand)
+    assert not frame.random_sampled.any()
+    assert estimate_incomplete(c, design, out_of_turn, rand).random_to_go == 5
+    unsure = np.zeros(5, dtype=bool)
+    unsure[first] = True
+    passed = judge_evidence(c, [1, 1, 0], rand, labels, unsure)
+    frame = residual_frame(c, design, passed, rand)
+    assert frame.random_sampled.tolist() == [k == second for k in range(5)]
+    est = estimate_incomplete(c, design, passed, rand)
+    # One judged pair, a duplicate: 52 non-candidate pairs, capped at the 51 that the
+    # confirmed cluster {0, 1, 2} does not already hold.
+    assert est.random_to_go == 4 and est.parts.missed == pytest.approx(51.0)
+    with pytest.raises(ValueError, match="random_unsure"):
+        judge_evidence(c, [1, 1, 0], rand, labels, [True])
 
 
 def test_missed_part_is_unbiased_by_simulation() -> None:

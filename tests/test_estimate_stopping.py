@@ -12,12 +12,15 @@ from scipy.stats import norm
 from app.estimate import (
     UNKNOWN,
     Candidates,
+    IncompleteEstimate,
+    RandomPairs,
     estimate_incomplete,
     judge_evidence,
     labels_for_variance,
     new_design,
     next_pairs,
     reach,
+    sample_noncandidate_pairs,
     samples_for_width,
     stopping_status,
 )
@@ -120,3 +123,64 @@ def test_unexplored_strata_or_random_check_block_the_stop() -> None:
     assert est.unexplored_strata > 0
     status = stopping_status(est, target=100.0)
     assert not status.stop and status.labels_to_go >= 1
+
+
+def _complete_with_random_check(missed: int, drawn: int = 50) -> IncompleteEstimate:
+    """Every candidate judged, `drawn` random non-candidate pairs judged, `missed` of them
+    duplicates that no confirmed cluster joins."""
+    pop = population(3)
+    c = pop.candidates
+    design = new_design(c, 0, random_share=0.0, random_min=drawn)
+    for s in range(design.strata):
+        design = reach(design, s, 1.0)
+    pairs = np.stack([c.i, c.j], 1)
+    picked = sample_noncandidate_pairs(c.n, pairs, drawn, np.random.default_rng(1))
+    rand = RandomPairs.build(c.n, picked[:, 0], picked[:, 1], np.ones(len(picked)))
+    r_labels = np.zeros(len(rand), dtype=np.int8)
+    r_labels[:missed] = 1
+    evidence = judge_evidence(c, pop.truth, rand, r_labels)
+    return estimate_incomplete(c, design, evidence, rand)
+
+
+def test_a_miner_that_missed_duplicates_limits_the_width_at_any_pool_size() -> None:
+    clean = _complete_with_random_check(0)
+    status = stopping_status(clean, target=0.2)
+    assert clean.var_missed == 0.0 and status.miner_half_width == 0.0
+    assert status.labels_done and not status.reached and status.limited_by == "samples"
+    assert status.samples_to_go == samples_for_width(clean.q_hat, clean.p3_hat, 0.2) - clean.n
+
+    # Two of 50 random pairs are duplicates the closure does not join: the missed part is
+    # ~1,100 pairs with a relative se of ~0.7, beyond any target below that.
+    est = _complete_with_random_check(2)
+    assert est.parts.missed > 5 * clean.d_hat
+    status = stopping_status(est, target=0.2)
+    floor = math.sinh(norm.ppf(0.975) * math.sqrt(est.var_missed) / est.d_hat)
+    assert status.miner_half_width == pytest.approx(floor)
+    assert floor > 0.2
+    assert status.labels_done and status.samples_to_go is None
+    assert status.limited_by == "miner" and status.stop
+
+
+def test_samples_to_go_leave_room_for_the_miner_check() -> None:
+    # 20 of 5,000 random pairs are missed duplicates: ~110 pairs, se ~25, a floor of ~0.2.
+    est = _complete_with_random_check(20, drawn=5000)
+    floor = stopping_status(est).miner_half_width
+    assert 0.1 < floor < 0.3
+    target = math.sinh(math.asinh(floor) * 1.1)
+    width = est.relative_half_width
+    assert width is not None and width > target
+    status = stopping_status(est, target=target)
+    assert status.labels_done and status.limited_by == "samples"
+    # The pool's part gets what the floor leaves, on the log scale where the two add in
+    # quadrature: more samples than the target alone would ask for.
+    room = math.sinh(math.sqrt(math.asinh(target) ** 2 - math.asinh(floor) ** 2))
+    assert status.samples_to_go == samples_for_width(est.q_hat, est.p3_hat, room) - est.n
+    assert status.samples_to_go > samples_for_width(est.q_hat, est.p3_hat, target) - est.n
+
+
+def test_the_stop_says_labels_while_labels_narrow_it() -> None:
+    c, design, labels = _labelled(3)
+    status = stopping_status(estimate_incomplete(c, design, judge_evidence(c, labels)))
+    assert not status.stop and status.limited_by == "labels"
+    done = stopping_status(_complete_with_random_check(0), target=100.0)
+    assert done.reached and done.limited_by is None

@@ -4,15 +4,20 @@ estimate's parts, on synthetic sources whose true identities the oracle knows.""
 from __future__ import annotations
 
 import math
+import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.settings import Settings
 from tests.conftest import all_pairs, wait_for_audit
 from tests.oracle import identities, judge_all, true_duplicate_pairs
+from tests.test_cli import BIRTHDAY
 
 
 def _audit(client: TestClient, **body: Any) -> dict[str, Any]:
@@ -198,3 +203,99 @@ def test_pairs_only_the_closure_implies_are_sent_to_review(client: TestClient) -
     client.post(f"/api/pairs/{xz['id']}/judgements", json=body)
     after = client.get(f"/api/audits/{audit['id']}/estimate").json()
     assert after["parts"]["confirmed"] < estimate["parts"]["confirmed"]
+
+
+def _follow_queue(
+    client: TestClient, aid: int, who: str, answer: Callable[[dict[str, Any]], str]
+) -> dict[str, Any]:
+    """Judge what next-pairs hands `who` with answer(pair) until it stops or runs dry."""
+    page: dict[str, Any] = {}
+    for _ in range(200):
+        page = client.get(
+            f"/api/audits/{aid}/next-pairs", params={"annotator": who, "limit": 20}
+        ).json()
+        if page["stop"] or not page["items"]:
+            break
+        for pair in page["items"]:
+            body = {"label": answer(pair), "annotator": who}
+            response = client.post(f"/api/pairs/{pair['id']}/judgements", json=body)
+            assert response.status_code == 201, response.text
+    return page
+
+
+def test_the_stop_says_when_the_miner_limits_the_width(
+    client: TestClient, settings: Settings
+) -> None:
+    """A reviewer finds duplicates among the random pairs that no candidate joins: their share
+    of the non-candidate pairs is so noisy that no pool size meets the target, and the estimate,
+    the panel and the CLI say the miner is what limits it."""
+    audit = _audit(client, synthetic={"support": 10**6}, n=200, neighbours=2, random_pairs=50)
+    aid = audit["id"]
+    found: list[int] = []
+
+    def answer(pair: dict[str, Any]) -> str:
+        if pair["origin"] == "random" and len(found) < 2:
+            found.append(pair["id"])
+            return "duplicate"
+        return "distinct"
+
+    page = _follow_queue(client, aid, "ada", answer)
+    assert len(found) == 2 and page["stop"]
+    estimate = client.get(f"/api/audits/{aid}/estimate").json()
+    stop = estimate["stop"]
+    assert estimate["parts"]["missed"] > 100 and estimate["duplicate_pairs"] == 0
+    assert stop["labels_done"] and not stop["reached"]
+    assert stop["limited_by"] == "miner" and stop["samples_to_go"] is None
+    assert stop["miner_relative_half_width"] > stop["target_relative_half_width"]
+    panel = client.get(f"/audits/{aid}/panel").text
+    assert 'data-limited-by="miner"' in panel and "extend the pool" not in panel
+    text = subprocess.run(
+        [BIRTHDAY, "estimate", str(aid), "--data-dir", str(settings.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "BIRTHDAY_MODELS_DIR": str(settings.models_dir)},
+    )
+    assert text.returncode == 0, text.stderr
+    assert "limited by the miner" in text.stdout and "extend the pool" not in text.stdout
+
+
+def test_an_unsure_random_pair_does_not_stall_the_review(client: TestClient) -> None:
+    """A random pair judged "unsure" is passed over by the miner check (missing at random, as an
+    unsure candidate is), not a hole that keeps the check from ever finishing."""
+    audit = _audit(client, synthetic={"support": 10**6}, n=200, neighbours=2, random_pairs=50)
+    unsure: list[int] = []
+
+    def answer(pair: dict[str, Any]) -> str:
+        if pair["origin"] == "random" and not unsure:
+            unsure.append(pair["id"])
+            return "unsure"
+        return "distinct"
+
+    page = _follow_queue(client, audit["id"], "ada", answer)
+    estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
+    assert unsure and page["stop"], estimate["stop"]
+    assert estimate["explored"] and estimate["random_labelled"] >= 20
+
+
+def test_a_random_pair_an_annotator_abandoned_does_not_stall_the_review(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bea fetches a page and leaves; Ada reviews on. The miner check counts a prefix of the
+    random order, so Bea's random pairs hold it back until her lease runs out and they come
+    back to Ada; meanwhile the queue does not claim the check done."""
+    import app.services.review as review_service
+
+    monkeypatch.setattr(review_service, "LEASE_SECONDS", 1.0)
+    audit = _audit(client, synthetic={"support": 10**6}, n=200, neighbours=2, random_pairs=50)
+    aid = audit["id"]
+    abandoned = client.get(
+        f"/api/audits/{aid}/next-pairs", params={"annotator": "bea", "limit": 20}
+    ).json()
+    assert any(p["origin"] == "random" for p in abandoned["items"])
+    _follow_queue(client, aid, "ada", lambda pair: "distinct")
+    time.sleep(1.1)
+    page = _follow_queue(client, aid, "ada", lambda pair: "distinct")
+    estimate = client.get(f"/api/audits/{aid}/estimate").json()
+    assert page["stop"], estimate["stop"]
+    assert estimate["explored"]

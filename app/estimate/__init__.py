@@ -72,8 +72,10 @@ from app.estimate.simpson import (
     zero_collision_bound,
 )
 from app.estimate.stopping import (
+    Limit,
     StopStatus,
     labels_for_variance,
+    miner_half_width,
     samples_for_width,
     stopping_status,
 )
@@ -96,6 +98,7 @@ __all__ = [
     "RandomPairs",
     "ResidualFrame",
     "ReviewDesign",
+    "Limit",
     "StopStatus",
     "StratumEstimate",
     "SupportEstimate",
@@ -134,6 +137,7 @@ __all__ = [
     "residual_frame",
     "s50",
     "sample_noncandidate_pairs",
+    "miner_half_width",
     "samples_for_width",
     "stopping_status",
     "stratum_of",

@@ -258,17 +258,27 @@ def _cannot_link_counts(
 
 
 def _random_sample(random_pairs: RandomPairs, evidence: Evidence, seed: int) -> NDArray[np.bool_]:
-    """Per generation, the random pairs in priority order up to the first unsettled one."""
+    """Per generation, the random pairs in priority order up to the first one nobody has
+    settled, those judged "unsure" left out (passed over, as an unsure candidate is).
+
+    Only a prefix of the random order is a simple random sample of the generation: a pair
+    judged out of turn (browsing, or while another annotator holds an earlier one) waits
+    until the pairs before it are settled.
+    """
     out = np.zeros(len(random_pairs), dtype=np.bool_)
     if len(random_pairs) == 0:
         return out
+    unsure = evidence.random_unsure
+    if unsure.size != len(random_pairs):
+        unsure = np.zeros(len(random_pairs), dtype=np.bool_)
     u = pair_priority(seed, random_pairs.i, random_pairs.j)
     for g in np.unique(random_pairs.generation):
         idx = np.flatnonzero(random_pairs.generation == g)
         idx = idx[np.argsort(u[idx], kind="stable")]
         known = evidence.random_value[idx] != UNKNOWN
-        stop = idx.size if known.all() else int(np.argmin(known))
-        out[idx[:stop]] = True
+        passed = known | unsure[idx]
+        stop = idx.size if passed.all() else int(np.argmin(passed))
+        out[idx[:stop][known[:stop]]] = True
     return out
 
 

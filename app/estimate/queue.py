@@ -142,6 +142,11 @@ def _next_gap(
     return None
 
 
+def _unsure(evidence: Evidence, index: int) -> bool:
+    unsure = evidence.random_unsure
+    return bool(unsure[index]) if unsure.size > index else False
+
+
 def next_pairs(
     candidates: Candidates,
     design: ReviewDesign,
@@ -182,7 +187,13 @@ def next_pairs(
         int(x) for x in unsettled[np.argsort(r_u[unsettled], kind="stable")] if x not in skip_r
     ]
     labels = evidence.labelled + len(out)
-    random_labels = int(evidence.random_labelled.sum())
+    # The miner check's progress as the estimator counts it (a prefix of the random order),
+    # not every random judgement: a pair judged out of turn waits for the ones before it. Pairs
+    # leased to others count as under way; one abandoned comes back first once its lease ends.
+    under_way = [
+        x for x in skip_r if evidence.random_value[x] == UNKNOWN and not _unsure(evidence, x)
+    ]
+    random_labels = int(frame.random_sampled.sum()) + len(under_way)
 
     handed = {h.index for h in out}
     gaps = [int(x) for x in frame.gaps if x not in skip_c and x not in handed]

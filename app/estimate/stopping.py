@@ -11,6 +11,14 @@ with more labels. Labelling stops when either
   at most `design_share` of Var(D) (0.1: an interval ~5% wider than with every pair labelled)
   and the unreviewed share is bounded; `samples_to_go` then says how far to extend the pool.
 
+`limited_by` names what holds the interval back: labels, samples, or the miner. The last is
+the random check's own noise: once it has found duplicates the miner missed, the missed part's
+relative error is about 1/sqrt(duplicates found), whatever the pool size (an extension draws a
+new random sample of the same size for its new pairs), so no number of samples reaches a
+target below that floor; only a miner that proposes those pairs (more neighbours per sample, a
+better embedder) does. Drawing more random pairs only when the check found some would bias the
+missed part down (its continuation depends on the outcome), so the check's size stays fixed.
+
 Both need every allocation stratum explored (design.min_per_stratum pairs sampled), the
 miner check done (design.random_min random non-candidate pairs judged) and no closure gap left
 (closure_gaps.py: a likely duplicate that would merge two clusters).
@@ -20,16 +28,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from scipy.stats import norm
 
 from app.estimate.incomplete import IncompleteEstimate
 
-__all__ = ["StopStatus", "labels_for_variance", "samples_for_width", "stopping_status"]
+__all__ = [
+    "Limit",
+    "StopStatus",
+    "labels_for_variance",
+    "miner_half_width",
+    "samples_for_width",
+    "stopping_status",
+]
 
 DEFAULT_TARGET = 0.2  # relative half-width of the N_eff interval
 DEFAULT_MAX_UNREVIEWED_SHARE = 0.1
 DEFAULT_DESIGN_SHARE = 0.1
+
+Limit = Literal["labels", "samples", "miner"]
 
 
 @dataclass(frozen=True)
@@ -37,10 +55,12 @@ class StopStatus:
     reached: bool  # the user's target is met: stop
     labels_done: bool  # more labels would barely narrow the interval: stop labelling
     labels_to_go: int  # projected labels until labels_done (0 when done)
-    samples_to_go: int | None  # more samples the pool needs for the target; None: unknown
+    samples_to_go: int | None  # more samples the pool needs for the target; None: unreachable
     relative_half_width: float | None  # (n_eff_high - n_eff_low) / (2 n_eff)
     unreviewed_share_ucb: float  # one-sided upper bound on unreviewed / D_hat
     target: float
+    limited_by: Limit | None = None  # what keeps the target out of reach now; None: reached
+    miner_half_width: float = 0.0  # the relative half-width the miner check alone leaves
 
     @property
     def stop(self) -> bool:
@@ -52,6 +72,24 @@ def _relative_half_width(n: int, q: float, p3: float, z: float, inflate: float) 
     pairs = n * (n - 1) / 2.0
     var = pairs * (q - q * q) + n * (n - 1) * (n - 2) * max(p3 - q * q, 0.0)
     half = z * math.sqrt(var * inflate) / (pairs * q)
+    return math.sinh(half) if half < 700.0 else math.inf
+
+
+def _half(width: float) -> float:
+    """Log-scale half-width h of a relative N_eff half-width sinh(h)."""
+    return math.asinh(width)
+
+
+def miner_half_width(estimate: IncompleteEstimate) -> float:
+    """Relative half-width of the N_eff interval from the missed part's variance alone.
+
+    The random check's noise: it stays about the same as the pool grows (see the module
+    docstring), so it is a floor under the width that more samples cannot lower.
+    """
+    if estimate.d_hat <= 0.0 or estimate.var_missed <= 0.0:
+        return 0.0
+    z = float(norm.ppf(0.5 + estimate.level / 2.0))
+    half = z * math.sqrt(estimate.var_missed) / estimate.d_hat
     return math.sinh(half) if half < 700.0 else math.inf
 
 
@@ -166,15 +204,34 @@ def stopping_status(
         to_go = labels_for_variance(estimate, design_share * estimate.var_u, limit, z1)
     if not explored:
         to_go = max(to_go, estimate.random_to_go + estimate.closure_gaps, 1)
-    q = min(estimate.q_hat if estimate.d_hat > 0 else 1.0 / estimate.n_eff_low, 1.0)
-    p3 = estimate.p3_hat if estimate.d_hat > 0 else 0.0
-    samples = max(0, samples_for_width(q, p3, target, estimate.level, design_share) - estimate.n)
+    reached = explored and share_ok and width is not None and width <= target
+    floor = miner_half_width(estimate)
+    samples = _samples_to_go(estimate, target, floor, design_share)
+    limited_by: Limit | None = None
+    if not reached:
+        limited_by = "miner" if samples is None else "samples" if labels_done else "labels"
     return StopStatus(
-        reached=explored and share_ok and width is not None and width <= target,
+        reached=reached,
         labels_done=labels_done,
         labels_to_go=to_go,
         samples_to_go=samples,
         relative_half_width=width,
         unreviewed_share_ucb=share_ucb,
         target=target,
+        limited_by=limited_by,
+        miner_half_width=floor,
     )
+
+
+def _samples_to_go(
+    estimate: IncompleteEstimate, target: float, floor: float, design_share: float
+) -> int | None:
+    """More samples for the target, the miner check's floor taken off it on the log scale
+    (half-widths add in quadrature there); None when the floor alone exceeds the target."""
+    room = _half(target) ** 2 - _half(floor) ** 2
+    if room <= 0.0:
+        return None
+    q = min(estimate.q_hat if estimate.d_hat > 0 else 1.0 / estimate.n_eff_low, 1.0)
+    p3 = estimate.p3_hat if estimate.d_hat > 0 else 0.0
+    pool_target = math.sinh(math.sqrt(room))
+    return max(0, samples_for_width(q, p3, pool_target, estimate.level, design_share) - estimate.n)

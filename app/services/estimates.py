@@ -212,6 +212,7 @@ def _unlabelled_public(a: Assessment) -> EstimatePublic:
             labels_to_go=a.stop.labels_to_go,
             samples_to_go=None,
             target_relative_half_width=a.stop.target,
+            limited_by="labels",
         ),
         complete=state.finished and e.candidate_pairs == 0 and not len(state.random),
         d_hat=None,
@@ -256,6 +257,11 @@ def estimate_public(a: Assessment) -> EstimatePublic:
             labels_done=state.finished and stop.labels_done,
             relative_half_width=stop.relative_half_width,
             unreviewed_share_ucb=stop.unreviewed_share_ucb,
+            # While the pool is still mining its new pairs will need labels.
+            limited_by=(
+                stop.limited_by if state.finished or stop.limited_by == "miner" else "labels"
+            ),
+            miner_relative_half_width=stop.miner_half_width,
         ),
         complete=state.finished and e.complete,
         d_hat=e.d_hat,

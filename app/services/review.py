@@ -40,7 +40,7 @@ IMPLIED_EVERY = 10  # one label in this many checks a pair only the closure call
 
 
 class Leases:
-    """Pairs handed out recently: pair id -> (annotator, expiry)."""
+    """Pairs of one database handed out recently: pair id -> (annotator, expiry)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -68,7 +68,16 @@ class Leases:
             self._leases[pair_id] = (annotator, time.monotonic() + LEASE_SECONDS)
 
 
-_leases = Leases()
+_lease_books: defaultdict[str, Leases] = defaultdict(Leases)
+_books_guard = threading.Lock()
+
+
+def _leases_of(db: Database) -> Leases:
+    """The leases of one database (pair ids are only unique within one)."""
+    with _books_guard:
+        return _lease_books[db.url]
+
+
 # One queue computation per audit at a time: each reads the design and stores the next one.
 _audit_locks: defaultdict[tuple[str, int], threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
@@ -125,14 +134,15 @@ def next_pairs_for(
         with db.read() as session:
             person = annotator_by_name(session, who, create=False)
             judged = pair_store.judged_by(session, audit_id, person.id) if person else set()
-        others = _leases.taken_by_others(who)
+        leases = _leases_of(db)
+        others = leases.taken_by_others(who)
         handouts, design = _plan(state, assessment, limit, judged | others)
         if not handouts and others:
             # Everyone else's leased pairs are all that is left: hand one out rather than stall.
             handouts, design = _plan(state, assessment, limit, judged)
         if design != state.design or not state.design_stored:
             store_design(db, audit_id, design)
-        check = _implied_check(state, assessment, who, judged | others)
+        check = _implied_check(state, assessment, leases.held_by(who), judged | others)
         if check is not None:
             handouts = [check, *handouts][:limit]
         ids = [_pair_id(state, h) for h in handouts]
@@ -142,7 +152,7 @@ def next_pairs_for(
                 session.expunge(row)
         out = []
         for h, pid in zip(handouts, ids, strict=True):
-            _leases.take(pid, who)
+            leases.take(pid, who)
             rank = _rank(state, h.index) if h.kind == "candidate" else None
             out.append(RankedPair(rows[pid], rank))
         return Handed(out, stop=False)
@@ -175,7 +185,7 @@ def _plan(
 
 
 def _implied_check(
-    state: ReviewState, assessment: Assessment, who: str, skip_ids: set[int]
+    state: ReviewState, assessment: Assessment, held_ids: set[int], skip_ids: set[int]
 ) -> Handout | None:
     """A candidate pair only the closure calls a duplicate, to be judged directly: one at every
     IMPLIED_EVERY-th label (and the one this annotator holds until they judge it).
@@ -188,7 +198,7 @@ def _implied_check(
     implied = (evidence.candidate_value == DUPLICATE) & (evidence.candidate_label == UNKNOWN)
     if not implied.any():
         return None
-    held = state.candidate_index(_leases.held_by(who))
+    held = state.candidate_index(held_ids)
     mine = [k for k in held if implied[k]]
     if mine:
         return Handout("candidate", min(mine))

@@ -154,6 +154,7 @@ class ReviewState:
     random_drawn: bool  # the audit has closed at least one generation of random pairs
     candidate_labels: NDArray[np.int8]  # consensus: 1 duplicate, 0 distinct, -1 none/unsure
     random_labels: NDArray[np.int8]
+    random_unsure: NDArray[np.bool_]  # random pairs whose consensus is "unsure"
     design: ReviewDesign
     design_stored: bool  # False: a fresh design nobody has reached anything with yet
     labelled_count: int  # pairs with a consensus label, "unsure" included
@@ -164,7 +165,11 @@ class ReviewState:
 
     def evidence(self) -> Evidence:
         return judge_evidence(
-            self.candidates, self.candidate_labels, self.random, self.random_labels
+            self.candidates,
+            self.candidate_labels,
+            self.random,
+            self.random_labels,
+            self.random_unsure,
         )
 
     def relabelled(self, labelled: dict[int, str]) -> ReviewState:
@@ -174,6 +179,7 @@ class ReviewState:
             self,
             candidate_labels=_labels(self.candidate_ids, values),
             random_labels=_labels(self.random_ids, values),
+            random_unsure=_unsure(self.random_ids, labelled),
             labelled_count=len(labelled),
         )
 
@@ -204,6 +210,11 @@ def _labels(ids: NDArray[np.int64], labelled: dict[int, int]) -> NDArray[np.int8
     return out
 
 
+def _unsure(ids: NDArray[np.int64], labelled: dict[int, str]) -> NDArray[np.bool_]:
+    flags = {pid: 1 for pid, label in labelled.items() if label == "unsure"}
+    return np.asarray(_labels(ids, flags) == 1, dtype=np.bool_)
+
+
 def load_review(db: Database, audit_id: int) -> ReviewState:
     """The audit's review state; ValueError while the pool has fewer than 2 samples."""
     with db.read() as session:
@@ -216,9 +227,8 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
         cand_rows, rand_rows, built = _cache.rows(
             session, db.url, audit_id, audit.created_at, counters, audit.random_pairs * generations
         )
-        labelled = {
-            pid: LABEL_VALUES[label] for pid, label in pair_store.pair_labels(session, audit_id)
-        }
+        resolved = dict(pair_store.pair_labels(session, audit_id))
+        labelled = {pid: LABEL_VALUES[label] for pid, label in resolved.items()}
     if n < 2:
         raise ValueError(f"audit {audit_id} has {n} samples so far; an estimate needs at least 2")
     # Rows stored after the samples_done read (a job step in between) wait for the next call.
@@ -253,6 +263,7 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
         random_drawn=bool(pool_sizes),
         candidate_labels=_labels(candidate_ids, labelled),
         random_labels=_labels(rand_rows.ids[in_gen], labelled),
+        random_unsure=_unsure(rand_rows.ids[in_gen], resolved),
         design=design,
         design_stored=stored is not None,
         labelled_count=len(labelled),
