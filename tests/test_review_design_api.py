@@ -299,3 +299,31 @@ def test_a_random_pair_an_annotator_abandoned_does_not_stall_the_review(
     estimate = client.get(f"/api/audits/{aid}/estimate").json()
     assert page["stop"], estimate["stop"]
     assert estimate["explored"]
+
+
+def test_a_tied_random_pair_does_not_stall_a_team_of_two(client: TestClient) -> None:
+    """Ada and Bea split on a random pair: neither is asked again, and nobody else is there.
+    The miner check passes over the tie as over "unsure" until a ruling settles it."""
+    audit = _audit(client, synthetic={"support": 10**6}, n=200, neighbours=2, random_pairs=50)
+    aid = audit["id"]
+    tied: list[int] = []
+
+    def answer(pair: dict[str, Any]) -> str:
+        if pair["origin"] == "random" and not tied:
+            tied.append(pair["id"])
+            return "duplicate"
+        return "distinct"
+
+    first = _follow_queue(client, aid, "ada", answer)
+    assert tied
+    vote = {"label": "distinct", "annotator": "bea"}
+    assert client.post(f"/api/pairs/{tied[0]}/judgements", json=vote).status_code == 201
+    split = next(p for p in _random_pairs(client, aid) if p["id"] == tied[0])
+    assert split["label"] is None
+    ada = _follow_queue(client, aid, "ada", lambda pair: "distinct")
+    bea = _follow_queue(client, aid, "bea", lambda pair: "distinct")
+    estimate = client.get(f"/api/audits/{aid}/estimate").json()
+    assert (first["stop"] or ada["stop"]) and bea["stop"], estimate["stop"]
+    assert estimate["explored"] and estimate["parts"]["missed"] == 0
+    history = client.get(f"/api/audits/{aid}/estimate-history").json()
+    assert history["points"][-1]["n_eff_low"] == pytest.approx(estimate["n_eff_low"])

@@ -406,6 +406,11 @@ class _Votes:
             return None
         return counts[0][0]
 
+    @property
+    def split(self) -> bool:
+        """Votes stand, but they tie."""
+        return bool(self.votes) and self.consensus() is None
+
 
 def audit_estimate_history(
     db: Database, audit_id: int, level: float = 0.95, max_points: int = MAX_HISTORY_POINTS
@@ -435,7 +440,8 @@ def audit_estimate_history(
             for pid, vote in votes.items()
             if (consensus := vote.consensus()) is not None
         }
-        estimate = estimate_public(assess(state.relabelled(labelled), level))
+        split = [pid for pid, vote in votes.items() if vote.split]
+        estimate = estimate_public(assess(state.relabelled(labelled, split), level))
         points.append(
             HistoryPoint(
                 judgements=k,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -154,7 +155,7 @@ class ReviewState:
     random_drawn: bool  # the audit has closed at least one generation of random pairs
     candidate_labels: NDArray[np.int8]  # consensus: 1 duplicate, 0 distinct, -1 none/unsure
     random_labels: NDArray[np.int8]
-    random_unsure: NDArray[np.bool_]  # random pairs whose consensus is "unsure"
+    random_unsure: NDArray[np.bool_]  # random pairs judged "unsure", or split by a tie
     design: ReviewDesign
     design_stored: bool  # False: a fresh design nobody has reached anything with yet
     labelled_count: int  # pairs with a consensus label, "unsure" included
@@ -172,14 +173,16 @@ class ReviewState:
             self.random_unsure,
         )
 
-    def relabelled(self, labelled: dict[int, str]) -> ReviewState:
-        """The same pairs and design with other consensus labels (pair id -> label)."""
+    def relabelled(self, labelled: dict[int, str], split: Iterable[int] = ()) -> ReviewState:
+        """The same pairs and design with other consensus labels (pair id -> label); `split`:
+        pairs with votes but no consensus."""
         values = {pid: LABEL_VALUES[label] for pid, label in labelled.items()}
+        passed = {**{pid: "unsure" for pid in split}, **labelled}
         return replace(
             self,
             candidate_labels=_labels(self.candidate_ids, values),
             random_labels=_labels(self.random_ids, values),
-            random_unsure=_unsure(self.random_ids, labelled),
+            random_unsure=_unsure(self.random_ids, passed),
             labelled_count=len(labelled),
         )
 
@@ -229,6 +232,9 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
         )
         resolved = dict(pair_store.pair_labels(session, audit_id))
         labelled = {pid: LABEL_VALUES[label] for pid, label in resolved.items()}
+        # A tie is no answer either: the miner check passes over it as over "unsure" (until
+        # an adjudication or another vote settles it), instead of waiting for good.
+        passed = {pid: "unsure" for pid in pair_store.split_random_pairs(session, audit_id)}
     if n < 2:
         raise ValueError(f"audit {audit_id} has {n} samples so far; an estimate needs at least 2")
     # Rows stored after the samples_done read (a job step in between) wait for the next call.
@@ -263,7 +269,7 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
         random_drawn=bool(pool_sizes),
         candidate_labels=_labels(candidate_ids, labelled),
         random_labels=_labels(rand_rows.ids[in_gen], labelled),
-        random_unsure=_unsure(rand_rows.ids[in_gen], resolved),
+        random_unsure=_unsure(rand_rows.ids[in_gen], {**resolved, **passed}),
         design=design,
         design_stored=stored is not None,
         labelled_count=len(labelled),

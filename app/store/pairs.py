@@ -248,6 +248,25 @@ def pair_labels(session: Session, audit_id: int) -> list[tuple[int, str]]:
     return [(int(pid), str(lab)) for pid, lab in session.execute(stmt)]
 
 
+def split_random_pairs(session: Session, audit_id: int) -> set[int]:
+    """Random pairs of the audit with standing votes but no consensus (a tie).
+
+    Random pairs are few (tens per pool size), so the join stays small.
+    """
+    stmt = (
+        select(Judgement.pair_id)
+        .join(CandidatePair, CandidatePair.id == Judgement.pair_id)
+        .where(
+            CandidatePair.audit_id == audit_id,
+            CandidatePair.origin == RANDOM,
+            CandidatePair.label.is_(None),
+            Judgement.deleted_at.is_(None),
+        )
+        .distinct()
+    )
+    return {int(pid) for pid in session.scalars(stmt)}
+
+
 def judged_by(session: Session, audit_id: int, annotator_id: int) -> set[int]:
     """Ids of the audit's pairs this annotator has a standing judgement on."""
     stmt = (
