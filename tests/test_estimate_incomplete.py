@@ -32,6 +32,7 @@ from app.estimate import (
     pair_fold,
     pair_priority,
     post_strata,
+    random_deficits,
     reach,
     reached,
     residual_frame,
@@ -358,10 +359,29 @@ def test_the_random_sample_is_a_prefix_of_the_random_order() -> None:
     assert frame.random_sampled.tolist() == [k == second for k in range(5)]
     est = estimate_incomplete(c, design, passed, rand)
     # One judged pair, a duplicate: 52 non-candidate pairs, capped at the 51 that the
-    # confirmed cluster {0, 1, 2} does not already hold.
-    assert est.random_to_go == 4 and est.parts.missed == pytest.approx(51.0)
+    # confirmed cluster {0, 1, 2} does not already hold. Of random_min = 5, only 4 pairs can
+    # count now (one passed over), and one does.
+    assert est.random_to_go == 3 and est.parts.missed == pytest.approx(51.0)
     with pytest.raises(ValueError, match="random_unsure"):
         judge_evidence(c, [1, 1, 0], rand, labels, [True])
+
+
+def test_each_generation_of_random_pairs_has_its_own_quota() -> None:
+    """Pool of 8 extended to 12: 3 random pairs among the first 8 samples, 4 touching the new
+    ones. With random_min 2 each generation needs 2 (the second one's unsure pair passed over)."""
+    c = Candidates.build(12, [0, 8], [1, 9], [0.1, 0.1])
+    i, j = [2, 3, 4, 0, 1, 2, 3], [5, 6, 7, 8, 10, 11, 9]
+    rand = RandomPairs.build(12, i, j, np.ones(7), [0, 0, 0, 1, 1, 1, 1], (8, 12))
+    design = new_design(c, 0, random_min=2)
+    nothing = judge_evidence(c, [-1, -1], rand)
+    none = np.zeros(7, dtype=bool)
+    assert random_deficits(design, rand, nothing, none).tolist() == [2, 2]
+    first = np.array([True, True, False, False, False, False, False])
+    assert random_deficits(design, rand, nothing, first).tolist() == [0, 2]
+    unsure = judge_evidence(c, [-1, -1], rand, None, [False] * 3 + [True] * 3 + [False])
+    assert random_deficits(design, rand, unsure, first).tolist() == [0, 1]
+    # The estimator's random_to_go is their sum.
+    assert estimate_incomplete(c, design, nothing, rand).random_to_go == 4
 
 
 def test_missed_part_is_unbiased_by_simulation() -> None:

@@ -7,6 +7,7 @@ import math
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -327,3 +328,25 @@ def test_a_tied_random_pair_does_not_stall_a_team_of_two(client: TestClient) -> 
     assert estimate["explored"] and estimate["parts"]["missed"] == 0
     history = client.get(f"/api/audits/{aid}/estimate-history").json()
     assert history["points"][-1]["n_eff_low"] == pytest.approx(estimate["n_eff_low"])
+
+
+def test_an_extension_gets_its_own_miner_check(client: TestClient) -> None:
+    """The pairs an extension adds are most of the pool's pairs; their missed part comes from
+    their own generation of random pairs, so the review judges some of those before it stops
+    (before, the first pool's check counted for all, and the new pairs' missed part was 0)."""
+    audit = _audit(client, synthetic={"support": 3000}, n=300, neighbours=3, random_pairs=50)
+    aid = audit["id"]
+
+    ids = identities({**audit, "n": 900})  # the source is seeded: the first 300 are the pool's
+
+    def oracle(pair: dict[str, Any]) -> str:
+        return "duplicate" if ids[pair["i"]] == ids[pair["j"]] else "distinct"
+
+    assert _follow_queue(client, aid, "ada", oracle)["stop"]
+    assert client.post(f"/api/audits/{aid}/extend", json={"n_more": 600}).status_code == 202
+    assert wait_for_audit(client, aid)["status"] == "done"
+    assert _follow_queue(client, aid, "ada", oracle)["stop"]
+    judged = Counter(p["j"] >= 300 for p in _random_pairs(client, aid) if p["label"] is not None)
+    assert judged[False] >= 20 and judged[True] >= 20
+    estimate = client.get(f"/api/audits/{aid}/estimate").json()
+    assert estimate["explored"] and estimate["random_labelled"] == sum(judged.values())

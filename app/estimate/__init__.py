@@ -34,6 +34,7 @@ from app.estimate.incomplete import (
     duplicates_stop,
     estimate_incomplete,
     fit_duplicate_rate,
+    random_deficits,
     residual_frame,
     u_statistic_variance,
 )
@@ -134,6 +135,7 @@ __all__ = [
     "queue_order",
     "reach",
     "reached",
+    "random_deficits",
     "residual_frame",
     "s50",
     "sample_noncandidate_pairs",

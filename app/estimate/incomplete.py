@@ -71,6 +71,7 @@ __all__ = [
     "duplicates_stop",
     "estimate_incomplete",
     "fit_duplicate_rate",
+    "random_deficits",
     "residual_frame",
     "jeffreys_floor",
     "residual_variance",
@@ -280,6 +281,28 @@ def _random_sample(random_pairs: RandomPairs, evidence: Evidence, seed: int) -> 
         stop = idx.size if passed.all() else int(np.argmin(passed))
         out[idx[:stop][known[:stop]]] = True
     return out
+
+
+def random_deficits(
+    design: ReviewDesign,
+    random_pairs: RandomPairs,
+    evidence: Evidence,
+    counted: NDArray[np.bool_],
+) -> NDArray[np.int64]:
+    """Per generation, random pairs still to judge before its miner check counts as done.
+
+    Each generation (the pairs an extension added) needs its own check: its missed part is
+    estimated from its own random pairs only, and is 0 while none is judged. The quota is
+    design.random_min, or what the generation holds apart from pairs passed over as unsure.
+    """
+    k = len(random_pairs.pool_sizes)
+    gen = random_pairs.generation
+    size = np.bincount(gen, minlength=k)
+    unsure = evidence.random_unsure
+    passed = np.bincount(gen[unsure], minlength=k) if unsure.size == gen.size else 0
+    quota = np.minimum(design.random_min, size - passed)
+    got = np.bincount(gen[counted], minlength=k)
+    return np.asarray(np.maximum(quota - got, 0), dtype=np.int64)
 
 
 def _fold_members(
@@ -680,7 +703,7 @@ def estimate_incomplete(
         jackknife_n_eff_low=pairs / jack_high,
         complete=not bool((frame.value == UNKNOWN).any()),
         unexplored_strata=_unexplored(design, frame),
-        random_to_go=max(0, min(design.random_min, len(rand)) - int(frame.random_sampled.sum())),
+        random_to_go=int(random_deficits(design, rand, evidence, frame.random_sampled).sum()),
         closure_gaps=int(frame.gaps.size),
         fit=frame.fit,
         strata=tuple(strata),

@@ -5,7 +5,8 @@ Order of business for each handout:
 1. pairs already reached but not settled (handed out earlier and not yet judged, judged
    "unsure", or mined after their stratum's threshold passed them), in priority order;
 2. a random non-candidate pair whenever they hold less than `random_share` of the labels,
-   or fewer than `random_min` of them are judged (then every fourth label at most);
+   or fewer than `random_min` of them are judged in some generation (the pairs an extension
+   added need their own check; then every fourth label at most);
 3. a closure gap (closure_gaps.py): a near-certain duplicate that would merge two clusters,
    largest merge first, one link per pair of clusters per handout; it settles a block of pairs
    the miner never proposed;
@@ -39,7 +40,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.estimate.design import ReviewDesign, queue_order, reach
-from app.estimate.incomplete import ResidualFrame, residual_frame, residual_variance
+from app.estimate.incomplete import (
+    ResidualFrame,
+    random_deficits,
+    residual_frame,
+    residual_variance,
+)
 from app.estimate.pairs import UNKNOWN, Candidates, Evidence, RandomPairs, pair_priority
 
 __all__ = ["Handout", "next_pair", "next_pairs"]
@@ -142,9 +148,58 @@ def _next_gap(
     return None
 
 
-def _unsure(evidence: Evidence, index: int) -> bool:
-    unsure = evidence.random_unsure
-    return bool(unsure[index]) if unsure.size > index else False
+class _RandomCheck:
+    """The random non-candidate pairs still to hand out, per generation in priority order.
+
+    Progress is counted as the estimator counts it (a prefix of each generation's random
+    order), not as every random judgement: a pair judged out of turn waits for the ones before
+    it. Pairs leased to others count as under way; one abandoned comes back first when its
+    lease ends. The generation furthest behind its quota goes first (an extension's new pairs
+    need their own check), then the one with the fewest pairs counted.
+    """
+
+    def __init__(
+        self,
+        design: ReviewDesign,
+        rand: RandomPairs,
+        evidence: Evidence,
+        frame: ResidualFrame,
+        skip: set[int],
+    ) -> None:
+        value = evidence.random_value
+        unsure = evidence.random_unsure
+        if unsure.size != len(rand):
+            unsure = np.zeros(len(rand), dtype=np.bool_)
+        under_way = np.zeros(len(rand), dtype=np.bool_)
+        held = np.fromiter(skip, dtype=np.int64, count=len(skip))
+        under_way[held] = True
+        under_way &= (value == UNKNOWN) & ~unsure
+        counted = frame.random_sampled | under_way
+        self.deficit = random_deficits(design, rand, evidence, counted)
+        self.got = np.bincount(rand.generation[counted], minlength=self.deficit.size)
+        self.progress = int(counted.sum())
+        self.quota = self.progress + int(self.deficit.sum())
+        priority = pair_priority(design.seed, rand.i, rand.j)
+        open_ = np.flatnonzero((value == UNKNOWN) & ~under_way)
+        open_ = open_[np.argsort(priority[open_], kind="stable")]
+        self.open: dict[int, list[int]] = {}
+        for x in open_.tolist():
+            if x not in skip:
+                self.open.setdefault(int(rand.generation[x]), []).append(x)
+
+    def take(self, *, short_only: bool) -> int | None:
+        """The next random pair to hand out; with short_only, only from a generation whose
+        check is not done."""
+        ready = [g for g, pairs in self.open.items() if pairs]
+        if short_only:
+            ready = [g for g in ready if self.deficit[g] > 0]
+        if not ready:
+            return None
+        g = max(ready, key=lambda h: (self.deficit[h], -self.got[h], -h))
+        self.deficit[g] = max(self.deficit[g] - 1, 0)
+        self.got[g] += 1
+        self.progress += 1
+        return self.open[g].pop(0)
 
 
 def next_pairs(
@@ -181,19 +236,8 @@ def next_pairs(
         if index not in skip_c:
             out.append(Handout("candidate", index))
 
-    r_u = pair_priority(design.seed, rand.i, rand.j)
-    unsettled = np.flatnonzero(evidence.random_value == UNKNOWN)
-    r_open = [
-        int(x) for x in unsettled[np.argsort(r_u[unsettled], kind="stable")] if x not in skip_r
-    ]
     labels = evidence.labelled + len(out)
-    # The miner check's progress as the estimator counts it (a prefix of the random order),
-    # not every random judgement: a pair judged out of turn waits for the ones before it. Pairs
-    # leased to others count as under way; one abandoned comes back first once its lease ends.
-    under_way = [
-        x for x in skip_r if evidence.random_value[x] == UNKNOWN and not _unsure(evidence, x)
-    ]
-    random_labels = int(frame.random_sampled.sum()) + len(under_way)
+    check = _RandomCheck(design, rand, evidence, frame, skip_r)
 
     handed = {h.index for h in out}
     gaps = [int(x) for x in frame.gaps if x not in skip_c and x not in handed]
@@ -203,10 +247,9 @@ def next_pairs(
         _join(planned, candidates, evidence.clustering.labels, h.index)
     strata = _Strata(design, frame, queue_order(design, candidates))
     while len(out) < count:
-        due = max(math.floor(design.random_share * labels), min(design.random_min, labels // 3))
-        if r_open and random_labels < due:
-            out.append(Handout("random", r_open.pop(0)))
-            random_labels += 1
+        due = max(math.floor(design.random_share * labels), min(check.quota, labels // 3))
+        if check.progress < due and (pick := check.take(short_only=False)) is not None:
+            out.append(Handout("random", pick))
             labels += 1
             continue
         gap = _next_gap(gaps, candidates, evidence, planned)
@@ -216,9 +259,9 @@ def next_pairs(
             continue
         s = strata.choose(design.min_per_stratum)
         if s is None:
-            if r_open and random_labels < design.random_min:  # finish the miner check
-                out.append(Handout("random", r_open.pop(0)))
-                random_labels += 1
+            pick = check.take(short_only=True)  # finish the miner check
+            if pick is not None:
+                out.append(Handout("random", pick))
                 labels += 1
                 continue
             break
