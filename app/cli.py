@@ -1,4 +1,5 @@
-"""`birthday serve | audit | estimate | export`: the same services as the API, from a terminal."""
+"""`birthday serve | audit | extend | estimate | export`: the same services as the API, from a
+terminal."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.schemas import AuditCreate, SyntheticSpec
+from app.schemas import AuditCreate, AuditExtend, SyntheticSpec
 from app.settings import Settings
 from app.store.db import Database
 from app.store.errors import Conflict, NotFound
@@ -84,6 +85,9 @@ def audit(
     support: Annotated[int | None, typer.Option(help="Synthetic: number of prototypes K.")] = None,
     zipf: Annotated[float, typer.Option(help="Synthetic: Zipf exponent (0 = uniform).")] = 0.0,
     noise: Annotated[float, typer.Option(help="Synthetic: pixel noise std.")] = 0.02,
+    continuous: Annotated[
+        float, typer.Option(help="Synthetic: share of mass on never-repeating samples.")
+    ] = 0.0,
     generator: Annotated[
         int | None, typer.Option(help="Generator id, for --source generator.")
     ] = None,
@@ -91,17 +95,23 @@ def audit(
     seed: Annotated[int, typer.Option(help="Pool seed.")] = 0,
     embedder: Annotated[str, typer.Option(help="pixels | clip | efficientnet | digits")] = "pixels",
     miner: Annotated[str, typer.Option(help="auto | exact | hnsw")] = "auto",
+    neighbours: Annotated[
+        int | None,
+        typer.Option(help="k of the k-NN search: more catch duplicates the miner would miss."),
+    ] = None,
+    random_pairs: Annotated[
+        int, typer.Option(help="Random non-candidate pairs per pool size (the miner check).")
+    ] = 50,
     data_dir: DataDir = None,
 ) -> None:
     """Run an audit headless: sample, embed, mine; prints the number of candidate pairs."""
-    from app.jobs.runner import JobRunner
     from app.services.audits import create_audit
 
     settings = _settings(data_dir)
     try:
         body = AuditCreate(
             synthetic=(
-                SyntheticSpec(support=support, zipf=zipf, noise=noise)
+                SyntheticSpec(support=support, zipf=zipf, noise=noise, continuous=continuous)
                 if source is SourceKind.synthetic and support is not None
                 else None
             ),
@@ -110,6 +120,8 @@ def audit(
             seed=seed,
             embedder=embedder,  # type: ignore[arg-type]
             miner=miner,  # type: ignore[arg-type]
+            neighbours=neighbours,
+            random_pairs=random_pairs,
         )
     except ValidationError as exc:
         _fail("; ".join(e["msg"] for e in exc.errors()))
@@ -120,9 +132,45 @@ def audit(
     except (ValueError, NotFound, Conflict) as exc:
         _fail(str(exc))
         return
+    _run_audit_job(db, settings, created.id, job.id, n)
+
+
+@cli.command()
+def extend(
+    audit_id: Annotated[int, typer.Argument(metavar="AUDIT")],
+    n_more: Annotated[int, typer.Option("--n-more", help="Samples to add to the pool.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Grow a finished audit's pool headless, keeping its pairs and labels.
+
+    New samples are mined against the existing index, and a new generation of random pairs
+    checks the miner on the pairs they add.
+    """
+    from app.services.audits import extend_audit
+
+    settings = _settings(data_dir)
+    try:
+        body = AuditExtend(n_more=n_more)
+    except ValidationError as exc:
+        _fail("; ".join(e["msg"] for e in exc.errors()))
+        return
+    db = _open(settings)
+    try:
+        audit, job = extend_audit(db, settings, audit_id, body.n_more)
+    except (ValueError, NotFound, Conflict) as exc:
+        _fail(str(exc))
+        return
+    _run_audit_job(db, settings, audit_id, job.id, audit.n)
+
+
+def _run_audit_job(db: Database, settings: Settings, audit_id: int, job_id: int, n: int) -> None:
+    """Run an audit's job in this process with a progress bar; print what the pool holds."""
+    from app.jobs.runner import JobRunner
+    from app.services.audits import describe_audit
+
     runner = JobRunner(db, settings)
     with Progress(
-        TextColumn(f"audit {created.id}"),
+        TextColumn(f"audit {audit_id}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[pairs]} pairs"),
@@ -132,16 +180,14 @@ def audit(
     ) as bar:
         task = bar.add_task("samples", total=n, pairs=0)
         outcome = runner.run_job(
-            job.id,
+            job_id,
             on_progress=lambda done, total, pairs: bar.update(task, completed=done, pairs=pairs),
         )
     if outcome.status != "done":
-        _fail(f"audit {created.id} {outcome.status}: {outcome.error}")
-    from app.services.audits import describe_audit
-
-    result = describe_audit(db, created.id)
+        _fail(f"audit {audit_id} {outcome.status}: {outcome.error}")
+    result = describe_audit(db, audit_id)
     console.print(
-        f"audit {created.id}: {result.progress.samples_done} samples, "
+        f"audit {audit_id}: {result.progress.samples_done} samples, "
         f"{result.progress.candidate_pairs} candidate pairs"
     )
 

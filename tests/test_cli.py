@@ -46,6 +46,32 @@ def test_audit_then_estimate_then_export(tmp_path: Path) -> None:
     assert rows[0] == "rank,i,j,distance,label" and len(rows) == pairs + 1
 
 
+def test_audit_with_more_neighbours_then_extend(tmp_path: Path) -> None:
+    """What the miner warning tells a terminal user to do: mine with a larger k; and grow the
+    pool in place."""
+    args = ("audit", "--support", "5000", "--n", "300", "--random-pairs", "30")
+    narrow = run(*args, "--neighbours", "2", data_dir=tmp_path)
+    wide = run(*args, "--neighbours", "8", data_dir=tmp_path)
+    assert narrow.returncode == 0 and wide.returncode == 0, narrow.stderr + wide.stderr
+    found = [
+        re.search(r"audit (\d+): 300 samples, (\d+) candidate pairs", r.stdout)
+        for r in (narrow, wide)
+    ]
+    assert all(found), (narrow.stdout, wide.stdout)
+    (first, k2), (_, k8) = ((m.group(1), int(m.group(2))) for m in found if m)
+    assert k2 <= 2 * 300 < k8
+
+    grown = run("extend", first, "--n-more", "200", data_dir=tmp_path)
+    assert grown.returncode == 0, grown.stderr
+    assert re.search(rf"audit {first}: 500 samples, \d+ candidate pairs", grown.stdout)
+    body = json.loads(run("estimate", first, "--json", data_dir=tmp_path).stdout)
+    assert body["n"] == 500 and body["candidate_pairs"] > k2 and body["random_pairs"] > 30
+    again = run("extend", "42", "--n-more", "10", data_dir=tmp_path)
+    assert again.returncode == 2 and "audit 42 does not exist" in again.stderr
+    zero = run("extend", first, "--n-more", "0", data_dir=tmp_path)
+    assert zero.returncode == 2 and "Traceback" not in zero.stderr
+
+
 def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     missing = run("estimate", "42", data_dir=tmp_path)
     assert missing.returncode == 2 and "audit 42 does not exist" in missing.stderr
