@@ -1,5 +1,5 @@
-"""`birthday serve | audit | extend | estimate | export`: the same services as the API, from a
-terminal."""
+"""`birthday serve | audit | extend | import-labels | estimate | export`: the same services as
+the API, from a terminal."""
 
 from __future__ import annotations
 
@@ -163,6 +163,34 @@ def extend(
     _run_audit_job(db, settings, audit_id, job.id, audit.n)
 
 
+@cli.command("import-labels")
+def import_labels(
+    audit_id: Annotated[int, typer.Argument(metavar="AUDIT")],
+    source: Annotated[
+        int, typer.Option("--from", help="The audit to copy judgements from (same samples).")
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Copy another audit's judgements onto this audit's pairs with the same (i, j).
+
+    Both audits must sample the same source with the same seed, e.g. this one re-mined with
+    more neighbours per sample; the labels already spent then count here too.
+    """
+    from app.services.label_import import import_labels as run_import
+
+    db = _open(_settings(data_dir))
+    try:
+        result = run_import(db, audit_id, source)
+    except (ValueError, NotFound, Conflict) as exc:
+        _fail(str(exc))
+        return
+    console.print(
+        f"audit {audit_id}: {result.copied} judgements copied from audit {source} "
+        f"({result.matched_pairs} of its {result.judged_pairs} judged pairs are here; "
+        f"{result.kept} already judged here by the same annotator)"
+    )
+
+
 def _run_audit_job(db: Database, settings: Settings, audit_id: int, job_id: int, n: int) -> None:
     """Run an audit's job in this process with a progress bar; print what the pool holds."""
     from app.jobs.runner import JobRunner
@@ -316,7 +344,9 @@ def estimate(
         floor = stop.miner_relative_half_width or 0.0
         console.print(
             f"limited by the miner: the duplicates it missed leave +-{floor:.0%} on their own at "
-            "any pool size; mine with more neighbours per sample (k) or a better embedder"
+            "any pool size; audit the same source and seed with more neighbours per sample "
+            f"(--neighbours) and carry these labels over: birthday import-labels NEW --from "
+            f"{audit_id}"
         )
 
 

@@ -70,6 +70,23 @@ class AuditExtend(BaseModel):
     n_more: int = Field(ge=1, le=1_000_000)
 
 
+class LabelImportCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_audit: int = Field(
+        ge=1, description="The audit whose judgements to copy: same source and seed."
+    )
+
+
+class LabelImportPublic(BaseModel):
+    judged_pairs: int = Field(description="Pairs of the source audit with a standing judgement.")
+    matched_pairs: int = Field(description="Of which this audit holds the same (i, j).")
+    copied: int = Field(description="Judgements copied, each under its own annotator.")
+    kept: int = Field(
+        description="Not copied: that annotator had already judged the pair in this audit."
+    )
+
+
 class Progress(BaseModel):
     samples_done: int
     n: int
@@ -189,8 +206,9 @@ class StopRule(BaseModel):
         description="What keeps the target out of reach now: 'labels' (labels to go narrow it), "
         "'samples' (only a larger pool does: extend the audit), 'miner' (the random check found "
         "duplicates the miner missed, and their count's noise alone is wider than the target at "
-        "any pool size: mine with more neighbours per sample or a better embedder); null when "
-        "the target is met.",
+        "any pool size: audit the same source and seed with more neighbours per sample and "
+        "import this audit's labels into it, or use a better embedder); null when the target "
+        "is met.",
     )
     miner_relative_half_width: float | None = Field(
         default=None,

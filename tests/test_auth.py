@@ -87,6 +87,11 @@ def test_roles_and_attribution(secured: tuple[TestClient, dict[str, str]]) -> No
     assert_problem(client.delete(f"/api/judgements/{judged['id']}", headers=bob), 403)
     assert client.delete(f"/api/judgements/{judged['id']}", headers=ada).status_code == 200
     assert_problem(client.delete(f"/api/audits/{audit['id']}", headers=ada), 403)
+    # Importing labels writes judgements in other annotators' names: admins only.
+    imported = client.post(
+        f"/api/audits/{audit['id']}/import-labels", json={"from_audit": 999}, headers=ada
+    )
+    assert_problem(imported, 403)
     assert_problem(client.post("/api/annotators", json={"name": "eve"}, headers=ada), 403)
     assert client.delete(f"/api/audits/{audit['id']}", headers=root).status_code == 204
     assert_problem(client.get(f"/api/audits/{audit['id']}", headers=root), 404)

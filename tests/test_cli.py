@@ -66,6 +66,30 @@ def test_audit_with_more_neighbours_then_extend(tmp_path: Path) -> None:
     assert re.search(rf"audit {first}: 500 samples, \d+ candidate pairs", grown.stdout)
     body = json.loads(run("estimate", first, "--json", data_dir=tmp_path).stdout)
     assert body["n"] == 500 and body["candidate_pairs"] > k2 and body["random_pairs"] > 30
+    # A judgement in the k = 2 audit carries over to the k = 8 one (same source and seed).
+    from sqlalchemy import select
+
+    from app.cli import _open, _settings
+    from app.store.judgements import post_judgement
+    from app.store.models import CandidatePair
+
+    db = _open(_settings(tmp_path))
+    with db.write() as session:
+        pair = session.scalars(
+            select(CandidatePair)
+            .where(CandidatePair.audit_id == int(first), CandidatePair.j < 300)
+            .order_by(CandidatePair.distance)
+            .limit(1)
+        ).one()
+        post_judgement(session, pair.id, "duplicate", "ada", None)
+    second = wide.stdout.split(":")[0].split()[-1]
+    copied = run("import-labels", second, "--from", first, data_dir=tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    assert "1 judgements copied from audit" in copied.stdout
+    body = json.loads(run("estimate", second, "--json", data_dir=tmp_path).stdout)
+    assert body["labelled_pairs"] == 1 and body["duplicate_pairs"] == 1
+    own = run("import-labels", second, "--from", second, data_dir=tmp_path)
+    assert own.returncode == 2 and "cannot import its own labels" in own.stderr
     again = run("extend", "42", "--n-more", "10", data_dir=tmp_path)
     assert again.returncode == 2 and "audit 42 does not exist" in again.stderr
     zero = run("extend", first, "--n-more", "0", data_dir=tmp_path)

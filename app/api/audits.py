@@ -1,7 +1,9 @@
-"""Audits: create, list, get, extend, samples, pairs, the review queue, the estimate, live events."""
+"""Audits: create, list, get, extend, import labels, samples, pairs, the review queue, the
+estimate, live events."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -15,11 +17,14 @@ from app.schemas import (
     AuditExtend,
     AuditPublic,
     EstimatePublic,
+    LabelImportCreate,
+    LabelImportPublic,
     NextPairs,
     PairPage,
     PairPublic,
 )
 from app.services import audits as audit_service
+from app.services import label_import as import_service
 from app.services.estimates import DEFAULT_TARGET, audit_estimate
 from app.services.review import next_pair_for, next_pairs_for
 from app.store import audits as audit_store
@@ -84,6 +89,18 @@ def extend_audit(
     audit, job = audit_service.extend_audit(state.db, state.settings, audit_id, body.n_more)
     state.runner.submit(job.id)
     return audit_service.audit_public(audit, job.id)
+
+
+@router.post("/{audit_id}/import-labels", response_model=LabelImportPublic)
+def import_labels(
+    state: StateDep, _: AdminDep, audit_id: AuditId, body: LabelImportCreate
+) -> LabelImportPublic:
+    """Copy another audit's judgements onto this audit's pairs with the same (i, j): both must
+    sample the same source with the same seed (sample i is then the same image), e.g. this one
+    re-mined with more neighbours per sample. Each judgement keeps its annotator; one who
+    already judged a pair here keeps their own answer; importing twice copies nothing new."""
+    result = import_service.import_labels(state.db, audit_id, body.from_audit)
+    return LabelImportPublic(**dataclasses.asdict(result))
 
 
 @router.get(
