@@ -1,6 +1,6 @@
 // Audit page: the estimate panel, its three figures and the cluster gallery, refreshed as labels
 // arrive (a review tab in this browser says so at once; other annotators are picked up by polling).
-import { api, count } from "./api.js";
+import { api, count, showProblem } from "./api.js";
 import { extent, plot, responsive } from "./charts.js";
 
 const page = document.querySelector("[data-audit-page]");
@@ -254,6 +254,47 @@ function live() {
   });
 }
 
+// Extend the pool (the job restarts: reload to follow it live) or import another audit's labels.
+function poolActions() {
+  const card = document.querySelector("[data-pool-actions]");
+  const box = card.querySelector("[data-problem]");
+  const result = card.querySelector("[data-pool-result]");
+  const send = (form, url, body, done) =>
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      showProblem(box, null);
+      result.hidden = true;
+      const button = form.querySelector("button");
+      button.disabled = true;
+      try {
+        done(await api(url, { method: "POST", json: body() }));
+      } catch (error) {
+        showProblem(box, error);
+      } finally {
+        button.disabled = false;
+      }
+    });
+  const extend = card.querySelector("[data-extend]");
+  send(extend, `/api/audits/${auditId}/extend`, () => ({ n_more: Number(extend.elements.n_more.value) }), () =>
+    window.location.reload(),
+  );
+  const imports = card.querySelector("[data-import]");
+  send(
+    imports,
+    `/api/audits/${auditId}/import-labels`,
+    () => ({ from_audit: Number(imports.elements.from_audit.value) }),
+    (r) => {
+      result.hidden = false;
+      result.textContent =
+        `${count(r.copied)} judgements copied: ${count(r.matched_pairs)} of the ${count(r.judged_pairs)} ` +
+        `judged pairs of audit ${imports.elements.from_audit.value} are pairs of this audit` +
+        (r.kept ? `; ${count(r.kept)} were judged here already by the same annotator.` : ".");
+      refresh();
+    },
+  );
+}
+
+poolActions();
 for (const [key, figure] of Object.entries(FIGURES)) responsive(plots[key], figure.draw);
 loadFigures();
 live();

@@ -1,0 +1,51 @@
+"""The audit page's pool actions: import another audit's labels, refuse a bad import with the
+API's problem detail, and extend the pool."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.browser.conftest import screenshot
+from tests.conftest import all_pairs, wait_for_audit
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+pytestmark = pytest.mark.browser
+
+
+def test_import_labels_then_extend_from_the_audit_page(
+    page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
+) -> None:
+    first = audit_factory(seed=11, neighbours=2)
+    for pair in all_pairs(api, first["id"])[:5]:
+        body = {"label": "duplicate", "annotator": "bot"}
+        assert api.post(f"/api/pairs/{pair['id']}/judgements", json=body).status_code == 201
+    second = audit_factory(seed=11, neighbours=4)
+    page.goto(f"/audits/{second['id']}")
+
+    form = page.locator("[data-import]")
+    form.locator("input[name=from_audit]").fill(str(second["id"]))
+    form.locator("button").click()
+    problem = page.locator("[data-pool-actions] [data-problem]")
+    problem.filter(has_text="cannot import its own labels").wait_for()
+
+    form.locator("input[name=from_audit]").fill(str(first["id"]))
+    form.locator("button").click()
+    page.locator("[data-pool-result]").filter(has_text="5 judgements copied").wait_for()
+    assert problem.is_hidden()
+    page.locator("[data-labelled-count]").filter(has_text="5").wait_for()
+    screenshot(page, "audit-pool-actions")
+
+    extend = page.locator("[data-extend]")
+    extend.locator("input[name=n_more]").fill("100")
+    with page.expect_navigation():
+        extend.locator("button").click()
+    grown = wait_for_audit(api, second["id"])
+    assert grown["status"] == "done" and grown["progress"]["samples_done"] == 500
+    page.reload()
+    page.locator(".audit-meta [data-done]").filter(has_text="500").wait_for()
