@@ -19,6 +19,7 @@ from app.estimate import (
     RandomPairs,
     ReviewDesign,
     derive_edges,
+    estimate_incomplete,
     inclusion,
     judge_evidence,
     new_design,
@@ -263,6 +264,26 @@ def test_random_pairs_get_their_share_of_labels() -> None:
     kinds = [h.kind for h in handouts]
     assert kinds.count("random") == 10
     assert "random" not in kinds[:3] and kinds[3] == "random"  # every fourth label early on
+
+
+def test_a_hole_in_the_random_order_goes_out_first() -> None:
+    """The miner check counts a prefix of the random order: a pair before judged ones (its
+    annotator left) is handed out before anything else random, and one leased to someone else
+    counts as under way instead of sending more random pairs."""
+    c = _line(300, n=400)
+    picked = sample_noncandidate_pairs(400, np.stack([c.i, c.j], 1), 40, np.random.default_rng(1))
+    rand = RandomPairs.build(400, picked[:, 0], picked[:, 1], np.ones(40))
+    design = new_design(c, 3, random_share=0.05, random_min=10)
+    order = np.argsort(pair_priority(design.seed, rand.i, rand.j), kind="stable")
+    r_labels = np.full(40, -1, dtype=np.int8)
+    r_labels[order[1:10]] = 0  # nine judged out of turn: the first one is a hole
+    ev = judge_evidence(c, None, rand, r_labels)
+    assert estimate_incomplete(c, design, ev, rand).random_to_go == 10
+    handouts, _ = next_pairs(c, design, ev, rand, count=60)
+    random = [h.index for h in handouts if h.kind == "random"]
+    assert random == [order[0]]  # ten counted then, the quota: no other random pair is due
+    leased, _ = next_pairs(c, design, ev, rand, count=60, exclude_random={int(order[0])})
+    assert [h for h in leased if h.kind == "random"] == []
 
 
 # --- the non-candidate sampler -------------------------------------------------------------------

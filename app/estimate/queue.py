@@ -151,11 +151,13 @@ def _next_gap(
 class _RandomCheck:
     """The random non-candidate pairs still to hand out, per generation in priority order.
 
-    Progress is counted as the estimator counts it (a prefix of each generation's random
-    order), not as every random judgement: a pair judged out of turn waits for the ones before
-    it. Pairs leased to others count as under way; one abandoned comes back first when its
-    lease ends. The generation furthest behind its quota goes first (an extension's new pairs
-    need their own check), then the one with the fewest pairs counted.
+    The estimator counts a prefix of each generation's random order (only a prefix is a simple
+    random sample; pairs the closure settles count in it for free), so an open pair before a
+    judged one (abandoned by an annotator whose lease ran out, or skipped by one who judged out
+    of turn) blocks the check: such holes go out first. Towards the quota count the prefix,
+    pairs judged beyond it and pairs leased to others (under way). Then the generation furthest
+    behind its quota goes first (an extension's new pairs need their own check), then the one
+    with the fewest pairs counted.
     """
 
     def __init__(
@@ -170,36 +172,48 @@ class _RandomCheck:
         unsure = evidence.random_unsure
         if unsure.size != len(rand):
             unsure = np.zeros(len(rand), dtype=np.bool_)
+        unknown = value == UNKNOWN
         under_way = np.zeros(len(rand), dtype=np.bool_)
-        held = np.fromiter(skip, dtype=np.int64, count=len(skip))
-        under_way[held] = True
-        under_way &= (value == UNKNOWN) & ~unsure
-        counted = frame.random_sampled | under_way
+        under_way[np.fromiter(skip, dtype=np.int64, count=len(skip))] = True
+        under_way &= unknown & ~unsure
+        judged = evidence.random_labelled | under_way
+        counted = frame.random_sampled | judged
         self.deficit = random_deficits(design, rand, evidence, counted)
         self.got = np.bincount(rand.generation[counted], minlength=self.deficit.size)
         self.progress = int(counted.sum())
         self.quota = self.progress + int(self.deficit.sum())
-        priority = pair_priority(design.seed, rand.i, rand.j)
-        open_ = np.flatnonzero((value == UNKNOWN) & ~under_way)
-        open_ = open_[np.argsort(priority[open_], kind="stable")]
+        order = np.argsort(pair_priority(design.seed, rand.i, rand.j), kind="stable")
         self.open: dict[int, list[int]] = {}
-        for x in open_.tolist():
-            if x not in skip:
-                self.open.setdefault(int(rand.generation[x]), []).append(x)
+        self.holes: list[int] = []
+        for g in np.unique(rand.generation).tolist():
+            idx = order[rand.generation[order] == g]
+            last = int(np.flatnonzero(judged[idx])[-1]) if judged[idx].any() else -1
+            for k, x in enumerate(idx.tolist()):
+                if not unknown[x] or under_way[x] or x in skip:
+                    continue
+                self.open.setdefault(g, []).append(x)
+                if k < last and not unsure[x]:
+                    self.holes.append(x)
 
     def take(self, *, short_only: bool) -> int | None:
-        """The next random pair to hand out; with short_only, only from a generation whose
-        check is not done."""
-        ready = [g for g, pairs in self.open.items() if pairs]
-        if short_only:
-            ready = [g for g in ready if self.deficit[g] > 0]
-        if not ready:
-            return None
-        g = max(ready, key=lambda h: (self.deficit[h], -self.got[h], -h))
+        """The next random pair to hand out: a hole if any; else, with short_only, only from a
+        generation whose check is not done."""
+        if self.holes:
+            pick = self.holes.pop(0)
+            g = next(h for h, pairs in self.open.items() if pick in pairs)
+            self.open[g].remove(pick)
+        else:
+            ready = [g for g, pairs in self.open.items() if pairs]
+            if short_only:
+                ready = [g for g in ready if self.deficit[g] > 0]
+            if not ready:
+                return None
+            g = max(ready, key=lambda h: (self.deficit[h], -self.got[h], -h))
+            pick = self.open[g].pop(0)
         self.deficit[g] = max(self.deficit[g] - 1, 0)
         self.got[g] += 1
         self.progress += 1
-        return self.open[g].pop(0)
+        return pick
 
 
 def next_pairs(
