@@ -350,3 +350,22 @@ def test_an_extension_gets_its_own_miner_check(client: TestClient) -> None:
     assert judged[False] >= 20 and judged[True] >= 20
     estimate = client.get(f"/api/audits/{aid}/estimate").json()
     assert estimate["explored"] and estimate["random_labelled"] == sum(judged.values())
+
+
+def test_an_unsure_candidate_in_a_small_stratum_does_not_stall(client: TestClient) -> None:
+    """A small pool has strata of a few pairs: one judged "unsure" leaves fewer than the
+    exploration sample to reach. The stratum counts as explored with the pairs that have an
+    answer (before, a lone reviewer was stuck: no pair to hand out, no stop)."""
+    audit = _audit(client, synthetic={"support": 10**6}, n=40, neighbours=2, random_pairs=10)
+    unsure: list[int] = []
+
+    def answer(pair: dict[str, Any]) -> str:
+        if pair["origin"] == "candidate" and not unsure:
+            unsure.append(pair["id"])
+            return "unsure"
+        return "distinct"
+
+    page = _follow_queue(client, audit["id"], "ada", answer)
+    estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
+    assert unsure and page["stop"], estimate["stop"]
+    assert estimate["explored"]

@@ -612,13 +612,23 @@ def _candidate_duplicates(frame: ResidualFrame) -> int:
     return int((frame.value == DUPLICATE).sum())
 
 
-def _unexplored(design: ReviewDesign, frame: ResidualFrame) -> int:
+def _unexplored(design: ReviewDesign, frame: ResidualFrame, evidence: Evidence) -> int:
     """Strata with fewer than min_per_stratum pairs sampled and something left unknown (a
-    stratum the judgements settle whole, e.g. one a reviewer went through, needs no sample)."""
-    size = np.bincount(frame.stratum, minlength=design.strata)
-    got = np.bincount(frame.stratum, weights=frame.sampled, minlength=design.strata)
-    unknown = np.bincount(frame.stratum, weights=frame.value == UNKNOWN, minlength=design.strata)
-    return int(np.sum((got < np.minimum(design.min_per_stratum, size)) & (unknown > 0)))
+    stratum the judgements settle whole, e.g. one a reviewer went through, needs no sample).
+
+    Pairs judged "unsure" or tied are passed over: a stratum of four pairs, one of them
+    unsure, is explored with the other three (else a lone reviewer could never finish it).
+    """
+    k = design.strata
+    size = np.bincount(frame.stratum, minlength=k)
+    got = np.bincount(frame.stratum, weights=frame.sampled, minlength=k)
+    unknown = np.bincount(frame.stratum, weights=frame.value == UNKNOWN, minlength=k)
+    unsure = evidence.candidate_unsure
+    passed = (
+        np.bincount(frame.stratum, weights=unsure, minlength=k) if unsure.size == size.sum() else 0
+    )
+    need = np.minimum(design.min_per_stratum, size - passed)
+    return int(np.sum((got < need) & (unknown > passed)))
 
 
 def estimate_incomplete(
@@ -702,7 +712,7 @@ def estimate_incomplete(
         jackknife_d_high=jack_high,
         jackknife_n_eff_low=pairs / jack_high,
         complete=not bool((frame.value == UNKNOWN).any()),
-        unexplored_strata=_unexplored(design, frame),
+        unexplored_strata=_unexplored(design, frame, evidence),
         random_to_go=int(random_deficits(design, rand, evidence, frame.random_sampled).sum()),
         closure_gaps=int(frame.gaps.size),
         fit=frame.fit,

@@ -223,8 +223,9 @@ class Evidence:
     candidate_value: NDArray[np.int8]  # judged or implied: DUPLICATE, DISTINCT or UNKNOWN
     random_label: NDArray[np.int8]
     random_value: NDArray[np.int8]
-    # Random pairs judged "unsure": the miner check passes over them (missing at random).
+    # Pairs judged "unsure" (or tied): the design passes over them (missing at random).
     random_unsure: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
+    candidate_unsure: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
 
     @property
     def candidate_labelled(self) -> NDArray[np.bool_]:
@@ -257,12 +258,13 @@ def judge_evidence(
     random_pairs: RandomPairs | None = None,
     random_labels: ArrayLike | None = None,
     random_unsure: ArrayLike | None = None,
+    candidate_unsure: ArrayLike | None = None,
 ) -> Evidence:
     """Values of all pairs from one resolved label per pair (1 duplicate, 0 distinct, -1 none).
 
     Resolve several annotators' votes (and "unsure", which is -1) before calling;
-    `random_unsure` marks the random pairs whose resolved label is "unsure" (the miner check
-    passes over them instead of waiting for them). The closure
+    `random_unsure` and `candidate_unsure` mark the pairs whose resolved label is "unsure" or a
+    tie (the design passes over them instead of waiting for them). The closure
     is built from candidate judgements only: the random non-candidate pairs must stay a
     uniform sample *given* the closure, so that their duplicates estimate what it misses
     without counting twice the pairs one of them would join (cluster a whole pool's labels with
@@ -302,18 +304,23 @@ def judge_evidence(
     c_val = implied(i, j)
     c_val[(c_lab != UNKNOWN) & (c_val == UNKNOWN)] = DISTINCT  # judged, not merged: refused
     r_val = np.where(r_lab != UNKNOWN, r_lab, implied(rand.i, rand.j)).astype(np.int8)
-    unsure = (
-        np.zeros(len(rand), dtype=np.bool_)
-        if random_unsure is None
-        else np.atleast_1d(np.asarray(random_unsure, dtype=np.bool_))
-    )
-    if unsure.shape != (len(rand),):
-        raise ValueError(f"random_unsure: one flag per random pair expected, got {unsure.shape}")
+    r_unsure = _flags(random_unsure, len(rand), "random_unsure")
+    c_unsure = _flags(candidate_unsure, len(candidates), "candidate_unsure")
     return Evidence(
         clustering=clustering,
         candidate_label=c_lab,
         candidate_value=c_val,
         random_label=r_lab,
         random_value=r_val,
-        random_unsure=unsure & (r_lab == UNKNOWN),
+        random_unsure=r_unsure & (r_val == UNKNOWN),
+        candidate_unsure=c_unsure & (c_val == UNKNOWN),
     )
+
+
+def _flags(values: ArrayLike | None, size: int, what: str) -> NDArray[np.bool_]:
+    if values is None:
+        return np.zeros(size, dtype=np.bool_)
+    out = np.atleast_1d(np.asarray(values, dtype=np.bool_))
+    if out.shape != (size,):
+        raise ValueError(f"{what}: one flag per pair expected, got shape {out.shape}")
+    return out

@@ -156,6 +156,7 @@ class ReviewState:
     candidate_labels: NDArray[np.int8]  # consensus: 1 duplicate, 0 distinct, -1 none/unsure
     random_labels: NDArray[np.int8]
     random_unsure: NDArray[np.bool_]  # random pairs judged "unsure", or split by a tie
+    candidate_unsure: NDArray[np.bool_]  # the same for candidate pairs
     design: ReviewDesign
     design_stored: bool  # False: a fresh design nobody has reached anything with yet
     labelled_count: int  # pairs with a consensus label, "unsure" included
@@ -171,6 +172,7 @@ class ReviewState:
             self.random,
             self.random_labels,
             self.random_unsure,
+            self.candidate_unsure,
         )
 
     def relabelled(self, labelled: dict[int, str], split: Iterable[int] = ()) -> ReviewState:
@@ -183,6 +185,7 @@ class ReviewState:
             candidate_labels=_labels(self.candidate_ids, values),
             random_labels=_labels(self.random_ids, values),
             random_unsure=_unsure(self.random_ids, passed),
+            candidate_unsure=_unsure(self.candidate_ids, passed),
             labelled_count=len(labelled),
         )
 
@@ -232,9 +235,9 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
         )
         resolved = dict(pair_store.pair_labels(session, audit_id))
         labelled = {pid: LABEL_VALUES[label] for pid, label in resolved.items()}
-        # A tie is no answer either: the miner check passes over it as over "unsure" (until
-        # an adjudication or another vote settles it), instead of waiting for good.
-        passed = {pid: "unsure" for pid in pair_store.split_random_pairs(session, audit_id)}
+        # A tie is no answer either: the design passes over it as over "unsure" (until an
+        # adjudication or another vote settles it), instead of waiting for good.
+        passed = {pid: "unsure" for pid in pair_store.tied_pairs(session, audit_id)}
     if n < 2:
         raise ValueError(f"audit {audit_id} has {n} samples so far; an estimate needs at least 2")
     # Rows stored after the samples_done read (a job step in between) wait for the next call.
@@ -270,6 +273,7 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
         candidate_labels=_labels(candidate_ids, labelled),
         random_labels=_labels(rand_rows.ids[in_gen], labelled),
         random_unsure=_unsure(rand_rows.ids[in_gen], {**resolved, **passed}),
+        candidate_unsure=_unsure(candidate_ids, {**resolved, **passed}),
         design=design,
         design_stored=stored is not None,
         labelled_count=len(labelled),

@@ -248,21 +248,23 @@ def pair_labels(session: Session, audit_id: int) -> list[tuple[int, str]]:
     return [(int(pid), str(lab)) for pid, lab in session.execute(stmt)]
 
 
-def split_random_pairs(session: Session, audit_id: int) -> set[int]:
-    """Random pairs of the audit with standing votes but no consensus (a tie).
+def tied_pairs(session: Session, audit_id: int) -> set[int]:
+    """Pairs of the audit whose standing votes tie (no consensus), any origin.
 
-    Random pairs are few (tens per pool size), so the join stays small.
+    Driven from the judgements (a tie needs two annotators), never from the audit's pairs:
+    a walk over 5 * 10^6 unlabelled pairs would cost every request half a second.
     """
-    stmt = (
+    voted = (
         select(Judgement.pair_id)
-        .join(CandidatePair, CandidatePair.id == Judgement.pair_id)
-        .where(
-            CandidatePair.audit_id == audit_id,
-            CandidatePair.origin == RANDOM,
-            CandidatePair.label.is_(None),
-            Judgement.deleted_at.is_(None),
-        )
-        .distinct()
+        .where(Judgement.deleted_at.is_(None))
+        .group_by(Judgement.pair_id)
+        .having(func.count(func.distinct(Judgement.annotator_id)) >= 2)
+        .subquery()
+    )
+    stmt = (
+        select(CandidatePair.id)
+        .join(voted, voted.c.pair_id == CandidatePair.id)
+        .where(CandidatePair.audit_id == audit_id, CandidatePair.label.is_(None))
     )
     return {int(pid) for pid in session.scalars(stmt)}
 
