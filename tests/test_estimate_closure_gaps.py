@@ -41,6 +41,17 @@ def test_a_likely_duplicate_joining_a_cluster_to_a_sample_it_never_met_is_a_gap(
     assert closure_gaps(c, evidence, prediction, sampled).tolist() == [_index(c, 2, 3)]
 
 
+def test_a_pair_judged_unsure_is_no_gap() -> None:
+    # Its reviewer had no answer: waiting for one would hold the stopping rule for good.
+    c = _star()
+    labels = _labels(c, {(0, 1): 1, (1, 2): 1, (0, 4): 0})
+    unsure = np.zeros(len(c), dtype=bool)
+    unsure[_index(c, 2, 3)] = True
+    evidence = judge_evidence(c, labels, candidate_unsure=unsure)
+    prediction = np.where(c.distance < 0.5, 1.0, 0.0)
+    assert closure_gaps(c, evidence, prediction, labels >= 0).size == 0
+
+
 def test_no_gap_where_the_merge_reaches_only_candidate_pairs() -> None:
     c = _star(extra_links=True)  # 3 is a candidate of 0, 1 and 2: the merge adds nothing new
     labels = _labels(c, {(0, 1): 1, (1, 2): 1, (0, 4): 0})
