@@ -5,14 +5,21 @@ the estimate holds the truth."""
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections import Counter
 from typing import Any
 
+import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
+import app.services.review as review_service
 from app.estimate import estimate_support
 from tests.conftest import wait_for_audit
 from tests.oracle import identities, true_duplicate_pairs
+
+SEEDS = [int(s) for s in os.environ.get("BIRTHDAY_TEAM_SEEDS", "1 2 3").split()]
 
 
 def test_a_team_with_an_absent_and_an_unsure_annotator_reaches_the_stop(
@@ -60,3 +67,54 @@ def test_a_team_with_an_absent_and_an_unsure_annotator_reaches_the_stop(
     assert oracle.d == true_duplicate_pairs(ids)
     assert estimate["n_eff_low"] <= oracle.n_eff <= estimate["n_eff_high"]
     assert math.isclose(estimate["d_hat"], oracle.d, rel_tol=0.25)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_noisy_team_never_stalls_the_queue(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Three annotators in random turns on a collapsed pool: pages abandoned half-done, "unsure"
+    answers, mistakes that split pairs into ties, short leases. Whatever the state, the queue
+    hands someone a pair or says stop: an empty page without a stop, for everyone, after the
+    leases ran out, is a stall."""
+    monkeypatch.setattr(review_service, "LEASE_SECONDS", 0.05)
+    rng = np.random.default_rng(seed)
+    created = client.post(
+        "/api/audits",
+        json={"synthetic": {"support": 300, "zipf": 1.2}, "n": 150, "seed": seed, "neighbours": 3},
+    )
+    audit = wait_for_audit(client, created.json()["id"])
+    aid, ids = audit["id"], identities(audit)
+    team = ("ada", "bea", "cy")
+    stopped: set[str] = set()
+    dry: set[str] = set()
+    for _ in range(600):
+        who = team[int(rng.integers(len(team)))]
+        page = client.get(
+            f"/api/audits/{aid}/next-pairs",
+            params={"annotator": who, "limit": int(rng.integers(1, 7))},
+        ).json()
+        if page["stop"]:
+            stopped.add(who)
+            if stopped == set(team):
+                break
+            continue
+        if not page["items"]:
+            dry.add(who)
+            assert dry != set(team), "nobody is handed a pair, and the queue does not stop"
+            time.sleep(0.06)
+            continue
+        dry.clear()
+        for pair in page["items"]:
+            roll = rng.random()
+            if roll < 0.15:
+                break  # the rest of the page is abandoned
+            truth = ids[pair["i"]] == ids[pair["j"]]
+            if roll < 0.25:
+                label = "unsure"
+            else:
+                wrong = roll > 0.95
+                label = "duplicate" if truth != wrong else "distinct"
+            body = {"label": label, "annotator": who}
+            assert client.post(f"/api/pairs/{pair['id']}/judgements", json=body).status_code == 201
+    assert stopped == set(team)
