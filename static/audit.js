@@ -275,6 +275,13 @@ function poolActions() {
       }
     });
   const extend = card.querySelector("[data-extend]");
+  // The stopping rule's suggestion, as the panel shows it now.
+  const suggest = () => {
+    const more = document.querySelector("#estimate-panel [data-stop]")?.dataset.samplesToGo;
+    extend.elements.n_more.placeholder = more ? `${more} for the target` : "";
+  };
+  suggest();
+  new MutationObserver(suggest).observe(document.getElementById("estimate-panel"), { childList: true });
   send(extend, `/api/audits/${auditId}/extend`, () => ({ n_more: Number(extend.elements.n_more.value) }), () =>
     window.location.reload(),
   );

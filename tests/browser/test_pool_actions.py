@@ -42,6 +42,9 @@ def test_import_labels_then_extend_from_the_audit_page(
     screenshot(page, "audit-pool-actions")
 
     extend = page.locator("[data-extend]")
+    more = api.get(f"/api/audits/{second['id']}/estimate").json()["stop"]["samples_to_go"]
+    placeholder = extend.locator("input[name=n_more]").get_attribute("placeholder")
+    assert placeholder == (f"{more} for the target" if more else "")
     extend.locator("input[name=n_more]").fill("100")
     with page.expect_navigation():
         extend.locator("button").click()
