@@ -56,6 +56,9 @@ def _fingerprint(state: ReviewState, level: float, target: float) -> tuple[objec
     names them), the labels, the design, the status."""
     labels = hashlib.blake2b(state.candidate_labels.tobytes(), digest_size=16)
     labels.update(state.random_labels.tobytes())
+    # "Unsure" and tied pairs are passed over by the design: part of what the labels say.
+    labels.update(np.packbits(state.candidate_unsure).tobytes())
+    labels.update(np.packbits(state.random_unsure).tobytes())
     random = hashlib.blake2b(state.random.i.tobytes(), digest_size=16)
     random.update(state.random.j.tobytes())
     random.update(state.random.distance.tobytes())
