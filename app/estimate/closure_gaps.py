@@ -53,8 +53,7 @@ def closure_gaps(
         return np.zeros(0, dtype=np.int64)
     seen = float(candidates.distance[distinct].max())
     open_ = (value == UNKNOWN) & (prediction >= GAP_PREDICTION) & (candidates.distance <= seen)
-    if evidence.candidate_unsure.size == value.size:
-        open_ &= ~evidence.candidate_unsure  # judged "unsure" or tied: no answer to wait for
+    open_ &= ~evidence.candidate_unsure  # judged "unsure" or tied: no answer to wait for
     if not open_.any():
         return np.zeros(0, dtype=np.int64)
     labels = evidence.clustering.labels

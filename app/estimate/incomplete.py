@@ -270,8 +270,6 @@ def _random_sample(random_pairs: RandomPairs, evidence: Evidence, seed: int) -> 
     if len(random_pairs) == 0:
         return out
     unsure = evidence.random_unsure
-    if unsure.size != len(random_pairs):
-        unsure = np.zeros(len(random_pairs), dtype=np.bool_)
     u = pair_priority(seed, random_pairs.i, random_pairs.j)
     for g in np.unique(random_pairs.generation):
         idx = np.flatnonzero(random_pairs.generation == g)
@@ -299,7 +297,7 @@ def random_deficits(
     gen = random_pairs.generation
     size = np.bincount(gen, minlength=k)
     unsure = evidence.random_unsure
-    passed = np.bincount(gen[unsure], minlength=k) if unsure.size == gen.size else 0
+    passed = np.bincount(gen[unsure], minlength=k)
     quota = np.minimum(design.random_min, size - passed)
     got = np.bincount(gen[counted], minlength=k)
     return np.asarray(np.maximum(quota - got, 0), dtype=np.int64)
@@ -623,10 +621,7 @@ def _unexplored(design: ReviewDesign, frame: ResidualFrame, evidence: Evidence) 
     size = np.bincount(frame.stratum, minlength=k)
     got = np.bincount(frame.stratum, weights=frame.sampled, minlength=k)
     unknown = np.bincount(frame.stratum, weights=frame.value == UNKNOWN, minlength=k)
-    unsure = evidence.candidate_unsure
-    passed = (
-        np.bincount(frame.stratum, weights=unsure, minlength=k) if unsure.size == size.sum() else 0
-    )
+    passed = np.bincount(frame.stratum, weights=evidence.candidate_unsure, minlength=k)
     need = np.minimum(design.min_per_stratum, size - passed)
     return int(np.sum((got < need) & (unknown > passed)))
 

@@ -224,8 +224,8 @@ class Evidence:
     random_label: NDArray[np.int8]
     random_value: NDArray[np.int8]
     # Pairs judged "unsure" (or tied): the design passes over them (missing at random).
-    random_unsure: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
-    candidate_unsure: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
+    random_unsure: NDArray[np.bool_]
+    candidate_unsure: NDArray[np.bool_]
 
     @property
     def candidate_labelled(self) -> NDArray[np.bool_]:

@@ -170,8 +170,6 @@ class _RandomCheck:
     ) -> None:
         value = evidence.random_value
         unsure = evidence.random_unsure
-        if unsure.size != len(rand):
-            unsure = np.zeros(len(rand), dtype=np.bool_)
         unknown = value == UNKNOWN
         under_way = np.zeros(len(rand), dtype=np.bool_)
         under_way[np.fromiter(skip, dtype=np.int64, count=len(skip))] = True
