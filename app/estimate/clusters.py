@@ -63,17 +63,21 @@ def _pair(i: int, j: int, n: int) -> tuple[int, int]:
 
 
 class _CannotLinkUnionFind:
-    """Union-find whose roots remember which other roots they must never join."""
+    """Union-find whose roots remember which other roots they must never join.
 
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-        self.size = [1] * n
+    Sparse: only samples a judgement touched have an entry (a pool of 10^6 samples holds a few
+    thousand judged ones), every other sample is its own root.
+    """
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+        self.size: dict[int, int] = {}  # roots of components with >= 2 members
         self.forbidden: dict[int, set[int]] = {}  # root -> roots it has a cannot-link with
 
     def find(self, x: int) -> int:
         root = x
-        while self.parent[root] != root:
-            root = self.parent[root]
+        while (up := self.parent.get(root, root)) != root:
+            root = up
         while x != root:  # path compression
             nxt = self.parent[x]
             self.parent[x] = root
@@ -92,10 +96,10 @@ class _CannotLinkUnionFind:
             return True
         if b in self.forbidden.get(a, ()):
             return False
-        if self.size[a] < self.size[b]:
+        if self.size.get(a, 1) < self.size.get(b, 1):
             a, b = b, a
         self.parent[b] = a
-        self.size[a] += self.size[b]
+        self.size[a] = self.size.get(a, 1) + self.size.pop(b, 1)
         absorbed = self.forbidden.pop(b, set())
         for other in absorbed:  # keep every forbidden set keyed by live roots
             partners = self.forbidden[other]
@@ -130,7 +134,7 @@ def cluster_judgements(
             raise ValueError(f"pair {key} has a non-finite distance {distance!r}")
         if key not in best or dist < best[key]:
             best[key] = dist
-    uf = _CannotLinkUnionFind(n)
+    uf = _CannotLinkUnionFind()
     for i, j in distinct:
         a, b = _pair(i, j, n)
         uf.forbid(a, b)
@@ -147,29 +151,26 @@ def _clustering(
     confirmed: dict[tuple[int, int], float],
     blocked: Sequence[tuple[int, int, float]],
 ) -> Clustering:
-    roots = np.asarray(uf.parent, dtype=np.int64)
-    while True:  # pointer jumping: every sample to its root, vectorised
-        up = roots[roots]
-        if np.array_equal(up, roots):
-            break
-        roots = up
-    _, first, inverse, counts = np.unique(
-        roots, return_index=True, return_inverse=True, return_counts=True
-    )
-    # Number clusters by size (largest first), then by smallest member, so ids are reproducible.
-    order = np.lexsort((first, -counts))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    labels = rank[inverse].astype(np.int64)
-    labels.flags.writeable = False  # the result is frozen; members() relies on these ids
-    sizes = counts[order]
-    n_multi = int(np.count_nonzero(sizes >= 2))
-    by_label = np.argsort(labels, kind="stable")  # members of each cluster, increasing
-    ends = np.cumsum(sizes[:n_multi])
+    groups: dict[int, list[int]] = {}
+    for x in sorted(uf.parent.keys() | uf.size.keys()):  # members of clusters of two or more
+        groups.setdefault(uf.find(x), []).append(x)
+    # Number clusters by size (largest first), then by smallest member, so ids are reproducible:
+    # the clusters of two or more first, then the singletons in sample order.
     clusters = tuple(
-        tuple(int(k) for k in by_label[end - size : end])
-        for end, size in zip(ends, sizes[:n_multi], strict=True)
+        tuple(members)
+        for members in sorted(
+            (m for m in groups.values() if len(m) >= 2), key=lambda m: (-len(m), m[0])
+        )
     )
+    in_cluster = np.zeros(n, dtype=np.bool_)
+    rank_of: dict[int, int] = {}
+    for rank, members in enumerate(clusters):
+        in_cluster[list(members)] = True
+        rank_of.update(dict.fromkeys(members, rank))
+    labels = np.arange(n, dtype=np.int64) + len(clusters) - np.cumsum(in_cluster)
+    if rank_of:
+        labels[np.fromiter(rank_of, dtype=np.int64)] = np.fromiter(rank_of.values(), dtype=np.int64)
+    labels.flags.writeable = False  # the result is frozen; members() relies on these ids
     d = sum(len(c) * (len(c) - 1) // 2 for c in clusters)
     direct = sum(1 for i, j in confirmed if labels[i] == labels[j])
     return Clustering(

@@ -35,6 +35,9 @@ __all__ = [
     "derive_edges",
     "inclusion",
     "new_design",
+    "piece_of",
+    "piece_post_strata",
+    "piece_strata",
     "post_strata",
     "queue_order",
     "reach",
@@ -235,9 +238,8 @@ def queue_order(design: ReviewDesign, candidates: Candidates) -> NDArray[np.int6
     """All candidates sorted by (allocation stratum, priority): the order pairs are reached."""
     h = candidate_strata(design, candidates)
     u = candidates.priorities(design.seed)
-    return candidates.cached(
-        ("queue", design.seed, design.edges), lambda: np.argsort(h + u, kind="stable")
-    )
+    # lexsort, not argsort(h + u): h + u rounds, and a stratum's block must be sorted exactly.
+    return candidates.cached(("queue", design.seed, design.edges), lambda: np.lexsort((u, h)))
 
 
 def reached(design: ReviewDesign, candidates: Candidates) -> NDArray[np.bool_]:
@@ -246,14 +248,33 @@ def reached(design: ReviewDesign, candidates: Candidates) -> NDArray[np.bool_]:
     return np.asarray(candidates.priorities(design.seed) <= t, dtype=np.bool_)
 
 
+def piece_of(design: ReviewDesign, candidates: Candidates) -> NDArray[np.int64]:
+    """Threshold piece (between consecutive breaks) of every candidate.
+
+    Strata and post-strata are unions of pieces: sums per piece, taken in one pass over the
+    pairs, give both (piece_strata, piece_post_strata).
+    """
+    return _cut(candidates, design.breaks)
+
+
+def piece_strata(design: ReviewDesign) -> NDArray[np.int64]:
+    """Allocation stratum of each piece (edges are breaks, so a piece lies in one stratum)."""
+    lower = np.concatenate([[-np.inf], np.asarray(design.breaks, dtype=np.float64)])
+    return np.searchsorted(np.asarray(design.edges), lower, side="right").astype(np.int64)
+
+
+def piece_post_strata(design: ReviewDesign) -> NDArray[np.int64]:
+    """Post-stratum of each piece: maximal runs of pieces with equal threshold."""
+    t = np.asarray(design.thresholds)
+    return np.concatenate([[0], np.cumsum(t[1:] != t[:-1])]).astype(np.int64)
+
+
 def post_strata(design: ReviewDesign, candidates: Candidates) -> NDArray[np.int64]:
     """Post-stratum of each pair: maximal runs of pieces with equal threshold.
 
     Given how many pairs of a post-stratum were reached, they are a simple random sample of it.
     """
-    t = np.asarray(design.thresholds)
-    run = np.concatenate([[0], np.cumsum(t[1:] != t[:-1])]).astype(np.int64)
-    return run[_cut(candidates, design.breaks)]
+    return piece_post_strata(design)[piece_of(design, candidates)]
 
 
 def inclusion(design: ReviewDesign, candidates: Candidates) -> NDArray[np.float64]:
@@ -269,11 +290,8 @@ def reach(design: ReviewDesign, stratum: int, priority: float) -> ReviewDesign:
     """Raise the threshold on every piece of a stratum to at least `priority`."""
     if not 0 <= stratum < design.strata:
         raise ValueError(f"stratum {stratum} out of range 0..{design.strata - 1}")
-    breaks = np.asarray(design.breaks)
-    lower = np.concatenate([[-np.inf], breaks])
-    piece_stratum = np.searchsorted(np.asarray(design.edges), lower, side="right")
     t = np.asarray(design.thresholds, dtype=np.float64)
-    t = np.where(piece_stratum == stratum, np.maximum(t, priority), t)
+    t = np.where(piece_strata(design) == stratum, np.maximum(t, priority), t)
     return replace(design, thresholds=tuple(float(x) for x in t))
 
 

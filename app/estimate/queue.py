@@ -63,40 +63,59 @@ class Handout:
 
 
 class _Strata:
-    """Per allocation stratum: sizes, samples, unreached pairs in priority order, cost, s^2."""
+    """Per allocation stratum: sizes, samples, unreached pairs in priority order, cost, s^2.
 
-    def __init__(
-        self, design: ReviewDesign, frame: ResidualFrame, order: NDArray[np.int64]
-    ) -> None:
-        h = frame.stratum
+    Each stratum's queue is its block of queue_order, read from the front; reached pairs are
+    skipped as they come (filtering all candidates up front costs more than a whole handout
+    at 10^6 samples).
+    """
+
+    def __init__(self, design: ReviewDesign, frame: ResidualFrame, candidates: Candidates) -> None:
         k = design.strata
-        self.size = np.bincount(h, minlength=k)
-        self.sampled = np.bincount(h, weights=frame.sampled, minlength=k)
-        unreached = np.flatnonzero(~frame.reached)
-        order = order[~frame.reached[order]]  # unreached, by (stratum, priority)
-        # order is sorted by stratum: each stratum's queue is one block of it.
-        left = np.bincount(h[order], minlength=k)
-        starts = np.concatenate([[0], np.cumsum(left)])
-        self.queue = [order[starts[s] : starts[s + 1]] for s in range(k)]
-        self.pos = np.zeros(k, dtype=np.int64)
-        h_open, unknown = h[unreached], frame.value[unreached] == UNKNOWN
-        need = np.bincount(h_open, weights=unknown, minlength=k)
+        sums = frame.pieces
+        self.size = frame.per_stratum(sums.size, k)
+        self.sampled = frame.per_stratum(sums.sampled, k)
+        left = self.size - frame.per_stratum(sums.reached, k)
+        need = frame.per_stratum(sums.unreached_unknown, k)
         self.cost = np.maximum(need / np.maximum(left, 1), MIN_COST)
-        f = np.where(unknown, frame.prediction[unreached], 0.0)
-        spread = np.bincount(h_open, weights=f * (1.0 - f), minlength=k)
-        model = spread / np.maximum(left, 1)
+        model = frame.per_stratum(sums.unreached_spread, k) / np.maximum(left, 1)
         self.s2 = model.copy()
-        idx = np.flatnonzero(frame.sampled)
-        idx = idx[np.argsort(h[idx], kind="stable")]
-        for s, mine in enumerate(np.split(idx, np.searchsorted(h[idx], np.arange(1, k)))):
+        sample_stratum = frame.stratum[frame.sample]
+        at = np.argsort(sample_stratum, kind="stable")  # positions in the sample, by stratum
+        for s, mine in enumerate(
+            np.split(at, np.searchsorted(sample_stratum[at], np.arange(1, k)))
+        ):
             if mine.size:
                 own = residual_variance(
-                    frame.residual[mine], frame.value[mine], frame.settled_by_others[mine]
+                    frame.sample_residual[mine],
+                    frame.value[frame.sample[mine]],
+                    frame.sample_settled[mine],
                 )
                 self.s2[s] = (mine.size * own + PRIOR_PAIRS * model[s]) / (mine.size + PRIOR_PAIRS)
+        self.left_count = np.rint(left).astype(np.int64)
+        self.order = queue_order(design, candidates)
+        self.reached = frame.reached
+        bounds = np.concatenate([[0], np.cumsum(np.rint(self.size).astype(np.int64))])
+        self.end = bounds[1:]
+        # A stratum's pairs with priority up to its lowest piece threshold are all reached.
+        lowest = np.full(k, np.inf)
+        np.minimum.at(lowest, frame.piece_stratum, np.asarray(design.thresholds))
+        u = candidates.cached(
+            ("queue-priority", design.seed, design.edges),
+            lambda: candidates.priorities(design.seed)[self.order],
+        )
+        self.pos = np.array(
+            [
+                lo + int(np.searchsorted(u[lo:hi], lowest[s], side="right"))
+                for s, (lo, hi) in enumerate(
+                    zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+                )
+            ],
+            dtype=np.int64,
+        )
 
     def left(self, s: int) -> bool:
-        return bool(self.pos[s] < self.queue[s].size)
+        return bool(self.left_count[s] > 0)
 
     def choose(self, min_per_stratum: int) -> int | None:
         open_ = [s for s in range(self.size.size) if self.left(s)]
@@ -112,10 +131,22 @@ class _Strata:
         return best
 
     def take(self, s: int) -> int:
-        index = int(self.queue[s][self.pos[s]])
-        self.pos[s] += 1
+        """The stratum's next unreached pair in priority order (left(s) must hold)."""
+        width = 64
+        while True:
+            start = int(self.pos[s])
+            if start >= self.end[s]:
+                raise RuntimeError(f"stratum {s} has no unreached pair left to take")
+            block = self.order[start : min(start + width, int(self.end[s]))]
+            open_ = np.flatnonzero(~self.reached[block])
+            if open_.size:
+                break
+            self.pos[s] = start + block.size
+            width = min(2 * width, 1 << 16)
+        self.pos[s] = start + int(open_[0]) + 1
+        self.left_count[s] -= 1
         self.sampled[s] += 1  # counted as sampled once judged; plan as if it were
-        return index
+        return int(block[open_[0]])
 
 
 def _root(planned: dict[int, int], x: int) -> int:
@@ -257,7 +288,7 @@ def next_pairs(
     planned: dict[int, int] = {}  # clusters this handout already merges (union-find)
     for h in out:  # pending pairs may be links too
         _join(planned, candidates, evidence.clustering.labels, h.index)
-    strata = _Strata(design, frame, queue_order(design, candidates))
+    strata = _Strata(design, frame, candidates)
     while len(out) < count:
         due = max(math.floor(design.random_share * labels), min(check.quota, labels // 3))
         if check.progress < due and (pick := check.take(short_only=False)) is not None:
