@@ -129,6 +129,13 @@ def test_closure_matches_a_naive_reference_on_random_judgements() -> None:
         assert (got.direct_pairs, got.implied_pairs) == (direct, got.d - direct)
         for c in got.clusters:  # no cannot-link inside a cluster
             assert not any(x in c and y in c for x, y in dis)
+        # Ids: clusters by size, largest first, then by smallest member; singletons after.
+        ranked = sorted(want, key=lambda c: (-len(c), min(c)))
+        assert got.clusters == tuple(tuple(sorted(c)) for c in ranked)
+        label = {i: r for r, c in enumerate(ranked) for i in c}
+        alone = [i for i in range(n) if i not in label]
+        label.update({i: len(ranked) + r for r, i in enumerate(alone)})
+        assert got.labels.tolist() == [label[i] for i in range(n)]
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ from app.estimate import (
     reached,
     residual_frame,
     sample_noncandidate_pairs,
+    update_design,
     u_statistic_variance,
 )
 from app.estimate.incomplete import FOLDS, _bridges, _jackknife_var_d
@@ -430,3 +431,34 @@ def test_parts_add_up_and_frame_can_be_shared() -> None:
     )
     with pytest.raises(ValueError, match="level"):
         estimate_incomplete(c, design, ev, level=1.0)
+
+
+def test_post_stratum_counts_match_the_pairs_with_pending_pairs_and_split_pieces() -> None:
+    """The per-stratum figures come from sums per threshold piece: count them pair by pair,
+    on a design whose strata were re-derived around a centre (pieces of one stratum with
+    different thresholds) and with pairs handed out but not judged yet."""
+    pop = population(11)
+    c = pop.candidates
+    design, labels = _label_with_queue(pop, 2, budget=60)
+    design = update_design(design, c, centre=0.25)
+    handouts, design = next_pairs(c, design, judge_evidence(c, labels), count=5)
+    assert handouts  # reached now, unjudged: pending
+    evidence = judge_evidence(c, labels)
+    frame = residual_frame(c, design, evidence)
+    est = estimate_incomplete(c, design, evidence, frame=frame)
+    g = post_strata(design, c)
+    value = evidence.candidate_value
+    sampled = reached(design, c) & (value != UNKNOWN)
+    assert frame.pending.size >= 1
+    rows = [group for group in np.unique(g)]
+    assert len(est.strata) == len(rows)
+    for st, group in zip(est.strata, rows, strict=True):
+        mine = g == group
+        assert st.pairs == int(mine.sum())
+        assert st.sampled == int((mine & sampled).sum())
+        assert st.known_duplicates == int((mine & (value == DUPLICATE)).sum())
+        assert st.unsettled == int((mine & (value == UNKNOWN)).sum())
+        assert (st.low, st.high) == (c.distance[mine].min(), c.distance[mine].max())
+        if st.sampled == 0:  # the fit alone: its predictions over the unsettled pairs
+            open_ = mine & (value == UNKNOWN)
+            assert st.unreviewed == pytest.approx(frame.prediction[open_].sum(), abs=1e-9)
