@@ -37,8 +37,8 @@ from app.estimate import (
     reached,
     residual_frame,
     sample_noncandidate_pairs,
-    update_design,
     u_statistic_variance,
+    update_design,
 )
 from app.estimate.incomplete import FOLDS, _bridges, _jackknife_var_d
 from app.estimate.simpson import _var_d_hat
