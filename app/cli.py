@@ -1,5 +1,5 @@
-"""`birthday serve | audit | extend | import-labels | estimate | export`: the same services as
-the API, from a terminal."""
+"""`birthday serve | upload | audit | extend | import-labels | estimate | export`: the same
+services as the API, from a terminal."""
 
 from __future__ import annotations
 
@@ -75,6 +75,59 @@ def serve(
         f"birthday dashboard on http://{settings.host}:{settings.port}/ (data: {settings.data_dir})"
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+
+
+class UploadFormat(StrEnum):
+    safetensors = "safetensors"
+    state_dict = "state_dict"
+    onnx = "onnx"
+    torchscript = "torchscript"
+    samples = "samples"
+
+
+@cli.command()
+def upload(
+    file: Annotated[Path, typer.Argument(help="The generator or sample archive.")],
+    fmt: Annotated[UploadFormat, typer.Option("--format", help="What the file holds.")],
+    name: Annotated[str | None, typer.Option(help="Name (default: the file's name).")] = None,
+    architecture: Annotated[
+        str | None, typer.Option(help="Built-in architecture, for safetensors or state_dict.")
+    ] = None,
+    options: Annotated[
+        str | None, typer.Option(help="The architecture's options, a JSON object.")
+    ] = None,
+    latent_dim: Annotated[
+        int | None,
+        typer.Option(help="Latent size (TorchScript; ONNX where the graph leaves it open)."),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Register a generator: the file is checked and probed as an upload; prints its id."""
+    from app.services.generators import register_upload
+
+    settings = _settings(data_dir)
+    if not file.is_file():
+        _fail(f"no such file: {file}")
+        return
+    db = _open(settings)
+    try:
+        with file.open("rb") as stream:
+            generator = register_upload(
+                db,
+                settings,
+                name=name or file.name,
+                fmt=fmt.value,
+                architecture=architecture,
+                options_text=options,
+                latent_dim=latent_dim,
+                stream=stream,
+            )
+    except (ValueError, Conflict) as exc:
+        _fail(str(exc))
+        return
+    shape = "x".join(str(x) for x in generator.image_shape or [])
+    latent = f", latent size {generator.latent_dim}" if generator.latent_dim else ""
+    console.print(f"generator {generator.id}: {generator.format}, images {shape}{latent}")
 
 
 @cli.command()

@@ -115,3 +115,27 @@ def test_train_prints_an_auditable_generator(tmp_path: Path) -> None:
     assert '"n_modes": 8' in result.stdout
     bad = run("train", "--dataset", "nope", "--loss", "rsgan", data_dir=tmp_path)
     assert bad.returncode == 2 and "unknown dataset" in bad.stderr
+
+
+def test_upload_an_onnx_generator_then_audit_it(tmp_path: Path) -> None:
+    from tests.test_onnx import generator_model
+
+    graph = tmp_path / "mine.onnx"
+    graph.write_bytes(generator_model().SerializeToString())
+    result = run("upload", str(graph), "--format", "onnx", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"generator (\d+): onnx, images 1x8x8, latent size 4", result.stdout)
+    assert match, result.stdout
+    audit = run(
+        "audit", "--source", "generator", "--generator", match.group(1), "--n", "150",
+        data_dir=tmp_path,
+    )  # fmt: skip
+    assert audit.returncode == 0, audit.stderr
+    assert re.search(r"audit \d+: 150 samples, \d+ candidate pairs", audit.stdout), audit.stdout
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00\x01 not a graph")
+    bad = run("upload", str(junk), "--format", "onnx", data_dir=tmp_path)
+    assert bad.returncode == 2 and "not an ONNX model" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    missing = run("upload", str(tmp_path / "nope.onnx"), "--format", "onnx", data_dir=tmp_path)
+    assert missing.returncode == 2 and "no such file" in missing.stderr

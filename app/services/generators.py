@@ -1,7 +1,8 @@
 """Uploading a generator: stream the file to disk under a size cap, then load and probe it.
 
 Only formats with no code in them are loaded here (safetensors, weights-only state_dicts, .npz
-and .zip-of-PNG sample archives); formats that carry code are refused until a sandboxed worker can load them (DESIGN.md).
+and .zip-of-PNG sample archives). TorchScript (code, where the server allows code uploads) and
+ONNX (a graph, accepted everywhere) are run only in a child process (sources/isolated.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from app.gan.checkpoint import (
 from app.gan.registry import canonical_options
 from app.settings import Settings
 from app.sources.archive import describe_npz, sample_archive_kind
-from app.sources.torchscript import probe_torchscript
+from app.sources.isolated import probe_isolated
+from app.sources.onnx_graph import inspect_onnx
 from app.sources.zip_archive import inspect_zip
 from app.store.db import Database
 from app.store.errors import Conflict
@@ -35,6 +37,7 @@ LOADABLE = {
     "state_dict": ".pt",
     "samples": ".npz",
     "torchscript": ".torchscript.pt",
+    "onnx": ".onnx",
 }
 COPY_BLOCK = 1 << 20
 
@@ -103,14 +106,9 @@ def register_upload(
     if fmt == "torchscript" and not settings.code_uploads_allowed:
         raise Conflict(
             "TorchScript is executable code and this shared server does not accept code "
-            "uploads: upload safetensors or a weights-only state_dict for a built-in "
-            "architecture (an admin can allow code uploads with BIRTHDAY_ALLOW_CODE_UPLOADS)",
-            422,
-        )
-    if fmt not in LOADABLE:
-        raise Conflict(
-            f"format {fmt!r} is not accepted by this server yet: upload safetensors or a "
-            "weights-only state_dict for a built-in architecture, or a sample archive",
+            "uploads: export the generator to ONNX (a graph with no code in it), or upload "
+            "safetensors or a weights-only state_dict for a built-in architecture (an admin "
+            "can allow code uploads with BIRTHDAY_ALLOW_CODE_UPLOADS)",
             422,
         )
     if fmt == "torchscript" and latent_dim is None:
@@ -155,7 +153,10 @@ def _inspect(
     if fmt == "torchscript":
         latent = int(options.pop("latent_dim"))
         # Loaded and run in a child process only: never in this (the API) process.
-        return probe_torchscript(path, latent), latent, None, {}
+        return probe_isolated(path, "torchscript", latent), latent, None, {}
+    if fmt == "onnx":
+        latent = inspect_onnx(path, options.pop("latent_dim", None))
+        return probe_isolated(path, "onnx", latent), latent, None, {}
     if fmt == "safetensors":
         module, spec = load_generator_safetensors(path, architecture, options or None)
         if architecture is None or not options:

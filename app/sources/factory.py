@@ -9,8 +9,8 @@ from typing import Any
 from app.sources.archive import NpzSource
 from app.sources.base import Source
 from app.sources.checkpoint import CheckpointSource
+from app.sources.isolated import IsolatedSource
 from app.sources.synthetic import SyntheticConfig, SyntheticSource
-from app.sources.torchscript import TorchScriptSource
 from app.sources.zip_archive import ZipSource
 
 
@@ -23,7 +23,7 @@ class SourceSpec:
     format: str | None = None
     architecture: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    latent_dim: int | None = None  # TorchScript generators declare theirs
+    latent_dim: int | None = None  # TorchScript and ONNX generators declare theirs
     image_shape: tuple[int, int, int] | None = None
 
 
@@ -49,10 +49,10 @@ def build_source(
     path = models_dir / spec.path
     if spec.format == "samples":
         return NpzSource(path) if path.suffix == ".npz" else ZipSource(path)
-    if spec.format == "torchscript":
+    if spec.format in ("torchscript", "onnx"):
         if spec.latent_dim is None or spec.image_shape is None:
-            raise ValueError("a TorchScript generator needs its latent size and image shape")
-        return TorchScriptSource(path, spec.latent_dim, spec.image_shape, seed)
+            raise ValueError(f"a {spec.format} generator needs its latent size and image shape")
+        return IsolatedSource(path, spec.format, spec.latent_dim, spec.image_shape, seed)
     return CheckpointSource(
         path, spec.format, spec.architecture, spec.options or None, seed, device=device
     )

@@ -1,4 +1,5 @@
-"""Samples from an uploaded TorchScript generator, run in a child process (torchscript_worker)."""
+"""Samples from an uploaded TorchScript or ONNX generator, run in a child process
+(generator_worker): the API process never loads either."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from numpy.typing import NDArray
 
 from app.sources.base import SampleChunk, check_indices, sample_rng
-from app.sources.torchscript_worker import array_bytes, bytes_array, read_frame, write_frame
+from app.sources.generator_worker import array_bytes, bytes_array, read_frame, write_frame
 
 _LATENT_STREAM = 3  # the same latents as a built-in checkpoint with the same seed
 BATCH = 256
@@ -21,9 +22,10 @@ BATCH = 256
 class GeneratorProcess:
     """One child process holding the module; closed with the source."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, kind: str) -> None:
+        self.kind = kind
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "app.sources.torchscript_worker", str(path)],
+            [sys.executable, "-m", "app.sources.generator_worker", str(path), kind],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -35,7 +37,7 @@ class GeneratorProcess:
             write_frame(self._process.stdin, b"A", array_bytes(latents))
             kind, payload = read_frame(self._process.stdout)
         except (BrokenPipeError, EOFError) as exc:
-            raise ValueError("the TorchScript generator process died") from exc
+            raise ValueError(f"the {self.kind} generator process died") from exc
         if kind == b"E":
             raise ValueError(json.loads(payload)["error"])
         return bytes_array(payload).astype(np.float32, copy=False)
@@ -49,9 +51,9 @@ class GeneratorProcess:
         self.close()
 
 
-def probe_torchscript(path: Path, latent_dim: int) -> tuple[int, int, int]:
-    """Output shape of a TorchScript generator, checked in a child process."""
-    process = GeneratorProcess(path)
+def probe_isolated(path: Path, kind: str, latent_dim: int) -> tuple[int, int, int]:
+    """Output shape of a TorchScript or ONNX generator, checked in a child process."""
+    process = GeneratorProcess(path, kind)
     try:
         z = np.random.default_rng(0).standard_normal((4, latent_dim)).astype(np.float32)
         out = process.run(z)
@@ -66,16 +68,21 @@ def probe_torchscript(path: Path, latent_dim: int) -> tuple[int, int, int]:
     return int(out.shape[1]), int(out.shape[2]), int(out.shape[3])
 
 
-class TorchScriptSource:
+class IsolatedSource:
     max_samples: int | None = None
 
     def __init__(
-        self, path: Path, latent_dim: int, image_shape: tuple[int, int, int], seed: int
+        self,
+        path: Path,
+        kind: str,
+        latent_dim: int,
+        image_shape: tuple[int, int, int],
+        seed: int,
     ) -> None:
         self.latent_dim = latent_dim
         self.image_shape = image_shape
         self.seed = seed
-        self._process = GeneratorProcess(path)
+        self._process = GeneratorProcess(path, kind)
 
     def generate(self, indices: NDArray[np.int64]) -> SampleChunk:
         check_indices(indices, self.max_samples)
