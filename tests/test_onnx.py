@@ -126,3 +126,44 @@ def test_bad_onnx_files_are_refused_clearly(client: TestClient, settings: Settin
         body = assert_problem(upload(client, content), 422)  # type: ignore[arg-type]
         assert message in body["detail"], body["detail"]
     assert not list((settings.models_dir / "uploads").glob("*"))  # refused files are removed
+
+
+def endless_model() -> onnx.ModelProto:
+    """A generator whose graph first runs a Loop of 10^15 identity steps on z."""
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Identity", ["v_in"], ["v_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None),
+        ],
+    )
+    model = generator_model()
+    graph = model.graph
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.asarray(10**15, dtype=np.int64), "trips"),
+            numpy_helper.from_array(np.asarray(True), "go"),
+        ]
+    )
+    graph.node.insert(0, helper.make_node("Loop", ["trips", "go", "z"], ["z_looped"], body=body))
+    graph.node[1].input[0] = "z_looped"  # MatMul now reads the looped z
+    return model
+
+
+def test_a_graph_that_never_answers_is_refused_not_waited_for(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.sources.isolated as isolated
+
+    monkeypatch.setattr(isolated, "PROBE_TIMEOUT_S", 3.0)
+    body = assert_problem(upload(client, endless_model().SerializeToString()), 422)  # type: ignore[arg-type]
+    assert "no answer within 3 s" in body["detail"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,18 @@ from app.sources.generator_worker import array_bytes, bytes_array, read_frame, w
 
 _LATENT_STREAM = 3  # the same latents as a built-in checkpoint with the same seed
 BATCH = 256
+# An uploaded graph can loop for ever (an ONNX Loop with a huge trip count): the probe (the
+# upload request waits for it) and every batch of an audit get a deadline, then the process dies.
+PROBE_TIMEOUT_S = 120.0  # includes loading the file in the child
+BATCH_TIMEOUT_S = 900.0
 
 
 class GeneratorProcess:
     """One child process holding the module; closed with the source."""
 
-    def __init__(self, path: Path, kind: str) -> None:
+    def __init__(self, path: Path, kind: str, timeout: float = BATCH_TIMEOUT_S) -> None:
         self.kind = kind
+        self.timeout = timeout
         self._process = subprocess.Popen(
             [sys.executable, "-m", "app.sources.generator_worker", str(path), kind],
             stdin=subprocess.PIPE,
@@ -35,6 +41,13 @@ class GeneratorProcess:
         assert self._process.stdin is not None and self._process.stdout is not None
         try:
             write_frame(self._process.stdin, b"A", array_bytes(latents))
+            ready, _, _ = select.select([self._process.stdout], [], [], self.timeout)
+            if not ready:
+                self.close()
+                raise ValueError(
+                    f"the {self.kind} generator gave no answer within {self.timeout:g} s "
+                    f"for {len(latents)} latents"
+                )
             kind, payload = read_frame(self._process.stdout)
         except (BrokenPipeError, EOFError) as exc:
             raise ValueError(f"the {self.kind} generator process died") from exc
@@ -53,7 +66,7 @@ class GeneratorProcess:
 
 def probe_isolated(path: Path, kind: str, latent_dim: int) -> tuple[int, int, int]:
     """Output shape of a TorchScript or ONNX generator, checked in a child process."""
-    process = GeneratorProcess(path, kind)
+    process = GeneratorProcess(path, kind, timeout=PROBE_TIMEOUT_S)
     try:
         z = np.random.default_rng(0).standard_normal((4, latent_dim)).astype(np.float32)
         out = process.run(z)
