@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,39 @@ def test_a_graph_that_never_answers_is_refused_not_waited_for(
     monkeypatch.setattr(isolated, "PROBE_TIMEOUT_S", 3.0)
     body = assert_problem(upload(client, endless_model().SerializeToString()), 422)  # type: ignore[arg-type]
     assert "no answer within 3 s" in body["detail"]
+
+
+def test_a_torch_export_of_a_dcgan_samples_as_the_module_does(tmp_path: Path) -> None:
+    """The user's path: torch.onnx.export of their generator; sample i matches the module run
+    on the latent a built-in checkpoint with the same seed would get."""
+    import torch
+
+    from app.gan.registry import build_generator
+    from app.sources.onnx_graph import inspect_onnx
+
+    module, _ = build_generator(
+        "dcgan", {"image_size": 16, "channels": 3, "latent_dim": 8, "g_width": 0.25}
+    )
+    module.eval()
+    path = tmp_path / "dcgan.onnx"
+    with warnings.catch_warnings():  # the TorchScript-based exporter needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module,
+            (torch.randn(2, 8),),
+            str(path),
+            input_names=["z"],
+            output_names=["image"],
+            dynamic_axes={"z": {0: "batch"}, "image": {0: "batch"}},
+            dynamo=False,
+        )
+    assert inspect_onnx(path, None) == 8
+    source = IsolatedSource(path, "onnx", 8, (3, 16, 16), seed=11)
+    try:
+        got = source.generate(np.arange(5, dtype=np.int64)).images
+    finally:
+        source._process.close()
+    z = np.stack([sample_rng(11, 3, i).standard_normal(8) for i in range(5)]).astype(np.float32)
+    with torch.no_grad():
+        want = module(torch.from_numpy(z)).clamp(-1, 1)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
