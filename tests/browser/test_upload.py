@@ -108,3 +108,19 @@ def test_upload_validate_and_audit(page: Page, api: httpx.Client, tmp_path: Path
     page.goto("/")
     row = page.locator(f'tr[data-generator="{generator["id"]}"]')
     assert "tiny dcgan" in row.inner_text() and "ready" in row.inner_text()
+
+
+def test_upload_an_onnx_graph_through_the_form(page: Page, api: httpx.Client) -> None:
+    from tests.test_onnx import generator_model
+
+    page.goto("/generators/new")
+    page.fill("input[name=name]", "my own architecture")
+    page.select_option("select[name=format]", "onnx")
+    with page.expect_response("**/api/generators") as response_info:
+        _submit(page, generator_model().SerializeToString(), name="g.onnx")
+    assert response_info.value.status == 201, response_info.value.text()
+    page.locator("[data-uploaded]").wait_for()
+    summary = page.inner_text("[data-generator-summary]")
+    assert "onnx" in summary and "1×8×8" in summary and "latent size 4" in summary
+    generator = response_info.value.json()
+    assert api.get(f"/api/generators/{generator['id']}").json()["format"] == "onnx"
