@@ -56,6 +56,16 @@ def test_pool_curve_in_a_large_pool_neither_overflows_nor_underflows() -> None:
     assert pool_batch_curve(100_000, sizes, [view.s50 - 1])[0] < 0.5
 
 
+def test_pool_curve_stays_at_one_where_batches_near_the_singletons() -> None:
+    # 500 pairs and 1000 singletons: for s near 1000 the ratio sum exceeds e^709 (it overflowed
+    # to P = 0 there, and the curve fell from 1 to 0).
+    s_values = np.array([10, 100, 300, 600, 900, 990, 1000, 1001, 1500, 2000])
+    got = pool_batch_curve(2000, [2] * 500, s_values)
+    assert np.all(np.diff(got) >= 0)
+    assert got[3:] == pytest.approx(1.0, abs=1e-12)
+    assert got[1] == pytest.approx(float(1 - _exact_none(2000, [2] * 500, 100)), abs=1e-12)
+
+
 def test_pool_view_without_duplicates() -> None:
     assert pool_batch_view(50, []).s50 is None
     assert pool_batch_view(50, [1, 1]).paper_support is None

@@ -361,3 +361,29 @@ def test_insights_are_documented(client: TestClient) -> None:
 @pytest.mark.parametrize("what", ["batch-curve", "calibration", "estimate-history", "clusters"])
 def test_an_id_beyond_64_bits_is_a_422_problem(client: TestClient, what: str) -> None:
     assert_problem(client.get(f"/api/audits/{2**64}/{what}"), 422)
+
+
+def test_history_points_shrink_on_huge_audits() -> None:
+    from app.services.insights import HISTORY_PAIR_BUDGET, MIN_HISTORY_POINTS, history_points
+
+    assert history_points(50, 10_000) == 50
+    assert history_points(50, 5 * 10**6) == max(
+        MIN_HISTORY_POINTS, HISTORY_PAIR_BUDGET // (5 * 10**6)
+    )
+    assert history_points(50, 10**9) == MIN_HISTORY_POINTS
+    assert history_points(3, 10**9) == 3  # never more than asked
+
+
+def test_estimate_history_takes_fewer_points_where_pairs_are_many(
+    client: TestClient, scene: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.services.insights as insights
+
+    for pair in ("xy", "yz", "de", "fg", "xz"):
+        scene["label"](scene[pair], "duplicate")
+    monkeypatch.setattr(insights, "MIN_HISTORY_POINTS", 1)
+    audit = client.get(f"/api/audits/{scene['audit']['id']}").json()
+    pairs = audit["progress"]["candidate_pairs"]
+    monkeypatch.setattr(insights, "HISTORY_PAIR_BUDGET", 2 * pairs)
+    body = client.get(_url(scene["audit"], "estimate-history")).json()
+    assert [p["judgements"] for p in body["points"]] == [3, 5]  # 2 points, ending at today's

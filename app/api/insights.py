@@ -50,7 +50,9 @@ def get_estimate_history(
     ),
     level: Level = 0.95,
 ) -> EstimateHistoryPublic:
-    """N_eff with its interval after the first k judgements, in the order they came."""
+    """N_eff with its interval after the first k judgements, in the order they came; at most
+    `points` of them, fewer on audits with millions of candidate pairs (each point is a full
+    estimate)."""
     return insights.audit_estimate_history(state.db, audit_id, level=level, max_points=points)
 
 

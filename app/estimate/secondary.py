@@ -86,7 +86,9 @@ def _log_no_duplicate(n: int, multi: list[int], log_e: NDArray[np.float64], s: i
     j = np.arange(1, k[-1] + 1, dtype=np.float64)
     ratios = np.concatenate([[0.0], np.cumsum(np.log(s - j + 1) - np.log(singles - s + j))])
     rest = log_e[k[1:]] + ratios[1:]
-    return base + (math.log1p(float(np.exp(logsumexp(rest)))) if rest.size else 0.0)
+    # log(1 + e^L) as logaddexp(0, L): e^L overflows once s nears the singletons (L > 709),
+    # where P(no duplicate) is tiny but log1p(exp(L)) gave inf, i.e. P(duplicate) = 0.
+    return base + (float(np.logaddexp(0.0, logsumexp(rest))) if rest.size else 0.0)
 
 
 def pool_batch_curve(n: int, sizes: Sequence[int], s_values: ArrayLike) -> NDArray[np.float64]:

@@ -39,6 +39,10 @@ from app.store.models import CandidatePair, Judgement
 Span = Literal["all", "labelled"]
 
 MAX_HISTORY_POINTS = 50
+# Each history point is a full estimate over the candidate pairs (~0.25 s at 5 * 10^6 of them,
+# 10^6 samples): on large audits the replay takes fewer points, about this many pair-visits in all.
+HISTORY_PAIR_BUDGET = 5 * 10**7
+MIN_HISTORY_POINTS = 8
 MAX_CALIBRATION_POINTS = 2000
 CURVE_POINTS = 60  # model curve resolution
 POOL_CURVE_POINTS = 12  # the pool curve draws batches, so fewer points
@@ -317,20 +321,24 @@ def audit_calibration(
     With span="labelled" the bins cover the distances humans have labelled so far (reviews go
     closest first, so on well-separated data they sit in a sliver of the full range).
     """
+    # The distances come from the review's pair cache (5 * 10^6 rows read from SQL cost ~5 s);
+    # the labelled rows are few: sorted here, as an ORDER BY led SQLite to walk the distance
+    # index past every unlabelled pair (~10 s at 10^6 samples).
+    try:
+        distances = load_review(db, audit_id).candidates.distance
+    except ValueError:  # fewer than 2 samples yet: no pairs
+        distances = np.empty(0, dtype=np.float64)
     with db.read() as session:
-        audit_store.get_audit(session, audit_id)
-        distances = np.asarray(pair_store.pair_distances(session, audit_id), dtype=np.float64)
         rows = session.execute(
-            select(CandidatePair.id, CandidatePair.distance, CandidatePair.label)
-            .where(
+            select(CandidatePair.id, CandidatePair.distance, CandidatePair.label).where(
                 CandidatePair.audit_id == audit_id,
                 CandidatePair.origin == pair_store.CANDIDATE,
                 CandidatePair.label.is_not(None),
             )
-            .order_by(CandidatePair.distance, CandidatePair.id)
         ).all()
     labelled = [
-        LabelledPoint(pair_id=pid, distance=d, label=cast(Label, lab)) for pid, d, lab in rows
+        LabelledPoint(pair_id=pid, distance=d, label=cast(Label, lab))
+        for pid, d, lab in sorted(rows, key=lambda row: (row[1], row[0]))
     ]
     if distances.size == 0:
         return CalibrationPublic(
@@ -376,6 +384,14 @@ def audit_calibration(
     )
 
 
+def history_points(max_points: int, candidate_pairs: int) -> int:
+    """How many points the replay takes: max_points, fewer (down to MIN_HISTORY_POINTS) where
+    the audit's candidate pairs would make max_points full estimates slow (15 s at 10^6
+    samples for 60 points)."""
+    affordable = HISTORY_PAIR_BUDGET // max(candidate_pairs, 1)
+    return min(max_points, max(MIN_HISTORY_POINTS, affordable))
+
+
 def _checkpoints(total: int, limit: int) -> list[int]:
     """k = 1..total when it fits, else `limit` values spread evenly and ending at total."""
     if total <= limit:
@@ -417,7 +433,7 @@ def audit_estimate_history(
 ) -> EstimateHistoryPublic:
     """Replay the standing (not undone) judgements in the order they came, with the store's
     consensus rule and the audit's current review design, so the last point is the current
-    estimate."""
+    estimate. At most max_points points (fewer on very large audits: history_points)."""
     state = load_review(db, audit_id)
     with db.read() as session:
         rows = session.execute(
@@ -430,7 +446,7 @@ def audit_estimate_history(
         ).all()
     votes: dict[int, _Votes] = {}
     points: list[HistoryPoint] = []
-    marks = set(_checkpoints(len(rows), max_points))
+    marks = set(_checkpoints(len(rows), history_points(max_points, len(state.candidates))))
     for k, (pair_id, annotator_id, label, adjudicated) in enumerate(rows, 1):
         votes.setdefault(pair_id, _Votes()).add(annotator_id, label, bool(adjudicated))
         if k not in marks:

@@ -41,17 +41,23 @@ def decode_cursor(cursor: str) -> tuple[float, int]:
     return float(distance), int(pair_id)
 
 
+# (distance, id) after / before a pair. The plain range on distance comes first: with the
+# value bound as separate parameters, SQLite cannot see that "distance > ? OR distance = ?"
+# is "distance >= ?", and walked the whole (audit, origin, distance) index instead of the
+# range (~0.5 s per count at 5 * 10^6 pairs, 20 counts per page).
+
+
 def _after(distance: float, pair_id: int) -> ColumnElement[bool]:
-    return or_(
-        CandidatePair.distance > distance,
-        and_(CandidatePair.distance == distance, CandidatePair.id > pair_id),
+    return and_(
+        CandidatePair.distance >= distance,
+        or_(CandidatePair.distance > distance, CandidatePair.id > pair_id),
     )
 
 
 def _before(distance: float, pair_id: int) -> ColumnElement[bool]:
-    return or_(
-        CandidatePair.distance < distance,
-        and_(CandidatePair.distance == distance, CandidatePair.id < pair_id),
+    return and_(
+        CandidatePair.distance <= distance,
+        or_(CandidatePair.distance < distance, CandidatePair.id < pair_id),
     )
 
 
@@ -149,9 +155,12 @@ def labelled_pairs(
     a duplicate among the random pairs is as real as one among the candidates)."""
     stmt = select(
         CandidatePair.i, CandidatePair.j, CandidatePair.distance, CandidatePair.label
-    ).where(CandidatePair.audit_id == audit_id, CandidatePair.label.is_not(None))
-    if origin is not None:
-        stmt = stmt.where(CandidatePair.origin == origin)
+    ).where(
+        CandidatePair.audit_id == audit_id,
+        # Naming the origins lets the (audit, origin, label) index find the few labelled rows.
+        CandidatePair.origin.in_(ORIGINS if origin is None else (origin,)),
+        CandidatePair.label.is_not(None),
+    )
     return [(int(i), int(j), float(d), str(lab)) for i, j, d, lab in session.execute(stmt)]
 
 
@@ -164,12 +173,6 @@ def count_by_label(
         .group_by(CandidatePair.label)
     )
     return {label: int(count) for label, count in session.execute(stmt)}
-
-
-def pair_distances(session: Session, audit_id: int) -> list[float]:
-    """Distances of the audit's candidate pairs."""
-    stmt = select(CandidatePair.distance).where(_of(audit_id, CANDIDATE))
-    return [float(d) for d in session.scalars(stmt)]
 
 
 @dataclass(frozen=True)
