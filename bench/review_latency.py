@@ -6,7 +6,10 @@ the services the API calls:
 
 * the first `load_review` (reads every pair into arrays; later calls read only new rows),
 * `audit_estimate` and `next_pairs_for` warm, while an oracle labels what is handed out
-  (closest 1% of pairs are duplicates).
+  (closest 1% of pairs are duplicates);
+* then, once, what the audit page asks for: a page of unlabelled pairs with their ranks, the
+  batch curve, the calibration, the estimate history, the clusters and the secondary figures
+  (medians of 3 calls).
 
     .venv/bin/python bench/review_latency.py                 # n = 10^4, 10^5 (k = 5)
     .venv/bin/python bench/review_latency.py --n 1000000     # 5 * 10^6 candidate pairs
@@ -24,16 +27,45 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.services import insights  # noqa: E402
 from app.services.estimates import audit_estimate  # noqa: E402
 from app.services.review import next_pairs_for  # noqa: E402
 from app.services.review_state import load_review  # noqa: E402
+from app.services.secondary import audit_secondary  # noqa: E402
 from app.store import audits as audit_store  # noqa: E402
 from app.store.db import Database  # noqa: E402
 from app.store.migrate import upgrade  # noqa: E402
 from app.store.models import Audit  # noqa: E402
-from app.store.pairs import pair_labels  # noqa: E402
+from app.store.pairs import list_pairs, pair_labels  # noqa: E402
 
 ROUNDS = 20
+PAGE_CALLS = 3
+
+
+def page_figures(db: Database, audit_id: int, scratch: Path) -> dict[str, float]:
+    """Median ms of each call the audit page makes (besides the estimate)."""
+
+    def pairs_page() -> object:
+        with db.read() as session:
+            return list_pairs(session, audit_id, "unlabelled", 20, None)
+
+    calls = {
+        "pairs page": pairs_page,
+        "batch curve": lambda: insights.audit_batch_curve(db, audit_id),
+        "calibration": lambda: insights.audit_calibration(db, audit_id, span="labelled"),
+        "history": lambda: insights.audit_estimate_history(db, audit_id),
+        "clusters": lambda: insights.audit_clusters(db, audit_id, str),
+        "secondary": lambda: audit_secondary(db, scratch, audit_id),
+    }
+    out = {}
+    for name, call in calls.items():
+        times = []
+        for _ in range(PAGE_CALLS):
+            t0 = time.perf_counter()
+            call()
+            times.append(1000 * (time.perf_counter() - t0))
+        out[name] = float(np.median(times))
+    return out
 
 
 def build(db: Database, n: int, k: int, rng: np.random.Generator) -> int:
@@ -87,6 +119,7 @@ def main() -> None:
         f"{'n':>8s} {'pairs':>9s} {'build s':>8s} {'cold load s':>11s} {'estimate ms':>12s} "
         f"{'next-pairs ms':>13s} {'labels':>6s}"
     )
+    pages: dict[int, dict[str, float]] = {}
     for n in args.n:
         rng = np.random.default_rng(0)
         with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +153,12 @@ def main() -> None:
                 f"{np.median(est_ms):12.1f} {np.median(next_ms):13.1f} {labels:6d}",
                 flush=True,
             )
+            pages[n] = page_figures(db, audit_id, Path(tmp))
             db.dispose()
+    names = list(next(iter(pages.values()))) if pages else []
+    print(f"\n{'n':>8s} " + " ".join(f"{name + ' ms':>14s}" for name in names))
+    for n, figures in pages.items():
+        print(f"{n:8d} " + " ".join(f"{figures[name]:14.1f}" for name in names))
 
 
 if __name__ == "__main__":
