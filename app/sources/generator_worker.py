@@ -77,11 +77,12 @@ def _onnx_runner(path: str) -> Callable[[np.ndarray], np.ndarray]:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: the parent reads frames, not logs
+    # CUDA where onnxruntime-gpu is installed in place of the CPU build; the CPU otherwise.
+    available = ort.get_available_providers()
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
     try:
         with open(path, "rb") as handle:  # from bytes: no external data next to the upload
-            session = ort.InferenceSession(
-                handle.read(), options, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(handle.read(), options, providers=providers)
     except Exception as exc:
         raise ValueError(f"cannot load the ONNX graph: {exc}") from exc
     name = session.get_inputs()[0].name
