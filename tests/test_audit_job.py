@@ -110,6 +110,23 @@ def test_runner_resumes_a_job_left_running(tmp_path: Path) -> None:
     db.dispose()
 
 
+def test_a_finished_audit_refreshes_the_planner_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models", chunk_size=100)
+    settings.ensure_dirs()
+    url = settings.resolved_database_url()
+    upgrade(url)
+    db = Database(url)
+    refreshed: list[bool] = []
+    monkeypatch.setattr(db, "refresh_statistics", lambda: refreshed.append(True))
+    body = AuditCreate(synthetic=SyntheticSpec(support=300), n=200, neighbours=3, miner="exact")
+    _, job = create_audit(db, settings, body)
+    assert JobRunner(db, settings).run_job(job.id).status == "done"
+    assert refreshed == [True]
+    db.dispose()
+
+
 def _all_pairs(session, audit_id):  # type: ignore[no-untyped-def]
     page, _ = pair_store.list_pairs(session, audit_id, None, 100_000, None)
     return [r.pair for r in page]

@@ -180,3 +180,28 @@ def test_migrations_downgrade_and_upgrade_again(db: Database) -> None:
     assert "audits" not in set(inspect(db.write_engine).get_table_names())
     command.upgrade(config, "head")
     assert set(inspect(db.write_engine).get_table_names()) >= TABLES
+
+
+def test_statistics_are_refreshed_on_postgresql_only(db: Database) -> None:
+    """After an audit streams its pairs in, PostgreSQL's planner must know they are there
+    (else it sorts every unlabelled pair for one page); SQLite is left without statistics."""
+    audit_id = _audit(db)
+    chunk = audit_store.ChunkRows(
+        samples_done=100,
+        pairs=[(i, j, 0.01 * (i + j)) for i in range(40) for j in range(i + 1, 41)],
+        samples=[],
+        random_pairs=[],
+        pool_size=None,
+    )
+    with db.write() as session:
+        audit_store.record_chunk(session, audit_id, chunk)
+    db.refresh_statistics()
+    with db.read() as session:
+        if db.is_sqlite:
+            tables = set(inspect(db.read_engine).get_table_names())
+            assert "sqlite_stat1" not in tables
+        else:
+            tuples = session.execute(
+                text("SELECT reltuples FROM pg_class WHERE relname = 'pairs'")
+            ).scalar_one()
+            assert tuples == 820  # C(41, 2) pairs, counted by ANALYZE (-1 before it)

@@ -208,7 +208,10 @@ class JobRunner:
             if on_progress is not None:
                 on_progress(progress["samples_done"], task.n, progress["candidate_pairs"])
 
-        return self._drive(job_id, subject, run_audit(task, resume_from), record)
+        outcome = self._drive(job_id, subject, run_audit(task, resume_from), record)
+        if outcome.status == "done":
+            self.db.refresh_statistics()  # the planner's picture of the pairs just streamed in
+        return outcome
 
     # -- training ----------------------------------------------------------------------------
     def _run_training(self, job_id: int, on_progress: ProgressCallback | None) -> JobOutcome:

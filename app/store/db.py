@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -70,6 +70,18 @@ class Database:
         """A session whose transaction commits on success and rolls back on any error."""
         with self._write_lock, self._write_sessions() as session, session.begin():
             yield session
+
+    def refresh_statistics(self) -> None:
+        """PostgreSQL: ANALYZE the pairs table once an audit has streamed its pairs in.
+
+        Until autovacuum gets there, the planner takes an audit's fresh rows for one row and
+        sorts every unlabelled pair for a page of 20 (0.35 s at 10^5 samples) instead of walking
+        the distance index (0.07 ms). SQLite plans these queries well without statistics.
+        """
+        if self.is_sqlite:
+            return
+        with self.write() as session:
+            session.execute(text("ANALYZE pairs"))
 
     def dispose(self) -> None:
         self.read_engine.dispose()
