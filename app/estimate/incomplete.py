@@ -247,7 +247,6 @@ class ResidualFrame:
     pending: NDArray[np.int64]  # reached pairs whose value is unknown (increasing)
     sample: NDArray[np.int64]  # the sampled pairs (increasing)
     sample_post: NDArray[np.int64]  # their post-stratum
-    sample_weight: NDArray[np.float64]  # N_g / r_g
     sample_residual: NDArray[np.float64]  # leave-one-out residual (0 where settled by others)
     sample_settled: NDArray[np.bool_]  # their value is implied by the other observations
     prediction: NDArray[np.float64]  # cross-fitted P(duplicate | distance), every pair
@@ -444,7 +443,6 @@ def residual_frame(
         pending=np.flatnonzero(hit & unknown),
         sample=sample,
         sample_post=sample_post,
-        sample_weight=weight,
         sample_residual=residual,
         sample_settled=settled,
         prediction=prediction,

@@ -387,7 +387,7 @@ def audit_calibration(
 def history_points(max_points: int, candidate_pairs: int) -> int:
     """How many points the replay takes: max_points, fewer (down to MIN_HISTORY_POINTS) where
     the audit's candidate pairs would make max_points full estimates slow (15 s at 10^6
-    samples for 60 points)."""
+    samples for 50 points)."""
     affordable = HISTORY_PAIR_BUDGET // max(candidate_pairs, 1)
     return min(max_points, max(MIN_HISTORY_POINTS, affordable))
 
