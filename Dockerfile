@@ -5,7 +5,7 @@ COPY app app
 COPY alembic alembic
 COPY templates templates
 COPY static static
-RUN pip install --no-cache-dir -e '.[postgres]'
+RUN pip install --no-cache-dir -e '.[postgres,ray]'
 ENV BIRTHDAY_DATA_DIR=/data BIRTHDAY_MODELS_DIR=/models
 EXPOSE 8000
 CMD ["python", "-c", "import uvicorn; from app.main import create_app; uvicorn.run(create_app(), host='0.0.0.0', port=8000)"]

@@ -57,8 +57,15 @@ def serve(
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Run jobs on Ray: auto (a cluster started on this machine), HOST:6379 (a "
+            "cluster's head) or local (a private instance). Default: the in-process worker."
+        ),
+    ] = None,
 ) -> None:
-    """Start the dashboard and its in-process worker."""
+    """Start the dashboard and its worker (in-process, or Ray tasks with --ray)."""
     import uvicorn
 
     from app.main import create_app
@@ -68,11 +75,14 @@ def serve(
         settings.host = host
     if port is not None:
         settings.port = port
+    if ray is not None:
+        settings.ray_address = ray
     app = create_app(settings)
     if settings.auth_required:
         console.print("tokens required: create one with `birthday annotator add NAME --role admin`")
     console.print(
-        f"birthday dashboard on http://{settings.host}:{settings.port}/ (data: {settings.data_dir})"
+        f"birthday dashboard on http://{settings.host}:{settings.port}/ (data: {settings.data_dir}; "
+        f"jobs: {app.state.birthday.runner.executor.describe()})"
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 

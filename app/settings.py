@@ -42,6 +42,28 @@ class Settings(BaseSettings):
         default=False, description="With auth on, allow reading (GET) without a token."
     )
 
+    ray_address: str | None = Field(
+        default=None,
+        description=(
+            "Run jobs as Ray tasks: 'auto' (a cluster started on this machine), 'host:6379' "
+            "(a cluster's head) or 'local' (a private Ray instance); unset: in-process worker."
+        ),
+    )
+    ray_num_cpus: int | None = Field(
+        default=None, ge=1, description="CPUs of the private instance started by 'local'."
+    )
+    concurrent_jobs: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Jobs run at once; unset: 1 in-process, what the cluster has room for on Ray.",
+    )
+    ray_gpus: float | None = Field(
+        default=None,
+        ge=0,
+        description="GPUs each Ray job asks for; unset: one when the cluster has GPUs, else none.",
+    )
+
     allow_code_uploads: bool | None = Field(
         default=None,
         description="Accept TorchScript (executable code) uploads; default: only on loopback.",

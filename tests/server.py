@@ -22,8 +22,16 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.args = list(args or [])  # more `birthday serve` options
+        self.env = dict(env or {})
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -31,10 +39,11 @@ class Server:
 
     def start(self, timeout: float = 120.0) -> httpx.Client:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "BIRTHDAY_MODELS_DIR": str(self.data_dir / "models")}
+        env = {**os.environ, "BIRTHDAY_MODELS_DIR": str(self.data_dir / "models"), **self.env}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [BIRTHDAY, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+                [BIRTHDAY, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)]
+                + self.args,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -1,6 +1,7 @@
-"""The in-process executor: runs job generators on a worker thread and writes what they yield.
+"""The job runner: takes queued jobs one at a time on a worker thread and writes what they yield.
 
-The API process alone writes the store (DESIGN.md): the worker only produces results, and this runner
+The job code runs where the executor puts it (this process, or a Ray task: app/jobs/executors.py);
+the API process alone writes the store (DESIGN.md): the job only produces results, and this runner
 records each one in a single transaction with the progress it implies.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.jobs.audit import AuditChunk, AuditTask, run_audit
 from app.jobs.events import Event, EventBus
+from app.jobs.executors import Executor, WorkerLost, make_executor
 from app.jobs.train import TrainStep, TrainTask, run_training
 from app.settings import Settings
 from app.sources.factory import SourceSpec
@@ -29,6 +32,10 @@ from app.store.db import Database
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, int], None]  # done, total, extra (pairs found / 0)
+
+# Times a job is started again from the store after its worker was lost (a Ray worker or node
+# died) before it is marked failed.
+WORKER_LOSS_RESTARTS = 3
 
 
 @dataclass
@@ -52,21 +59,39 @@ def _shape(values: list[int] | None) -> tuple[int, int, int] | None:
 
 
 class JobRunner:
-    def __init__(self, db: Database, settings: Settings, events: EventBus | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        events: EventBus | None = None,
+        executor: Executor | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.events = events or EventBus()
+        self.executor = executor or make_executor(
+            settings.ray_address, settings.ray_num_cpus, settings.ray_gpus
+        )
         self._queue: queue.Queue[int | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._running: set[int] = set()  # jobs a thread of this runner is running now
         self._cancelled: set[int] = set()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="birthday-worker", daemon=True)
-            self._thread.start()
+        """Start the worker threads (one per job that may run at once) and resume active jobs."""
+        self.executor.start()
+        if not self._threads:
+            slots = self.settings.concurrent_jobs or self.executor.slots()
+            for k in range(slots):
+                thread = threading.Thread(
+                    target=self._loop, name=f"birthday-worker-{k}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+            log.info("jobs run on the %s, %d at a time", self.executor.describe(), slots)
         if self.settings.resume_jobs:
             with self.db.read() as session:
                 pending = job_store.jobs_to_resume(session)
@@ -74,12 +99,16 @@ class JobRunner:
                 self.submit(job_id)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop at the running job's next step; it stays active and resumes at the next start."""
-        if self._thread is not None:
+        """Stop the running jobs at their next step; they stay active and resume at the next start."""
+        if self._threads:
             self._stopping.set()
-            self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+            for _ in self._threads:
+                self._queue.put(None)
+            deadline = time.monotonic() + timeout
+            for thread in self._threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            self._threads = []
+        self.executor.shutdown()
 
     def submit(self, job_id: int) -> None:
         self._queue.put(job_id)
@@ -93,10 +122,17 @@ class JobRunner:
             job_id = self._queue.get()
             if job_id is None:
                 return
+            with self._lock:
+                if job_id in self._running:  # submitted twice: another thread has it
+                    continue
+                self._running.add(job_id)
             try:
                 self.run_job(job_id)
             except Exception:  # noqa: BLE001 - the worker must survive any job
                 log.exception("job %s crashed the runner", job_id)
+            finally:
+                with self._lock:
+                    self._running.discard(job_id)
 
     # -- one job -----------------------------------------------------------------------------
     def run_job(self, job_id: int, on_progress: ProgressCallback | None = None) -> JobOutcome:
@@ -123,19 +159,37 @@ class JobRunner:
         self,
         job_id: int,
         subject: _Subject,
-        steps: Iterator[object],
+        start: Callable[[], Iterator[object]],
         record: Callable[[object], None],
     ) -> JobOutcome:
+        """Record what the job yields until it ends, is cancelled or the runner stops.
+
+        `start` begins the job from what the store holds, so a job whose worker was lost goes on
+        where it was, as after a restart, up to WORKER_LOSS_RESTARTS times.
+        """
         self._publish(subject, "status", {"status": "running"})
-        try:
-            for step in steps:
-                record(step)
-                if self._stopping.is_set() or self._cancel_requested(job_id):
-                    return self._stopped(job_id, subject)
-        except Exception as exc:  # noqa: BLE001 - any failure becomes the job's message
-            log.exception("job %s failed", job_id)
-            return self._finish(job_id, subject, "failed", f"{type(exc).__name__}: {exc}")
-        return self._finish(job_id, subject, "done", None)
+        restarts = 0
+        while True:
+            steps = start()
+            try:
+                for step in steps:
+                    record(step)
+                    if self._stopping.is_set() or self._cancel_requested(job_id):
+                        return self._stopped(job_id, subject)
+            except WorkerLost as exc:
+                if restarts >= WORKER_LOSS_RESTARTS:
+                    return self._finish(job_id, subject, "failed", f"worker lost: {exc}")
+                restarts += 1
+                log.warning("job %s lost its worker (%s); starting it again", job_id, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - any failure becomes the job's message
+                log.exception("job %s failed", job_id)
+                return self._finish(job_id, subject, "failed", f"{type(exc).__name__}: {exc}")
+            finally:
+                close = getattr(steps, "close", None)
+                if close is not None:
+                    close()  # stops the job's code where it is (a Ray task is cancelled)
+            return self._finish(job_id, subject, "done", None)
 
     # -- audits ------------------------------------------------------------------------------
     def audit_task(self, audit_id: int) -> AuditTask:
@@ -163,8 +217,9 @@ class JobRunner:
                 miner=audit.miner,
                 neighbours=audit.neighbours,
                 chunk_size=audit.chunk_size,
-                scratch_dir=str(self.settings.scratch_dir),
-                models_dir=str(self.settings.models_dir),
+                # absolute: the job may run in another process, with another working directory
+                scratch_dir=str(self.settings.scratch_dir.resolve()),
+                models_dir=str(self.settings.models_dir.resolve()),
                 random_pairs=audit.random_pairs,
                 random_from=_random_from(audit.pool_sizes, audit.n),
             )
@@ -181,8 +236,12 @@ class JobRunner:
             refused = self._claim(session, job_id, subject)
             if refused is not None:
                 return refused
-            resume_from = audit_store.get_audit(session, audit_id).samples_done
         task = self.audit_task(audit_id)
+
+        def start() -> Iterator[object]:
+            with self.db.read() as session:
+                resume_from = audit_store.get_audit(session, audit_id).samples_done
+            return self.executor.stream(run_audit, task, resume_from)
 
         def record(chunk: object) -> None:
             assert isinstance(chunk, AuditChunk)
@@ -208,7 +267,7 @@ class JobRunner:
             if on_progress is not None:
                 on_progress(progress["samples_done"], task.n, progress["candidate_pairs"])
 
-        outcome = self._drive(job_id, subject, run_audit(task, resume_from), record)
+        outcome = self._drive(job_id, subject, start, record)
         if outcome.status == "done":
             self.db.refresh_statistics()  # the planner's picture of the pairs just streamed in
         return outcome
@@ -229,7 +288,9 @@ class JobRunner:
             # An interrupted run goes on from the last state its job saved (jobs/train.py).
             training_store.restart(session, run_id)
             config = dict(training_store.get_run(session, run_id).config)
-        task = TrainTask(run_id=run_id, config=config, models_dir=str(self.settings.models_dir))
+        task = TrainTask(
+            run_id=run_id, config=config, models_dir=str(self.settings.models_dir.resolve())
+        )
 
         def record(step: object) -> None:
             assert isinstance(step, TrainStep)
@@ -257,7 +318,9 @@ class JobRunner:
             if on_progress is not None:
                 on_progress(step.step, step.steps, 0)
 
-        return self._drive(job_id, subject, run_training(task), record)
+        return self._drive(
+            job_id, subject, lambda: self.executor.stream(run_training, task), record
+        )
 
     # -- endings -----------------------------------------------------------------------------
     def _cancel_requested(self, job_id: int) -> bool:
