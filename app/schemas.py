@@ -170,6 +170,14 @@ class JobPublic(BaseModel):
     cancel_requested: bool
 
 
+class WorkersPublic(BaseModel):
+    """Where this server runs its jobs."""
+
+    executor: Literal["in-process", "ray"] = Field(description="in-process worker or Ray tasks")
+    description: str = Field(description="e.g. 'Ray (auto)'")
+    concurrent_jobs: int = Field(description="jobs run at once (0 before the worker has started)")
+
+
 class EstimateParts(BaseModel):
     """D_hat = confirmed + unreviewed + missed."""
 

@@ -308,13 +308,20 @@ def test_serve_with_ray_runs_audits_and_resumes_one_after_a_restart(tmp_path: Pa
             what="a few chunks",
         )
         server.stop()  # SIGTERM: the runner stops the job at its next chunk
-        assert "jobs:Ray(local)" in "".join(server.log.read_text().split())  # rich wraps lines
+        assert "jobs:Raycluster(local)" in "".join(
+            server.log.read_text().split()
+        )  # rich wraps lines
         stopped = Database(Settings(data_dir=data).resolved_database_url())
         with stopped.read() as session:
             job = job_store.get_job(session, audit["job_id"])
             assert job.status == "queued" and 300 <= job.progress["samples_done"] < 6000
         stopped.dispose()
         client = server.start()
+        assert client.get("/api/jobs/workers").json() == {
+            "executor": "ray",
+            "description": "Ray cluster (local)",
+            "concurrent_jobs": 1,  # 1 CPU, no GPU
+        }
         done = wait_for_audit(client, audit["id"])
         assert done["status"] == "done" and done["progress"]["samples_done"] == 6000
         served = sorted((p["i"], p["j"], p["distance"]) for p in all_pairs(client, audit["id"]))

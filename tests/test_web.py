@@ -36,6 +36,13 @@ def test_home_lists_audits_jobs_and_generators(client: TestClient, audit: dict) 
     assert f'data-job="{audit["job_id"]}"' in html
     assert f"{count(audit['progress']['candidate_pairs'])}</td>" in html
     assert "No generators yet" in html
+    workers = client.get("/api/jobs/workers").json()
+    assert workers == {
+        "executor": "in-process",
+        "description": "in-process worker",
+        "concurrent_jobs": 1,
+    }
+    assert "Jobs run on the in-process worker, 1 at a time." in html
 
 
 def test_audit_page_shows_the_estimate_of_the_api(client: TestClient, audit: dict) -> None:

@@ -6,7 +6,8 @@ from fastapi import APIRouter
 
 from app.api.auth import AnnotatorDep
 from app.api.deps import JobId, StateDep
-from app.schemas import JobPublic
+from app.jobs.runner import JobRunner
+from app.schemas import JobPublic, WorkersPublic
 from app.store import audits as audit_store
 from app.store import jobs as job_store
 from app.store import training as training_store
@@ -25,6 +26,21 @@ def job_public(job: Job) -> JobPublic:
         progress=job.progress or {},
         error=job.error,
         cancel_requested=job.cancel_requested,
+    )
+
+
+@router.get("/workers", response_model=WorkersPublic)
+def get_workers(state: StateDep) -> WorkersPublic:
+    """Where jobs run (in-process or Ray) and how many at once."""
+    return workers_public(state.runner)
+
+
+def workers_public(runner: JobRunner) -> WorkersPublic:
+    executor = runner.executor
+    return WorkersPublic(
+        executor="ray" if executor.name == "ray" else "in-process",
+        description=executor.describe(),
+        concurrent_jobs=runner.slots,
     )
 
 

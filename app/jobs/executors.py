@@ -155,7 +155,7 @@ class RayExecutor:
         return _batches(ray, refs)
 
     def describe(self) -> str:
-        return f"Ray ({self.address})"
+        return f"Ray cluster ({self.address})"
 
     def shutdown(self) -> None:
         if self._connected_here:

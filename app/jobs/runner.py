@@ -75,6 +75,7 @@ class JobRunner:
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._running: set[int] = set()  # jobs a thread of this runner is running now
+        self.slots = 0  # jobs run at once, once started
         self._cancelled: set[int] = set()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -85,6 +86,7 @@ class JobRunner:
         self.executor.start()
         if not self._threads:
             slots = self.settings.concurrent_jobs or self.executor.slots()
+            self.slots = slots
             for k in range(slots):
                 thread = threading.Thread(
                     target=self._loop, name=f"birthday-worker-{k}", daemon=True
@@ -108,6 +110,7 @@ class JobRunner:
             for thread in self._threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
             self._threads = []
+            self.slots = 0
         self.executor.shutdown()
 
     def submit(self, job_id: int) -> None:

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from app.api.deps import AppState, AuditId, StateDep
-from app.api.jobs import job_public
+from app.api.jobs import job_public, workers_public
 from app.gan.registry import ARCHITECTURES
 from app.schemas import AuditPublic, EstimatePublic, JobPublic
 from app.services import insights
@@ -102,6 +102,7 @@ def home(request: Request, state: StateDep, viewer: ViewerDep) -> Response:
             "audit_progress": {a.id: a.progress for a in audits},
             "generators": generators,
             "jobs": _recent_jobs(state.db),
+            "workers": workers_public(state.runner),
             "viewer": viewer,
         },
     )
