@@ -77,7 +77,11 @@ def serve(
         settings.port = port
     if ray is not None:
         settings.ray_address = ray
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except (ValueError, RuntimeError) as exc:  # e.g. a Ray address that cannot work
+        _fail(str(exc))
+        return
     if settings.auth_required:
         console.print("tokens required: create one with `birthday annotator add NAME --role admin`")
     console.print(

@@ -103,6 +103,9 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "error" in bad.stderr and "Traceback" not in bad.stderr
     no_source = run("audit", "--n", "10", data_dir=tmp_path)
     assert no_source.returncode == 2 and "Traceback" not in no_source.stderr
+    client = run("serve", "--ray", "ray://head:10001", data_dir=tmp_path)
+    assert client.returncode == 2 and "Ray Client" in client.stderr
+    assert "Traceback" not in client.stderr
 
 
 def test_train_prints_an_auditable_generator(tmp_path: Path) -> None:

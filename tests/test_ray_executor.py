@@ -6,6 +6,7 @@ that a job asks for it; torch in the worker still finds no CUDA device and runs 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import time
@@ -15,10 +16,12 @@ from typing import Any
 
 import pytest
 import ray
+from fastapi.testclient import TestClient
 
 from app.jobs.audit import AuditTask, run_audit
 from app.jobs.executors import InProcessExecutor, RayExecutor, WorkerLost, make_executor
 from app.jobs.runner import JobRunner
+from app.main import create_app
 from app.schemas import AuditCreate, SyntheticSpec, TrainingRunCreate
 from app.services.audits import create_audit
 from app.services.training import create_run
@@ -31,6 +34,7 @@ from app.store.db import Database
 from app.store.migrate import upgrade
 from tests.conftest import all_pairs, wait_for, wait_for_audit
 from tests.server import Server
+from tests.test_onnx import generator_model, upload
 
 # The worker processes cannot import this test module: ship its functions by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -148,9 +152,11 @@ def test_settings_choose_the_executor(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(make_executor("auto"), RayExecutor)
     with pytest.raises(ValueError, match="Ray address"):
         RayExecutor("  ")
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ValueError, match="Ray Client"):
+        RayExecutor("ray://head:10001")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *_: None)  # no Ray installed
     with pytest.raises(RuntimeError, match=r"pip install -e '\.\[ray\]'"):
-        RayExecutor("local").start()
+        RayExecutor("local")
 
 
 # -- the runner on Ray --------------------------------------------------------------------------
@@ -336,3 +342,22 @@ def test_serve_with_ray_runs_audits_and_resumes_one_after_a_restart(tmp_path: Pa
         assert served == _stored(db, again_id)
     finally:
         db.dispose()
+
+
+def test_an_uploaded_onnx_generator_is_audited_on_ray_as_in_process(tmp_path: Path) -> None:
+    """Uploaded graphs run in a child of the job's process: on Ray, a child of the Ray worker."""
+    settings = Settings(
+        data_dir=tmp_path / "data", models_dir=tmp_path / "models", ray_address="local"
+    )
+    with TestClient(create_app(settings)) as client:
+        state = client.app.state.birthday  # type: ignore[attr-defined]
+        assert isinstance(state.runner.executor, RayExecutor)
+        response = upload(client, generator_model().SerializeToString())
+        assert response.status_code == 201, response.text  # type: ignore[attr-defined]
+        body = {"generator_id": response.json()["id"], "n": 300, "miner": "exact"}  # type: ignore[attr-defined]
+        on_ray = wait_for_audit(client, client.post("/api/audits", json=body).json()["id"])
+        assert on_ray["status"] == "done", on_ray
+        here, job = create_audit(state.db, settings, AuditCreate(**body))
+        runner = JobRunner(state.db, settings, executor=InProcessExecutor())
+        assert runner.run_job(job.id).status == "done"
+        assert _stored(state.db, on_ray["id"]) == _stored(state.db, here.id) != []

@@ -13,6 +13,7 @@ cluster of several machines those directories must be shared (the same paths on 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import signal
 import threading
@@ -27,6 +28,8 @@ T = TypeVar("T")
 # Batches a Ray task may run ahead of the API process before it waits: an audit chunk carries
 # its pairs and thumbnails, so an unbounded lead would pile them up in the object store.
 RAY_BACKPRESSURE_BATCHES = 4
+
+_NOT_INSTALLED = "jobs on Ray were asked for, but Ray is not installed: pip install -e '.[ray]'"
 
 
 class WorkerLost(RuntimeError):
@@ -97,6 +100,13 @@ class RayExecutor:
         if not address or not address.strip():
             raise ValueError("the Ray address must be 'local', 'auto' or a cluster's host:port")
         self.address = address.strip()
+        if self.address.startswith("ray://"):
+            raise ValueError(
+                "Ray Client addresses (ray://) cannot stream a job's results back; run the "
+                "server on a node of the cluster with 'auto' or the head's host:6379"
+            )
+        if importlib.util.find_spec("ray") is None:
+            raise RuntimeError(_NOT_INSTALLED)
         self.num_cpus = num_cpus
         self.gpus = gpus
         self._connected_here = False
@@ -105,9 +115,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise RuntimeError(
-                "BIRTHDAY_RAY_ADDRESS is set but Ray is not installed: pip install -e '.[ray]'"
-            ) from None
+            raise RuntimeError(_NOT_INSTALLED) from None
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
                 "include_dashboard": False,
