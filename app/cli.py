@@ -8,7 +8,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -50,6 +50,17 @@ def _open(settings: Settings) -> Database:
 def _fail(message: str) -> None:
     err.print(f"[red]error:[/red] {message}")
     raise typer.Exit(2)
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    """A JSON object given on the command line, or a message saying what is wrong with it."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"{option} is not JSON: {exc}")
+    if not isinstance(value, dict):
+        _fail(f"{option} must be a JSON object, got {text!r}")
+    return value
 
 
 @cli.command()
@@ -160,7 +171,16 @@ def audit(
     ] = None,
     n: Annotated[int, typer.Option(help="Pool size.")] = 2000,
     seed: Annotated[int, typer.Option(help="Pool seed.")] = 0,
-    embedder: Annotated[str, typer.Option(help="pixels | clip | efficientnet | digits")] = "pixels",
+    embedder: Annotated[
+        str, typer.Option(help="pixels | clip | efficientnet | digits | discriminator")
+    ] = "pixels",
+    embedder_options: Annotated[
+        str | None,
+        typer.Option(
+            help='The embedder\'s options as JSON, e.g. \'{"model": "ViT-B-32", "weights": '
+            '"clip/ViT-B-32.safetensors"}\' (paths relative to the models directory).'
+        ),
+    ] = None,
     miner: Annotated[str, typer.Option(help="auto | exact | hnsw")] = "auto",
     neighbours: Annotated[
         int | None,
@@ -175,6 +195,7 @@ def audit(
     from app.services.audits import create_audit
 
     settings = _settings(data_dir)
+    options = _json_object(embedder_options, "--embedder-options") if embedder_options else {}
     try:
         body = AuditCreate(
             synthetic=(
@@ -186,6 +207,7 @@ def audit(
             n=n,
             seed=seed,
             embedder=embedder,  # type: ignore[arg-type]
+            embedder_options=options,
             miner=miner,  # type: ignore[arg-type]
             neighbours=neighbours,
             random_pairs=random_pairs,
@@ -309,7 +331,7 @@ def train(
     """Train a GAN headless; prints its generator id (ready to audit) and its mode metrics."""
     from app.jobs.runner import JobRunner
     from app.schemas import TrainingRunCreate
-    from app.services.training import create_run
+    from app.services.training import create_run, run_public
     from app.store import training as training_store
 
     settings = _settings(data_dir)
@@ -347,6 +369,14 @@ def train(
     with db.read() as session:
         finished = training_store.get_run(session, run.id)
         console.print(f"training run {run.id}: generator {finished.generator_id}")
+        discriminator = run_public(finished, None, settings.models_dir).discriminator
+        if discriminator is not None:
+            console.print(
+                "its discriminator embeds audits: --embedder discriminator --embedder-options "
+                f'\'{{"weights": "{discriminator}"}}\'',
+                soft_wrap=True,
+                markup=False,
+            )
         if finished.modes:
             console.print_json(data=finished.modes)
 

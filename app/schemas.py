@@ -43,7 +43,7 @@ class AuditCreate(BaseModel):
     generator_id: int | None = None
     synthetic: SyntheticSpec | None = None
     n: int = Field(default=2000, ge=2, le=1_000_000, description="Pool size.")
-    embedder: Literal["pixels", "clip", "efficientnet", "digits"] = "pixels"
+    embedder: Literal["pixels", "clip", "efficientnet", "digits", "discriminator"] = "pixels"
     embedder_options: dict[str, Any] = Field(default_factory=dict)
     miner: Literal["auto", "exact", "hnsw"] = "auto"
     neighbours: int | None = Field(default=None, ge=1, le=100, description="k of the k-NN search.")
@@ -371,6 +371,12 @@ class TrainingRunPublic(BaseModel):
     sweep_id: int | None
     job_id: int | None
     error: str | None
+    discriminator: str | None = Field(
+        default=None,
+        description="The trained discriminator of a finished image GAN, relative to the models "
+        "directory: audit with embedder 'discriminator' and embedder_options {'weights': this} "
+        "to rank pairs by its features.",
+    )
 
 
 class LossPoint(BaseModel):

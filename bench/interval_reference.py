@@ -10,7 +10,11 @@ interval on E[D] with the U-statistic variance covers the truth when its quantil
   app.estimate.simpson uses).
 
 Small clumped pools (Zipf, n = 8..93) are where they differ: Var(D) is estimated from a handful of
-clusters, and the normal quantile under-covers. Pools are drawn in batches by
+clusters, and the normal quantile under-covers. For t(2k) it also prints on which side the misses
+fall: `low` (the interval lies below the true E[D], D came out small: N_eff overstated, D = 0
+included) and `high` (above it: N_eff understated). A two-sided 95% interval should miss about
+0.025 on each side; the uniform E[D] = 5 cells miss < 0.01 low and the Zipf cells 0.02-0.055
+low, from the same counts of D = 0 and 1: the tension that keeps one cell above 0.97. Pools are drawn in batches by
 bench/oracle_coverage.py (tests/test_bench_oracle.py ties it to estimate_support).
 
     .venv/bin/python bench/interval_reference.py                 # 20,000 pools per cell, ~2 min
@@ -49,18 +53,26 @@ def main() -> None:
     parser.add_argument("--pools", type=int, default=20_000, help="pools per cell")
     args = parser.parse_args()
     started = time.time()
-    print(f"{'cell':38s} {'n':>6s} {'normal':>7s} {'t(2k)':>7s} {'p(t)':>6s}")
+    print(
+        f"{'cell':38s} {'n':>6s} {'normal':>7s} {'t(2k)':>7s} {'p(t)':>6s} {'low':>6s} {'high':>6s}"
+    )
     worst_normal, worst_t = (1.0, ""), (1.0, "")
     for cell in cells(quick=False):
         stats = draw_cluster_stats(cell, args.pools, np.random.default_rng(20261125))
         truth = cell.q * cell.n * (cell.n - 1) / 2
         normal_hits = normal_covered(cell.n, stats.d, variance_d(cell.n, stats), truth)
         t_hits = covered(cell.n, stats, truth, LEVEL)
+        # The interval misses low exactly when D is below the truth (it holds D itself).
+        low = float(np.mean(~t_hits & (stats.d < truth)))
+        high = float(np.mean(~t_hits & (stats.d > truth)))
         normal, tee = float(normal_hits.mean()), float(t_hits.mean())
         p = binomtest(int(t_hits.sum()), args.pools, LEVEL).pvalue
         worst_normal = min(worst_normal, (normal, cell.name))
         worst_t = min(worst_t, (tee, cell.name))
-        print(f"{cell.name:38s} {cell.n:6d} {normal:7.3f} {tee:7.3f} {p:6.3f}", flush=True)
+        print(
+            f"{cell.name:38s} {cell.n:6d} {normal:7.3f} {tee:7.3f} {p:6.3f} {low:6.3f} {high:6.3f}",
+            flush=True,
+        )
     print(f"# {args.pools} pools per cell, {time.time() - started:.0f} s")
     print(f"worst normal: {worst_normal[0]:.3f} in {worst_normal[1]}")
     print(f"worst t(2k): {worst_t[0]:.3f} in {worst_t[1]}")

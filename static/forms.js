@@ -85,6 +85,18 @@ function auditBody(form) {
     embedder: form.elements.embedder.value,
     seed: numberField(form, "seed", "Seed", problems),
   };
+  const options = String(form.elements.embedder_options?.value ?? "").trim();
+  if (options) {
+    try {
+      body.embedder_options = JSON.parse(options);
+    } catch {
+      problems.push("Embedder options must be JSON");
+    }
+    const value = body.embedder_options;
+    if (value !== undefined && (value === null || typeof value !== "object" || Array.isArray(value))) {
+      problems.push('Embedder options must be a JSON object, e.g. {"weights": "…"}');
+    }
+  }
   const source = form.elements.source?.value || "generator";
   if (form.dataset.generator) {
     body.generator_id = Number(form.dataset.generator);

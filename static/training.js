@@ -93,6 +93,9 @@ function follow(root) {
     if (run.generator_id) {
       root.dataset.generator = run.generator_id;
       root.querySelector("[data-audit]").hidden = false;
+      const byDiscriminator = root.querySelector("[data-audit-discriminator]");
+      byDiscriminator.dataset.weights = run.discriminator || "";
+      byDiscriminator.hidden = !run.discriminator;
     }
     return run.status === "queued" || run.status === "running";
   };
@@ -109,16 +112,24 @@ function follow(root) {
   };
   loop();
 
-  root.querySelector("[data-audit]").addEventListener("click", async () => {
+  const startAudit = async (extra) => {
     const note = root.querySelector("[data-audit-note]");
     try {
       const audit = await api("/api/audits", {
         method: "POST",
-        json: { generator_id: Number(root.dataset.generator), n: 2000 },
+        json: { generator_id: Number(root.dataset.generator), n: 2000, ...extra },
       });
       window.location.assign(`/audits/${audit.id}`);
     } catch (error) {
       note.textContent = error.message;
     }
-  });
+  };
+  root.querySelector("[data-audit]").addEventListener("click", () => startAudit({}));
+  const byDiscriminator = root.querySelector("[data-audit-discriminator]");
+  byDiscriminator.addEventListener("click", () =>
+    startAudit({
+      embedder: "discriminator",
+      embedder_options: { weights: byDiscriminator.dataset.weights },
+    }),
+  );
 }

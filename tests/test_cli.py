@@ -120,6 +120,34 @@ def test_train_prints_an_auditable_generator(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "unknown dataset" in bad.stderr
 
 
+def test_a_trained_discriminator_embeds_an_audit_from_the_terminal(tmp_path: Path) -> None:
+    trained = run(
+        "train", "--dataset", "digits", "--architecture", "dcgan", "--image-size", "16",
+        "--loss", "sgan_nonsaturating", "--steps", "3", "--d-width", "0.25", "--g-width", "0.25",
+        data_dir=tmp_path,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    generator = re.search(r"generator (\d+)", trained.stdout)
+    hint = re.search(r"--embedder-options '(\{.*\})'", trained.stdout)
+    assert generator and hint, trained.stdout
+    assert json.loads(hint.group(1)) == {"weights": "trained/run_1.discriminator.safetensors"}
+    audit = run(
+        "audit", "--source", "generator", "--generator", generator.group(1), "--n", "120",
+        "--embedder", "discriminator", "--embedder-options", hint.group(1), data_dir=tmp_path,
+    )  # fmt: skip
+    assert audit.returncode == 0, audit.stderr
+    not_json = run(
+        "audit", "--support", "50", "--n", "10", "--embedder-options", "{weights", data_dir=tmp_path
+    )
+    assert not_json.returncode == 2 and "--embedder-options is not JSON" in not_json.stderr
+    assert "Traceback" not in not_json.stderr
+    missing = run(
+        "audit", "--source", "generator", "--generator", generator.group(1), "--n", "10",
+        "--embedder", "discriminator", data_dir=tmp_path,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "'weights' is required" in missing.stderr
+
+
 def test_upload_an_onnx_generator_then_audit_it(tmp_path: Path) -> None:
     from tests.test_onnx import generator_model
 

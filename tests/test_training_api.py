@@ -34,6 +34,7 @@ def test_train_on_the_ring_then_read_curves_grids_and_modes(client: TestClient) 
     assert run["modes"]["n_modes"] == 8 and 0 <= run["modes"]["modes_captured"] <= 8
     generator = client.get(f"/api/generators/{run['generator_id']}").json()
     assert generator["image_shape"] == [2] and generator["format"] == "safetensors"
+    assert run["discriminator"] is None  # an MLP's discriminator embeds no images
     # A 2D generator has no images to audit: a clear 422, not a failed job.
     assert_problem(client.post("/api/audits", json={"generator_id": generator["id"]}), 422)
 
@@ -61,6 +62,24 @@ def test_trained_image_generator_is_auditable(client: TestClient) -> None:
     assert generator["image_shape"] == [1, 16, 16] and generator["latent_dim"] == 16
     audit = client.post("/api/audits", json={"generator_id": generator["id"], "n": 200}).json()
     assert wait_for_audit(client, audit["id"])["status"] == "done"
+    # Its discriminator embeds an audit of the same generator.
+    assert run["discriminator"] == f"trained/run_{run['id']}.discriminator.safetensors"
+    by_d = {
+        "generator_id": generator["id"],
+        "n": 200,
+        "embedder": "discriminator",
+        "embedder_options": {"weights": run["discriminator"]},
+    }
+    response = client.post("/api/audits", json=by_d)
+    assert response.status_code == 202, response.text
+    assert wait_for_audit(client, response.json()["id"])["status"] == "done"
+    pairs = client.get(f"/api/audits/{response.json()['id']}/pairs?limit=5").json()
+    distances = [p["distance"] for p in pairs["items"]]
+    assert distances and distances == sorted(distances) and distances[0] >= 0
+    # A generator file is not a discriminator, and the option is required: 422s, no job.
+    as_generator = {**by_d, "embedder_options": {"weights": f"trained/run_{run['id']}.safetensors"}}
+    assert_problem(client.post("/api/audits", json=as_generator), 422)
+    assert_problem(client.post("/api/audits", json={**by_d, "embedder_options": {}}), 422)
 
 
 def test_sweep_records_mode_metrics_per_cell(client: TestClient) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,9 +30,9 @@ def _job_id(session: Session, run_id: int) -> int | None:
     return session.scalars(stmt).first()
 
 
-def _public(session: Session, run_id: int) -> TrainingRunPublic:
+def _public(session: Session, run_id: int, models_dir: Path) -> TrainingRunPublic:
     run = training_store.get_run(session, run_id)
-    return training_service.run_public(run, _job_id(session, run_id))
+    return training_service.run_public(run, _job_id(session, run_id), models_dir)
 
 
 def _checked(run_id: int) -> int:
@@ -48,21 +50,24 @@ def create_training_run(
     """Queue a GAN training run; its generator is registered when it finishes."""
     run, job = training_service.create_run(state.db, state.settings.data_dir, body)
     state.runner.submit(job.id)
-    return training_service.run_public(run, job.id)
+    return training_service.run_public(run, job.id, state.settings.models_dir)
 
 
 @router.get("/training-runs", response_model=list[TrainingRunPublic])
 def list_training_runs(state: StateDep) -> list[TrainingRunPublic]:
     """All training runs, newest first."""
     with state.db.read() as session:
-        return [_public(session, run.id) for run in training_store.list_runs(session)]
+        return [
+            _public(session, run.id, state.settings.models_dir)
+            for run in training_store.list_runs(session)
+        ]
 
 
 @router.get("/training-runs/{run_id}", response_model=TrainingRunPublic)
 def get_training_run(state: StateDep, run_id: int) -> TrainingRunPublic:
     """One training run with its progress and, when done, its generator and mode metrics."""
     with state.db.read() as session:
-        return _public(session, _checked(run_id))
+        return _public(session, _checked(run_id), state.settings.models_dir)
 
 
 @router.get("/training-runs/{run_id}/losses", response_model=list[LossPoint])
@@ -114,5 +119,8 @@ def get_sweep(state: StateDep, sweep_id: int) -> SweepPublic:
         raise NotFound("sweep", sweep_id)
     with state.db.read() as session:
         sweep = training_store.get_sweep(session, sweep_id)
-        runs = [_public(session, run.id) for run in training_store.list_runs(session, sweep_id)]
+        runs = [
+            _public(session, run.id, state.settings.models_dir)
+            for run in training_store.list_runs(session, sweep_id)
+        ]
         return SweepPublic(id=sweep.id, grid=sweep.grid, runs=runs)

@@ -16,13 +16,14 @@ from app.embed.base import Embedder, check_image_shape
 from app.embed.digits import CLASSIFIER_FILE, DigitEmbedder
 from app.embed.pixels import PixelEmbedder
 
-EMBEDDER_KINDS = ("pixels", "clip", "efficientnet", "digits")
+EMBEDDER_KINDS = ("pixels", "clip", "efficientnet", "digits", "discriminator")
 
 _ALLOWED: dict[str, frozenset[str]] = {
     "pixels": frozenset({"crop", "resize", "normalize", "batch_size"}),
     "clip": frozenset({"model", "weights", "tag", "batch_size"}),
     "efficientnet": frozenset({"weights", "batch_size"}),
     "digits": frozenset({"batch_size"}),
+    "discriminator": frozenset({"weights", "normalize", "batch_size"}),
 }
 
 
@@ -33,7 +34,7 @@ def make_embedder(
     models_dir: Path,
     device: str | torch.device | None = None,
 ) -> Embedder:
-    """The embedder for `kind` ("pixels", "clip", "efficientnet" or "digits") configured by `options`.
+    """The embedder for `kind` (one of EMBEDDER_KINDS) configured by `options`.
 
     Raises ValueError for an unknown kind, key or value, and FileNotFoundError for a weights file
     that is not in `models_dir`.
@@ -60,6 +61,8 @@ def make_embedder(
             device,
             batch_size=_optional_int(options, "batch_size") or 4096,
         )
+    if kind == "discriminator":
+        return _discriminator(options, image_shape, models_dir, device)
     return _efficientnet(options, models_dir, device)
 
 
@@ -144,6 +147,33 @@ def _efficientnet(
         resolve_weights(models_dir, weights) if weights is not None else None,
         device,
         batch_size=_optional_int(options, "batch_size") or 32,
+    )
+
+
+def _discriminator(
+    options: Mapping[str, Any],
+    image_shape: tuple[int, int, int],
+    models_dir: Path,
+    device: str | torch.device | None,
+) -> Embedder:
+    from app.embed.discriminator import DiscriminatorEmbedder
+
+    weights = options.get("weights")
+    if weights is None:
+        raise ValueError(
+            "option 'weights' is required for the discriminator embedder: a file under the "
+            "models directory such as 'trained/run_1.discriminator.safetensors' (a training "
+            "run's `discriminator`)"
+        )
+    normalize = options.get("normalize", "l2")
+    if normalize not in ("none", "l2"):
+        raise ValueError(f"option 'normalize' must be 'none' or 'l2', got {normalize!r}")
+    return DiscriminatorEmbedder(
+        resolve_weights(models_dir, weights),
+        image_shape,
+        device,
+        normalize=normalize,
+        batch_size=_optional_int(options, "batch_size") or 256,
     )
 
 

@@ -6,6 +6,8 @@ Two formats (DESIGN.md, "Generators: conventions and formats"):
 - a state_dict `.pt`: only ever `torch.load(weights_only=True)`, whose restricted unpickler refuses
   anything but tensors and plain containers, so no code in the file runs.
 Both check every tensor's name, shape and dtype against the architecture before loading.
+A trained discriminator is saved the same way, tagged as one, so that its features can embed an
+audit's pool (app.embed.discriminator) and a generator file is never taken for it.
 """
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from app.gan.registry import GeneratorSpec, build_generator, canonical_options
+from app.gan.registry import (
+    GeneratorSpec,
+    build_discriminator,
+    build_generator,
+    canonical_options,
+)
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024  # safetensors header (JSON) size we accept
 MAX_TENSORS = 10_000  # tensors per file; built-in generators have well under 100
 METADATA_ARCHITECTURE = "birthday.architecture"
 METADATA_OPTIONS = "birthday.options"
+METADATA_NETWORK = "birthday.network"  # "discriminator"; generator files predate the tag
 
 # safetensors dtype names (the format's spec) of the torch dtypes our modules hold
 _SAFETENSORS_DTYPES = {
@@ -53,14 +61,60 @@ def save_generator(
     Refuses a module whose weights do not match the architecture, so every saved file loads.
     """
     reference, _ = build_generator(architecture, options)
-    expected = _expected(reference)
+    _save_module(path, module, reference, architecture, options, {})
+
+
+def save_discriminator(
+    path: StrPath, module: nn.Module, architecture: str, options: Mapping[str, Any] | None
+) -> None:
+    """save_generator for the discriminator of a built-in architecture, tagged as one."""
+    reference = build_discriminator(architecture, options)
+    _save_module(
+        path, module, reference, architecture, options, {METADATA_NETWORK: "discriminator"}
+    )
+
+
+def load_discriminator_safetensors(path: StrPath) -> tuple[nn.Module, str, dict[str, Any]]:
+    """Discriminator (eval mode), its architecture and options, from a save_discriminator file."""
+    header, metadata = read_safetensors_header(path)
+    if metadata.get(METADATA_NETWORK) != "discriminator":
+        raise ValueError(
+            "not a discriminator file: its metadata lacks 'birthday.network' = 'discriminator' "
+            "(training runs save one as trained/run_<id>.discriminator.safetensors)"
+        )
+    architecture = metadata.get(METADATA_ARCHITECTURE)
+    if architecture is None:
+        raise ValueError("the file does not name its architecture ('birthday.architecture')")
+    options = _options_from_metadata(metadata.get(METADATA_OPTIONS, "{}"))
+    module = build_discriminator(architecture, options)
+    found = {name: (tuple(entry["shape"]), entry["dtype"]) for name, entry in header.items()}
+    _check_entries(found, _expected(module), "file")
+    try:
+        tensors = load_file(os.fspath(path), device="cpu")
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise ValueError(f"not a valid safetensors file: {exc}") from exc
+    module.load_state_dict(tensors, strict=True)
+    return module.eval(), architecture, canonical_options(architecture, options)
+
+
+def _save_module(
+    path: StrPath,
+    module: nn.Module,
+    reference: nn.Module,
+    architecture: str,
+    options: Mapping[str, Any] | None,
+    tags: Mapping[str, str],
+) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     _check_entries(
-        {k: (tuple(v.shape), _dtype_name(v.dtype)) for k, v in state.items()}, expected, "module"
+        {k: (tuple(v.shape), _dtype_name(v.dtype)) for k, v in state.items()},
+        _expected(reference),
+        "module",
     )
     metadata = {
         METADATA_ARCHITECTURE: architecture,
         METADATA_OPTIONS: json.dumps(canonical_options(architecture, options), sort_keys=True),
+        **tags,
     }
     save_file(state, os.fspath(path), metadata=metadata)
 

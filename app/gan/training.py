@@ -205,6 +205,9 @@ class TrainFinished:
     architecture: str  # registry name
     options: dict[str, Any]  # canonical options of the architecture
     losses: dict[str, float]  # the last TrainProgress's losses
+    # The trained discriminator over samples alone, in eval mode: its features can embed an
+    # audit's pool. None for VEEGAN and BiGAN, whose discriminator also needs z.
+    discriminator: nn.Module | None = None
 
 
 @dataclass(frozen=True)
@@ -445,8 +448,16 @@ class _Run:
         if last or (every and step % every == 0):
             yield self._samples(step, generator)
         if last:
+            discriminator = None
+            if self.config.loss not in JOINT_MODELS:
+                discriminator = self.networks["discriminator"].eval()
             yield TrainFinished(
-                step, generator.eval(), self.config.architecture, self.options, self.last_losses
+                step,
+                generator.eval(),
+                self.config.architecture,
+                self.options,
+                self.last_losses,
+                discriminator,
             )
         elif self.checkpoint_every and step % self.checkpoint_every == 0:
             yield TrainCheckpoint(step, self.state(step))

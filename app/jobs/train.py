@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from app.gan.checkpoint import save_generator
+from app.gan.checkpoint import save_discriminator, save_generator
 from app.gan.datasets import make_dataset
 from app.gan.digit_classifier import load_or_train_digit_classifier
 from app.gan.evaluation import generate, measure_modes
@@ -118,6 +118,12 @@ def mode_metrics(config: TrainConfig, finished: TrainFinished, models_dir: Path)
     return {"kind": type(report).__name__, **_jsonable(report)}
 
 
+def discriminator_file(run_id: int) -> str:
+    """Where run `run_id` leaves its trained discriminator, relative to the models directory:
+    the `weights` of the discriminator embedder (app.embed.discriminator)."""
+    return f"trained/run_{run_id}.discriminator.safetensors"
+
+
 def state_path(models_dir: Path, run_id: int) -> Path:
     """Where run `run_id` keeps its resumable state until it finishes."""
     return models_dir / "trained" / f"run_{run_id}.state.safetensors"
@@ -163,10 +169,18 @@ def run_training(task: TrainTask) -> Iterator[TrainStep]:
         elif isinstance(event, TrainFinished):
             relative = f"trained/run_{task.run_id}.safetensors"
             (models_dir / "trained").mkdir(parents=True, exist_ok=True)
+            spec = generator_spec(event.architecture, event.options)
+            if event.discriminator is not None and len(spec.output_shape) == 3:
+                # Saved before the generator is recorded: a finished run always has it.
+                save_discriminator(
+                    models_dir / discriminator_file(task.run_id),
+                    event.discriminator.cpu(),
+                    event.architecture,
+                    event.options,
+                )
             save_generator(
                 models_dir / relative, event.generator.cpu(), event.architecture, event.options
             )
-            spec = generator_spec(event.architecture, event.options)
             yield TrainStep(
                 event.step,
                 config.steps,

@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from app.jobs.train import train_config
+from app.jobs.train import discriminator_file, train_config
 from app.schemas import SweepCreate, TrainingProgress, TrainingRunCreate, TrainingRunPublic
 from app.store import training as training_store
 from app.store.db import Database
@@ -68,7 +68,9 @@ def create_sweep(db: Database, data_dir: Path, body: SweepCreate) -> tuple[int, 
         return sweep.id, jobs
 
 
-def run_public(run: TrainingRun, job_id: int | None) -> TrainingRunPublic:
+def run_public(run: TrainingRun, job_id: int | None, models_dir: Path) -> TrainingRunPublic:
+    discriminator = discriminator_file(run.id)
+    saved = run.status == "done" and (models_dir / discriminator).is_file()
     return TrainingRunPublic(
         id=run.id,
         status=run.status,
@@ -79,4 +81,5 @@ def run_public(run: TrainingRun, job_id: int | None) -> TrainingRunPublic:
         sweep_id=run.sweep_id,
         job_id=job_id,
         error=run.error,
+        discriminator=discriminator if saved else None,
     )

@@ -41,6 +41,14 @@ def test_train_then_audit_in_one_click(page: Page, api: httpx.Client) -> None:
     audit_id = int(page.url.rsplit("/", 1)[1])
     assert api.get(f"/api/audits/{audit_id}").json()["generator_id"] == run["generator_id"]
 
+    # The same run's discriminator embeds an audit of its generator, in one click too.
+    page.goto(f"/training/{run_id}")
+    page.locator("[data-audit-discriminator]:not([hidden])").click()
+    page.wait_for_url(f"**/audits/{audit_id + 1}")
+    audit = api.get(f"/api/audits/{audit_id + 1}").json()
+    assert audit["embedder"] == "discriminator"
+    assert audit["embedder_options"] == {"weights": run["discriminator"]}
+
 
 def test_bad_training_request_shows_the_problem(page: Page) -> None:
     page.goto("/training")

@@ -98,6 +98,19 @@ def test_upload_validate_and_audit(page: Page, api: httpx.Client, tmp_path: Path
         has_text="greater than or equal to 2"
     ).wait_for()
     page.fill("[data-uploaded] input[name=n]", "200")
+    page.fill("[data-uploaded] input[name=embedder_options]", '{"weights": ')
+    page.click("[data-uploaded] button[type=submit]")
+    page.locator("[data-uploaded] [data-problem]").filter(
+        has_text="Embedder options must be JSON"
+    ).wait_for()
+    page.select_option("[data-uploaded] select[name=embedder]", "discriminator")
+    page.fill("[data-uploaded] input[name=embedder_options]", "{}")
+    page.click("[data-uploaded] button[type=submit]")
+    page.locator("[data-uploaded] [data-problem]").filter(
+        has_text="option 'weights' is required for the discriminator embedder"
+    ).wait_for()  # the API's own problem detail
+    page.select_option("[data-uploaded] select[name=embedder]", "pixels")
+    page.fill("[data-uploaded] input[name=embedder_options]", "")
     page.click("[data-uploaded] button[type=submit]")
     page.wait_for_url(re.compile(r"/audits/\d+$"))
     audit_id = int(page.url.rsplit("/", 1)[1])
