@@ -115,3 +115,36 @@ def test_the_factory_builds_it_from_a_file_in_the_models_directory(tmp_path: Pat
         make_embedder("discriminator", {"weights": "../d.safetensors"}, (1, 16, 16), tmp_path)
     with pytest.raises(FileNotFoundError):
         make_embedder("discriminator", {"weights": "nope.safetensors"}, (1, 16, 16), tmp_path)
+
+
+def test_a_training_job_saves_the_discriminator_it_trained(tmp_path: Path) -> None:
+    """The file holds the final discriminator: the same as an identical run's, not its init."""
+    from app.gan.checkpoint import load_discriminator_safetensors
+    from app.gan.training import TrainFinished, train
+    from app.jobs.train import TrainTask, discriminator_file, run_training, train_config
+
+    fields = {
+        "dataset": "digits",
+        "architecture": "dcgan",
+        "loss": "rsgan",
+        "latent_dim": 4,
+        "d_width": 0.25,
+        "g_width": 0.25,
+        "steps": 4,
+        "batch_size": 8,
+        "dataset_options": {"image_size": 16},
+        "sample_every": 0,
+        "device": "cpu",
+    }
+    for _ in run_training(TrainTask(run_id=7, config=fields, models_dir=str(tmp_path))):
+        pass
+    saved = tmp_path / discriminator_file(7)
+    module, architecture, options = load_discriminator_safetensors(saved)
+    assert architecture == "dcgan" and options["image_size"] == 16
+    again = next(e for e in train(train_config(fields)) if isinstance(e, TrainFinished))
+    assert again.discriminator is not None
+    reference = again.discriminator.state_dict()
+    for name, tensor in module.state_dict().items():
+        torch.testing.assert_close(tensor, reference[name], rtol=0, atol=0)
+    initial = build_discriminator("dcgan", options).state_dict()
+    assert any(not torch.equal(t, initial[k]) for k, t in module.state_dict().items())
