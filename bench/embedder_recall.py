@@ -20,8 +20,8 @@ that are duplicates: the precision of a miner that proposes pairs at random. A c
 generator holds more duplicate pairs than n k, so recall is capped there; precision is the
 figure that compares embedders. Nothing is asserted.
 
-    python bench/embedder_recall.py --quick   # ~4 minutes on 2 cores (3,000 steps, 1 seed)
-    python bench/embedder_recall.py           # ~12 minutes (3 seeds)
+    python bench/embedder_recall.py --quick   # ~9 minutes on 2 cores (3,000 steps, 1 seed)
+    python bench/embedder_recall.py           # ~25 minutes (3 seeds)
 """
 
 from __future__ import annotations
@@ -113,17 +113,17 @@ def embedders(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed instead of 3 (~4 minutes)")
+    parser.add_argument("--quick", action="store_true", help="1 seed instead of 3 (~9 minutes)")
     parser.add_argument("--n", type=int, default=1000, help="pool size per generator")
     parser.add_argument(
         "--classifier", type=Path, help="digit-classifier cache (default: a temporary file)"
     )
     args = parser.parse_args(argv)
-    steps, seeds = (3000, (0,)) if args.quick else (3000, (0, 1, 2))
+    steps, seeds = 3000, ((0,) if args.quick else (0, 1, 2))
     started = time.time()
     header = " ".join(f"p@{k:<3d}" for k in KS) + f" p@{100 * CLOSEST_SHARE:g}%  r@{KS[-1]}"
     print(
-        f"# stacked digits, DCGAN 8x8, {steps} steps, pools of {args.n}; recall of same-triple pairs"
+        f"# stacked digits, DCGAN 8x8, {steps} steps, pools of {args.n}; duplicates: same class triple"
     )
     print(f"{'d_width':>7s} {'seed':>4s} {'base':>6s} {'embedder':>10s} {header}")
     summary: dict[str, list[list[float]]] = {}
