@@ -87,6 +87,12 @@ def load_discriminator_safetensors(path: StrPath) -> tuple[nn.Module, str, dict[
         raise ValueError("the file does not name its architecture ('birthday.architecture')")
     options = _options_from_metadata(metadata.get(METADATA_OPTIONS, "{}"))
     module = build_discriminator(architecture, options)
+    _load_into(module, path, header)
+    return module.eval(), architecture, canonical_options(architecture, options)
+
+
+def _load_into(module: nn.Module, path: StrPath, header: Mapping[str, Any]) -> None:
+    """Load the file's tensors into `module`, once its header is known to match it exactly."""
     found = {name: (tuple(entry["shape"]), entry["dtype"]) for name, entry in header.items()}
     _check_entries(found, _expected(module), "file")
     try:
@@ -94,7 +100,6 @@ def load_discriminator_safetensors(path: StrPath) -> tuple[nn.Module, str, dict[
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise ValueError(f"not a valid safetensors file: {exc}") from exc
     module.load_state_dict(tensors, strict=True)
-    return module.eval(), architecture, canonical_options(architecture, options)
 
 
 def _save_module(
@@ -138,13 +143,7 @@ def load_generator_safetensors(
     if options is None and METADATA_OPTIONS in metadata:
         options = _options_from_metadata(metadata[METADATA_OPTIONS])
     module, spec = build_generator(architecture, options)
-    found = {name: (tuple(entry["shape"]), entry["dtype"]) for name, entry in header.items()}
-    _check_entries(found, _expected(module), "file")
-    try:
-        tensors = load_file(os.fspath(path), device="cpu")
-    except (SafetensorError, OSError, RuntimeError) as exc:
-        raise ValueError(f"not a valid safetensors file: {exc}") from exc
-    module.load_state_dict(tensors, strict=True)
+    _load_into(module, path, header)
     return module.eval(), spec
 
 
