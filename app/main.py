@@ -26,6 +26,7 @@ from app.api.upload_limit import UploadLimit
 from app.jobs.events import EventBus
 from app.jobs.runner import JobRunner
 from app.services.builtin import register_builtin_generators
+from app.services.warmup import Warmup
 from app.settings import Settings
 from app.store.db import Database
 from app.store.migrate import upgrade
@@ -53,17 +54,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runner = JobRunner(db, settings, events)
     state = AppState(settings=settings, db=db, runner=runner, events=events)
 
+    warmup = Warmup(db, settings.warm_audits)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runner.start()
+        warmup.start()
         try:
             yield
         finally:
+            warmup.stop()
             runner.stop()
             db.dispose()
 
     app = FastAPI(title="birthday", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.birthday = state
+    app.state.warmup = warmup
     install_problem_handlers(app)
     app.add_middleware(UploadLimit, limit=settings.upload_limit_bytes, paths=("/api/generators",))
     # Every API call is authenticated (a no-op on loopback); routes add role checks.

@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=1000, ge=10, description="Samples per audit job step.")
     neighbours: int = Field(default=5, ge=1, le=100, description="k of the k-NN candidate search.")
     resume_jobs: bool = Field(default=True, description="Resume interrupted jobs at start-up.")
+    warm_audits: int = Field(
+        default=3,
+        ge=0,
+        le=8,
+        description=(
+            "Audits (most recently judged first) whose pairs, estimate and review queue are "
+            "built in the background at start-up; 0: none."
+        ),
+    )
     sqlite_busy_timeout_ms: int = 5000
     max_embedding_bytes: int = Field(
         default=8 * 1024**3,

@@ -8,8 +8,10 @@ the services the API calls:
 * `audit_estimate` and `next_pairs_for` warm, while an oracle labels what is handed out
   (closest 1% of pairs are duplicates);
 * then, once, what the audit page asks for: a page of unlabelled pairs with their ranks, the
-  batch curve, the calibration, the estimate history, the clusters and the secondary figures
-  (medians of 3 calls).
+  batch curve, the calibration, the clusters and the secondary figures (medians of 3 calls),
+  the estimate history's first replay and its cost after one more label (median of 3 labels);
+* and a restart: in a fresh process, the first label's round trip (estimate, then next-pairs)
+  cold, and in another after the start-up warm-up (app.services.warmup) has run.
 
     .venv/bin/python bench/review_latency.py                 # n = 10^4, 10^5 (k = 5)
     .venv/bin/python bench/review_latency.py --n 1000000     # 5 * 10^6 candidate pairs
@@ -21,6 +23,8 @@ With --database-url the audit is built in that database (migrated first) and del
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.services import insights  # noqa: E402
+from app.services import history, insights  # noqa: E402
 from app.services.estimates import audit_estimate  # noqa: E402
 from app.services.review import next_pairs_for  # noqa: E402
 from app.services.review_state import load_review  # noqa: E402
@@ -45,6 +49,43 @@ ROUNDS = 20
 PAGE_CALLS = 3
 
 
+def restart_probe(url: str, audit_id: int, warm: bool) -> None:
+    """Run in a fresh process (a restarted server): print the warm-up's seconds and the first
+    estimate's and handout's milliseconds as JSON."""
+    from app.services.warmup import Warmup
+
+    db = Database(url)
+    warmed = 0.0
+    if warm:
+        started = time.perf_counter()
+        job = Warmup(db, 3)
+        job.start()
+        job.wait()
+        warmed = time.perf_counter() - started
+    t0 = time.perf_counter()
+    audit_estimate(db, audit_id)
+    t1 = time.perf_counter()
+    next_pairs_for(db, audit_id, "probe", limit=6)
+    t2 = time.perf_counter()
+    print(
+        json.dumps(
+            {"warm_up_s": warmed, "estimate_ms": 1000 * (t1 - t0), "next_ms": 1000 * (t2 - t1)}
+        )
+    )
+
+
+def after_restart(url: str, audit_id: int, warm: bool) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--restart-probe", url, str(audit_id)]
+        + (["--warm"] if warm else []),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    figures: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return figures
+
+
 def page_figures(db: Database, audit_id: int, scratch: Path) -> dict[str, float]:
     """Median ms of each call the audit page makes (besides the estimate)."""
 
@@ -56,7 +97,6 @@ def page_figures(db: Database, audit_id: int, scratch: Path) -> dict[str, float]
         "pairs page": pairs_page,
         "batch curve": lambda: insights.audit_batch_curve(db, audit_id),
         "calibration": lambda: insights.audit_calibration(db, audit_id, span="labelled"),
-        "history": lambda: insights.audit_estimate_history(db, audit_id),
         "clusters": lambda: insights.audit_clusters(db, audit_id, str),
         "secondary": lambda: audit_secondary(db, scratch, audit_id),
     }
@@ -68,7 +108,29 @@ def page_figures(db: Database, audit_id: int, scratch: Path) -> dict[str, float]
             call()
             times.append(1000 * (time.perf_counter() - t0))
         out[name] = float(np.median(times))
+    out.update(history_figures(db, audit_id))
     return out
+
+
+def history_figures(db: Database, audit_id: int) -> dict[str, float]:
+    """The history's first replay, then its cost after each of a few more labels, each taken
+    as the review page takes it (a handout, a judgement, the estimate): the kept points serve."""
+    from app.store.judgements import post_judgement
+
+    t0 = time.perf_counter()
+    history.audit_estimate_history(db, audit_id)
+    first = 1000 * (time.perf_counter() - t0)
+    later = []
+    for _ in range(PAGE_CALLS):
+        handed = next_pairs_for(db, audit_id, "page", limit=1)
+        for ranked in handed.pairs:
+            with db.write() as session:
+                post_judgement(session, ranked.pair.id, "distinct", "page", None)
+        audit_estimate(db, audit_id)
+        t0 = time.perf_counter()
+        history.audit_estimate_history(db, audit_id)
+        later.append(1000 * (time.perf_counter() - t0))
+    return {"history": first, "history +1": float(np.median(later))}
 
 
 def build(db: Database, n: int, k: int, rng: np.random.Generator) -> int:
@@ -117,7 +179,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--restart-probe", nargs=2, metavar=("URL", "AUDIT"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.restart_probe:
+        restart_probe(args.restart_probe[0], int(args.restart_probe[1]), args.warm)
+        return
     from app.store.judgements import post_judgement
 
     print(
@@ -125,6 +194,7 @@ def main() -> None:
         f"{'next-pairs ms':>13s} {'labels':>6s}"
     )
     pages: dict[int, dict[str, float]] = {}
+    restarts: dict[int, tuple[dict[str, float], dict[str, float]]] = {}
     for n in args.n:
         rng = np.random.default_rng(0)
         with tempfile.TemporaryDirectory() as tmp:
@@ -159,6 +229,7 @@ def main() -> None:
                 flush=True,
             )
             pages[n] = page_figures(db, audit_id, Path(tmp))
+            restarts[n] = (after_restart(url, audit_id, False), after_restart(url, audit_id, True))
             if args.database_url:
                 with db.write() as session:
                     audit_store.delete_audit_rows(session, audit_id)
@@ -167,6 +238,19 @@ def main() -> None:
     print(f"\n{'n':>8s} " + " ".join(f"{name + ' ms':>14s}" for name in names))
     for n, figures in pages.items():
         print(f"{n:8d} " + " ".join(f"{figures[name]:14.1f}" for name in names))
+    print(
+        f"\nafter a restart, the first label's round trip\n{'n':>8s} {'cold estimate ms':>17s} "
+        f"{'cold next ms':>13s} {'warm-up s':>10s} {'warmed estimate ms':>19s} "
+        f"{'warmed next ms':>15s} {'cold/warmed':>12s}"
+    )
+    for n, (cold, warmed) in restarts.items():
+        cold_ms = cold["estimate_ms"] + cold["next_ms"]
+        warm_ms = warmed["estimate_ms"] + warmed["next_ms"]
+        print(
+            f"{n:8d} {cold['estimate_ms']:17.1f} {cold['next_ms']:13.1f} "
+            f"{warmed['warm_up_s']:10.1f} {warmed['estimate_ms']:19.1f} "
+            f"{warmed['next_ms']:15.1f} {cold_ms / warm_ms:11.0f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -164,9 +164,10 @@ def test_estimate_history_replays_standing_judgements(client: TestClient, scene:
     assert (last["n_eff"], last["n_eff_low"], last["n_eff_high"]) == pytest.approx(
         (estimate["n_eff"], estimate["n_eff_low"], estimate["n_eff_high"])
     )
-    # Thinned to 2 points: k = ceil(m * 5 / 2) for m = 1, 2.
+    # Thinned to 2 points: the multiples of the smallest power of two (4) leaving fewer than 2,
+    # and the last judgement.
     thin = client.get(_url(scene["audit"], "estimate-history"), params={"points": 2}).json()
-    assert [p["judgements"] for p in thin["points"]] == [3, 5]
+    assert [p["judgements"] for p in thin["points"]] == [4, 5]
     assert [p["duplicate_pairs"] for p in thin["points"]] == [4, 2]
 
 
@@ -364,7 +365,7 @@ def test_an_id_beyond_64_bits_is_a_422_problem(client: TestClient, what: str) ->
 
 
 def test_history_points_shrink_on_huge_audits() -> None:
-    from app.services.insights import HISTORY_PAIR_BUDGET, MIN_HISTORY_POINTS, history_points
+    from app.services.history import HISTORY_PAIR_BUDGET, MIN_HISTORY_POINTS, history_points
 
     assert history_points(50, 10_000) == 50
     assert history_points(50, 5 * 10**6) == max(
@@ -377,13 +378,13 @@ def test_history_points_shrink_on_huge_audits() -> None:
 def test_estimate_history_takes_fewer_points_where_pairs_are_many(
     client: TestClient, scene: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import app.services.insights as insights
+    import app.services.history as history
 
     for pair in ("xy", "yz", "de", "fg", "xz"):
         scene["label"](scene[pair], "duplicate")
-    monkeypatch.setattr(insights, "MIN_HISTORY_POINTS", 1)
+    monkeypatch.setattr(history, "MIN_HISTORY_POINTS", 1)
     audit = client.get(f"/api/audits/{scene['audit']['id']}").json()
     pairs = audit["progress"]["candidate_pairs"]
-    monkeypatch.setattr(insights, "HISTORY_PAIR_BUDGET", 2 * pairs)
+    monkeypatch.setattr(history, "HISTORY_PAIR_BUDGET", 2 * pairs)
     body = client.get(_url(scene["audit"], "estimate-history")).json()
-    assert [p["judgements"] for p in body["points"]] == [3, 5]  # 2 points, ending at today's
+    assert [p["judgements"] for p in body["points"]] == [4, 5]  # 2 points, ending at today's

@@ -7,13 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from app.api.deps import AuditId, StateDep
-from app.services import insights
-from app.services.insights import (
-    BatchCurvePublic,
-    CalibrationPublic,
-    ClustersPublic,
-    EstimateHistoryPublic,
-)
+from app.services import history, insights
+from app.services.history import EstimateHistoryPublic
+from app.services.insights import BatchCurvePublic, CalibrationPublic, ClustersPublic
 from app.services.secondary import SecondaryPublic, audit_secondary
 
 router = APIRouter(prefix="/audits", tags=["insights"])
@@ -45,15 +41,16 @@ def get_calibration(
 def get_estimate_history(
     state: StateDep,
     audit_id: AuditId,
-    points: Annotated[int, Query(ge=1, le=insights.MAX_HISTORY_POINTS)] = (
-        insights.MAX_HISTORY_POINTS
+    points: Annotated[int, Query(ge=1, le=history.MAX_HISTORY_POINTS)] = (
+        history.MAX_HISTORY_POINTS
     ),
     level: Level = 0.95,
 ) -> EstimateHistoryPublic:
     """N_eff with its interval after the first k judgements, in the order they came; at most
     `points` of them, fewer on audits with millions of candidate pairs (each point is a full
-    estimate)."""
-    return insights.audit_estimate_history(state.db, audit_id, level=level, max_points=points)
+    estimate). Checkpoints stay put as judgements come: multiples of a power of two, and the
+    last judgement."""
+    return history.audit_estimate_history(state.db, audit_id, level=level, max_points=points)
 
 
 @router.get("/{audit_id}/clusters", response_model=ClustersPublic)

@@ -242,6 +242,16 @@ def queue_order(design: ReviewDesign, candidates: Candidates) -> NDArray[np.int6
     return candidates.cached(("queue", design.seed, design.edges), lambda: np.lexsort((u, h)))
 
 
+def queue_priorities(design: ReviewDesign, candidates: Candidates) -> NDArray[np.float64]:
+    """Priorities in queue_order (cached: each stratum searches its block for where its
+    threshold stands)."""
+    order = queue_order(design, candidates)
+    return candidates.cached(
+        ("queue-priority", design.seed, design.edges),
+        lambda: candidates.priorities(design.seed)[order],
+    )
+
+
 def reached(design: ReviewDesign, candidates: Candidates) -> NDArray[np.bool_]:
     """Pairs the design has sampled: priority <= the threshold at their distance."""
     t = np.asarray(design.thresholds, dtype=np.float64)[_cut(candidates, design.breaks)]

@@ -39,7 +39,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from app.estimate.design import ReviewDesign, queue_order, reach
+from app.estimate.design import ReviewDesign, queue_order, queue_priorities, reach
 from app.estimate.incomplete import (
     ResidualFrame,
     random_deficits,
@@ -100,10 +100,7 @@ class _Strata:
         # A stratum's pairs with priority up to its lowest piece threshold are all reached.
         lowest = np.full(k, np.inf)
         np.minimum.at(lowest, frame.piece_stratum, np.asarray(design.thresholds))
-        u = candidates.cached(
-            ("queue-priority", design.seed, design.edges),
-            lambda: candidates.priorities(design.seed)[self.order],
-        )
+        u = queue_priorities(design, candidates)
         self.pos = np.array(
             [
                 lo + int(np.searchsorted(u[lo:hi], lowest[s], side="right"))

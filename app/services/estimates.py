@@ -63,7 +63,7 @@ def _fingerprint(state: ReviewState, level: float, target: float) -> tuple[objec
     random.update(state.random.j.tobytes())
     random.update(state.random.distance.tobytes())
     return (
-        _pairs_digest(state),
+        pairs_digest(state),
         random.hexdigest(),
         state.audit_id,
         state.n,
@@ -79,7 +79,7 @@ def _fingerprint(state: ReviewState, level: float, target: float) -> tuple[objec
     )
 
 
-def _pairs_digest(state: ReviewState) -> str:
+def pairs_digest(state: ReviewState) -> str:
     """A digest of the candidate pairs, computed once per Candidates build."""
     c = state.candidates
 
@@ -100,6 +100,18 @@ class _AssessmentCache:
         self._lock = threading.Lock()
         self._items: OrderedDict[tuple[object, ...], Assessment] = OrderedDict()
         self._size = size
+        self._computing: dict[tuple[object, ...], threading.Lock] = {}
+
+    def computing(self, key: tuple[object, ...]) -> threading.Lock:
+        """One lock per key being computed: a caller asking for an assessment another thread is
+        computing (the start-up warm-up, the estimate and next-pairs of one label) waits for it
+        instead of computing it again."""
+        with self._lock:
+            return self._computing.setdefault(key, threading.Lock())
+
+    def done(self, key: tuple[object, ...]) -> None:
+        with self._lock:
+            self._computing.pop(key, None)
 
     def get(self, key: tuple[object, ...], state: ReviewState) -> Assessment | None:
         with self._lock:
@@ -124,13 +136,21 @@ def assess(state: ReviewState, level: float = 0.95, target: float = DEFAULT_TARG
     cached = _assessments.get(key, state)
     if cached is not None:
         return cached
-    evidence = state.evidence()
-    frame = residual_frame(state.candidates, state.design, evidence, state.random)
-    estimate = estimate_incomplete(
-        state.candidates, state.design, evidence, state.random, level, frame=frame
-    )
-    out = Assessment(state, evidence, frame, estimate, stopping_status(estimate, target=target))
-    _assessments.put(key, out)
+    with _assessments.computing(key):
+        cached = _assessments.get(key, state)
+        if cached is not None:
+            return cached
+        try:
+            evidence = state.evidence()
+            frame = residual_frame(state.candidates, state.design, evidence, state.random)
+            estimate = estimate_incomplete(
+                state.candidates, state.design, evidence, state.random, level, frame=frame
+            )
+            stop = stopping_status(estimate, target=target)
+            out = Assessment(state, evidence, frame, estimate, stop)
+            _assessments.put(key, out)
+        finally:
+            _assessments.done(key)
     return out
 
 

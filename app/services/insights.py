@@ -1,17 +1,17 @@
-"""The figures behind the estimate panel: batch curve, calibration, estimate history, clusters.
+"""The figures behind the estimate panel: batch curve, calibration, clusters (the estimate
+history: app.services.history).
 
 Each function reads one audit's labels from the store and computes its figure with `app.estimate`,
-so the REST API and the pages draw the same numbers. The batch curve's model and the history use
-`services.estimates` itself (the same design, the same parts), so the last point of the history
-is the current estimate; the pool curve and the cluster gallery show the confirmed clusters.
+so the REST API and the pages draw the same numbers. The batch curve's model uses
+`services.estimates` itself (the same design, the same parts); the pool curve and the cluster
+gallery show the confirmed clusters.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, cast
 
 import numpy as np
@@ -34,15 +34,10 @@ from app.services.review_state import load_review
 from app.store import audits as audit_store
 from app.store import pairs as pair_store
 from app.store.db import Database
-from app.store.models import CandidatePair, Judgement
+from app.store.models import CandidatePair
 
 Span = Literal["all", "labelled"]
 
-MAX_HISTORY_POINTS = 50
-# Each history point is a full estimate over the candidate pairs (~0.25 s at 5 * 10^6 of them,
-# 10^6 samples): on large audits the replay takes fewer points, about this many pair-visits in all.
-HISTORY_PAIR_BUDGET = 5 * 10**7
-MIN_HISTORY_POINTS = 8
 MAX_CALIBRATION_POINTS = 2000
 CURVE_POINTS = 60  # model curve resolution
 POOL_CURVE_POINTS = 12  # the pool curve draws batches, so fewer points
@@ -113,24 +108,6 @@ class CalibrationPublic(BaseModel):
         description="Decreasing isotonic fit of duplicate (1) / distinct (0) on distance, "
         "unweighted: the labels are not a designed sample."
     )
-
-
-class HistoryPoint(BaseModel):
-    judgements: int = Field(description="Standing judgements counted, in the order they came.")
-    labelled_pairs: int = Field(description="Pairs with a consensus label at that point.")
-    duplicate_pairs: int
-    n_eff: float | None
-    n_eff_low: float
-    n_eff_high: float | None
-
-
-class EstimateHistoryPublic(BaseModel):
-    """N_eff recomputed after the first k judgements, for up to 50 values of k."""
-
-    n: int
-    level: float
-    judgements: int
-    points: list[HistoryPoint]
 
 
 class ClusterPublic(BaseModel):
@@ -382,93 +359,6 @@ def audit_calibration(
         points=_spread(labelled, MAX_CALIBRATION_POINTS),
         fit=fit,
     )
-
-
-def history_points(max_points: int, candidate_pairs: int) -> int:
-    """How many points the replay takes: max_points, fewer (down to MIN_HISTORY_POINTS) where
-    the audit's candidate pairs would make max_points full estimates slow (15 s at 10^6
-    samples for 50 points)."""
-    affordable = HISTORY_PAIR_BUDGET // max(candidate_pairs, 1)
-    return min(max_points, max(MIN_HISTORY_POINTS, affordable))
-
-
-def _checkpoints(total: int, limit: int) -> list[int]:
-    """k = 1..total when it fits, else `limit` values spread evenly and ending at total."""
-    if total <= limit:
-        return list(range(1, total + 1))
-    return sorted({math.ceil(m * total / limit) for m in range(1, limit + 1)})
-
-
-@dataclass
-class _Votes:
-    """One pair's standing judgements, weighed as the store weighs them
-    (`app.store.judgements.consensus`): an admin's latest ruling, else the majority of each
-    annotator's latest label, and a tie leaves the pair unlabelled."""
-
-    votes: dict[int, str] = field(default_factory=dict)  # annotator id -> latest label
-    ruling: str | None = None
-
-    def add(self, annotator_id: int, label: str, adjudicated: bool) -> None:
-        if adjudicated:
-            self.ruling = label
-        else:
-            self.votes[annotator_id] = label
-
-    def consensus(self) -> str | None:
-        if self.ruling is not None:
-            return self.ruling
-        counts = Counter(self.votes.values()).most_common()
-        if not counts or (len(counts) > 1 and counts[0][1] == counts[1][1]):
-            return None
-        return counts[0][0]
-
-    @property
-    def split(self) -> bool:
-        """Votes stand, but they tie."""
-        return bool(self.votes) and self.consensus() is None
-
-
-def audit_estimate_history(
-    db: Database, audit_id: int, level: float = 0.95, max_points: int = MAX_HISTORY_POINTS
-) -> EstimateHistoryPublic:
-    """Replay the standing (not undone) judgements in the order they came, with the store's
-    consensus rule and the audit's current review design, so the last point is the current
-    estimate. At most max_points points (fewer on very large audits: history_points)."""
-    state = load_review(db, audit_id)
-    with db.read() as session:
-        rows = session.execute(
-            select(
-                Judgement.pair_id, Judgement.annotator_id, Judgement.label, Judgement.adjudicated
-            )
-            .join(CandidatePair, CandidatePair.id == Judgement.pair_id)
-            .where(CandidatePair.audit_id == audit_id, Judgement.deleted_at.is_(None))
-            .order_by(Judgement.id)
-        ).all()
-    votes: dict[int, _Votes] = {}
-    points: list[HistoryPoint] = []
-    marks = set(_checkpoints(len(rows), history_points(max_points, len(state.candidates))))
-    for k, (pair_id, annotator_id, label, adjudicated) in enumerate(rows, 1):
-        votes.setdefault(pair_id, _Votes()).add(annotator_id, label, bool(adjudicated))
-        if k not in marks:
-            continue
-        labelled = {
-            pid: consensus
-            for pid, vote in votes.items()
-            if (consensus := vote.consensus()) is not None
-        }
-        split = [pid for pid, vote in votes.items() if vote.split]
-        estimate = estimate_public(assess(state.relabelled(labelled, split), level))
-        points.append(
-            HistoryPoint(
-                judgements=k,
-                labelled_pairs=len(labelled),
-                duplicate_pairs=estimate.duplicate_pairs,
-                n_eff=estimate.n_eff,
-                n_eff_low=1.0 if estimate.n_eff_low is None else estimate.n_eff_low,
-                n_eff_high=estimate.n_eff_high,
-            )
-        )
-    return EstimateHistoryPublic(n=state.n, level=level, judgements=len(rows), points=points)
 
 
 def audit_clusters(

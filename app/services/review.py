@@ -25,6 +25,7 @@ from app.estimate import (
     ReviewDesign,
     duplicates_stop,
     next_pairs,
+    queue_priorities,
     update_design,
 )
 from app.services.estimates import DEFAULT_TARGET, Assessment, assess
@@ -158,20 +159,30 @@ def next_pairs_for(
         return Handed(out, stop=False)
 
 
+def prepare_queue(state: ReviewState, assessment: Assessment) -> None:
+    """Build what the first handout of this state computes (the queue order and priorities,
+    the ranks), without handing anything out or storing the design: the start-up warm-up's
+    share."""
+    if not assessment.stop_labelling:
+        queue_priorities(_planning_design(state, assessment), state.candidates)
+    _ranks(state)
+
+
+def _planning_design(state: ReviewState, assessment: Assessment) -> ReviewDesign:
+    """The design the next handout plans with: the strata re-derived when the candidates grew,
+    or around where duplicates stop once every stratum is explored."""
+    explored = assessment.estimate.unexplored_strata == 0
+    centre = duplicates_stop(assessment.frame.fit) if explored else None
+    return update_design(state.design, state.candidates, centre)
+
+
 def _plan(
     state: ReviewState, assessment: Assessment, limit: int, skip_ids: set[int]
 ) -> tuple[list[Handout], ReviewDesign]:
-    """The design's next pairs, skipping the given store ids; re-derive the strata first when
-    the candidates grew, or around where duplicates stop once every stratum is explored."""
-    design = state.design
-    frame = assessment.frame
-    explored = assessment.estimate.unexplored_strata == 0
-    centre = duplicates_stop(frame.fit) if explored else None
-    updated = update_design(design, state.candidates, centre)
-    if updated is not design:
-        design, frame_arg = updated, None  # strata changed: the queue recomputes its frame
-    else:
-        frame_arg = frame
+    """The design's next pairs, skipping the given store ids."""
+    design = _planning_design(state, assessment)
+    # Strata changed: the queue recomputes its frame.
+    frame_arg = assessment.frame if design is state.design else None
     return next_pairs(
         state.candidates,
         design,

@@ -61,6 +61,10 @@ class _Entry:
     candidates: PairRows = field(default_factory=_empty_rows)
     random: PairRows = field(default_factory=_empty_rows)
     built: dict[int, Candidates] = field(default_factory=dict)  # by pool size
+    # Held while reading new rows, so callers that find the entry behind at once (the start-up
+    # warm-up and the first request, two annotators) wait for one read instead of each making
+    # it (~6 s at 10^6 samples).
+    loading: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _PairCache:
@@ -95,6 +99,18 @@ class _PairCache:
             self._entries.move_to_end(key)
             while len(self._entries) > CACHED_AUDITS:
                 self._entries.popitem(last=False)
+        with entry.loading:
+            return self._extend(session, entry, audit_id, stored, random_expected)
+
+    def _extend(
+        self,
+        session: Session,
+        entry: _Entry,
+        audit_id: int,
+        stored: tuple[int, int],
+        random_expected: int,
+    ) -> tuple[PairRows, PairRows, dict[int, Candidates]]:
+        with self._lock:
             if entry.stored == stored:
                 return entry.candidates, entry.random, entry.built
             last_c = int(entry.candidates.ids[-1]) if entry.candidates.ids.size else 0

@@ -1,0 +1,99 @@
+"""Build the review caches of the audits people were working on, in the background after start-up.
+
+An audit's pairs are read into arrays on first use and its estimate and review queue are built
+from them; at 10^6 samples that is ~6 s of reading and ~9 s before the first estimate. Without a
+warm-up the first reviewer after a restart pays it on their first label; with it they find the
+caches built (or wait only for the rest of the build, never for a second one: the caches let one
+caller build and the others wait for it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import func, select
+
+from app.services.estimates import assess
+from app.services.review import prepare_queue
+from app.services.review_state import load_review
+from app.store.db import Database
+from app.store.models import Audit, CandidatePair, Judgement
+
+log = logging.getLogger(__name__)
+
+
+def audits_to_warm(db: Database, limit: int) -> list[int]:
+    """The audits most recently judged, then the newest others with pairs: up to `limit` ids."""
+    if limit <= 0:
+        return []
+    with db.read() as session:
+        judged = session.execute(
+            select(CandidatePair.audit_id)
+            .join(Judgement, Judgement.pair_id == CandidatePair.id)
+            .group_by(CandidatePair.audit_id)
+            .order_by(func.max(Judgement.id).desc())
+            .limit(limit)
+        ).scalars()
+        newest = session.execute(
+            select(Audit.id)
+            .where(Audit.candidate_pairs > 0, Audit.samples_done >= 2)
+            .order_by(Audit.id.desc())
+            .limit(limit)
+        ).scalars()
+        ordered = list(dict.fromkeys([*judged, *newest]))
+    return ordered[:limit]
+
+
+def warm_audit(db: Database, audit_id: int) -> None:
+    """What the first estimate and the first handout of this audit would build."""
+    state = load_review(db, audit_id)
+    prepare_queue(state, assess(state))
+
+
+class Warmup:
+    """A daemon thread that warms `limit` audits once; stop() lets it finish the one in hand."""
+
+    def __init__(self, db: Database, limit: int) -> None:
+        self._db = db
+        self._limit = limit
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="birthday-warmup", daemon=True)
+        self.warmed: list[int] = []
+
+    def start(self) -> None:
+        if self._limit > 0:
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the warm-up has ended (or never started)."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            ids = audits_to_warm(self._db, self._limit)
+        except Exception:  # a cache warm-up must never take the server down
+            log.exception("warm-up: could not list audits")
+            return
+        for audit_id in ids:
+            if self._stop.is_set():
+                return
+            try:
+                warm_audit(self._db, audit_id)
+            except ValueError:  # fewer than two samples: nothing to build
+                continue
+            except Exception:
+                if self._stop.is_set():  # the store closed under it at shutdown
+                    return
+                log.exception(
+                    "warm-up of audit %d failed; its first request builds instead", audit_id
+                )
+                continue
+            self.warmed.append(audit_id)
