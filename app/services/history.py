@@ -18,12 +18,11 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from app.services.estimates import assess, estimate_public, pairs_digest
 from app.services.review_state import load_review
 from app.store.db import Database
-from app.store.models import CandidatePair, Judgement
+from app.store.judgements import standing_judgements
 
 MAX_HISTORY_POINTS = 50
 # Each history point is a full estimate over the candidate pairs (~0.25 s at 5 * 10^6 of them,
@@ -143,19 +142,6 @@ class _HistoryCache:
 _kept = _HistoryCache()
 
 
-def _rows(db: Database, audit_id: int) -> list[Row]:
-    with db.read() as session:
-        found = session.execute(
-            select(
-                Judgement.pair_id, Judgement.annotator_id, Judgement.label, Judgement.adjudicated
-            )
-            .join(CandidatePair, CandidatePair.id == Judgement.pair_id)
-            .where(CandidatePair.audit_id == audit_id, Judgement.deleted_at.is_(None))
-            .order_by(Judgement.id)
-        ).all()
-    return [(int(p), int(a), str(label), bool(adj)) for p, a, label, adj in found]
-
-
 def audit_estimate_history(
     db: Database, audit_id: int, level: float = 0.95, max_points: int = MAX_HISTORY_POINTS
 ) -> EstimateHistoryPublic:
@@ -163,7 +149,8 @@ def audit_estimate_history(
     consensus rule and the audit's review design, so the last point is the current estimate.
     At most max_points points (fewer on very large audits: history_points)."""
     state = load_review(db, audit_id)
-    rows = _rows(db, audit_id)
+    with db.read() as session:
+        rows = standing_judgements(session, audit_id)
     key = (db.url, audit_id)
     pool = (pairs_digest(state), state.n, len(state.random), state.random_drawn, level)
     reuse = _kept.reusable(key, pool, rows)

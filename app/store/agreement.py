@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.estimate.agreement import cohen_kappa
-from app.store.models import Annotator, CandidatePair, Judgement
+from app.store.judgements import of_audit
+from app.store.models import Annotator, Judgement
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,9 @@ def latest_votes(session: Session, audit_id: int) -> dict[int, dict[str, str]]:
     """pair id -> {annotator: latest standing label}, adjudications left out."""
     stmt = (
         select(Judgement.pair_id, Annotator.name, Judgement.label)
-        .join(CandidatePair, CandidatePair.id == Judgement.pair_id)
         .join(Annotator, Annotator.id == Judgement.annotator_id)
         .where(
-            CandidatePair.audit_id == audit_id,
+            of_audit(audit_id),
             Judgement.deleted_at.is_(None),
             Judgement.adjudicated.is_(False),
         )

@@ -11,11 +11,11 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from app.store.errors import Conflict, Forbidden, NotFound
-from app.store.models import Annotator, IdempotencyKey, Judgement, utcnow
+from app.store.models import Annotator, CandidatePair, IdempotencyKey, Judgement, utcnow
 from app.store.pairs import LABELS, get_pair
 
 
@@ -26,6 +26,31 @@ class JudgementView:
     label: str
     annotator: str
     adjudicated: bool = False
+
+
+def of_audit(audit_id: int) -> ColumnElement[bool]:
+    """The judgement is on a pair of this audit: a test per judgement by the pair's primary key.
+
+    A join filtered on the pair's audit walks every pair of the audit instead (SQLite plans it
+    from the (audit, ...) index): ~0.1 s at 10^5 samples, ~1 s at 10^6, for a few hundred
+    judgements.
+    """
+    return (
+        select(CandidatePair.id)
+        .where(CandidatePair.id == Judgement.pair_id, CandidatePair.audit_id == audit_id)
+        .exists()
+    )
+
+
+def standing_judgements(session: Session, audit_id: int) -> list[tuple[int, int, str, bool]]:
+    """(pair id, annotator id, label, adjudicated) of the audit's standing judgements, in the
+    order they came."""
+    rows = session.execute(
+        select(Judgement.pair_id, Judgement.annotator_id, Judgement.label, Judgement.adjudicated)
+        .where(Judgement.deleted_at.is_(None), of_audit(audit_id))
+        .order_by(Judgement.id)
+    )
+    return [(int(p), int(a), str(label), bool(adj)) for p, a, label, adj in rows]
 
 
 def annotator_by_name(session: Session, name: str, create: bool) -> Annotator | None:
