@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runner = JobRunner(db, settings, events)
     state = AppState(settings=settings, db=db, runner=runner, events=events)
 
-    warmup = Warmup(db, settings.warm_audits)
+    warmup = Warmup(db, settings.warm_audits, settings.scratch_dir)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -58,7 +58,7 @@ def restart_probe(url: str, audit_id: int, warm: bool) -> None:
     warmed = 0.0
     if warm:
         started = time.perf_counter()
-        job = Warmup(db, 3)
+        job = Warmup(db, 3, Path(tempfile.mkdtemp()))
         job.start()
         job.wait()
         warmed = time.perf_counter() - started

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.services import estimates, review_state, warmup
+from app.services import estimates, history, review_state, secondary, warmup
 from app.services.estimates import audit_estimate
 from app.services.review import MAX_HANDOUT, next_pairs_for
 from app.settings import Settings
@@ -41,11 +41,13 @@ def test_audits_to_warm_puts_the_most_recently_judged_first(db: Database) -> Non
 
 
 def test_a_warmed_audit_builds_nothing_on_its_first_requests(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     audit_id = finished_audit(db)
-    judge_closest(db, audit_id, "duplicate")
+    for label in ("duplicate", "distinct", "duplicate"):
+        judge_closest(db, audit_id, label)
     warmup.warm_audit(db, audit_id)
+    warmup.warm_page(db, tmp_path, audit_id)
 
     def refuse(*args: object, **kwargs: object) -> object:
         raise AssertionError("built again after the warm-up")
@@ -54,8 +56,12 @@ def test_a_warmed_audit_builds_nothing_on_its_first_requests(
     monkeypatch.setattr(estimates, "estimate_incomplete", refuse)
     # The queue order and the ranks are sorts over every candidate: built, not redone.
     monkeypatch.setattr(np, "lexsort", refuse)
+    monkeypatch.setattr(secondary, "_figures", refuse)
     estimate = audit_estimate(db, audit_id)
-    assert estimate.labelled_pairs == 1
+    assert estimate.labelled_pairs == 3
+    # The audit page: the history's points are kept, the last one is the estimate just read.
+    assert len(history.audit_estimate_history(db, audit_id).points) == 3
+    assert secondary.audit_secondary(db, tmp_path, audit_id).n == 300
     handed = next_pairs_for(db, audit_id, "ada", limit=MAX_HANDOUT)
     assert len(handed.pairs) == MAX_HANDOUT
     assert {p.rank for p in handed.pairs if p.rank is not None}
@@ -112,7 +118,7 @@ def test_concurrent_first_requests_read_and_compute_once(
 
 
 def test_a_failing_audit_does_not_stop_the_warm_up(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good, bad = finished_audit(db), finished_audit(db)
     real = review_state.load_review
@@ -123,7 +129,7 @@ def test_a_failing_audit_does_not_stop_the_warm_up(
         return real(db_, audit_id)
 
     monkeypatch.setattr(warmup, "load_review", flaky)
-    job = warmup.Warmup(db, 8)
+    job = warmup.Warmup(db, 8, tmp_path)
     job.start()
     assert job.wait(60)
     assert job.warmed == [good]
