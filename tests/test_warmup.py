@@ -150,6 +150,7 @@ def test_the_app_warms_the_judged_audit_at_start_up(tmp_path: Path) -> None:
     app = create_app(settings)
     with TestClient(app) as client:
         assert app.state.warmup.wait(60)
+        assert app.state.warmup.reviews_ready.is_set()
         assert app.state.warmup.warmed == [audit_id]
         assert client.get(f"/api/audits/{audit_id}/estimate").json()["labelled_pairs"] == 1
 

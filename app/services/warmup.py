@@ -74,6 +74,7 @@ class Warmup:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="birthday-warmup", daemon=True)
         self.warmed: list[int] = []
+        self.reviews_ready = threading.Event()  # set once the first pass (estimate, queue) ends
 
     def start(self) -> None:
         if self._limit > 0:
@@ -95,10 +96,12 @@ class Warmup:
             ids = audits_to_warm(self._db, self._limit)
         except Exception:  # a cache warm-up must never take the server down
             log.exception("warm-up: could not list audits")
+            self.reviews_ready.set()
             return
         for audit_id in ids:
             if self._step(audit_id, partial(warm_audit, self._db)):
                 self.warmed.append(audit_id)
+        self.reviews_ready.set()
         for audit_id in list(self.warmed):
             self._step(audit_id, partial(warm_page, self._db, self._scratch))
 
