@@ -34,8 +34,8 @@ class Settings(BaseSettings):
         ge=0,
         le=8,
         description=(
-            "Audits (most recently judged first) whose pairs, estimate and review queue are "
-            "built in the background at start-up; 0: none."
+            "Audits (most recently judged first) whose pairs, estimate and review queue, then "
+            "audit-page figures, are built in the background at start-up; 0: none."
         ),
     )
     sqlite_busy_timeout_ms: int = 5000

@@ -15,7 +15,7 @@ from typing import TypeVar
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from app.store.judgements import refresh_pair_label
+from app.store.judgements import of_audit, refresh_pair_label
 from app.store.models import CandidatePair, Judgement
 
 __all__ = ["LabelImport", "import_judgements"]
@@ -50,7 +50,7 @@ def _latest_votes(session: Session, audit_id: int) -> dict[tuple[int, int, int, 
             Judgement.label,
         )
         .join(CandidatePair, CandidatePair.id == Judgement.pair_id)
-        .where(CandidatePair.audit_id == audit_id, Judgement.deleted_at.is_(None))
+        .where(of_audit(audit_id), Judgement.deleted_at.is_(None))
         .order_by(Judgement.id)
     )
     return {(int(i), int(j), int(who), bool(adj)): str(label) for i, j, who, adj, label in rows}
