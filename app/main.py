@@ -54,11 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runner = JobRunner(db, settings, events)
     state = AppState(settings=settings, db=db, runner=runner, events=events)
 
-    warmup = Warmup(db, settings.warm_audits, settings.scratch_dir)
-
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runner.start()
+        # A fresh warm-up per start: an app may be started more than once (tests do).
+        warmup = Warmup(db, settings.warm_audits, settings.scratch_dir)
+        app.state.warmup = warmup
         warmup.start()
         try:
             yield
@@ -69,7 +70,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="birthday", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.birthday = state
-    app.state.warmup = warmup
     install_problem_handlers(app)
     app.add_middleware(UploadLimit, limit=settings.upload_limit_bytes, paths=("/api/generators",))
     # Every API call is authenticated (a no-op on loopback); routes add role checks.

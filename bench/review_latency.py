@@ -70,6 +70,8 @@ def restart_probe(url: str, audit_id: int, warm: bool) -> None:
     t1 = time.perf_counter()
     next_pairs_for(db, audit_id, "probe", limit=6)
     t2 = time.perf_counter()
+    import resource
+
     print(
         json.dumps(
             {
@@ -77,6 +79,8 @@ def restart_probe(url: str, audit_id: int, warm: bool) -> None:
                 "pages_s": pages,
                 "estimate_ms": 1000 * (t1 - t0),
                 "next_ms": 1000 * (t2 - t1),
+                # Linux reports KiB: the process's peak, caches included.
+                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )
     )
@@ -249,7 +253,7 @@ def main() -> None:
     print(
         f"\nafter a restart, the first label's round trip\n{'n':>8s} {'cold estimate ms':>17s} "
         f"{'cold next ms':>13s} {'warm-up s':>10s} {'+ pages s':>10s} {'warmed estimate ms':>19s} "
-        f"{'warmed next ms':>15s} {'cold/warmed':>12s}"
+        f"{'warmed next ms':>15s} {'cold/warmed':>12s} {'peak MB cold':>13s} {'warmed':>7s}"
     )
     for n, (cold, warmed) in restarts.items():
         cold_ms = cold["estimate_ms"] + cold["next_ms"]
@@ -257,7 +261,8 @@ def main() -> None:
         print(
             f"{n:8d} {cold['estimate_ms']:17.1f} {cold['next_ms']:13.1f} "
             f"{warmed['warm_up_s']:10.1f} {warmed['pages_s']:10.1f} {warmed['estimate_ms']:19.1f} "
-            f"{warmed['next_ms']:15.1f} {cold_ms / warm_ms:11.0f}x"
+            f"{warmed['next_ms']:15.1f} {cold_ms / warm_ms:11.0f}x {cold['peak_mb']:13.0f} "
+            f"{warmed['peak_mb']:7.0f}"
         )
 
 

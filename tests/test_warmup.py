@@ -166,3 +166,17 @@ def test_no_warm_up_when_turned_off(tmp_path: Path) -> None:
     with TestClient(app):
         assert app.state.warmup.wait(1)
         assert app.state.warmup.warmed == []
+
+
+def test_an_app_started_twice_warms_at_each_start(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, 3)
+    settings.ensure_dirs()
+    upgrade(settings.resolved_database_url())
+    db = Database(settings.resolved_database_url())
+    audit_id = finished_audit(db)
+    db.dispose()
+    app = create_app(settings)
+    for _ in range(2):
+        with TestClient(app):
+            assert app.state.warmup.wait(60)
+            assert app.state.warmup.warmed == [audit_id]
