@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from app.store.db import Database
+from tests.databases import migrated_database
 
 
 @pytest.fixture
@@ -23,6 +25,12 @@ def settings(tmp_path: Path) -> Settings:
         chunk_size=250,
         resume_jobs=True,
     )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated store of each kind (PostgreSQL skipped without a test server)."""
+    yield from migrated_database(request.param, tmp_path)
 
 
 @pytest.fixture

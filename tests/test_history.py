@@ -3,9 +3,6 @@ point, an undo or a grown pool recomputing what it changed, and kept points equa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from app.services import history
@@ -13,13 +10,7 @@ from app.store import audits as audit_store
 from app.store import judgements as judgement_store
 from app.store.audits import ChunkRows
 from app.store.db import Database
-from tests.databases import migrated_database
 from tests.review_audits import finished_audit, judge_closest
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    yield from migrated_database(request.param, tmp_path)
 
 
 @pytest.fixture

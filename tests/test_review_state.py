@@ -7,9 +7,6 @@ label's round trip short (bench/review_latency.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from app.services import review_state
@@ -18,12 +15,6 @@ from app.store import judgements as judgement_store
 from app.store import pairs as pair_store
 from app.store.audits import ChunkRows
 from app.store.db import Database
-from tests.databases import migrated_database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    yield from migrated_database(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.store.db import Database
-from tests.databases import migrated_database
 from tests.review_audits import finished_audit, judge_closest
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    yield from migrated_database(request.param, tmp_path)
 
 
 def test_secondary_figures_are_computed_once_per_set_of_labels(

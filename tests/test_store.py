@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ from app.store.audits import ChunkRows
 from app.store.db import Database
 from app.store.errors import Conflict, NotFound
 from app.store.migrate import upgrade
-from tests.databases import migrated_database
 
 TABLES = {
     "generators",
@@ -27,11 +25,6 @@ TABLES = {
     "jobs",
     "idempotency_keys",
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    yield from migrated_database(request.param, tmp_path)
 
 
 def _audit(db: Database) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,7 @@ from app.settings import Settings
 from app.store import pairs as pair_store
 from app.store.db import Database
 from app.store.migrate import upgrade
-from tests.databases import migrated_database
 from tests.review_audits import finished_audit, judge_closest
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    yield from migrated_database(request.param, tmp_path)
 
 
 def test_audits_to_warm_puts_the_most_recently_judged_first(db: Database) -> None:
