@@ -26,6 +26,7 @@ from app.api.upload_limit import UploadLimit
 from app.jobs.events import EventBus
 from app.jobs.runner import JobRunner
 from app.services.builtin import register_builtin_generators
+from app.services.estimate_feed import EstimateFeed
 from app.services.warmup import Warmup
 from app.settings import Settings
 from app.store.db import Database
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_builtin_generators(db, settings)
     events = EventBus()
     runner = JobRunner(db, settings, events)
-    state = AppState(settings=settings, db=db, runner=runner, events=events)
+    feed = EstimateFeed(db, events.publish)
+    state = AppState(settings=settings, db=db, runner=runner, events=events, feed=feed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,10 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         warmup = Warmup(db, settings.warm_audits, settings.scratch_dir)
         app.state.warmup = warmup
         warmup.start()
+        feed.start()
         try:
             yield
         finally:
             warmup.stop()
+            feed.stop()
             runner.stop()
             db.dispose()
 

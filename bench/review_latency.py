@@ -10,6 +10,10 @@ the services the API calls:
 * then, once, what the audit page asks for: a page of unlabelled pairs with their ranks, the
   batch curve, the calibration, the clusters and the secondary figures (medians of 3 calls),
   the estimate history's first replay and its cost after one more label (median of 3 labels);
+* what keeps the audit page live (app.services.estimate_feed): the old 3 s poll's cost per open
+  page (the panel: estimate and secondary figures, nothing changed), the feed's recheck of an
+  unchanged audit (every 10 s per watched audit, however many pages), and a label's time to its
+  `estimate` event (settling included; medians of 3);
 * and a restart: in a fresh process, the first label's round trip (estimate, then next-pairs)
   cold, and in another after the start-up warm-up (app.services.warmup) has run: its first
   pass (estimates and queues), then its second (the audit pages' history and secondary).
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +126,55 @@ def page_figures(db: Database, audit_id: int, scratch: Path) -> dict[str, float]
             times.append(1000 * (time.perf_counter() - t0))
         out[name] = float(np.median(times))
     out.update(history_figures(db, audit_id))
+    out.update(live_figures(db, audit_id, scratch))
     return out
+
+
+def live_figures(db: Database, audit_id: int, scratch: Path) -> dict[str, float]:
+    """The poll the audit page made every 3 s against what the estimate feed does instead."""
+    import threading
+
+    from app.jobs.events import Event
+    from app.services import estimate_feed
+    from app.store.judgements import post_judgement
+
+    def timed(call: Callable[[], object]) -> float:
+        t0 = time.perf_counter()
+        call()
+        return 1000 * (time.perf_counter() - t0)
+
+    def poll() -> None:
+        audit_estimate(db, audit_id)
+        audit_secondary(db, scratch, audit_id)
+
+    polls = [timed(poll) for _ in range(PAGE_CALLS)]
+    rechecks = [timed(lambda: estimate_feed._compute(db, audit_id)) for _ in range(PAGE_CALLS)]
+    arrived = threading.Event()
+
+    def publish(event: Event) -> None:
+        arrived.set()
+
+    feed = estimate_feed.EstimateFeed(db, publish)
+    latencies = []
+    with feed.watching(audit_id):
+        assert arrived.wait(600), "no first estimate event"
+        for _ in range(PAGE_CALLS):
+            time.sleep(2.0)  # past the feed's minimum gap: one label alone, as a reviewer gives it
+            arrived.clear()
+            handed = next_pairs_for(db, audit_id, "live", limit=1)
+            t0 = time.perf_counter()
+            for ranked in handed.pairs:
+                with db.write() as session:
+                    post_judgement(session, ranked.pair.id, "distinct", "live", None)
+            feed.changed(audit_id)
+            assert arrived.wait(600), "no estimate event after a label"
+            latencies.append(1000 * (time.perf_counter() - t0))
+    feed.stop()
+    return {
+        "3 s poll": float(np.median(polls)),
+        "feed recheck": float(np.median(rechecks)),
+        "label->event": float(np.median(latencies)),
+    }
 
 
 def history_figures(db: Database, audit_id: int) -> dict[str, float]:

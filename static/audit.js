@@ -1,11 +1,12 @@
 // Audit page: the estimate panel, its three figures and the cluster gallery, refreshed as labels
-// arrive (a review tab in this browser says so at once; other annotators are picked up by polling).
+// arrive: the audit's event stream says when the estimate changed (any annotator, anywhere), a
+// review tab in this browser says so at once, and polling stands in only while the stream is down.
 import { api, count, showProblem } from "./api.js";
 import { extent, plot, responsive } from "./charts.js";
 
 const page = document.querySelector("[data-audit-page]");
 const auditId = page.dataset.auditPage;
-const POLL_MS = 3000;
+const POLL_MS = 3000; // only while the event stream is down
 const data = { batch: null, calibration: null, history: null };
 const plots = Object.fromEntries(
   [...document.querySelectorAll("[data-plot]")].map((node) => [node.dataset.plot, node]),
@@ -220,15 +221,25 @@ async function refresh() {
   }
 }
 
+const running = (status) => ["queued", "running"].includes(status);
+let stale = false; // an estimate changed while the page was hidden
+
+function refreshWhenSeen() {
+  if (document.visibilityState === "visible") refresh();
+  else stale = true;
+}
+
+// The audit's events for as long as the page is open: job progress, and each new estimate.
 function live() {
   const meta = document.querySelector(".audit-meta");
-  if (!["queued", "running"].includes(meta.dataset.state)) return;
   const source = new EventSource(`/api/audits/${auditId}/events`);
   const setStatus = (status) => {
+    const ended = running(meta.dataset.state) && !running(status);
     meta.dataset.state = status;
     const badge = meta.querySelector("[data-status]");
     badge.textContent = status;
     badge.className = `badge status-${status}`;
+    if (ended) refresh();
   };
   source.addEventListener("progress", (event) => {
     const p = JSON.parse(event.data);
@@ -236,22 +247,24 @@ function live() {
     bar.max = p.n;
     bar.value = p.samples_done;
     meta.querySelector("[data-done]").textContent = count(p.samples_done);
+    meta.querySelector("[data-n]").textContent = count(p.n);
     meta.querySelector("[data-pairs]").textContent = count(p.candidate_pairs);
-    if (p.status) setStatus(p.status);
     // The first event carries the status: the job may have ended before the stream opened.
-    if (p.status && !["queued", "running"].includes(p.status)) {
-      source.close();
+    if (p.status) setStatus(p.status);
+  });
+  source.addEventListener("status", (event) => setStatus(JSON.parse(event.data).status));
+  // An estimate's id is its digest; the panel carries the digest of the one it shows.
+  source.addEventListener("estimate", (event) => {
+    const shown = document.querySelector("#estimate-panel [data-estimate]")?.dataset.estimate;
+    if (event.lastEventId !== shown) refreshWhenSeen();
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && stale) {
+      stale = false;
       refresh();
     }
   });
-  source.addEventListener("status", (event) => {
-    const { status } = JSON.parse(event.data);
-    setStatus(status);
-    if (!["queued", "running"].includes(status)) {
-      source.close();
-      refresh();
-    }
-  });
+  return source;
 }
 
 // Extend the pool (the job restarts: reload to follow it live) or import another audit's labels.
@@ -304,8 +317,8 @@ function poolActions() {
 poolActions();
 for (const [key, figure] of Object.entries(FIGURES)) responsive(plots[key], figure.draw);
 loadFigures();
-live();
+const stream = live();
 new BroadcastChannel(`birthday-audit-${auditId}`).addEventListener("message", () => refresh());
 setInterval(() => {
-  if (document.visibilityState === "visible") refresh();
+  if (document.visibilityState === "visible" && stream.readyState !== EventSource.OPEN) refresh();
 }, POLL_MS);

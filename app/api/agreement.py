@@ -65,4 +65,5 @@ def adjudicate_pair(
         view, _ = post_judgement(
             session, pair_id, body.label, principal.name or "admin", None, adjudicated=True
         )
+    state.feed.changed(view.audit_id)
     return judgement_public(view)

@@ -12,6 +12,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import AdminDep, AnnotatorDep
 from app.api.deps import AuditId, SampleIndex, StateDep
+from app.jobs.events import Event
 from app.schemas import (
     AuditCreate,
     AuditExtend,
@@ -25,6 +26,7 @@ from app.schemas import (
 )
 from app.services import audits as audit_service
 from app.services import label_import as import_service
+from app.services.estimate_feed import estimate_digest
 from app.services.estimates import DEFAULT_TARGET, audit_estimate
 from app.services.review import next_pair_for, next_pairs_for
 from app.store import audits as audit_store
@@ -100,6 +102,7 @@ def import_labels(
     re-mined with more neighbours per sample. Each judgement keeps its annotator; one who
     already judged a pair here keeps their own answer; importing twice copies nothing new."""
     result = import_service.import_labels(state.db, audit_id, body.from_audit)
+    state.feed.changed(audit_id)
     return LabelImportPublic(**dataclasses.asdict(result))
 
 
@@ -197,10 +200,29 @@ def get_estimate(
 
 @router.get("/{audit_id}/events", response_class=EventSourceResponse)
 async def audit_events(state: StateDep, audit_id: AuditId) -> AsyncIterator[ServerSentEvent]:
-    """Server-sent events: `progress` and `status` updates of this audit as its job runs."""
-    initial = audit_service.describe_audit(state.db, audit_id)
-    yield ServerSentEvent(
-        event="progress", data=initial.progress.model_dump() | {"status": initial.status}
-    )
-    async for event in state.events.subscribe(f"audit:{audit_id}"):
-        yield ServerSentEvent(event=event.kind, data=event.data)
+    """Server-sent events of this audit, for as long as the client listens: `progress` (the first
+    event, with the status) and `status` while its job runs, and `estimate` (the body of GET
+    /estimate) whenever the estimate changes: labels from any annotator, an undo, a label
+    import, new pairs; its `id` is a digest of its content (the audit page's panel carries the
+    digest of the estimate it shows). The estimate is computed once per change for all
+    listeners; judgements written by another process (the CLI, another server) show within
+    ~10 s."""
+    topic = f"audit:{audit_id}"
+    with state.events.listen(topic) as events:
+        initial = audit_service.describe_audit(state.db, audit_id)
+        yield ServerSentEvent(
+            event="progress", data=initial.progress.model_dump() | {"status": initial.status}
+        )
+        with state.feed.watching(audit_id) as latest:
+            if latest is not None:
+                yield _sse(Event(topic, "estimate", latest))
+            async for event in events:
+                if event.kind in ("progress", "status"):
+                    state.feed.changed(audit_id)  # new samples and pairs move the estimate
+                yield _sse(event)
+
+
+def _sse(event: Event) -> ServerSentEvent:
+    # An estimate's id names its content: a page compares it with what it shows.
+    ident = estimate_digest(event.data) if event.kind == "estimate" else None
+    return ServerSentEvent(event=event.kind, data=event.data, id=ident)

@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Request
 
 from app.jobs.events import EventBus
 from app.jobs.runner import JobRunner
+from app.services.estimate_feed import EstimateFeed
 from app.settings import Settings
 from app.store.db import Database
 
@@ -19,6 +20,7 @@ class AppState:
     db: Database
     runner: JobRunner
     events: EventBus
+    feed: EstimateFeed  # live estimates for the audits' event streams
 
 
 def get_state(request: Request) -> AppState:

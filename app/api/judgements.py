@@ -44,6 +44,7 @@ def create_judgement(
         raise HTTPException(422, "annotator is required")
     with state.db.write() as session:
         view, created = post_judgement(session, pair_id, body.label, annotator, idempotency_key)
+    state.feed.changed(view.audit_id)
     if not created:
         response.status_code = status.HTTP_200_OK
     return judgement_public(view)
@@ -56,4 +57,6 @@ def undo_judgement(
     """Undo a judgement; the pair's label falls back to the remaining judgements."""
     only_by = principal.name if principal.role != "admin" else None
     with state.db.write() as session:
-        return judgement_public(delete_judgement(session, judgement_id, only_by=only_by))
+        view = delete_judgement(session, judgement_id, only_by=only_by)
+    state.feed.changed(view.audit_id)
+    return judgement_public(view)

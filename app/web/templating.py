@@ -9,6 +9,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from app.services.estimate_feed import estimate_digest
+
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
 
 
@@ -30,6 +32,7 @@ def prob(value: float | None) -> str:
 
 TEMPLATES.env.filters["count"] = count
 TEMPLATES.env.filters["prob"] = prob
+TEMPLATES.env.filters["digest"] = lambda e: estimate_digest(e.model_dump(mode="json"))
 
 
 def not_found_page(request: Request, message: str) -> HTMLResponse:

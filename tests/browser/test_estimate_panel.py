@@ -26,12 +26,18 @@ def test_panel_follows_labels(
 ) -> None:
     audit = audit_factory(seed=2)
     aid = audit["id"]
+    panel_requests: list[str] = []
+    page.on("request", lambda r: panel_requests.append(r.url) if r.url.endswith("/panel") else None)
     page.goto(f"/audits/{aid}")
     bound = api.get(f"/api/audits/{aid}/estimate").json()["n_eff_low"]
     assert page.inner_text("[data-n-eff]") == f"≥ {_count(bound)}"
     page.locator('[data-plot="history"] .empty').wait_for()
     page.locator('[data-plot="batch"] svg [data-layer="band"]').wait_for()
     assert page.locator('[data-plot="batch"] [data-layer="s50"]').count() == 0
+    # Nothing changes, so nothing is asked for: the page waits on the audit's event stream
+    # (it used to fetch the panel every 3 s).
+    page.wait_for_timeout(7000)
+    assert panel_requests == []
 
     # Another annotator labels: 6 duplicates among the closest pairs, then 3 distinct.
     pairs = all_pairs(api, aid)
@@ -46,6 +52,7 @@ def test_panel_follows_labels(
     assert page.inner_text("[data-n-eff-low]") == _count(estimate["n_eff_low"])
     assert page.inner_text("[data-n-eff-high]") == _count(estimate["n_eff_high"])
     assert page.inner_text("[data-labelled-count]") == "9"
+    assert 1 <= len(panel_requests) <= 9  # one per estimate event at most, never one per poll
 
     history = page.locator('[data-plot="history"] svg[data-judgements="9"]')
     history.wait_for()
