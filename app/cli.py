@@ -386,13 +386,27 @@ def estimate(
     audit_id: Annotated[int, typer.Argument(metavar="AUDIT")],
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
+    level: Annotated[
+        float, typer.Option(help="Confidence level of the interval, in (0.5, 1).")
+    ] = 0.95,
+    target: Annotated[
+        float,
+        typer.Option(help="Relative half-width the stopping rule aims for, in (0, 1]."),
+    ] = 0.2,
 ) -> None:
     """Print an audit's current support-size estimate."""
     from app.services.estimates import audit_estimate
 
+    # The API's bounds (GET /estimate?level=&target=), said as a message rather than a traceback.
+    if not 0.5 < level < 1:
+        _fail(f"--level must be between 0.5 and 1 (exclusive), not {level}")
+        return
+    if not 0 < target <= 1:
+        _fail(f"--target must be in (0, 1], not {target}")
+        return
     db = _open(_settings(data_dir))
     try:
-        result = audit_estimate(db, audit_id)
+        result = audit_estimate(db, audit_id, level=level, target=target)
     except (ValueError, NotFound) as exc:
         _fail(str(exc))
         return

@@ -35,6 +35,17 @@ def test_audit_then_estimate_then_export(tmp_path: Path) -> None:
     assert estimate.returncode == 0, estimate.stderr
     body = json.loads(estimate.stdout)
     assert body["n"] == 2000 and body["candidate_pairs"] == pairs and body["labelled_pairs"] == 0
+    assert body["level"] == 0.95 and body["stop"]["target_relative_half_width"] == 0.2
+    chosen = run(
+        "estimate", audit_id, "--json", "--level", "0.8", "--target", "0.1", data_dir=tmp_path
+    )
+    assert chosen.returncode == 0, chosen.stderr
+    narrow = json.loads(chosen.stdout)
+    assert narrow["level"] == 0.8 and narrow["stop"]["target_relative_half_width"] == 0.1
+    for flag, value in (("--level", "1"), ("--level", "0.4"), ("--target", "0")):
+        refused = run("estimate", audit_id, flag, value, data_dir=tmp_path)
+        assert refused.returncode == 2 and flag in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
     text = run("estimate", audit_id, data_dir=tmp_path)
     assert "no judgements yet" in text.stdout
     assert f"more labels to go ({pairs} candidate pairs): provisional" in text.stdout
