@@ -261,6 +261,7 @@ def test_events_stream_reports_progress(client: TestClient) -> None:
         ("get", "/api/jobs/999", None, 404),
         ("post", "/api/jobs/999/cancel", None, 404),
         ("get", "/api/audits/999/estimate", None, 404),
+        ("get", "/api/audits/999/events", None, 404),
         ("get", "/api/audits/999/pairs", None, 404),
         ("get", "/api/audits/abc", None, 422),
         ("post", "/api/audits", {"n": 10}, 422),

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import AdminDep, AnnotatorDep
@@ -198,8 +198,16 @@ def get_estimate(
     return audit_estimate(state.db, audit_id, level=level, target=target)
 
 
+def _existing_audit(state: StateDep, audit_id: AuditId) -> int:
+    """404 before the stream starts: once it has, an error can only end it."""
+    audit_service.describe_audit(state.db, audit_id)
+    return audit_id
+
+
 @router.get("/{audit_id}/events", response_class=EventSourceResponse)
-async def audit_events(state: StateDep, audit_id: AuditId) -> AsyncIterator[ServerSentEvent]:
+async def audit_events(
+    state: StateDep, audit_id: Annotated[int, Depends(_existing_audit)]
+) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events of this audit, for as long as the client listens: `progress` (the first
     event, with the status) and `status` while its job runs, and `estimate` (the body of GET
     /estimate) whenever the estimate changes: labels from any annotator, an undo, a label
@@ -209,7 +217,11 @@ async def audit_events(state: StateDep, audit_id: AuditId) -> AsyncIterator[Serv
     ~10 s."""
     topic = f"audit:{audit_id}"
     with state.events.listen(topic) as events:
-        initial = audit_service.describe_audit(state.db, audit_id)
+        # Read after subscribing, so a status change in between is not lost.
+        try:
+            initial = audit_service.describe_audit(state.db, audit_id)
+        except NotFound:  # deleted since the check
+            return
         yield ServerSentEvent(
             event="progress", data=initial.progress.model_dump() | {"status": initial.status}
         )
