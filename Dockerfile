@@ -8,4 +8,4 @@ COPY static static
 RUN pip install --no-cache-dir -e '.[postgres,ray]'
 ENV BIRTHDAY_DATA_DIR=/data BIRTHDAY_MODELS_DIR=/models
 EXPOSE 8000
-CMD ["python", "-c", "import uvicorn; from app.main import create_app; uvicorn.run(create_app(), host='0.0.0.0', port=8000)"]
+CMD ["python", "-c", "from app.main import create_app; from app.serving import serve; serve(create_app(), '0.0.0.0', 8000)"]

@@ -77,9 +77,8 @@ def serve(
     ] = None,
 ) -> None:
     """Start the dashboard and its worker (in-process, or Ray tasks with --ray)."""
-    import uvicorn
-
     from app.main import create_app
+    from app.serving import serve as serve_app
 
     settings = _settings(data_dir)
     if host is not None:
@@ -99,7 +98,7 @@ def serve(
         f"birthday dashboard on http://{settings.host}:{settings.port}/ (data: {settings.data_dir}; "
         f"jobs: {app.state.birthday.runner.executor.describe()})"
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    serve_app(app, settings.host, settings.port)
 
 
 class UploadFormat(StrEnum):

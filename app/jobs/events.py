@@ -17,17 +17,32 @@ class Event:
     data: dict[str, Any]
 
 
+# A listener: its topic, its queue (None in it ends the listening), the loop it reads on.
+_Listener = tuple[str, "asyncio.Queue[Event | None]", asyncio.AbstractEventLoop]
+
+
 class EventBus:
     """Thread-safe publish from worker threads; async listen from the event loop."""
 
     def __init__(self, queue_size: int = 256) -> None:
         self._lock = threading.Lock()
-        self._subscribers: list[tuple[str, asyncio.Queue[Event], asyncio.AbstractEventLoop]] = []
+        self._subscribers: list[_Listener] = []
         self._queue_size = queue_size
 
     def publish(self, event: Event) -> None:
         with self._lock:
             targets = [s for s in self._subscribers if s[0] in (event.topic, "*")]
+        self._send(targets, event)
+
+    def close(self) -> None:
+        """End every listener's events now: a server shutting down waits for its open responses,
+        and an event stream never ends by itself (a browser's EventSource holds it open)."""
+        with self._lock:
+            targets = list(self._subscribers)
+        self._send(targets, None)
+
+    @staticmethod
+    def _send(targets: list[_Listener], event: Event | None) -> None:
         for _, queue, loop in targets:
             try:
                 loop.call_soon_threadsafe(_offer, queue, event)
@@ -38,8 +53,8 @@ class EventBus:
     def listen(self, topic: str) -> Iterator[AsyncIterator[Event]]:
         """Subscribe now (events published from here on are kept) and read them in the block:
         a caller can subscribe first and then read state without missing what changes between."""
-        queue: asyncio.Queue[Event] = asyncio.Queue(self._queue_size)
-        entry = (topic, queue, asyncio.get_running_loop())
+        queue: asyncio.Queue[Event | None] = asyncio.Queue(self._queue_size)
+        entry: _Listener = (topic, queue, asyncio.get_running_loop())
         with self._lock:
             self._subscribers.append(entry)
         try:
@@ -49,12 +64,12 @@ class EventBus:
                 self._subscribers.remove(entry)
 
 
-async def _drain(queue: asyncio.Queue[Event]) -> AsyncIterator[Event]:
-    while True:
-        yield await queue.get()
+async def _drain(queue: asyncio.Queue[Event | None]) -> AsyncIterator[Event]:
+    while (event := await queue.get()) is not None:  # None: the bus was closed
+        yield event
 
 
-def _offer(queue: asyncio.Queue[Event], event: Event) -> None:
+def _offer(queue: asyncio.Queue[Event | None], event: Event | None) -> None:
     # A slow client loses old progress events rather than holding the worker back.
     if queue.full():
         queue.get_nowait()
