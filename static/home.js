@@ -44,7 +44,7 @@ function setProgress(auditId, progress) {
 }
 
 function stream(auditId) {
-  const source = new EventSource(`/api/audits/${auditId}/events`);
+  const source = new EventSource(`/api/audits/${auditId}/events?estimates=false`);
   source.addEventListener("progress", (event) => {
     const data = JSON.parse(event.data);
     setProgress(auditId, data);

@@ -216,3 +216,19 @@ def test_posting_a_judgement_names_its_audit(db: Database) -> None:
         assert pair_id is not None
         view, _ = post_judgement(session, pair_id, "duplicate", "someone", None)
     assert view.audit_id == audit_id
+
+
+def test_a_stream_without_estimates_starts_no_computation(client: TestClient) -> None:
+    response = client.post("/api/audits", json={"synthetic": {"support": 50}, "n": 60})
+    audit_id = wait_for_audit(client, response.json()["id"])["id"]
+    feed = client.app.state.birthday.feed  # type: ignore[attr-defined]
+    pair = all_pairs(client, audit_id)[0]
+    with client.stream("GET", f"/api/audits/{audit_id}/events?estimates=false") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "event: progress"
+        posted = client.post(
+            f"/api/pairs/{pair['id']}/judgements", json={"label": "distinct", "annotator": "x"}
+        )
+        assert posted.status_code == 201
+        time.sleep(0.5)
+        assert feed.computations(audit_id) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -206,7 +207,11 @@ def _existing_audit(state: StateDep, audit_id: AuditId) -> int:
 
 @router.get("/{audit_id}/events", response_class=EventSourceResponse)
 async def audit_events(
-    state: StateDep, audit_id: Annotated[int, Depends(_existing_audit)]
+    state: StateDep,
+    audit_id: Annotated[int, Depends(_existing_audit)],
+    estimates: Annotated[
+        bool, Query(description="false: progress and status only (a list of jobs).")
+    ] = True,
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events of this audit, for as long as the client listens: `progress` (the first
     event, with the status) and `status` while its job runs, and `estimate` (the body of GET
@@ -225,11 +230,13 @@ async def audit_events(
         yield ServerSentEvent(
             event="progress", data=initial.progress.model_dump() | {"status": initial.status}
         )
-        with state.feed.watching(audit_id) as latest:
+        with state.feed.watching(audit_id) if estimates else nullcontext() as latest:
             if latest is not None:
                 yield _sse(Event(topic, "estimate", latest))
             async for event in events:
-                if event.kind in ("progress", "status"):
+                if event.kind == "estimate" and not estimates:
+                    continue
+                if estimates and event.kind in ("progress", "status"):
                     state.feed.changed(audit_id)  # new samples and pairs move the estimate
                 yield _sse(event)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from app.services.estimate_feed import estimate_digest
 from tests.browser.conftest import screenshot
 from tests.conftest import all_pairs
 
@@ -48,7 +49,9 @@ def test_panel_follows_labels(
         )
         assert response.status_code == 201
     estimate = api.get(f"/api/audits/{aid}/estimate").json()
-    page.locator("[data-n-eff]").filter(has_text=_count(estimate["n_eff"])).wait_for()
+    # The panel names the estimate it shows: wait for this one, not one on the way to it.
+    page.locator(f'#estimate-panel [data-estimate="{estimate_digest(estimate)}"]').wait_for()
+    assert page.inner_text("[data-n-eff]") == _count(estimate["n_eff"])
     assert page.inner_text("[data-n-eff-low]") == _count(estimate["n_eff_low"])
     assert page.inner_text("[data-n-eff-high]") == _count(estimate["n_eff_high"])
     assert page.inner_text("[data-labelled-count]") == "9"
