@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from app.jobs.events import Event
 from app.services import estimate_feed
-from app.services.estimate_feed import EstimateFeed, estimate_digest
+from app.services.estimate_feed import EstimateFeed, estimate_body, estimate_digest
 from app.services.estimates import audit_estimate
 from app.store import audits as audit_store
 from app.store.db import Database
@@ -58,7 +58,7 @@ def feed(db: Database, published: Published) -> Iterator[EstimateFeed]:
 
 
 def _expected(db: Database, audit_id: int) -> dict[str, Any]:
-    return audit_estimate(db, audit_id).model_dump(mode="json")
+    return estimate_body(audit_estimate(db, audit_id))
 
 
 def test_a_watched_audit_sends_its_estimate_and_each_change(
@@ -232,3 +232,10 @@ def test_a_stream_without_estimates_starts_no_computation(client: TestClient) ->
         assert posted.status_code == 201
         time.sleep(0.5)
         assert feed.computations(audit_id) == 0
+
+
+def test_an_infinite_figure_is_null_in_the_body_as_in_the_api(db: Database) -> None:
+    real = audit_estimate(db, finished_audit(db))
+    body = estimate_body(real.model_copy(update={"n_eff_high": float("inf")}))
+    assert body["n_eff_high"] is None
+    json.dumps(body, allow_nan=False)  # valid JSON for any client

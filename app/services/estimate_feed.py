@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.jobs.events import Event
+from app.schemas import EstimatePublic
 from app.services.estimates import audit_estimate
 from app.store.db import Database
 from app.store.errors import NotFound
@@ -38,10 +39,17 @@ def estimate_digest(estimate: Estimate) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
+def estimate_body(estimate: EstimatePublic) -> Estimate:
+    """The estimate as the API's JSON body has it (an infinite value is null there, while
+    model_dump(mode="json") keeps it as a float that JSON cannot carry)."""
+    body: Estimate = json.loads(estimate.model_dump_json())
+    return body
+
+
 def _compute(db: Database, audit_id: int) -> Estimate | None:
     """The estimate as GET /estimate gives it by default, or None while there is none yet."""
     try:
-        return audit_estimate(db, audit_id).model_dump(mode="json")
+        return estimate_body(audit_estimate(db, audit_id))
     except ValueError:  # fewer than 2 samples so far
         return None
 

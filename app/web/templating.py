@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app.services.estimate_feed import estimate_digest
+from app.services.estimate_feed import estimate_body, estimate_digest
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
 
@@ -32,7 +32,7 @@ def prob(value: float | None) -> str:
 
 TEMPLATES.env.filters["count"] = count
 TEMPLATES.env.filters["prob"] = prob
-TEMPLATES.env.filters["digest"] = lambda e: estimate_digest(e.model_dump(mode="json"))
+TEMPLATES.env.filters["digest"] = lambda e: estimate_digest(estimate_body(e))
 
 
 def not_found_page(request: Request, message: str) -> HTMLResponse:
