@@ -13,7 +13,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Event:
     topic: str  # e.g. "audit:3"
-    kind: str  # progress | pairs | estimate | status
+    kind: str  # progress (with the candidate pair count) | status | estimate
     data: dict[str, Any]
 
 
