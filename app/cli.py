@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.schemas import AuditCreate, AuditExtend, SyntheticSpec
+from app.schemas import AuditCreate, AuditExtend, EstimatePublic, SyntheticSpec
 from app.settings import Settings
 from app.store.db import Database
 from app.store.errors import Conflict, NotFound
@@ -392,6 +392,15 @@ def estimate(
         float,
         typer.Option(help="Relative half-width the stopping rule aims for, in (0, 1]."),
     ] = 0.2,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Print it again each time it changes (anyone's labels, a growing pool) until "
+            "Ctrl-C; with --json, one JSON body per line.",
+        ),
+    ] = False,
+    every: Annotated[float, typer.Option(hidden=True, min=0.05)] = 2.0,
 ) -> None:
     """Print an audit's current support-size estimate."""
     from app.services.estimates import audit_estimate
@@ -404,6 +413,9 @@ def estimate(
         _fail(f"--target must be in (0, 1], not {target}")
         return
     db = _open(_settings(data_dir))
+    if watch:
+        _watch_estimate(db, audit_id, level, target, as_json, every)
+        return
     try:
         result = audit_estimate(db, audit_id, level=level, target=target)
     except (ValueError, NotFound) as exc:
@@ -412,6 +424,47 @@ def estimate(
     if as_json:
         console.print_json(result.model_dump_json())
         return
+    _print_estimate(audit_id, result)
+
+
+def _watch_estimate(
+    db: Database, audit_id: int, level: float, target: float, as_json: bool, every: float
+) -> None:
+    """Recompute every `every` seconds and print what changed: the store is the only channel
+    between this process and the server's, so this reads it (cached, so cheap when nothing
+    changed)."""
+    import time
+    from datetime import datetime
+
+    from app.services.estimates import audit_estimate
+
+    last, waiting = "", ""
+    try:
+        while True:
+            try:
+                result = audit_estimate(db, audit_id, level=level, target=target)
+            except NotFound as exc:
+                _fail(str(exc))
+                return
+            except ValueError as exc:  # fewer than 2 samples so far: the job is starting
+                if str(exc) != waiting:
+                    waiting = str(exc)
+                    err.print(f"waiting: {exc}")
+            else:
+                body = result.model_dump_json()
+                if body != last:
+                    last = body
+                    if as_json:
+                        print(body, flush=True)  # JSON Lines
+                    else:
+                        console.rule(datetime.now().strftime("%H:%M:%S"))
+                        _print_estimate(audit_id, result)
+            time.sleep(every)
+    except KeyboardInterrupt:
+        return
+
+
+def _print_estimate(audit_id: int, result: EstimatePublic) -> None:
     console.print(
         f"audit {audit_id}: n={result.n}, {result.candidate_pairs} candidate pairs, "
         f"{result.labelled_pairs} labelled, D={result.duplicate_pairs}"

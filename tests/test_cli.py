@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+from app.settings import Settings
+from app.store import pairs as pair_store
+from app.store.db import Database
+from app.store.judgements import post_judgement
 
 BIRTHDAY = str(Path(sys.executable).parent / "birthday")
 
@@ -181,3 +188,41 @@ def test_upload_an_onnx_generator_then_audit_it(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
     missing = run("upload", str(tmp_path / "nope.onnx"), "--format", "onnx", data_dir=tmp_path)
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_estimate_watch_prints_each_change_until_ctrl_c(tmp_path: Path) -> None:
+    """Labels written by another process (here the test, as the server would) show up."""
+    made = run("audit", "--support", "300", "--n", "200", data_dir=tmp_path)
+    match = re.search(r"audit (\d+): 200 samples", made.stdout)
+    assert made.returncode == 0 and match, made.stderr
+    audit_id = int(match.group(1))
+    watcher = subprocess.Popen(
+        [BIRTHDAY, "estimate", str(audit_id), "--watch", "--json", "--every", "0.1"]
+        + ["--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "BIRTHDAY_MODELS_DIR": str(tmp_path / "models")},
+    )
+    # A line that never comes fails the test instead of hanging it: the pipe closes.
+    watchdog = threading.Timer(120, watcher.kill)
+    watchdog.start()
+    try:
+        assert watcher.stdout is not None
+        assert json.loads(watcher.stdout.readline())["labelled_pairs"] == 0
+        db = Database(Settings(data_dir=tmp_path).resolved_database_url())
+        with db.read() as session:
+            closest = pair_store.list_pairs(session, audit_id, "unlabelled", 2, None)[0]
+        for k, ranked in enumerate(closest, 1):
+            with db.write() as session:
+                post_judgement(session, ranked.pair.id, "duplicate", "elsewhere", None)
+            assert json.loads(watcher.stdout.readline())["labelled_pairs"] == k
+        db.dispose()
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=60) == 0
+        assert "Traceback" not in (watcher.stderr.read() if watcher.stderr else "")
+    finally:
+        watchdog.cancel()
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
