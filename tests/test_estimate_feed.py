@@ -74,9 +74,12 @@ def test_a_watched_audit_sends_its_estimate_and_each_change(
         feed.changed(audit_id)
         second = published.wait(2)
         assert second == _expected(db, audit_id) and second["labelled_pairs"] == 1
-        # A second watcher is told the last estimate at once and starts nothing new.
+        # A second watcher is told the last estimate at once, and neither its coming nor its
+        # going starts a computation.
         with feed.watching(audit_id) as latest:
             assert latest == second
+        time.sleep(0.3)
+        assert feed.computations(audit_id) == 2
         # A hint that changes nothing sends nothing.
         feed.changed(audit_id)
         wait_for(lambda: feed.computations(audit_id) == 3, 60, what="the third computation")

@@ -105,7 +105,9 @@ class EstimateFeed:
         finally:
             with self._lock:
                 watch.watchers -= 1
-            watch.wake.set()  # the thread sees it is unwatched and ends
+                last = watch.watchers == 0
+            if last:
+                watch.wake.set()  # the thread sees it is unwatched and ends
 
     def changed(self, audit_id: int) -> None:
         """A writer in this process changed the audit: compute again soon if it is watched."""
