@@ -25,8 +25,8 @@ class JudgementView:
     pair_id: int
     label: str
     annotator: str
-    adjudicated: bool = False
-    audit_id: int = 0  # the pair's audit, for live updates
+    adjudicated: bool
+    audit_id: int  # the pair's audit, for live updates
 
 
 def of_audit(audit_id: int) -> ColumnElement[bool]:
@@ -71,14 +71,13 @@ def _request_hash(pair_id: int, label: str, annotator: str, adjudicated: bool) -
 def _view(session: Session, judgement: Judgement) -> JudgementView:
     annotator = session.get(Annotator, judgement.annotator_id)
     name = annotator.name if annotator else "?"
-    pair = session.get(CandidatePair, judgement.pair_id)
     return JudgementView(
         judgement.id,
         judgement.pair_id,
         judgement.label,
         name,
         bool(judgement.adjudicated),
-        pair.audit_id if pair else 0,
+        get_pair(session, judgement.pair_id).audit_id,
     )
 
 
