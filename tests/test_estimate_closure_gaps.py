@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from app.estimate.closure_gaps import closure_gaps
@@ -27,6 +29,11 @@ def _labels(c: Candidates, known: dict[tuple[int, int], int]) -> np.ndarray:
     return out
 
 
+def _at(prediction: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The predictions of every candidate as closure_gaps asks for them: at some indices."""
+    return lambda index: prediction[index]
+
+
 def _index(c: Candidates, a: int, b: int) -> int:
     return int(np.flatnonzero((c.i == a) & (c.j == b))[0])
 
@@ -38,7 +45,7 @@ def test_a_likely_duplicate_joining_a_cluster_to_a_sample_it_never_met_is_a_gap(
     prediction = np.where(c.distance < 0.5, 1.0, 0.0)
     sampled = labels >= 0
     # Merging {0, 1, 2} with 3 settles (0, 3) and (1, 3), pairs the miner never proposed.
-    assert closure_gaps(c, evidence, prediction, sampled).tolist() == [_index(c, 2, 3)]
+    assert closure_gaps(c, evidence, _at(prediction), sampled).tolist() == [_index(c, 2, 3)]
 
 
 def test_a_pair_judged_unsure_is_no_gap() -> None:
@@ -49,7 +56,7 @@ def test_a_pair_judged_unsure_is_no_gap() -> None:
     unsure[_index(c, 2, 3)] = True
     evidence = judge_evidence(c, labels, candidate_unsure=unsure)
     prediction = np.where(c.distance < 0.5, 1.0, 0.0)
-    assert closure_gaps(c, evidence, prediction, labels >= 0).size == 0
+    assert closure_gaps(c, evidence, _at(prediction), labels >= 0).size == 0
 
 
 def test_no_gap_where_the_merge_reaches_only_candidate_pairs() -> None:
@@ -57,7 +64,7 @@ def test_no_gap_where_the_merge_reaches_only_candidate_pairs() -> None:
     labels = _labels(c, {(0, 1): 1, (1, 2): 1, (0, 4): 0})
     evidence = judge_evidence(c, labels)
     prediction = np.where(c.distance < 0.5, 1.0, 0.0)
-    assert closure_gaps(c, evidence, prediction, labels >= 0).size == 0
+    assert closure_gaps(c, evidence, _at(prediction), labels >= 0).size == 0
 
 
 def test_no_gap_before_the_sample_has_seen_a_non_duplicate() -> None:
@@ -66,7 +73,7 @@ def test_no_gap_before_the_sample_has_seen_a_non_duplicate() -> None:
     labels = _labels(c, {(0, 1): 1, (1, 2): 1})
     evidence = judge_evidence(c, labels)
     prediction = np.ones(len(c))
-    assert closure_gaps(c, evidence, prediction, labels >= 0).size == 0
+    assert closure_gaps(c, evidence, _at(prediction), labels >= 0).size == 0
 
 
 def test_unlikely_pairs_and_pairs_inside_one_cluster_are_no_gaps() -> None:
@@ -75,10 +82,10 @@ def test_unlikely_pairs_and_pairs_inside_one_cluster_are_no_gaps() -> None:
     evidence = judge_evidence(c, labels)
     prediction = np.where(c.distance < 0.5, 1.0, 0.0)
     # (0, 3) and (1, 3) are implied now; (1, 4) is far.
-    assert closure_gaps(c, evidence, prediction, labels >= 0).size == 0
+    assert closure_gaps(c, evidence, _at(prediction), labels >= 0).size == 0
     prediction = np.full(len(c), 0.6)  # likelier a duplicate than not, but not near-certain
     labels = _labels(c, {(0, 1): 1, (1, 2): 1, (0, 4): 0})
-    assert closure_gaps(c, judge_evidence(c, labels), prediction, labels >= 0).size == 0
+    assert closure_gaps(c, judge_evidence(c, labels), _at(prediction), labels >= 0).size == 0
 
 
 def _collapsed_pool(seed: int) -> tuple[Candidates, np.ndarray]:
@@ -120,7 +127,7 @@ def test_the_review_joins_collapsed_clusters_and_hands_out_one_link_per_merge() 
         frame = residual_frame(c, design, evidence)
         if stopping_status(estimate_incomplete(c, design, evidence, frame=frame)).stop:
             break
-        gaps = set(closure_gaps(c, evidence, frame.prediction, frame.sampled).tolist())
+        gaps = set(closure_gaps(c, evidence, frame.crossfit.predict, frame.sampled).tolist())
         handouts, design = next_pairs(c, design, evidence, count=5, frame=frame)
         assert handouts
         cl = evidence.clustering.labels

@@ -26,15 +26,13 @@ from app.estimate.design import (
     stratum_of,
     update_design,
 )
+from app.estimate.duplicate_rate import DuplicateRateFit, duplicates_stop, fit_duplicate_rate
 from app.estimate.incomplete import (
-    DuplicateRateFit,
     IncompleteEstimate,
     Parts,
     ResidualFrame,
     StratumEstimate,
-    duplicates_stop,
     estimate_incomplete,
-    fit_duplicate_rate,
     random_deficits,
     residual_frame,
     u_statistic_variance,

@@ -21,6 +21,8 @@ random sample and bias its estimate of what the miner missed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -34,13 +36,13 @@ GAP_PREDICTION = 0.9  # a gap must be a near-certain duplicate
 def closure_gaps(
     candidates: Candidates,
     evidence: Evidence,
-    prediction: NDArray[np.float64],
+    predict: Callable[[NDArray[np.int64]], NDArray[np.float64]],
     sampled: NDArray[np.bool_],
 ) -> NDArray[np.int64]:
     """Indices of the gap pairs, most non-candidate pairs settled first, then closest first.
 
-    `prediction` is the cross-fitted P(duplicate | distance) of every candidate and `sampled`
-    the design's sample (incomplete.residual_frame). The fit is trusted only up to the farthest
+    `predict` gives the cross-fitted P(duplicate | distance) of the candidates at some indices
+    and `sampled` is the design's sample (incomplete.residual_frame). The fit is trusted only up to the farthest
     sampled non-duplicate: beyond it (early in a review, say) the monotone fit just carries its
     last level on. A merge of clusters A and B settles |A| |B| pairs; the
     candidate pairs among them are estimated well from their distances already, so a gap
@@ -52,16 +54,17 @@ def closure_gaps(
     if not distinct.any():
         return np.zeros(0, dtype=np.int64)
     seen = float(candidates.distance[distinct].max())
-    open_ = (value == UNKNOWN) & (prediction >= GAP_PREDICTION) & (candidates.distance <= seen)
+    open_ = (value == UNKNOWN) & (candidates.distance <= seen)
     open_ &= ~evidence.candidate_unsure  # judged "unsure" or tied: no answer to wait for
-    if not open_.any():
-        return np.zeros(0, dtype=np.int64)
     labels = evidence.clustering.labels
     size = np.bincount(labels).astype(np.int64)
     # Only pairs with a sample in a cluster of two or more can be gaps or links between the
     # clusters a gap merges: at 10^6 samples that is a small share of the candidates.
     clustered = size[labels] >= 2
     touch = np.flatnonzero(clustered[candidates.i] | clustered[candidates.j])
+    maybe = touch[open_[touch]]
+    open_ = np.zeros(len(candidates), dtype=np.bool_)
+    open_[maybe[predict(maybe) >= GAP_PREDICTION]] = True
     if not open_[touch].any():
         return np.zeros(0, dtype=np.int64)
     a, b = labels[candidates.i[touch]], labels[candidates.j[touch]]

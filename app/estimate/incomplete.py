@@ -45,6 +45,7 @@ from scipy.stats import beta as beta_dist
 from scipy.stats import norm
 
 from app.estimate.closure_gaps import closure_gaps
+from app.estimate.crossfit import CrossFit, PieceTotals, fold_piece_totals
 from app.estimate.design import (
     ReviewDesign,
     candidate_strata,
@@ -53,6 +54,7 @@ from app.estimate.design import (
     piece_strata,
     reached,
 )
+from app.estimate.duplicate_rate import DuplicateRateFit, fit_duplicate_rate
 from app.estimate.pairs import (
     DISTINCT,
     DUPLICATE,
@@ -70,15 +72,12 @@ from app.estimate.simpson import (
 )
 
 __all__ = [
-    "DuplicateRateFit",
     "IncompleteEstimate",
     "Parts",
     "PieceSums",
     "ResidualFrame",
     "StratumEstimate",
-    "duplicates_stop",
     "estimate_incomplete",
-    "fit_duplicate_rate",
     "random_deficits",
     "residual_frame",
     "jeffreys_floor",
@@ -88,82 +87,6 @@ __all__ = [
 
 FOLDS = 5  # cross-fitting folds
 KNOWN_FULL, KNOWN_FADE = 0.01, 0.1  # unconfirmed shares of D: see u_statistic_variance
-
-
-@dataclass(frozen=True)
-class DuplicateRateFit:
-    """Decreasing isotonic P(duplicate | distance): the calibration curve.
-
-    Linear between knots, constant beyond the ends (as sklearn's IsotonicRegression predicts).
-    """
-
-    x: NDArray[np.float64]  # knots, increasing distances
-    y: NDArray[np.float64]  # fitted rate at the knots, non-increasing, in [0, 1]
-
-    def __call__(self, distance: ArrayLike) -> NDArray[np.float64]:
-        return np.asarray(np.interp(np.asarray(distance, dtype=np.float64), self.x, self.y))
-
-
-def _pava_decreasing(
-    y: NDArray[np.float64], w: NDArray[np.float64]
-) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Pool-adjacent-violators for a non-increasing fit: (block start indices, block values)."""
-    starts: list[int] = []
-    sums: list[float] = []
-    weights: list[float] = []
-    for k, (yk, wk) in enumerate(zip(y.tolist(), w.tolist(), strict=True)):
-        starts.append(k)
-        sums.append(yk * wk)
-        weights.append(wk)
-        # A later block may not exceed an earlier one: merge while it does.
-        while len(sums) >= 2 and sums[-1] * weights[-2] > sums[-2] * weights[-1]:
-            last_sum, last_weight = sums.pop(), weights.pop()
-            starts.pop()
-            sums[-1] += last_sum
-            weights[-1] += last_weight
-    values = np.asarray(sums) / np.asarray(weights)
-    return np.asarray(starts, dtype=np.int64), values
-
-
-def duplicates_stop(fit: DuplicateRateFit) -> float | None:
-    """The distance where the fitted duplicate rate first falls below 1/2: the centre the
-    design's strata should be finest around. None while the fit never reaches 1/2."""
-    above = fit.y >= 0.5
-    if not above.any() or above.all():
-        return None
-    k = int(np.argmin(above))  # first knot below 1/2; the one before is at or above it
-    x0, x1, y0, y1 = fit.x[k - 1], fit.x[k], fit.y[k - 1], fit.y[k]
-    return float(x0 + (y0 - 0.5) / (y0 - y1) * (x1 - x0)) if y0 > y1 else float(x1)
-
-
-def fit_duplicate_rate(
-    distance: ArrayLike, duplicate: ArrayLike, weight: ArrayLike | None = None
-) -> DuplicateRateFit:
-    """Weighted decreasing isotonic regression of duplicate (0/1) on distance.
-
-    Weights are inverse inclusion probabilities, so the fit estimates the rate among all
-    candidates at a distance, not among the labelled ones. Ties in distance are pooled first;
-    the fit is linear between the ends of adjacent blocks, as sklearn's IsotonicRegression
-    predicts. With no data the rate is 1/2.
-    """
-    x = np.asarray(distance, dtype=np.float64)
-    y = np.asarray(duplicate, dtype=np.float64)
-    w = np.ones_like(x) if weight is None else np.asarray(weight, dtype=np.float64)
-    if not (x.shape == y.shape == w.shape) or x.ndim != 1:
-        raise ValueError("distance, duplicate and weight must be 1-d arrays of one shape")
-    if x.size == 0:
-        return DuplicateRateFit(np.zeros(1), np.full(1, 0.5))
-    if np.any((y < 0) | (y > 1)) or np.any(w <= 0) or not np.all(np.isfinite(x)):
-        raise ValueError("duplicate must lie in [0, 1], weights be positive, distances finite")
-    ux, inverse = np.unique(x, return_inverse=True)
-    uw = np.bincount(inverse, weights=w).astype(np.float64)
-    uy = np.bincount(inverse, weights=w * y) / uw
-    starts, values = _pava_decreasing(uy, uw)
-    ends = np.append(starts[1:], ux.size) - 1
-    knots_x = np.stack([ux[starts], ux[ends]], axis=1).ravel()
-    knots_y = np.repeat(values, 2)
-    keep = np.append(True, knots_x[1:] != knots_x[:-1])  # one-point blocks give one knot
-    return DuplicateRateFit(knots_x[keep], np.clip(knots_y[keep], 0.0, 1.0))
 
 
 def _bridges(u: NDArray[np.int64], v: NDArray[np.int64]) -> NDArray[np.bool_]:
@@ -249,7 +172,7 @@ class ResidualFrame:
     sample_post: NDArray[np.int64]  # their post-stratum
     sample_residual: NDArray[np.float64]  # leave-one-out residual (0 where settled by others)
     sample_settled: NDArray[np.bool_]  # their value is implied by the other observations
-    prediction: NDArray[np.float64]  # cross-fitted P(duplicate | distance), every pair
+    crossfit: CrossFit  # cross-fitted P(duplicate | distance) of any pair
     fit: DuplicateRateFit  # fitted on all sampled pairs
     random_residual: NDArray[np.float64]  # sampled random pairs: duplicate outside the closure
     random_sampled: NDArray[np.bool_]
@@ -351,19 +274,11 @@ def random_deficits(
     return np.asarray(np.maximum(quota - got, 0), dtype=np.int64)
 
 
-def _fold_members(
-    candidates: Candidates, seed: int, folds: int, k: int
-) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Indices and distances of fold k's pairs, by increasing distance (cached: they never
-    change for the candidates). np.interp is ~8x faster on sorted points."""
-
-    def members() -> NDArray[np.int64]:
-        part = np.flatnonzero(candidates.folds(seed, folds) == k)
-        return part[np.argsort(candidates.distance[part], kind="stable")]
-
-    part = candidates.cached(("fold-members", int(seed), int(folds), k), members)
-    return part, candidates.cached(
-        ("fold-distances", int(seed), int(folds), k), lambda: candidates.distance[part]
+def _fold_distances(candidates: Candidates, seed: int, folds: int, k: int) -> NDArray[np.float64]:
+    """Distances of fold k's pairs, sorted (cached: they never change for the candidates)."""
+    return candidates.cached(
+        ("fold-distances", int(seed), int(folds), k),
+        lambda: np.sort(candidates.distance[candidates.folds(seed, folds) == k]),
     )
 
 
@@ -397,34 +312,48 @@ def residual_frame(
     d = candidates.distance
     d_sample = d[sample]
     fit = fit_duplicate_rate(d_sample, y, weight)
-    prediction = np.empty(len(candidates), dtype=np.float64)
-    sample_fold = candidates.folds(design.seed, folds)[sample]
-    for k in range(folds):
-        train = sample_fold != k
-        f_k = fit_duplicate_rate(d_sample[train], y[train], weight[train]) if train.any() else fit
-        part, d_part = _fold_members(candidates, design.seed, folds, k)
-        prediction[part] = f_k(d_part)
+    fold = candidates.folds(design.seed, folds)
+    sample_fold = fold[sample]
+    fits = tuple(
+        fit_duplicate_rate(d_sample[train], y[train], weight[train]) if train.any() else fit
+        for train in (sample_fold != k for k in range(folds))
+    )
+    crossfit = CrossFit(fits, fold, d)
 
     bridge = _duplicate_bridges(candidates, evidence, sampled)
     links = _cannot_link_counts(candidates, evidence, sample)
     settled = np.where(value[sample] == DUPLICATE, ~bridge[sample], links >= 1)
-    residual = np.where(settled, 0.0, y - prediction[sample])
-    unreached_unknown = unknown & ~hit
-    f = np.where(unreached_unknown, prediction, 0.0)
+    residual = np.where(settled, 0.0, y - crossfit.predict(sample))
+    # Sums over every pair per piece, less those over the (few) reached or known pairs.
+    everything = sum(
+        (
+            fold_piece_totals(
+                f_k, _fold_distances(candidates, design.seed, folds, k), design.breaks, pieces_count
+            )
+            for k, f_k in enumerate(fits)
+        ),
+        start=PieceTotals(np.zeros(pieces_count), np.zeros(pieces_count)),
+    )
+    settled_or_reached = np.flatnonzero(~unknown | hit)
+    taken = crossfit.totals(settled_or_reached, piece[settled_or_reached], pieces_count)
 
     def count(mask: NDArray[np.bool_]) -> NDArray[np.int64]:  # masks of few pairs: gather them
         return np.bincount(piece[mask], minlength=pieces_count)
 
     reached_count = count(hit)
-    known_unreached = count(~unknown & ~hit)
+    unreached_unknown = piece_size - reached_count - count(~unknown & ~hit)
+    # What is left of a difference of two sums is rounding where nothing is left.
+    left = unreached_unknown > 0
     pieces = PieceSums(
         size=piece_size,
         reached=reached_count.astype(np.float64),
         sampled=np.bincount(piece[sample], minlength=pieces_count),
         duplicates=count(value == DUPLICATE).astype(np.float64),
-        unreached_unknown=(piece_size - reached_count - known_unreached).astype(np.float64),
-        unreached_predicted=_sums(piece, f, pieces_count),
-        unreached_spread=_sums(piece, f * (1.0 - f), pieces_count),
+        unreached_unknown=unreached_unknown.astype(np.float64),
+        unreached_predicted=np.where(
+            left, np.maximum(everything.predicted - taken.predicted, 0.0), 0.0
+        ),
+        unreached_spread=np.where(left, np.maximum(everything.spread - taken.spread, 0.0), 0.0),
     )
     # Given the closure of candidate judgements, a sampled random pair that is a duplicate
     # outside it is a duplicate the closure misses.
@@ -445,11 +374,11 @@ def residual_frame(
         sample_post=sample_post,
         sample_residual=residual,
         sample_settled=settled,
-        prediction=prediction,
+        crossfit=crossfit,
         fit=fit,
         random_residual=np.where(random_sampled, outside, 0.0),
         random_sampled=random_sampled,
-        gaps=closure_gaps(candidates, evidence, prediction, sampled),
+        gaps=closure_gaps(candidates, evidence, crossfit.predict, sampled),
     )
 
 
@@ -644,7 +573,7 @@ def _post_stratum_estimates(candidates: Candidates, frame: ResidualFrame) -> lis
     # Unsettled pairs: the unreached unknown ones (per piece) and the reached unknown ones.
     pending = frame.pending
     pending_post = frame.piece_post[frame.piece[pending]]
-    f_pending = frame.prediction[pending]
+    f_pending = frame.crossfit.predict(pending)
     open_ = frame.per_post(sums.unreached_unknown) + np.bincount(pending_post, minlength=k)
     predicted = frame.per_post(sums.unreached_predicted) + np.bincount(
         pending_post, weights=f_pending, minlength=k
