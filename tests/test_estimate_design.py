@@ -171,6 +171,27 @@ def test_reach_and_update_keep_the_sample_exact() -> None:
     assert ReviewDesign.from_dict(moved.to_dict()) == moved
 
 
+def test_reached_is_every_pair_whose_priority_is_at_most_its_threshold() -> None:
+    rng = np.random.default_rng(8)
+    for size in (2, 50, 3000):
+        # Rounded distances: many pairs sit exactly on a break.
+        c = Candidates.build(
+            size + 1,
+            np.zeros(size, dtype=np.int64),
+            np.arange(1, size + 1),
+            np.round(rng.gamma(2.0, 0.2, size), 2),
+        )
+        design = new_design(c, seed=int(rng.integers(100)))
+        for _ in range(6):
+            stratum = int(rng.integers(design.strata))
+            level = float(rng.choice([0.0, 1.0, rng.random(), c.priorities(design.seed)[0]]))
+            design = reach(design, stratum, level)
+            if rng.random() < 0.3:
+                design = update_design(design, c, centre=float(rng.choice(c.distance)))
+            t = np.asarray(design.thresholds)[np.searchsorted(design.breaks, c.distance, "right")]
+            assert np.array_equal(reached(design, c), c.priorities(design.seed) <= t)
+
+
 def test_inclusion_probability_is_the_threshold_by_simulation() -> None:
     """Over design seeds, a pair is reached with probability t(d), independently of d."""
     c = _line(400)

@@ -51,6 +51,7 @@ from app.estimate.design import (
     candidate_strata,
     piece_of,
     piece_post_strata,
+    piece_sizes,
     piece_strata,
     reached,
 )
@@ -300,9 +301,7 @@ def residual_frame(
     sample = np.flatnonzero(sampled)
     piece = piece_of(design, candidates)
     pieces_count = len(design.breaks) + 1
-    piece_size = candidates.cached(
-        ("piece-size", design.breaks), lambda: np.bincount(piece, minlength=pieces_count)
-    )
+    piece_size = piece_sizes(design, candidates)
     piece_post = piece_post_strata(design)
     post_size = np.bincount(piece_post, weights=piece_size)
     sample_post = piece_post[piece[sample]]
