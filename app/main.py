@@ -19,6 +19,7 @@ from app.api import (
     judgements,
     training,
 )
+from app.api import events as event_streams
 from app.api.auth import current_principal
 from app.api.deps import AppState
 from app.api.problems import install_problem_handlers
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         generators,
         audits,
+        event_streams,
         judgements,
         jobs,
         insights,

@@ -222,15 +222,10 @@ async function refresh() {
 }
 
 const running = (status) => ["queued", "running"].includes(status);
-let stale = false; // an estimate changed while the page was hidden
-
-function refreshWhenSeen() {
-  if (document.visibilityState === "visible") refresh();
-  else stale = true;
-}
-
-// The audit's events for as long as the page is open: job progress, and each new estimate.
-function live() {
+// The audit's events while the page is shown: job progress, and each new estimate. A hidden page
+// lets its connection go (a browser has ~6 per host for all its tabs) and catches up when shown:
+// the stream's first events are the current progress and estimate.
+function openStream() {
   const meta = document.querySelector(".audit-meta");
   const source = new EventSource(`/api/audits/${auditId}/events`);
   const setStatus = (status) => {
@@ -256,15 +251,15 @@ function live() {
   // An estimate's id is its digest; the panel carries the digest of the one it shows.
   source.addEventListener("estimate", (event) => {
     const shown = document.querySelector("#estimate-panel [data-estimate]")?.dataset.estimate;
-    if (event.lastEventId !== shown) refreshWhenSeen();
-  });
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && stale) {
-      stale = false;
-      refresh();
-    }
+    if (event.lastEventId !== shown) refresh();
   });
   return source;
+}
+
+let stream = null;
+function follow() {
+  stream?.close();
+  stream = document.visibilityState === "visible" ? openStream() : null;
 }
 
 // Extend the pool (the job restarts: reload to follow it live) or import another audit's labels.
@@ -317,8 +312,9 @@ function poolActions() {
 poolActions();
 for (const [key, figure] of Object.entries(FIGURES)) responsive(plots[key], figure.draw);
 loadFigures();
-const stream = live();
+follow();
+document.addEventListener("visibilitychange", follow);
 new BroadcastChannel(`birthday-audit-${auditId}`).addEventListener("message", () => refresh());
 setInterval(() => {
-  if (document.visibilityState === "visible" && stream.readyState !== EventSource.OPEN) refresh();
+  if (stream && stream.readyState !== EventSource.OPEN) refresh();
 }, POLL_MS);

@@ -2,8 +2,7 @@
 import { api, count } from "./api.js";
 
 const ACTIVE = new Set(["queued", "running"]);
-// Browsers allow ~6 HTTP/1.1 connections per host: stream a few audits, poll the rest.
-const MAX_STREAMS = 4;
+const MAX_STREAMED = 100; // audits per stream (GET /api/events)
 
 // The audit's row and the rows of its jobs still active (an extended audit has older, finished ones).
 function rowsFor(auditId) {
@@ -43,39 +42,38 @@ function setProgress(auditId, progress) {
   }
 }
 
-function stream(auditId) {
-  const source = new EventSource(`/api/audits/${auditId}/events?estimates=false`);
+const active = () =>
+  [...document.querySelectorAll("tr[data-audit]")]
+    .filter((row) => ACTIVE.has(row.dataset.state))
+    .map((row) => row.dataset.audit);
+
+// One stream for all the active audits, and none while the page is hidden: a browser has ~6
+// connections per host for all its tabs, and a stream holds one. The stream's first events
+// are each audit's current progress and status, so a page shown again catches up.
+let source = null;
+function follow() {
+  source?.close();
+  source = null;
+  const ids = active().slice(0, MAX_STREAMED);
+  if (!ids.length || document.visibilityState !== "visible") return;
+  source = new EventSource(`/api/events?${ids.map((id) => `audit=${id}`).join("&")}`);
   source.addEventListener("progress", (event) => {
     const data = JSON.parse(event.data);
-    setProgress(auditId, data);
-    if (data.status) setStatus(auditId, data.status);
-    // The first event carries the status: the job may have ended before the stream opened.
-    if (data.status && !ACTIVE.has(data.status)) source.close();
+    setProgress(data.audit_id, data);
+    if (!data.status) return;
+    // The first event of each audit carries its status: it may have ended before the stream opened.
+    setStatus(data.audit_id, data.status);
+    if (!active().length) follow();
   });
   source.addEventListener("status", (event) => {
     const data = JSON.parse(event.data);
-    setStatus(auditId, data.status);
-    if (!ACTIVE.has(data.status)) source.close();
+    setStatus(data.audit_id, data.status);
+    if (!active().length) follow(); // all ended: let the connection go
   });
 }
 
-async function poll(auditId) {
-  try {
-    const audit = await api(`/api/audits/${auditId}`);
-    setProgress(auditId, audit.progress);
-    setStatus(auditId, audit.status);
-    if (!ACTIVE.has(audit.status)) return;
-  } catch {
-    // A failed poll is retried below.
-  }
-  setTimeout(() => poll(auditId), 3000);
-}
-
-const active = [...document.querySelectorAll("tr[data-audit]")]
-  .filter((row) => ACTIVE.has(row.dataset.state))
-  .map((row) => row.dataset.audit);
-active.slice(0, MAX_STREAMS).forEach(stream);
-active.slice(MAX_STREAMS).forEach(poll);
+follow();
+document.addEventListener("visibilitychange", follow);
 
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-cancel]");

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -87,3 +88,18 @@ def all_pairs(client: TestClient | httpx.Client, audit_id: int) -> list[dict]:
         cursor = page["next_cursor"]
         if cursor is None:
             return items
+
+
+def sse_events(lines: Iterator[str], timeout: float = 60.0) -> Iterator[tuple[str, str, Any]]:
+    """A server-sent event stream's (event, id, data); fails once `timeout` has passed (the
+    server's keep-alive pings, made frequent by the test, bring each wait back here)."""
+    deadline, fields = time.monotonic() + timeout, dict[str, str]()
+    for line in lines:
+        assert time.monotonic() < deadline, "the awaited event did not come"
+        if line == "":  # a blank line ends an event
+            if "data" in fields:
+                yield fields.get("event", ""), fields.get("id", ""), json.loads(fields["data"])
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")

@@ -21,7 +21,7 @@ from app.store import audits as audit_store
 from app.store.db import Database
 from app.store.judgements import post_judgement
 from app.store.models import CandidatePair
-from tests.conftest import all_pairs, wait_for, wait_for_audit
+from tests.conftest import all_pairs, sse_events, wait_for, wait_for_audit
 from tests.review_audits import finished_audit, judge_closest
 
 
@@ -160,21 +160,6 @@ def _feed_threads(audit_id: int) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == f"estimate-feed-{audit_id}"]
 
 
-def _events(lines: Iterator[str], timeout: float = 60.0) -> Iterator[tuple[str, str, Any]]:
-    """The stream's (event, id, data); fails once `timeout` has passed (the server's keep-alive
-    pings, made frequent by the test, bring each wait back here)."""
-    deadline, fields = time.monotonic() + timeout, dict[str, str]()
-    for line in lines:
-        assert time.monotonic() < deadline, "the awaited event did not come"
-        if line == "":  # a blank line ends an event
-            if "data" in fields:
-                yield fields.get("event", ""), fields.get("id", ""), json.loads(fields["data"])
-            fields = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
-
-
 def test_the_event_stream_carries_estimates_as_labels_arrive(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -185,7 +170,7 @@ def test_the_event_stream_carries_estimates_as_labels_arrive(
     audit_id = wait_for_audit(client, response.json()["id"])["id"]
     closest = all_pairs(client, audit_id)[:3]
     with client.stream("GET", f"/api/audits/{audit_id}/events") as stream:
-        events = _events(stream.iter_lines())
+        events = sse_events(stream.iter_lines())
         assert next(events)[0] == "progress"
         kind, ident, estimate = next(events)
         assert kind == "estimate"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
-from contextlib import nullcontext
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -13,7 +12,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import AdminDep, AnnotatorDep
 from app.api.deps import AuditId, SampleIndex, StateDep
-from app.jobs.events import Event
+from app.api.events import audit_event_stream
 from app.schemas import (
     AuditCreate,
     AuditExtend,
@@ -27,7 +26,6 @@ from app.schemas import (
 )
 from app.services import audits as audit_service
 from app.services import label_import as import_service
-from app.services.estimate_feed import estimate_digest
 from app.services.estimates import DEFAULT_TARGET, audit_estimate
 from app.services.review import next_pair_for, next_pairs_for
 from app.store import audits as audit_store
@@ -220,28 +218,5 @@ async def audit_events(
     digest of the estimate it shows). The estimate is computed once per change for all
     listeners; judgements written by another process (the CLI, another server) show within
     ~10 s."""
-    topic = f"audit:{audit_id}"
-    with state.events.listen(topic) as events:
-        # Read after subscribing, so a status change in between is not lost.
-        try:
-            initial = audit_service.describe_audit(state.db, audit_id)
-        except NotFound:  # deleted since the check
-            return
-        yield ServerSentEvent(
-            event="progress", data=initial.progress.model_dump() | {"status": initial.status}
-        )
-        with state.feed.watching(audit_id) if estimates else nullcontext() as latest:
-            if latest is not None:
-                yield _sse(Event(topic, "estimate", latest))
-            async for event in events:
-                if event.kind == "estimate" and not estimates:
-                    continue
-                if estimates and event.kind in ("progress", "status"):
-                    state.feed.changed(audit_id)  # new samples and pairs move the estimate
-                yield _sse(event)
-
-
-def _sse(event: Event) -> ServerSentEvent:
-    # An estimate's id names its content: a page compares it with what it shows.
-    ident = estimate_digest(event.data) if event.kind == "estimate" else None
-    return ServerSentEvent(event=event.kind, data=event.data, id=ident)
+    async for event in audit_event_stream(state, [audit_id], estimates):
+        yield event

@@ -17,8 +17,8 @@ class Event:
     data: dict[str, Any]
 
 
-# A listener: its topic, its queue (None in it ends the listening), the loop it reads on.
-_Listener = tuple[str, "asyncio.Queue[Event | None]", asyncio.AbstractEventLoop]
+# A listener: its topics, its queue (None in it ends the listening), the loop it reads on.
+_Listener = tuple[frozenset[str], "asyncio.Queue[Event | None]", asyncio.AbstractEventLoop]
 
 
 class EventBus:
@@ -31,7 +31,7 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         with self._lock:
-            targets = [s for s in self._subscribers if s[0] in (event.topic, "*")]
+            targets = [s for s in self._subscribers if event.topic in s[0] or "*" in s[0]]
         self._send(targets, event)
 
     def close(self) -> None:
@@ -50,11 +50,11 @@ class EventBus:
                 continue
 
     @contextmanager
-    def listen(self, topic: str) -> Iterator[AsyncIterator[Event]]:
-        """Subscribe now (events published from here on are kept) and read them in the block:
+    def listen(self, *topics: str) -> Iterator[AsyncIterator[Event]]:
+        """Subscribe now to the events of these topics ("*": all) and read them in the block:
         a caller can subscribe first and then read state without missing what changes between."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue(self._queue_size)
-        entry: _Listener = (topic, queue, asyncio.get_running_loop())
+        entry: _Listener = (frozenset(topics), queue, asyncio.get_running_loop())
         with self._lock:
             self._subscribers.append(entry)
         try:
