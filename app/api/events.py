@@ -28,8 +28,8 @@ MAX_AUDITS = 100  # audits per stream
 def _existing_audits(
     state: StateDep,
     audit: Annotated[
-        list[int], Query(description="An audit to follow; repeat it for each audit.")
-    ] = [],  # noqa: B006 (FastAPI copies a query list default)
+        list[int] | None, Query(description="An audit to follow; repeat it for each audit.")
+    ] = None,
 ) -> list[int]:
     """404 before the stream starts: once it has, an error can only end it."""
     if not audit:

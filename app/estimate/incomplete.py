@@ -531,6 +531,15 @@ def _jackknife_var_d(n: int, sizes: Counter[int], extra_pairs: float) -> float:
     return var_q * pairs**2
 
 
+def _proposed(candidates: Candidates, lo: int, hi: int) -> int:
+    """Candidate pairs with lo <= j < hi: a generation's pairs the miner proposed (cached)."""
+    count = candidates.cached(
+        ("proposed", lo, hi),
+        lambda: np.array([np.count_nonzero((candidates.j >= lo) & (candidates.j < hi))]),
+    )
+    return int(count[0])
+
+
 def _missed(
     candidates: Candidates, rand: RandomPairs, frame: ResidualFrame, level: float
 ) -> tuple[float, float, float]:
@@ -541,8 +550,7 @@ def _missed(
         lo, hi = bounds[g], bounds[g + 1]
         if hi > candidates.n:
             continue
-        in_gen = (candidates.j >= lo) & (candidates.j < hi)
-        population = hi * (hi - 1) // 2 - lo * (lo - 1) // 2 - int(in_gen.sum())
+        population = hi * (hi - 1) // 2 - lo * (lo - 1) // 2 - _proposed(candidates, lo, hi)
         mine = frame.random_sampled & (rand.generation == g)
         m = int(mine.sum())
         if population <= 0:
