@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+import schemathesis.specs.openapi.schemas  # noqa: F401 (see below)
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
@@ -20,6 +21,11 @@ from schemathesis.checks import not_a_server_error
 from app.main import create_app
 from app.settings import Settings
 
+# schemathesis loads its OpenAPI modules when a schema is first read, and pytest rewrites them
+# (it is a pytest plugin) by parsing them into Python ASTs. CPython 3.11 before 3.11.8 can fail
+# such a parse now and then in a threaded program, "SystemError: AST constructor recursion depth
+# mismatch" (python/cpython gh-106905): it failed this module's collection once in CI, while
+# the seeded app's threads ran. Importing them above parses them before any thread starts.
 ROOT = Path(tempfile.mkdtemp(prefix="birthday-fuzz-"))
 
 
