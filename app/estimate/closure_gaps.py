@@ -42,9 +42,9 @@ def closure_gaps(
     """Indices of the gap pairs, most non-candidate pairs settled first, then closest first.
 
     `predict` gives the cross-fitted P(duplicate | distance) of the candidates at some indices
-    and `sampled` is the design's sample (incomplete.residual_frame). The fit is trusted only up to the farthest
-    sampled non-duplicate: beyond it (early in a review, say) the monotone fit just carries its
-    last level on. A merge of clusters A and B settles |A| |B| pairs; the
+    and `sampled` is the design's sample (incomplete.residual_frame). The fit is trusted only up
+    to the farthest sampled non-duplicate: beyond it (early in a review, say) the monotone fit
+    just carries its last level on. A merge of clusters A and B settles |A| |B| pairs; the
     candidate pairs among them are estimated well from their distances already, so a gap
     counts only when the merge reaches pairs the miner did not propose (a third sample next to
     a confirmed pair usually is a candidate of both: no gap).
@@ -54,24 +54,22 @@ def closure_gaps(
     if not distinct.any():
         return np.zeros(0, dtype=np.int64)
     seen = float(candidates.distance[distinct].max())
-    open_ = (value == UNKNOWN) & (candidates.distance <= seen)
-    open_ &= ~evidence.candidate_unsure  # judged "unsure" or tied: no answer to wait for
     labels = evidence.clustering.labels
     size = np.bincount(labels).astype(np.int64)
     # Only pairs with a sample in a cluster of two or more can be gaps or links between the
     # clusters a gap merges: at 10^6 samples that is a small share of the candidates.
     clustered = size[labels] >= 2
     touch = np.flatnonzero(clustered[candidates.i] | clustered[candidates.j])
-    maybe = touch[open_[touch]]
-    open_ = np.zeros(len(candidates), dtype=np.bool_)
-    open_[maybe[predict(maybe) >= GAP_PREDICTION]] = True
-    if not open_[touch].any():
+    open_ = (value[touch] == UNKNOWN) & (candidates.distance[touch] <= seen)
+    open_ &= ~evidence.candidate_unsure[touch]  # judged "unsure" or tied: no answer to wait for
+    open_[open_] = predict(touch[open_]) >= GAP_PREDICTION
+    if not open_.any():
         return np.zeros(0, dtype=np.int64)
     a, b = labels[candidates.i[touch]], labels[candidates.j[touch]]
     across = a != b
     key = np.minimum(a, b) * np.int64(size.size) + np.maximum(a, b)
     linked, links = np.unique(key[across], return_counts=True)
-    mine = across & open_[touch]
+    mine = across & open_
     idx, a, b, key = touch[mine], a[mine], b[mine], key[mine]
     gain = size[a] * size[b] - links[np.searchsorted(linked, key)]
     keep = gain >= 1

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.estimate.duplicate_rate import DuplicateRateFit
+from app.estimate.ranges import run_positions
 
 __all__ = ["CrossFit", "PieceTotals", "fold_piece_totals"]
 
@@ -99,9 +100,7 @@ def fold_piece_totals(
     spread = np.bincount(piece[on_step], weights=count[on_step] * v * (1.0 - v), minlength=pieces)
     r_lo, r_len, r_piece = lo[~on_step], (hi - lo)[~on_step], piece[~on_step]
     if r_len.sum() > 0:
-        # Positions of every ramp run, one flat array: lo of its run plus its offset in it.
-        offset = np.arange(int(r_len.sum())) - np.repeat(np.cumsum(r_len) - r_len, r_len)
-        f = fit(d[np.repeat(r_lo, r_len) + offset])
+        f = fit(d[run_positions(r_lo, r_len)])
         owner = np.repeat(r_piece, r_len)
         predicted = predicted + np.bincount(owner, weights=f, minlength=pieces)
         spread = spread + np.bincount(owner, weights=f * (1.0 - f), minlength=pieces)

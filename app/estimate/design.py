@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from app.estimate.pairs import Candidates
+from app.estimate.ranges import run_positions
 
 __all__ = [
     "ReviewDesign",
@@ -290,11 +291,8 @@ def reached(design: ReviewDesign, candidates: Candidates) -> NDArray[np.bool_]:
         below = searching & (u[order[np.minimum(mid, order.size - 1)]] <= t)
         lo = np.where(below, mid + 1, lo)
         hi = np.where(searching & ~below, mid, hi)
-    count = lo - start[:-1]
-    # Positions start[p] .. lo[p] - 1 of every piece, as one flat array.
-    flat = np.arange(int(count.sum())) + np.repeat(start[:-1] - (np.cumsum(count) - count), count)
     out = np.zeros(len(candidates), dtype=np.bool_)
-    out[order[flat]] = True
+    out[order[run_positions(start[:-1], lo - start[:-1])]] = True
     return out
 
 

@@ -340,7 +340,7 @@ def residual_frame(
         return np.bincount(piece[mask], minlength=pieces_count)
 
     reached_count = count(hit)
-    unreached_unknown = piece_size - reached_count - count(~unknown & ~hit)
+    unreached_unknown = piece_size - np.bincount(piece[settled_or_reached], minlength=pieces_count)
     # What is left of a difference of two sums is rounding where nothing is left.
     left = unreached_unknown > 0
     pieces = PieceSums(
