@@ -337,6 +337,38 @@ def test_missed_part_is_a_horvitz_thompson_estimate() -> None:
     assert estimate_incomplete(c, design, partial, rand).random_to_go > 0
 
 
+def test_a_random_sample_of_all_duplicates_keeps_a_variance() -> None:
+    """Hand case of the test above, every judged random pair a duplicate. With one of them
+    inside the confirmed cluster (settled: not open, and not a duplicate found) the residuals
+    vary and s^2 is above the Jeffreys floor; with all four outside it s^2 = 0 and the floor
+    p (1 - p), p = 4.5 / 5, holds instead, so the interval keeps its width (it read "1 - 1"
+    after three labels)."""
+    n = 11
+    c = Candidates.build(n, [0, 1, 4], [1, 2, 5], [0.1, 0.2, 0.9])
+    picked = np.array([[6, 7], [8, 9], [5, 10], [0, 2]])
+    rand = RandomPairs.build(n, picked[:, 0], picked[:, 1], np.ones(4))
+    design = new_design(c, 0, random_min=4)
+    for s in range(design.strata):
+        design = reach(design, s, 1.0)
+    ev = judge_evidence(c, [1, 1, 0], rand, [1, 1, 1, 1])
+    est = estimate_incomplete(c, design, ev, rand)
+    assert est.parts.missed == pytest.approx(52 * 3 / 4)
+    s2 = max(np.var([1, 1, 1, 0], ddof=1), 3 / 4 * (3.5 / 4) * (0.5 / 4))
+    assert est.var_missed == pytest.approx(52**2 * (1 - 4 / 52) * s2 / 4)
+    assert est.d_low < est.d_hat < est.d_high
+    # All four outside the cluster and duplicates: s^2 = 0 without the floor.
+    picked = np.array([[6, 7], [8, 9], [5, 10], [3, 6]])
+    rand = RandomPairs.build(n, picked[:, 0], picked[:, 1], np.ones(4))
+    ev = judge_evidence(c, [1, 1, 0], rand, [1, 1, 1, 1])
+    est = estimate_incomplete(c, design, ev, rand)
+    assert est.var_missed == pytest.approx(52**2 * (1 - 4 / 52) * (4.5 / 5) * (0.5 / 5) / 4)
+    assert est.n_eff is not None and est.n_eff_high is not None
+    assert est.n_eff_high > 1.2 * est.n_eff
+    # No duplicate among them: the model is trusted, no floor.
+    ev = judge_evidence(c, [1, 1, 0], rand, [0, 0, 0, 0])
+    assert estimate_incomplete(c, design, ev, rand).var_missed == 0.0
+
+
 def test_the_random_sample_is_a_prefix_of_the_random_order() -> None:
     """A random pair judged out of turn waits for the ones before it; one judged "unsure" is
     passed over (missing at random) instead of holding the check back for good."""

@@ -541,10 +541,22 @@ def _proposed(candidates: Candidates, lo: int, hi: int) -> int:
 
 
 def _missed(
-    candidates: Candidates, rand: RandomPairs, frame: ResidualFrame, level: float
+    candidates: Candidates,
+    rand: RandomPairs,
+    evidence: Evidence,
+    frame: ResidualFrame,
+    level: float,
 ) -> tuple[float, float, float]:
-    """HT estimate, variance and model-free upper bound of missed duplicates."""
+    """HT estimate, variance and model-free upper bound of missed duplicates.
+
+    The variance has the candidate strata's Jeffreys floor: a random sample that came out all
+    duplicates (a collapsed generator, or the first few labels) would otherwise claim to know
+    the missed part exactly. A sample with no duplicate keeps variance 0: there the monotone
+    model is trusted and `missed_ucb` is the model-free bound.
+    """
     total = var = ucb = 0.0
+    cl = evidence.clustering.labels
+    inside = cl[rand.i] == cl[rand.j]  # settled by the closure of candidate judgements
     bounds = (0, *rand.pool_sizes)
     for g in range(len(rand.pool_sizes)):
         lo, hi = bounds[g], bounds[g + 1]
@@ -561,8 +573,9 @@ def _missed(
         res = frame.random_residual[mine]
         x = int(res.sum())
         total += population * x / m
-        if m >= 2:
-            var += population**2 * (1.0 - m / population) * float(np.var(res, ddof=1)) / m
+        s2 = float(np.var(res, ddof=1)) if m >= 2 else 0.0
+        s2 = max(s2, jeffreys_floor(evidence.random_value[mine], inside[mine]))
+        var += population**2 * (1.0 - m / population) * s2 / m
         upper = 1.0 if x >= m else float(beta_dist.ppf(level, x + 1, m - x))
         ucb += population * upper
     return total, var, ucb
@@ -680,7 +693,7 @@ def estimate_incomplete(
     # Each part is an estimate of a count in a finite population: keep it there.
     unreviewed = min(max(sum(st.unreviewed for st in strata), 0.0), float(open_pairs))
     var_unreviewed = sum(st.variance for st in strata)
-    missed, var_missed, missed_ucb = _missed(candidates, rand, frame, level)
+    missed, var_missed, missed_ucb = _missed(candidates, rand, evidence, frame, level)
     clustering = evidence.clustering
     confirmed = clustering.d
     outside = n * (n - 1) // 2 - len(candidates) - (confirmed - _candidate_duplicates(frame))
