@@ -377,6 +377,11 @@ class TrainingRunPublic(BaseModel):
         "directory: audit with embedder 'discriminator' and embedder_options {'weights': this} "
         "to rank pairs by its features.",
     )
+    auditable: bool = Field(
+        default=False,
+        description="Its generator is registered and draws images (a toy 2-D run draws points: "
+        "its mode metrics are its coverage figure).",
+    )
 
 
 class LossPoint(BaseModel):

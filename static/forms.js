@@ -85,6 +85,11 @@ function auditBody(form) {
     embedder: form.elements.embedder.value,
     seed: numberField(form, "seed", "Seed", problems),
   };
+  if (form.elements.miner) body.miner = form.elements.miner.value;
+  if (form.elements.random_pairs) body.random_pairs = numberField(form, "random_pairs", "Random pairs", problems);
+  if (String(form.elements.neighbours?.value ?? "").trim()) {
+    body.neighbours = numberField(form, "neighbours", "Neighbours k", problems);
+  }
   const options = String(form.elements.embedder_options?.value ?? "").trim();
   if (options) {
     try {
@@ -105,6 +110,7 @@ function auditBody(form) {
       support: numberField(form, "support", "K", problems),
       zipf: numberField(form, "zipf", "Zipf", problems),
       noise: numberField(form, "noise", "noise", problems),
+      continuous: numberField(form, "continuous", "continuous", problems),
     };
   } else {
     body.generator_id = Number(form.elements.generator_id.value);

@@ -92,7 +92,11 @@ function follow(root) {
     }
     if (run.generator_id) {
       root.dataset.generator = run.generator_id;
-      root.querySelector("[data-audit]").hidden = false;
+      root.querySelector("[data-audit]").hidden = !run.auditable;
+      if (!run.auditable) {
+        root.querySelector("[data-audit-note]").textContent =
+          "This generator draws 2-D points, not images: the birthday test does not apply, and the mode metrics above are its coverage figure.";
+      }
       const byDiscriminator = root.querySelector("[data-audit-discriminator]");
       byDiscriminator.dataset.weights = run.discriminator || "";
       byDiscriminator.hidden = !run.discriminator;

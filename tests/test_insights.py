@@ -120,6 +120,24 @@ def test_clusters_count_direct_and_implied_pairs(client: TestClient, scene: dict
     )
 
 
+def test_clusters_say_which_duplicates_the_random_check_found(
+    client: TestClient, scene: dict
+) -> None:
+    """A random pair judged duplicate joins the gallery's clusters but not the estimate's
+    confirmed D (it feeds the part missed by the miner); the gallery says so."""
+    label, audit = scene["label"], scene["audit"]
+    label(scene["de"], "duplicate")
+    randoms = client.get(_url(audit, "pairs"), params={"origin": "random", "limit": 2}).json()
+    label(randoms["items"][0], "duplicate")
+    label(randoms["items"][1], "distinct")
+    body = client.get(_url(audit, "clusters")).json()
+    assert (body["duplicate_pairs"], body["direct"], body["from_random"]) == (2, 2, 1)
+    estimate = client.get(_url(audit, "estimate")).json()
+    assert estimate["duplicate_pairs"] == 1
+    gallery = client.get(f"/audits/{audit['id']}/gallery").text
+    assert 'data-from-random="1"' in gallery and "1 of them was found among the random" in gallery
+
+
 def test_a_distinct_judgement_blocks_the_later_merge(client: TestClient, scene: dict) -> None:
     label, xy, yz, xz = scene["label"], scene["xy"], scene["yz"], scene["xz"]
     label(xy, "duplicate")

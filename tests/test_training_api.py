@@ -35,8 +35,18 @@ def test_train_on_the_ring_then_read_curves_grids_and_modes(client: TestClient) 
     generator = client.get(f"/api/generators/{run['generator_id']}").json()
     assert generator["image_shape"] == [2] and generator["format"] == "safetensors"
     assert run["discriminator"] is None  # an MLP's discriminator embeds no images
-    # A 2D generator has no images to audit: a clear 422, not a failed job.
+    # A 2D generator has no images to audit: a clear 422, not a failed job, and the pages
+    # offer no audit of it (the home page says why; the run page says its modes are its figure).
+    assert run["auditable"] is False
     assert_problem(client.post("/api/audits", json={"generator_id": generator["id"]}), 422)
+    home = client.get("/").text
+    row = home.split(f'<tr data-generator="{generator["id"]}">')[1].split("</tr>")[0]
+    assert "points, not images" in row and "audit it" not in row
+    assert f'<a href="/training/{run["id"]}">run {run["id"]}</a>' in home
+    page = client.get(f"/training/{run['id']}").text
+    assert '<button type="button" data-audit hidden>' in page
+    assert "draws 2-D points, not images" in page
+    assert f'<option value="{generator["id"]}"' not in client.get("/audits/new").text
 
 
 def test_trained_image_generator_is_auditable(client: TestClient) -> None:
@@ -57,8 +67,11 @@ def test_trained_image_generator_is_auditable(client: TestClient) -> None:
     assert response.status_code == 202, response.text
     run = wait_for_run(client, response.json()["id"])
     assert run["status"] == "done", run
-    assert run["modes"]["n_modes"] == 10
+    assert run["modes"]["n_modes"] == 10 and run["auditable"] is True
     generator = client.get(f"/api/generators/{run['generator_id']}").json()
+    row = client.get("/").text.split(f'<tr data-generator="{generator["id"]}">')[1]
+    assert f'<a href="/audits/new?generator_id={generator["id"]}">audit it</a>' in row
+    assert '<button type="button" data-audit>' in client.get(f"/training/{run['id']}").text
     assert generator["image_shape"] == [1, 16, 16] and generator["latent_dim"] == 16
     audit = client.post("/api/audits", json={"generator_id": generator["id"], "n": 200}).json()
     assert wait_for_audit(client, audit["id"])["status"] == "done"

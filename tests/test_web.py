@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.web.templating import count
+from app.web.templating import count, expected
 from tests.conftest import all_pairs, wait_for_audit
 
 ASSET = re.compile(r"""<(?:script|link|img)\b[^>]*\b(?:src|href)="([^"]+)\"""")
@@ -82,6 +82,13 @@ def test_review_and_compare_pages(client: TestClient, audit: dict) -> None:
     assert '"truth": 300' in compare  # uniform synthetic: the known N_eff is K
     # With nothing picked, every finished audit is compared.
     assert f'<tr data-compare="{audit["id"]}">' in client.get("/compare").text
+    # The README's form, ids listed with commas, picks the same; a word is an HTML 422.
+    listed = client.get(f"/compare?ids={audit['id']},999").text
+    assert listed.count("<tr data-compare=") == 1
+    for bad in ("1,x", "1,-2", str(2**63)):
+        page = client.get(f"/compare?ids={bad}")
+        assert page.status_code == 422 and "text/html" in page.headers["content-type"]
+        assert "ids must be audit numbers" in page.text
 
 
 @pytest.mark.parametrize(
@@ -136,3 +143,12 @@ def test_new_pages_answer_unknown_ids_with_the_html_404(client: TestClient) -> N
     for url in ("/training/999", "/audits/999/disagreements"):
         response = client.get(url)
         assert response.status_code == 404 and "text/html" in response.headers["content-type"]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(0.0, "0.0"), (12.34, "12.3"), (99.94, "99.9"), (4486161.0, "4,486,161"), (None, "–")],
+)
+def test_estimated_counts_read_as_counts_when_large(value: float | None, shown: str) -> None:
+    """D-hat's parts are not integers: a decimal while small, thousands separated when large."""
+    assert expected(value) == shown

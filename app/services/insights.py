@@ -134,6 +134,10 @@ class ClustersPublic(BaseModel):
     duplicate_pairs: int
     direct: int
     implied: int
+    from_random: int = Field(
+        description="Of the confirmed pairs, those judged among the random pairs (the miner "
+        "check): the estimate counts them in its part missed by the miner, not in confirmed D."
+    )
     clusters: list[ClusterPublic]
     blocked: list[BlockedMerge] = Field(
         description="Duplicate judgements a 'distinct' judgement kept from merging clusters."
@@ -376,6 +380,11 @@ def audit_clusters(
     }
     for i, _ in confirmed:
         direct_by_first[first_of[i]] = direct_by_first.get(first_of[i], 0) + 1
+    with db.read() as session:
+        random_labelled = pair_store.labelled_pairs(session, audit_id, pair_store.RANDOM)
+    from_random = sum(
+        1 for i, j, _, label in random_labelled if label == "duplicate" and found.same(i, j)
+    )
     clusters = []
     for rank, members in enumerate(found.members()[:limit], start=1):
         size = len(members)
@@ -399,6 +408,7 @@ def audit_clusters(
         duplicate_pairs=found.clustering.d,
         direct=found.clustering.direct_pairs,
         implied=found.clustering.implied_pairs,
+        from_random=from_random,
         clusters=clusters,
         blocked=[BlockedMerge(i=i, j=j, distance=d) for i, j, d in found.blocked()],
     )

@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from app.gan.datasets import TOY_DATASETS
 from app.jobs.train import discriminator_file, train_config
 from app.schemas import SweepCreate, TrainingProgress, TrainingRunCreate, TrainingRunPublic
 from app.store import training as training_store
@@ -82,4 +83,5 @@ def run_public(run: TrainingRun, job_id: int | None, models_dir: Path) -> Traini
         job_id=job_id,
         error=run.error,
         discriminator=discriminator if saved else None,
+        auditable=run.generator_id is not None and run.config.get("dataset") not in TOY_DATASETS,
     )

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
-from app.api.deps import AppState, AuditId, StateDep
+from app.api.deps import MAX_ID, AppState, AuditId, StateDep
 from app.api.jobs import job_public, workers_public
 from app.gan.registry import ARCHITECTURES
 from app.schemas import AuditPublic, EstimatePublic, JobPublic
@@ -29,7 +29,7 @@ from app.store.errors import NotFound
 from app.store.models import Job
 from app.web import access, adjudication, training
 from app.web.access import ViewerDep, to_login
-from app.web.templating import TEMPLATES, not_found_page
+from app.web.templating import TEMPLATES, error_page, not_found_page
 
 router = APIRouter(include_in_schema=False)
 router.include_router(access.router)
@@ -135,7 +135,11 @@ def new_audit_page(
     if viewer is None:
         return to_login(request)
     with state.db.read() as session:
-        generators = [g for g in generator_store.list_generators(session) if g.status == "ready"]
+        generators = [
+            g
+            for g in generator_store.list_generators(session)
+            if g.status == "ready" and g.image_shape and len(g.image_shape) == 3
+        ]
     context = {"generators": generators, "selected": generator_id, "viewer": viewer}
     return _page(request, "audit_new.html", context)
 
@@ -234,22 +238,39 @@ class CompareRow:
         }
 
 
+def _audit_ids(values: list[str] | None) -> list[int] | None | str:
+    """Audit ids from repeated and comma-separated `ids`, or what is wrong with them."""
+    if values is None:
+        return None
+    tokens = [t.strip() for v in values for t in v.split(",") if t.strip()]
+    bad = [t for t in tokens if not (t.isascii() and t.isdigit() and int(t) <= MAX_ID)]
+    if bad:
+        return f"ids must be audit numbers, e.g. /compare?ids=1,2,3 (got {bad[0][:40]!r})"
+    return [int(t) for t in tokens]
+
+
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(
     request: Request,
     state: StateDep,
     viewer: ViewerDep,
-    ids: Annotated[list[int] | None, Query()] = None,
+    ids: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
-    """Several audits' estimates side by side; with no `ids`, every finished audit."""
+    """Several audits' estimates side by side; with no `ids`, every finished audit.
+
+    `ids` repeats (what the page's form sends) or lists with commas (`?ids=1,2,3`, what
+    people type)."""
     if viewer is None:
         return to_login(request)
+    wanted = _audit_ids(ids)
+    if isinstance(wanted, str):
+        return error_page(request, 422, wanted)
     audits = describe_audits(state.db)
     by_id: dict[int, AuditPublic] = {a.id: a for a in audits}
-    if ids is None:
+    if wanted is None:
         chosen = [a.id for a in reversed(audits) if a.status == "done"]
     else:
-        chosen = [i for i in dict.fromkeys(ids) if i in by_id]
+        chosen = [i for i in dict.fromkeys(wanted) if i in by_id]
     rows = [CompareRow(by_id[i], _estimate_or_none(state.db, i)) for i in chosen]
     series = [row.point() for row in rows]
     return _page(

@@ -23,6 +23,13 @@ def count(value: float | int | None) -> str:
     return f"{round(value):,}"
 
 
+def expected(value: float | None) -> str:
+    """An estimated count (not an integer): a decimal while small, else a count."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:.1f}" if abs(value) < 100 else count(value)
+
+
 def prob(value: float | None) -> str:
     """A probability with the precision a glance needs."""
     if value is None:
@@ -32,10 +39,16 @@ def prob(value: float | None) -> str:
 
 TEMPLATES.env.filters["count"] = count
 TEMPLATES.env.filters["prob"] = prob
+TEMPLATES.env.filters["expected"] = expected
 TEMPLATES.env.filters["digest"] = lambda e: estimate_digest(estimate_body(e))
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """A page's answer to a request it cannot serve: HTML, for a person, with the status."""
+    context = {"status": status, "message": message, "viewer": None}
+    return TEMPLATES.TemplateResponse(request, "error.html", context, status_code=status)
 
 
 def not_found_page(request: Request, message: str) -> HTMLResponse:
     """The HTML 404 every page shows for an id that does not exist."""
-    context = {"status": 404, "message": message, "viewer": None}
-    return TEMPLATES.TemplateResponse(request, "error.html", context, status_code=404)
+    return error_page(request, 404, message)

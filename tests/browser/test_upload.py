@@ -111,11 +111,18 @@ def test_upload_validate_and_audit(page: Page, api: httpx.Client, tmp_path: Path
     ).wait_for()  # the API's own problem detail
     page.select_option("[data-uploaded] select[name=embedder]", "pixels")
     page.fill("[data-uploaded] input[name=embedder_options]", "")
+    page.fill("[data-uploaded] input[name=neighbours]", "3")
+    page.select_option("[data-uploaded] select[name=miner]", "exact")
+    page.fill("[data-uploaded] input[name=random_pairs]", "20")
     page.click("[data-uploaded] button[type=submit]")
     page.wait_for_url(re.compile(r"/audits/\d+$"))
     audit_id = int(page.url.rsplit("/", 1)[1])
     audit = wait_for_audit(api, audit_id)
     assert audit["generator_id"] == generator["id"] and audit["n"] == 200
+    assert (audit["neighbours"], audit["miner"]) == (3, "exact")
+    randoms = api.get(f"/api/audits/{audit_id}/pairs", params={"origin": "random", "limit": 100})
+    # 20 drawn (not the default 50); one that is also a candidate pair is dropped.
+    assert 15 <= len(randoms.json()["items"]) <= 20, randoms.text
     page.locator('.audit-meta [data-status]:text-is("done")').wait_for()
 
     page.goto("/")
@@ -137,3 +144,22 @@ def test_upload_an_onnx_graph_through_the_form(page: Page, api: httpx.Client) ->
     assert "onnx" in summary and "1×8×8" in summary and "latent size 4" in summary
     generator = response_info.value.json()
     assert api.get(f"/api/generators/{generator['id']}").json()["format"] == "onnx"
+
+
+def test_new_audit_form_sets_the_source_and_the_miner(page: Page, api: httpx.Client) -> None:
+    """A synthetic source with a continuous part and a larger k, from /audits/new; a k the
+    API refuses shows the API's problem."""
+    page.goto("/audits/new")
+    page.check("input[name=source][value=synthetic]")
+    page.fill("input[name=support]", "120")
+    page.fill("input[name=continuous]", "0.3")
+    page.fill("input[name=n]", "150")
+    page.fill("input[name=neighbours]", "0")
+    page.click("[data-audit-form] button[type=submit]")
+    page.locator("[data-audit-form] [data-problem]").filter(has_text="neighbours").wait_for()
+    page.fill("input[name=neighbours]", "7")
+    page.click("[data-audit-form] button[type=submit]")
+    page.wait_for_url(re.compile(r"/audits/\d+$"))
+    audit = wait_for_audit(api, int(page.url.rsplit("/", 1)[1]))
+    assert audit["synthetic"]["continuous"] == 0.3 and audit["synthetic"]["support"] == 120
+    assert (audit["neighbours"], audit["miner"], audit["n"]) == (7, "auto", 150)
