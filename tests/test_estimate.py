@@ -285,6 +285,19 @@ def test_single_pair_and_single_cluster() -> None:
     assert everything.var_d == pytest.approx(0.0, abs=1e-12)
 
 
+def test_intervals_stay_where_n_eff_can_be() -> None:
+    """q <= 1, so E[D] <= C(n,2) and N_eff >= 1: a log-scale bound beyond it is clipped (two
+    samples without a duplicate claimed N_eff >= 1/3; three of four samples alike, >= 0.28)."""
+    pair = estimate_support(2, [])
+    assert (pair.d_high, pair.n_eff_low) == (1.0, 1.0)
+    triple = estimate_support(4, [3])
+    half = student_t.ppf(0.975, 2) * math.sqrt(triple.var_d) / 3
+    assert 3 * math.exp(half) > 6  # the unclipped bound
+    assert (triple.d_high, triple.n_eff_low) == (6.0, 1.0)
+    assert triple.jackknife is not None and triple.jackknife.n_eff_low == 1.0
+    assert triple.d_low == pytest.approx(3 * math.exp(-half))  # the other end as it was
+
+
 def test_negative_variance_estimates_are_floored() -> None:
     # n=5, clusters {2, 2}: unbiased q^2 = (4^2 - 8) / 120 = 1/15 > p3_hat = 0, so the unbiased
     # Var = C(5,2) (1/5 - 1/15) + 60 (0 - 1/15) = -8/3; the floor is half the Poisson part,

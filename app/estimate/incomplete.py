@@ -714,8 +714,9 @@ def estimate_incomplete(
     else:
         d_low = 0.0
         d_high = jack_high = zero_collision_bound(level) + z1 * math.sqrt(var_design)
-    n_eff_low, n_eff_high = n_eff_bounds(n, d_low, d_high)
     pairs = n * (n - 1) // 2
+    d_high, jack_high = min(d_high, float(pairs)), min(jack_high, float(pairs))  # q <= 1
+    n_eff_low, n_eff_high = n_eff_bounds(n, d_low, d_high)
     n3 = n * (n - 1) * (n - 2)
     return IncompleteEstimate(
         n=n,

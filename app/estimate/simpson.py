@@ -202,9 +202,12 @@ def d_interval(
 
 
 def n_eff_bounds(n: int, d_low: float, d_high: float) -> tuple[float, float | None]:
-    """Map bounds on E[D] to bounds on N_eff = C(n,2) / E[D]; no upper bound when d_low <= 0."""
+    """Map bounds on E[D] to bounds on N_eff = C(n,2) / E[D]; no upper bound when d_low <= 0.
+
+    E[D] <= C(n,2) (q <= 1), so N_eff >= 1 whatever the interval's scale says.
+    """
     pairs = _pairs(n)
-    return pairs / d_high, (pairs / d_low if d_low > 0 else None)
+    return pairs / min(d_high, pairs), (pairs / d_low if d_low > 0 else None)
 
 
 def jackknife_var_q(n: int, cluster_sizes: Iterable[int]) -> float:
@@ -247,6 +250,7 @@ def estimate_support(n: int, cluster_sizes: Iterable[int], level: float = 0.95) 
         d_low, d_high = 0.0, zero_collision_bound(level)
     else:
         d_low, d_high = d_interval(d, var_d, level, clusters=k)
+    d_high = min(d_high, float(pairs))  # E[D] = C(n,2) q <= C(n,2)
     n_eff_low, n_eff_high = n_eff_bounds(n, d_low, d_high)
     return SupportEstimate(
         n=n,
@@ -271,6 +275,7 @@ def _jackknife_check(
     var_q = _jackknife_var_q(n, sizes)
     if d > 0:
         d_low, d_high = d_interval(d, float(var_q * _pairs(n) ** 2), level, clusters=k)
+    d_high = min(d_high, float(_pairs(n)))
     n_eff_low, n_eff_high = n_eff_bounds(n, d_low, d_high)
     return JackknifeCheck(
         var_q=float(var_q), d_low=d_low, d_high=d_high, n_eff_low=n_eff_low, n_eff_high=n_eff_high
