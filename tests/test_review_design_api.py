@@ -170,6 +170,23 @@ def test_the_estimate_warns_when_its_assumptions_look_broken(client: TestClient)
     assert panel.count("data-warning") == len(estimate["warnings"])
 
 
+def test_a_pool_of_one_output_is_not_blamed_on_the_embedder(client: TestClient) -> None:
+    """Every sample the same image: all pairs are duplicates, near and far, and nothing judged
+    distinct says the embedder mixes them, so no ranking warning (the candidates' median
+    used to stand in for the distinct ones and flagged half the confirmed pairs)."""
+    audit = _audit(client, synthetic={"support": 1}, n=60, neighbours=3)
+    items = client.get(
+        f"/api/audits/{audit['id']}/next-pairs", params={"annotator": "ada", "limit": 30}
+    ).json()["items"]
+    for pair in items:
+        body = {"label": "duplicate", "annotator": "ada"}
+        client.post(f"/api/pairs/{pair['id']}/judgements", json=body)
+    estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
+    assert estimate["duplicate_pairs"] > 0 and estimate["n_eff"] < 1.5
+    assert estimate["n_eff_low"] >= 1.0
+    assert not any("farther than half" in w for w in estimate["warnings"])
+
+
 def test_pairs_only_the_closure_implies_are_sent_to_review(client: TestClient) -> None:
     audit = _audit(client, synthetic={"support": 40}, n=200, neighbours=4, seed=3)
     pairs = all_pairs(client, audit["id"])

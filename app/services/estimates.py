@@ -157,17 +157,16 @@ def assess(state: ReviewState, level: float = 0.95, target: float = DEFAULT_TARG
 FAR_QUANTILE = 0.5  # a duplicate judged beyond this quantile of judged-distinct distances is "far"
 
 
-def _far_distance(c: Candidates, evidence: Evidence) -> float:
+def _far_distance(c: Candidates, evidence: Evidence) -> float | None:
     """The distance beyond which a confirmed duplicate means the embedder mixes duplicates with
-    distinct pairs: the median of the candidates judged distinct, or of all candidates before
-    any was. Not the candidates' own median: in a collapsed pool most candidates are
-    duplicates, and half of them lie beyond it."""
+    distinct pairs: the median of the candidates judged distinct. Not the candidates' own
+    median: in a collapsed pool most candidates are duplicates, and half of them lie beyond it.
+    None while no candidate was judged distinct: there is nothing to be mixed with yet (a pool
+    collapsed onto one output has only duplicates, near and far)."""
     distinct = c.distance[evidence.candidate_label == 0]
     if distinct.size:
         return float(np.quantile(distinct, FAR_QUANTILE))
-    return float(
-        c.cached(("far", FAR_QUANTILE), lambda: np.quantile(c.distance, [FAR_QUANTILE]))[0]
-    )
+    return None
 
 
 def assumption_warnings(a: Assessment) -> list[str]:
@@ -181,13 +180,14 @@ def assumption_warnings(a: Assessment) -> list[str]:
     out: list[str] = []
     c = state.candidates
     judged_dup = evidence.candidate_label == 1
-    if len(c) and judged_dup.any():
-        beyond = int(np.sum(judged_dup & (c.distance > _far_distance(c, evidence))))
+    far = _far_distance(c, evidence) if len(c) and judged_dup.any() else None
+    if far is not None:
+        beyond = int(np.sum(judged_dup & (c.distance > far)))
         if beyond:
             out.append(
                 f"{beyond} of {int(judged_dup.sum())} confirmed duplicate candidate pairs lie "
-                "farther than half the pairs judged distinct (half the candidates before any "
-                "was): the embedder may not rank duplicates first, and the far pairs nobody "
+                "farther than half the pairs judged distinct: the embedder may not rank "
+                "duplicates first, and the far pairs nobody "
                 "reviewed may hide more than the fit predicts. An embedder in which duplicates "
                 "are near (e.g. clip) makes the estimate reliable."
             )
