@@ -67,13 +67,24 @@ def test_no_gap_where_the_merge_reaches_only_candidate_pairs() -> None:
     assert closure_gaps(c, evidence, _at(prediction), labels >= 0).size == 0
 
 
-def test_no_gap_before_the_sample_has_seen_a_non_duplicate() -> None:
+def test_no_gap_beyond_the_farthest_sampled_pair() -> None:
     # Early in a review the monotone fit carries its duplicate level out to any distance.
     c = _star()
     labels = _labels(c, {(0, 1): 1, (1, 2): 1})
     evidence = judge_evidence(c, labels)
     prediction = np.ones(len(c))
     assert closure_gaps(c, evidence, _at(prediction), labels >= 0).size == 0
+
+
+def test_gaps_where_every_sampled_pair_is_a_duplicate() -> None:
+    """A pool collapsed onto a few outputs: every candidate is a duplicate, the sample never
+    meets a distinct pair, and a mode's fragments {0, 1, 4} and {2, 3} still need the link
+    (1, 2), which settles 5 pairs the miner never proposed (it returned none before)."""
+    c = _star()
+    labels = _labels(c, {(0, 1): 1, (2, 3): 1, (0, 4): 1})
+    evidence = judge_evidence(c, labels)
+    prediction = np.ones(len(c))
+    assert closure_gaps(c, evidence, _at(prediction), labels >= 0).tolist() == [_index(c, 1, 2)]
 
 
 def test_unlikely_pairs_and_pairs_inside_one_cluster_are_no_gaps() -> None:

@@ -55,3 +55,23 @@ def test_collapsed_pool_stops_with_the_oracles_precision(client: TestClient) -> 
     # Random pairs inside the big clusters are the closure's, not the miner's failure; and
     # most candidates being duplicates is no sign of a bad embedder.
     assert estimate["warnings"] == []
+
+
+def test_a_pool_of_ten_outputs_joins_every_mode(client: TestClient) -> None:
+    """Ten outputs, 30 copies each: every candidate pair is a duplicate, so the sample never
+    meets a distinct pair. Closure gaps used to wait for one and never came: the review
+    stopped with the modes in fragments, 310 bridging pairs counted as one pair each, the
+    random check (0 duplicates in its 20 pairs, a 1-in-2 chance here) adding nothing, and
+    N_eff 14.0 [13.3, 14.7] against the true 10."""
+    body = {"synthetic": {"support": 10}, "n": 300, "seed": 0}
+    audit = wait_for_audit(client, client.post("/api/audits", json=body).json()["id"])
+    assert audit["status"] == "done", audit
+    ids = identities(audit)
+    clusters = [c for c in Counter(ids.tolist()).values() if c >= 2]
+    _review(client, audit)
+    estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
+    oracle = estimate_support(len(ids), clusters)
+    assert oracle.n_eff is not None
+    assert estimate["parts"]["confirmed"] == oracle.d  # every mode whole
+    assert abs(estimate["n_eff"] / oracle.n_eff - 1) < 0.02
+    assert estimate["n_eff_low"] <= 10 <= estimate["n_eff_high"]

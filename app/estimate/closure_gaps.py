@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from app.estimate.pairs import DISTINCT, UNKNOWN, Candidates, Evidence
+from app.estimate.pairs import UNKNOWN, Candidates, Evidence
 
 __all__ = ["GAP_PREDICTION", "closure_gaps"]
 
@@ -43,17 +43,18 @@ def closure_gaps(
 
     `predict` gives the cross-fitted P(duplicate | distance) of the candidates at some indices
     and `sampled` is the design's sample (incomplete.residual_frame). The fit is trusted only up
-    to the farthest sampled non-duplicate: beyond it (early in a review, say) the monotone fit
-    just carries its last level on. A merge of clusters A and B settles |A| |B| pairs; the
+    to the farthest sampled pair: beyond it (early in a review, say) the monotone fit just
+    carries its last level on. That pair may be a duplicate: in a pool collapsed onto a few
+    outputs every candidate is one, and the fragments of each mode still need joining. A merge of clusters A and B settles |A| |B| pairs; the
     candidate pairs among them are estimated well from their distances already, so a gap
     counts only when the merge reaches pairs the miner did not propose (a third sample next to
     a confirmed pair usually is a candidate of both: no gap).
     """
     value = evidence.candidate_value
-    distinct = sampled & (value == DISTINCT)
-    if not distinct.any():
+    known = sampled & (value != UNKNOWN)
+    if not known.any():
         return np.zeros(0, dtype=np.int64)
-    seen = float(candidates.distance[distinct].max())
+    seen = float(candidates.distance[known].max())
     labels = evidence.clustering.labels
     size = np.bincount(labels).astype(np.int64)
     # Only pairs with a sample in a cluster of two or more can be gaps or links between the
