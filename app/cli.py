@@ -3,7 +3,6 @@ annotator`: the same services as the API, from a terminal."""
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from enum import StrEnum
@@ -29,6 +28,12 @@ DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data directory (default: BIRTHDAY_DATA_DIR or ./data)."),
 ]
+
+
+class ExportOriginChoice(StrEnum):
+    all = "all"
+    candidate = "candidate"
+    random = "random"
 
 
 class SourceKind(StrEnum):
@@ -519,35 +524,41 @@ def export(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="CSV file to write ('-' for stdout).")
     ] = Path("-"),
+    origin: Annotated[
+        ExportOriginChoice,
+        typer.Option(help="candidate: the miner's pairs; random: the miner check; all: both."),
+    ] = ExportOriginChoice.all,
+    judgements: Annotated[
+        bool,
+        typer.Option(
+            "--judgements",
+            help="Every judgement (annotator, label, time, undone) instead of the pairs.",
+        ),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Export an audit's candidate pairs with their labels as CSV."""
+    """Export an audit's pairs with their labels (or every judgement) as CSV."""
+    from app.services.export import write_judgements, write_pairs
     from app.store import audits as audit_store
-    from app.store import pairs as pair_store
 
     db = _open(_settings(data_dir))
-    with db.read() as session:
+    with db.read() as session:  # before a file is opened: a typo must not truncate one
         try:
             audit_store.get_audit(session, audit_id)
         except NotFound as exc:
             _fail(str(exc))
-        rows: list[list[object]] = []
-        cursor: str | None = None
-        while True:
-            page, cursor = pair_store.list_pairs(session, audit_id, None, 500, cursor)
-            rows.extend(
-                [r.rank, r.pair.i, r.pair.j, repr(r.pair.distance), r.pair.label or ""]
-                for r in page
-            )
-            if cursor is None:
-                break
     handle = sys.stdout if str(out) == "-" else out.open("w", newline="")
-    writer = csv.writer(handle)
-    writer.writerow(["rank", "i", "j", "distance", "label"])
-    writer.writerows(rows)
+    try:
+        if judgements:
+            rows = write_judgements(db, audit_id, handle)
+        else:
+            rows = write_pairs(db, audit_id, handle, origin.value)
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
     if handle is not sys.stdout:
-        handle.close()
-        console.print(json.dumps({"audit": audit_id, "pairs": len(rows), "file": str(out)}))
+        what = "judgements" if judgements else "pairs"
+        console.print(json.dumps({"audit": audit_id, what: rows, "file": str(out)}))
 
 
 annotators_cli = typer.Typer(no_args_is_help=True, help="Annotators and their API tokens.")

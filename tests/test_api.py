@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import pickle
@@ -129,18 +130,20 @@ def test_pairs_pagination_filters_and_judgements(client: TestClient) -> None:
     audit = _done_audit(client)
     url = f"/api/audits/{audit['id']}/pairs"
     total = audit["progress"]["candidate_pairs"]
-    seen, cursor, distances = [], None, []
+    seen, cursor, distances, ranks = [], None, [], []
     while True:
         page = client.get(
             url, params={"limit": 37, **({"cursor": cursor} if cursor else {})}
         ).json()
         seen += [p["id"] for p in page["items"]]
         distances += [p["distance"] for p in page["items"]]
+        ranks += [p["rank"] for p in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert len(seen) == len(set(seen)) == total
     assert distances == sorted(distances)
+    assert ranks == list(range(1, total + 1))
 
     first = client.get(url, params={"limit": 2}).json()["items"]
     assert [p["rank"] for p in first] == [1, 2]
@@ -167,6 +170,59 @@ def test_pairs_pagination_filters_and_judgements(client: TestClient) -> None:
     assert undone.status_code == 200
     assert client.get(url, params={"label": "duplicate"}).json()["items"] == []
     assert_problem(client.delete(f"/api/judgements/{created.json()['id']}"), 404)
+
+
+def test_pairs_and_judgements_download_as_csv(client: TestClient) -> None:
+    """The pairs (candidates then random pairs, each ranked as the API ranks them) and every
+    judgement, an undone one included, as CSV files a researcher can take elsewhere."""
+    audit = _done_audit(client)
+    url = f"/api/audits/{audit['id']}"
+    candidates = all_pairs(client, audit["id"])
+    randoms = client.get(f"{url}/pairs", params={"origin": "random", "limit": 500}).json()
+    first, second = candidates[0], randoms["items"][0]
+    judge = f"/api/pairs/{first['id']}/judgements"
+    kept = client.post(judge, json={"label": "duplicate", "annotator": "ada"}).json()
+    undone = client.post(judge, json={"label": "distinct", "annotator": "bob"}).json()
+    client.delete(f"/api/judgements/{undone['id']}")
+    body = {"label": "distinct", "annotator": "bob"}
+    client.post(f"/api/pairs/{second['id']}/judgements", json=body)
+
+    response = client.get(f"{url}/pairs.csv")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    assert f'filename="audit-{audit["id"]}-pairs.csv"' in response.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == ["rank", "i", "j", "distance", "label", "origin"]
+
+    def row(p: dict[str, Any], origin: str) -> list[str]:
+        return [
+            str(p["rank"]),
+            str(p["i"]),
+            str(p["j"]),
+            repr(p["distance"]),
+            p["label"] or "",
+            origin,
+        ]
+
+    now_random = client.get(f"{url}/pairs", params={"origin": "random", "limit": 500}).json()
+    assert rows[1:] == [row(p, "candidate") for p in all_pairs(client, audit["id"])] + [
+        row(p, "random") for p in now_random["items"]
+    ]
+    assert rows[1][4] == "duplicate"
+    only = client.get(f"{url}/pairs.csv", params={"origin": "random"}).text
+    assert list(csv.reader(io.StringIO(only)))[1:] == rows[1 + len(candidates) :]
+
+    judged = list(csv.DictReader(io.StringIO(client.get(f"{url}/judgements.csv").text)))
+    assert [(r["judgement_id"], r["annotator"], r["label"], r["origin"]) for r in judged] == [
+        (str(kept["id"]), "ada", "duplicate", "candidate"),
+        (str(undone["id"]), "bob", "distinct", "candidate"),
+        (str(undone["id"] + 1), "bob", "distinct", "random"),
+    ]
+    assert [bool(r["undone_at"]) for r in judged] == [False, True, False]
+    assert judged[0]["i"] == str(first["i"]) and judged[0]["created_at"]
+
+    assert_problem(client.get("/api/audits/999/pairs.csv"), 404)
+    assert_problem(client.get("/api/audits/999/judgements.csv"), 404)
+    assert_problem(client.get(f"{url}/pairs.csv", params={"origin": "elsewhere"}), 422)
 
 
 def test_next_pair_walks_the_queue_then_204(client: TestClient) -> None:

@@ -61,7 +61,19 @@ def test_audit_then_estimate_then_export(tmp_path: Path) -> None:
     export = run("export", audit_id, "-o", str(out), data_dir=tmp_path)
     assert export.returncode == 0, export.stderr
     rows = out.read_text().splitlines()
-    assert rows[0] == "rank,i,j,distance,label" and len(rows) == pairs + 1
+    # The candidates, then the 50 random pairs of the miner check, each ranked by distance.
+    assert rows[0] == "rank,i,j,distance,label,origin" and len(rows) == pairs + 50 + 1
+    origins = [r.rsplit(",", 1)[1] for r in rows[1:]]
+    assert origins == ["candidate"] * pairs + ["random"] * 50
+    assert rows[1].startswith("1,") and rows[pairs + 1].startswith("1,")
+    only = run("export", audit_id, "--origin", "random", data_dir=tmp_path)
+    assert only.stdout.splitlines()[1:] == rows[pairs + 1 :]
+    judged = run("export", audit_id, "--judgements", data_dir=tmp_path)
+    assert judged.returncode == 0 and judged.stdout.splitlines()[0].startswith("judgement_id,")
+    # An unknown audit is a message, and the file named is left as it was.
+    missing = run("export", "999", "-o", str(out), data_dir=tmp_path)
+    assert missing.returncode != 0 and "999" in missing.stderr
+    assert out.read_text().splitlines() == rows
 
 
 def test_audit_with_more_neighbours_then_extend(tmp_path: Path) -> None:

@@ -55,6 +55,10 @@ def test_audit_page_shows_the_estimate_of_the_api(client: TestClient, audit: dic
     assert f"<strong data-n-eff>{count(estimate['n_eff'])}</strong>" in page.text
     assert f"<span data-n-eff-low>{count(estimate['n_eff_low'])}</span>" in page.text
     assert f'data-labelled="{estimate["labelled_pairs"]}"' in page.text
+    for what in ("pairs", "judgements"):  # the downloads the page links answer
+        link = f"/api/audits/{audit['id']}/{what}.csv"
+        assert f'href="{link}" download data-download="{what}"' in page.text
+        assert client.get(link).status_code == 200
 
     panel = client.get(f"/audits/{audit['id']}/panel")
     assert panel.status_code == 200 and "<html" not in panel.text

@@ -4,14 +4,18 @@ estimate, live events."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Annotated, Literal, TextIO
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from app.api.auth import AdminDep, AnnotatorDep
-from app.api.deps import AuditId, SampleIndex, StateDep
+from app.api.deps import AppState, AuditId, SampleIndex, StateDep
 from app.api.events import audit_event_stream
 from app.schemas import (
     AuditCreate,
@@ -27,6 +31,13 @@ from app.schemas import (
 from app.services import audits as audit_service
 from app.services import label_import as import_service
 from app.services.estimates import DEFAULT_TARGET, audit_estimate
+from app.services.export import (
+    JUDGEMENT_COLUMNS,
+    PAIR_COLUMNS,
+    ExportOrigin,
+    write_judgements,
+    write_pairs,
+)
 from app.services.review import next_pair_for, next_pairs_for
 from app.store import audits as audit_store
 from app.store import pairs as pair_store
@@ -139,6 +150,59 @@ def list_pairs(
         ranked, next_cursor = pair_store.list_pairs(session, audit_id, label, limit, cursor, origin)
         items = [pair_public(request, r.pair, r.rank) for r in ranked]
     return PairPage(items=items, next_cursor=next_cursor)
+
+
+def _csv_download(
+    state: AppState, audit_id: int, name: str, write: Callable[[TextIO], object]
+) -> FileResponse:
+    """Write the CSV to a scratch file in one read transaction, then send it: one consistent
+    snapshot, and no database session kept open across the threads that stream a response."""
+    with state.db.read() as session:
+        audit_store.get_audit(session, audit_id)  # a 404 before any file
+    fd, temp_name = tempfile.mkstemp(suffix=".csv", dir=state.settings.scratch_dir)
+    path = Path(temp_name)
+    try:
+        with open(fd, "w", newline="") as handle:
+            write(handle)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(
+        path,
+        media_type="text/csv",
+        filename=f"audit-{audit_id}-{name}.csv",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+@router.get(
+    "/{audit_id}/pairs.csv",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "columns " + ", ".join(PAIR_COLUMNS)}
+    },
+)
+def export_pairs(state: StateDep, audit_id: AuditId, origin: ExportOrigin = "all") -> FileResponse:
+    """Every pair as CSV, closest first, ranked within its origin, with its current label:
+    the miner's candidates and (origin=all or random) the random pairs that check it."""
+    return _csv_download(
+        state, audit_id, "pairs", lambda h: write_pairs(state.db, audit_id, h, origin)
+    )
+
+
+@router.get(
+    "/{audit_id}/judgements.csv",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "columns " + ", ".join(JUDGEMENT_COLUMNS)}
+    },
+)
+def export_judgements(state: StateDep, audit_id: AuditId) -> FileResponse:
+    """Every judgement of the audit's pairs as CSV, in the order they were made: annotator,
+    label, whether it was an admin's ruling, when, and when it was undone."""
+    return _csv_download(
+        state, audit_id, "judgements", lambda h: write_judgements(state.db, audit_id, h)
+    )
 
 
 @router.get(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.store.errors import NotFound
-from app.store.models import CandidatePair, Judgement
+from app.store.models import Annotator, CandidatePair, Judgement
 
 LABELS = ("duplicate", "distinct", "unsure")
 FILTERS = ("unlabelled", *LABELS)
@@ -133,9 +135,13 @@ def list_pairs(
         else:
             previous = ranked[-1]
             assert previous.rank is not None
-            rank = (
-                previous.rank + 1 + _count_between(session, audit_id, origin, previous.pair, pair)
+            # Unfiltered, the page is consecutive in the order: no pair lies between two rows.
+            between = (
+                0
+                if label_condition is None
+                else _count_between(session, audit_id, origin, previous.pair, pair)
             )
+            rank = previous.rank + 1 + between
         ranked.append(RankedPair(pair, rank))
     next_cursor = encode_cursor(page[-1].distance, page[-1].id) if more and page else None
     return ranked, next_cursor
@@ -291,3 +297,49 @@ def pairs_by_id(session: Session, ids: list[int]) -> dict[int, CandidatePair]:
         return {}
     stmt = select(CandidatePair).where(CandidatePair.id.in_(ids))
     return {p.id: p for p in session.scalars(stmt)}
+
+
+EXPORT_BATCH = 20_000
+
+
+def iter_pair_rows(
+    session: Session, audit_id: int, origin: str
+) -> Iterator[tuple[int, int, int, float, str | None]]:
+    """(rank, i, j, distance, label) of every pair of one origin, closest first, in one query
+    read in batches (10^6-sample audits hold millions)."""
+    stmt = (
+        select(CandidatePair.i, CandidatePair.j, CandidatePair.distance, CandidatePair.label)
+        .where(_of(audit_id, origin))
+        .order_by(CandidatePair.distance, CandidatePair.id)
+        .execution_options(yield_per=EXPORT_BATCH)
+    )
+    for rank, (i, j, d, label) in enumerate(session.execute(stmt), start=1):
+        yield rank, int(i), int(j), float(d), label
+
+
+def iter_judgement_rows(session: Session, audit_id: int) -> Iterator[tuple[Any, ...]]:
+    """Every judgement of the audit's pairs, undone ones included, in the order they came:
+    (judgement id, pair id, origin, i, j, distance, annotator, label, adjudicated, created,
+    deleted)."""
+    stmt = (
+        select(
+            Judgement.id,
+            CandidatePair.id,
+            CandidatePair.origin,
+            CandidatePair.i,
+            CandidatePair.j,
+            CandidatePair.distance,
+            Annotator.name,
+            Judgement.label,
+            Judgement.adjudicated,
+            Judgement.created_at,
+            Judgement.deleted_at,
+        )
+        .join(CandidatePair, Judgement.pair_id == CandidatePair.id)
+        .join(Annotator, Judgement.annotator_id == Annotator.id)
+        .where(CandidatePair.audit_id == audit_id)
+        .order_by(Judgement.id)
+        .execution_options(yield_per=EXPORT_BATCH)
+    )
+    for row in session.execute(stmt):
+        yield tuple(row)
