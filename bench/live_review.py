@@ -1,0 +1,145 @@
+"""The whole pipeline on synthetic sources with known N_eff: the app's own sampler, pixel
+embedder and miner, an oracle answering next-pairs over REST until the stopping rule says stop.
+
+bench/estimator.py simulates the miner (each sample proposes its k nearest *earlier* samples)
+to run thousands of seeds; the app's miner proposes each sample's k nearest in the whole pool,
+so in a strongly collapsed pool every candidate pair is a duplicate, a case the simulation
+never produces (bench/README.md, "collapse": a pool of ten outputs). This bench runs the real
+thing on a few scenarios, from collapsed to nearly uniform, and prints per scenario: coverage
+of the 95% interval against the true N_eff = 1/q, the same for the oracle estimator that knows
+every identity in the pool, the median |N_eff / oracle N_eff - 1| (what the labels and the
+miner cost), labels spent, candidate pairs, and how often the estimate warned.
+
+    .venv/bin/python bench/live_review.py --seeds 3     # 7 scenarios x 3 seeds, ~2 min here
+    .venv/bin/python bench/live_review.py               # 7 x 20, ~12 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from app.estimate import estimate_support  # noqa: E402
+from app.main import create_app  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from app.sources.synthetic import SyntheticConfig, SyntheticSource  # noqa: E402
+
+LEVEL = 0.95
+SCENARIOS: list[tuple[dict[str, Any], int]] = [
+    ({"support": 10}, 300),  # collapsed onto ten outputs
+    ({"support": 5, "continuous": 0.5}, 200),  # five outputs and half never repeating
+    ({"support": 30, "zipf": 1.0}, 300),
+    ({"support": 200, "zipf": 1.1}, 300),
+    ({"support": 3000, "zipf": 1.2}, 400),
+    ({"support": 1000}, 150),  # E[D] ~ 11
+    ({"support": 1000, "continuous": 0.3}, 200),  # E[D] ~ 10
+]
+
+
+def _identities(audit: dict[str, Any]) -> tuple[NDArray[np.int64], float]:
+    source = SyntheticSource(SyntheticConfig(**audit["synthetic"]), audit["seed"])
+    chunk = source.generate(np.arange(audit["n"], dtype=np.int64))
+    assert chunk.identities is not None
+    return chunk.identities, 1.0 / source.true_simpson()
+
+
+def _audit(client: TestClient, synthetic: dict[str, Any], n: int, seed: int) -> dict[str, Any]:
+    body = {"synthetic": synthetic, "n": n, "seed": seed}
+    created = client.post("/api/audits", json=body)
+    created.raise_for_status()
+    while True:
+        audit: dict[str, Any] = client.get(f"/api/audits/{created.json()['id']}").json()
+        if audit["status"] in ("done", "failed", "cancelled"):
+            if audit["status"] != "done":
+                raise RuntimeError(f"audit {audit['id']} {audit['status']}: {audit['error']}")
+            return audit
+        time.sleep(0.1)
+
+
+def _review(client: TestClient, audit_id: int, ids: NDArray[np.int64], limit: int) -> int:
+    """Judge what the queue hands out, 5 pairs a round, until it hands out nothing."""
+    spent = 0
+    while spent < limit:
+        response = client.get(
+            f"/api/audits/{audit_id}/next-pairs", params={"annotator": "oracle", "limit": 5}
+        )
+        items = response.json()["items"] if response.status_code == 200 else []
+        if not items:
+            return spent
+        for pair in items:
+            label = "duplicate" if ids[pair["i"]] == ids[pair["j"]] else "distinct"
+            body = {"label": label, "annotator": "oracle"}
+            client.post(f"/api/pairs/{pair['id']}/judgements", json=body).raise_for_status()
+            spent += 1
+    raise RuntimeError(f"audit {audit_id}: the queue still hands out pairs after {limit} labels")
+
+
+def _covers(low: float, high: float | None, truth: float) -> bool:
+    return low <= truth <= (high if high is not None else math.inf)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    start = time.perf_counter()
+    print(
+        f"{'scenario':40s} {'n':>4s} {'N_eff':>7s} {'cover':>6s} {'orcl':>6s} {'vs.o':>6s} "
+        f"{'labels':>6s} {'cands':>6s} {'warned':>6s}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp) / "data", models_dir=Path(tmp) / "models")
+        with TestClient(create_app(settings)) as client:
+            for synthetic, n in SCENARIOS:
+                rows = []
+                truth = math.nan
+                for seed in range(args.seeds):
+                    audit = _audit(client, synthetic, n, seed)
+                    ids, truth = _identities(audit)
+                    spent = _review(client, audit["id"], ids, limit=20 * n)
+                    est = client.get(f"/api/audits/{audit['id']}/estimate").json()
+                    sizes = [c for c in Counter(ids.tolist()).values() if c >= 2]
+                    oracle = estimate_support(ids.size, sizes, LEVEL)
+                    agree = (
+                        abs(est["n_eff"] / oracle.n_eff - 1)
+                        if est["n_eff"] and oracle.n_eff
+                        else float(est["n_eff"] != oracle.n_eff)
+                    )
+                    rows.append(
+                        (
+                            _covers(est["n_eff_low"], est["n_eff_high"], truth),
+                            _covers(oracle.n_eff_low, oracle.n_eff_high, truth),
+                            agree,
+                            spent,
+                            est["candidate_pairs"],
+                            bool(est["warnings"]),
+                        )
+                    )
+                a = np.array(rows, dtype=np.float64)
+                name = ", ".join(f"{k} {v}" for k, v in synthetic.items())
+                print(
+                    f"{name:40s} {n:4d} {truth:7.1f} {a[:, 0].mean():6.2f} {a[:, 1].mean():6.2f} "
+                    f"{np.median(a[:, 2]):6.3f} {np.median(a[:, 3]):6.0f} "
+                    f"{np.median(a[:, 4]):6.0f} {a[:, 5].mean():6.2f}",
+                    flush=True,
+                )
+    print(f"# {args.seeds} seeds per scenario, {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
