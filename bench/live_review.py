@@ -12,6 +12,7 @@ miner cost), labels spent, candidate pairs, and how often the estimate warned.
 
     .venv/bin/python bench/live_review.py --seeds 3     # 7 scenarios x 3 seeds, ~2 min here
     .venv/bin/python bench/live_review.py               # 7 x 20, ~12 min
+    .venv/bin/python bench/live_review.py --seeds 5 --slips 0.03   # a careless reviewer
 """
 
 from __future__ import annotations
@@ -69,8 +70,17 @@ def _audit(client: TestClient, synthetic: dict[str, Any], n: int, seed: int) -> 
         time.sleep(0.1)
 
 
-def _review(client: TestClient, audit_id: int, ids: NDArray[np.int64], limit: int) -> int:
-    """Judge what the queue hands out, 5 pairs a round, until it hands out nothing."""
+def _review(
+    client: TestClient,
+    audit_id: int,
+    ids: NDArray[np.int64],
+    limit: int,
+    slips: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> int:
+    """Judge what the queue hands out, 5 pairs a round, until it hands out nothing; with
+    `slips`, each answer is the wrong one with that probability (a careless reviewer)."""
+    rng = rng if rng is not None else np.random.default_rng(0)
     spent = 0
     while spent < limit:
         response = client.get(
@@ -80,7 +90,8 @@ def _review(client: TestClient, audit_id: int, ids: NDArray[np.int64], limit: in
         if not items:
             return spent
         for pair in items:
-            label = "duplicate" if ids[pair["i"]] == ids[pair["j"]] else "distinct"
+            same = bool(ids[pair["i"]] == ids[pair["j"]]) != bool(rng.random() < slips)
+            label = "duplicate" if same else "distinct"
             body = {"label": label, "annotator": "oracle"}
             client.post(f"/api/pairs/{pair['id']}/judgements", json=body).raise_for_status()
             spent += 1
@@ -94,9 +105,14 @@ def _covers(low: float, high: float | None, truth: float) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument(
+        "--slips", type=float, default=0.0, help="share of answers the oracle gets wrong"
+    )
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
+    if not 0.0 <= args.slips < 0.5:
+        parser.error("--slips must be in [0, 0.5)")
     start = time.perf_counter()
     print(
         f"{'scenario':40s} {'n':>4s} {'N_eff':>7s} {'cover':>6s} {'orcl':>6s} {'vs.o':>6s} "
@@ -111,7 +127,8 @@ def main() -> None:
                 for seed in range(args.seeds):
                     audit = _audit(client, synthetic, n, seed)
                     ids, truth = _identities(audit)
-                    spent = _review(client, audit["id"], ids, limit=20 * n)
+                    rng = np.random.default_rng([seed, 0x511])
+                    spent = _review(client, audit["id"], ids, 20 * n, args.slips, rng)
                     est = client.get(f"/api/audits/{audit['id']}/estimate").json()
                     sizes = [c for c in Counter(ids.tolist()).values() if c >= 2]
                     oracle = estimate_support(ids.size, sizes, LEVEL)
@@ -138,7 +155,10 @@ def main() -> None:
                     f"{np.median(a[:, 4]):6.0f} {a[:, 5].mean():6.2f}",
                     flush=True,
                 )
-    print(f"# {args.seeds} seeds per scenario, {time.perf_counter() - start:.0f} s")
+    print(
+        f"# {args.seeds} seeds per scenario, slips {args.slips}, "
+        f"{time.perf_counter() - start:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -162,10 +162,19 @@ def test_the_estimate_warns_when_its_assumptions_look_broken(client: TestClient)
     assert any("farther than half the pairs judged distinct" in w for w in warnings)
     assert not any("random check" in w for w in warnings)
 
-    random = _random_pairs(client, audit["id"])[0]
+    random, *others = _random_pairs(client, audit["id"])
     client.post(f"/api/pairs/{random['id']}/judgements", json={**body, "label": "duplicate"})
     estimate = client.get(url).json()
-    assert any("random check found" in w for w in estimate["warnings"])
+    found = [w for w in estimate["warnings"] if "random check found" in w]
+    assert len(found) == 1 and f"(samples {random['i']}-{random['j']})" in found[0]
+    # The rest of the check judged: the duplicate alone carries most of D-hat (it stands for
+    # every pair the miner did not propose), and the warning says so.
+    for pair in others:
+        client.post(f"/api/pairs/{pair['id']}/judgements", json=body)
+    estimate = client.get(url).json()
+    found = [w for w in estimate["warnings"] if "random check found" in w]
+    share = estimate["parts"]["missed"] / estimate["d_hat"]
+    assert share > 0.5 and f"({share:.0%}): worth a second look" in found[0]
     panel = client.get(f"/audits/{audit['id']}/panel").text
     assert panel.count("data-warning") == len(estimate["warnings"])
 
