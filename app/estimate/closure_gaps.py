@@ -45,10 +45,11 @@ def closure_gaps(
     and `sampled` is the design's sample (incomplete.residual_frame). The fit is trusted only up
     to the farthest sampled pair: beyond it (early in a review, say) the monotone fit just
     carries its last level on. That pair may be a duplicate: in a pool collapsed onto a few
-    outputs every candidate is one, and the fragments of each mode still need joining. A merge of clusters A and B settles |A| |B| pairs; the
-    candidate pairs among them are estimated well from their distances already, so a gap
-    counts only when the merge reaches pairs the miner did not propose (a third sample next to
-    a confirmed pair usually is a candidate of both: no gap).
+    outputs every candidate is one, and the fragments of each mode still need joining. A merge
+    of clusters A and B settles |A| |B| pairs; the candidate pairs among them are estimated well
+    from their distances already, so a gap counts only when the merge reaches pairs the miner
+    did not propose (a third sample next to a confirmed pair usually is a candidate of both: no
+    gap).
     """
     value = evidence.candidate_value
     known = sampled & (value != UNKNOWN)

@@ -188,9 +188,9 @@ def assumption_warnings(a: Assessment) -> list[str]:
             out.append(
                 f"{beyond} of {int(judged_dup.sum())} confirmed duplicate candidate pairs lie "
                 "farther than half the pairs judged distinct: the embedder may not rank "
-                "duplicates first, and the far pairs nobody "
-                "reviewed may hide more than the fit predicts. An embedder in which duplicates "
-                "are near (e.g. clip) makes the estimate reliable."
+                "duplicates first, and the far pairs nobody reviewed may hide more than the fit "
+                "predicts. An embedder in which duplicates are near (e.g. clip) makes the "
+                "estimate reliable."
             )
     rand = state.random
     cluster = evidence.clustering.labels

@@ -66,33 +66,11 @@ def write_judgements(db: Database, audit_id: int, handle: TextIO) -> int:
     with db.read() as session:
         audit_store.get_audit(session, audit_id)
         writer.writerow(JUDGEMENT_COLUMNS)
-        for (
-            jid,
-            pid,
-            origin,
-            i,
-            j,
-            d,
-            who,
-            label,
-            ruled,
-            created,
-            deleted,
-        ) in pair_store.iter_judgement_rows(session, audit_id):
+        for row in pair_store.iter_judgement_rows(session, audit_id):
+            jid, pid, origin, i, j, d, who, label, ruled, created, undone = row
+            times = (_time(created), _time(undone))
             writer.writerow(
-                (
-                    jid,
-                    pid,
-                    origin,
-                    i,
-                    j,
-                    repr(float(d)),
-                    who,
-                    label,
-                    int(ruled),
-                    _time(created),
-                    _time(deleted),
-                )
+                (jid, pid, origin, i, j, repr(float(d)), who, label, int(ruled), *times)
             )
             rows += 1
     return rows
