@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.web.templating import count, expected
+from app.web.templating import count, expected, support_size
 from tests.conftest import all_pairs, wait_for_audit
 
 ASSET = re.compile(r"""<(?:script|link|img)\b[^>]*\b(?:src|href)="([^"]+)\"""")
@@ -52,8 +52,8 @@ def test_audit_page_shows_the_estimate_of_the_api(client: TestClient, audit: dic
     estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
     page = client.get(f"/audits/{audit['id']}")
     assert page.status_code == 200
-    assert f"<strong data-n-eff>{count(estimate['n_eff'])}</strong>" in page.text
-    assert f"<span data-n-eff-low>{count(estimate['n_eff_low'])}</span>" in page.text
+    assert f"<strong data-n-eff>{support_size(estimate['n_eff'])}</strong>" in page.text
+    assert f"<span data-n-eff-low>{support_size(estimate['n_eff_low'])}</span>" in page.text
     assert f'data-labelled="{estimate["labelled_pairs"]}"' in page.text
     for what in ("pairs", "judgements"):  # the downloads the page links answer
         link = f"/api/audits/{audit['id']}/{what}.csv"
@@ -62,7 +62,7 @@ def test_audit_page_shows_the_estimate_of_the_api(client: TestClient, audit: dic
 
     panel = client.get(f"/audits/{audit['id']}/panel")
     assert panel.status_code == 200 and "<html" not in panel.text
-    assert f"<strong data-n-eff>{count(estimate['n_eff'])}</strong>" in panel.text
+    assert f"<strong data-n-eff>{support_size(estimate['n_eff'])}</strong>" in panel.text
     clusters = client.get(f"/api/audits/{audit['id']}/clusters").json()
     gallery = client.get(f"/audits/{audit['id']}/gallery").text
     assert f'data-clusters="{clusters["clusters_total"]}"' in gallery
@@ -73,7 +73,7 @@ def test_audit_page_shows_the_estimate_of_the_api(client: TestClient, audit: dic
 def test_unlabelled_audit_shows_a_lower_bound(client: TestClient, audit: dict) -> None:
     estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
     panel = client.get(f"/audits/{audit['id']}/panel").text
-    assert f"<strong data-n-eff>≥ {count(estimate['n_eff_low'])}</strong>" in panel
+    assert f"<strong data-n-eff>≥ {support_size(estimate['n_eff_low'])}</strong>" in panel
     assert 'data-clusters="0"' in client.get(f"/audits/{audit['id']}/gallery").text
 
 
@@ -156,3 +156,20 @@ def test_new_pages_answer_unknown_ids_with_the_html_404(client: TestClient) -> N
 def test_estimated_counts_read_as_counts_when_large(value: float | None, shown: str) -> None:
     """D-hat's parts are not integers: a decimal while small, thousands separated when large."""
     assert expected(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (1.0, "1.00"),
+        (1.457, "1.46"),
+        (14.04, "14.0"),
+        (99.4, "99.4"),
+        (99.96, "100"),
+        (2040.8, "2,041"),
+        (None, "–"),
+    ],
+)
+def test_n_eff_keeps_its_digits_when_small(value: float | None, shown: str) -> None:
+    """A collapsed generator's N_eff of 1.00 with an interval to 1.46 read "1 - 1"."""
+    assert support_size(value) == shown

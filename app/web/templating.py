@@ -23,6 +23,14 @@ def count(value: float | int | None) -> str:
     return f"{round(value):,}"
 
 
+def support_size(value: float | None) -> str:
+    """N_eff and its bounds: three significant digits below 100 (a collapsed generator's
+    1.00 - 1.46 must not read 1 - 1), a count above."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:#.3g}" if abs(value) < 99.95 else count(value)
+
+
 def expected(value: float | None) -> str:
     """An estimated count (not an integer): a decimal while small, else a count."""
     if value is None or not math.isfinite(value):
@@ -40,6 +48,7 @@ def prob(value: float | None) -> str:
 TEMPLATES.env.filters["count"] = count
 TEMPLATES.env.filters["prob"] = prob
 TEMPLATES.env.filters["expected"] = expected
+TEMPLATES.env.filters["support"] = support_size
 TEMPLATES.env.filters["digest"] = lambda e: estimate_digest(estimate_body(e))
 
 

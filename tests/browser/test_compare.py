@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from app.web.templating import support_size
 from tests.browser.conftest import screenshot
 from tests.conftest import all_pairs
 
@@ -55,7 +56,7 @@ def test_compare_audits(
     assert page.locator(".audit-row .truth").count() == 3  # uniform synthetic: N_eff = K
     for aid, estimate in estimates.items():
         cell = page.inner_text(f'tr[data-compare="{aid}"] [data-n-eff]')
-        assert cell == f"{round(estimate['n_eff']):,}"
+        assert cell == support_size(estimate["n_eff"])
     screenshot(page, "compare")
 
     page.uncheck(f'input[name=ids][value="{unlabelled["id"]}"]')

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from app.services.estimate_feed import estimate_digest
+from app.web.templating import support_size
 from tests.browser.conftest import screenshot
 from tests.conftest import all_pairs
 
@@ -16,10 +17,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = pytest.mark.browser
-
-
-def _count(value: float) -> str:
-    return f"{round(value):,}"
 
 
 def test_panel_follows_labels(
@@ -31,7 +28,7 @@ def test_panel_follows_labels(
     page.on("request", lambda r: panel_requests.append(r.url) if r.url.endswith("/panel") else None)
     page.goto(f"/audits/{aid}")
     bound = api.get(f"/api/audits/{aid}/estimate").json()["n_eff_low"]
-    assert page.inner_text("[data-n-eff]") == f"≥ {_count(bound)}"
+    assert page.inner_text("[data-n-eff]") == f"≥ {support_size(bound)}"
     page.locator('[data-plot="history"] .empty').wait_for()
     page.locator('[data-plot="batch"] svg [data-layer="band"]').wait_for()
     assert page.locator('[data-plot="batch"] [data-layer="s50"]').count() == 0
@@ -51,9 +48,9 @@ def test_panel_follows_labels(
     estimate = api.get(f"/api/audits/{aid}/estimate").json()
     # The panel names the estimate it shows: wait for this one, not one on the way to it.
     page.locator(f'#estimate-panel [data-estimate="{estimate_digest(estimate)}"]').wait_for()
-    assert page.inner_text("[data-n-eff]") == _count(estimate["n_eff"])
-    assert page.inner_text("[data-n-eff-low]") == _count(estimate["n_eff_low"])
-    assert page.inner_text("[data-n-eff-high]") == _count(estimate["n_eff_high"])
+    assert page.inner_text("[data-n-eff]") == support_size(estimate["n_eff"])
+    assert page.inner_text("[data-n-eff-low]") == support_size(estimate["n_eff_low"])
+    assert page.inner_text("[data-n-eff-high]") == support_size(estimate["n_eff_high"])
     assert page.inner_text("[data-labelled-count]") == "9"
     assert 1 <= len(panel_requests) <= 9  # one per estimate event at most, never one per poll
 
