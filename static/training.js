@@ -93,10 +93,7 @@ function follow(root) {
     if (run.generator_id) {
       root.dataset.generator = run.generator_id;
       root.querySelector("[data-audit]").hidden = !run.auditable;
-      if (!run.auditable) {
-        root.querySelector("[data-audit-note]").textContent =
-          "This generator draws 2-D points, not images: the birthday test does not apply, and the mode metrics above are its coverage figure.";
-      }
+      root.querySelector("[data-audit-note]").hidden = run.auditable;
       const byDiscriminator = root.querySelector("[data-audit-discriminator]");
       byDiscriminator.dataset.weights = run.discriminator || "";
       byDiscriminator.hidden = !run.discriminator;

@@ -45,7 +45,7 @@ def test_train_on_the_ring_then_read_curves_grids_and_modes(client: TestClient) 
     assert f'<a href="/training/{run["id"]}">run {run["id"]}</a>' in home
     page = client.get(f"/training/{run['id']}").text
     assert '<button type="button" data-audit hidden>' in page
-    assert "draws 2-D points, not images" in page
+    assert '<span class="muted" data-audit-note>This generator draws 2-D points' in page
     assert f'<option value="{generator["id"]}"' not in client.get("/audits/new").text
 
 
@@ -71,7 +71,8 @@ def test_trained_image_generator_is_auditable(client: TestClient) -> None:
     generator = client.get(f"/api/generators/{run['generator_id']}").json()
     row = client.get("/").text.split(f'<tr data-generator="{generator["id"]}">')[1]
     assert f'<a href="/audits/new?generator_id={generator["id"]}">audit it</a>' in row
-    assert '<button type="button" data-audit>' in client.get(f"/training/{run['id']}").text
+    page = client.get(f"/training/{run['id']}").text
+    assert '<button type="button" data-audit>' in page and "data-audit-note hidden>" in page
     assert generator["image_shape"] == [1, 16, 16] and generator["latent_dim"] == 16
     audit = client.post("/api/audits", json={"generator_id": generator["id"], "n": 200}).json()
     assert wait_for_audit(client, audit["id"])["status"] == "done"

@@ -20,7 +20,7 @@ from app.schemas import (
 from app.services import training as training_service
 from app.store import training as training_store
 from app.store.errors import NotFound
-from app.store.models import Job
+from app.store.models import Generator, Job
 
 router = APIRouter(tags=["training"])
 
@@ -32,7 +32,8 @@ def _job_id(session: Session, run_id: int) -> int | None:
 
 def _public(session: Session, run_id: int, models_dir: Path) -> TrainingRunPublic:
     run = training_store.get_run(session, run_id)
-    return training_service.run_public(run, _job_id(session, run_id), models_dir)
+    generator = session.get(Generator, run.generator_id) if run.generator_id else None
+    return training_service.run_public(run, _job_id(session, run_id), models_dir, generator)
 
 
 def _checked(run_id: int) -> int:

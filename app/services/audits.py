@@ -26,9 +26,9 @@ def _image_shape(db: Database, body: AuditCreate) -> list[int]:
         generator = generator_store.get_generator(session, body.generator_id)
         if generator.status != "ready":
             raise Conflict(f"generator {generator.id} is {generator.status}, not ready", 422)
-        if not generator.image_shape or len(generator.image_shape) != 3:
+        if not generator.draws_images:
             raise Conflict(f"generator {generator.id} does not produce images", 422)
-        return list(generator.image_shape)
+        return list(generator.image_shape or [])
 
 
 def check_memory(n: int, dim: int, limit: int) -> None:

@@ -6,12 +6,11 @@ import itertools
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from app.gan.datasets import TOY_DATASETS
 from app.jobs.train import discriminator_file, train_config
 from app.schemas import SweepCreate, TrainingProgress, TrainingRunCreate, TrainingRunPublic
 from app.store import training as training_store
 from app.store.db import Database
-from app.store.models import Job, TrainingRun
+from app.store.models import Generator, Job, TrainingRun
 
 LOCAL_DATASETS = ("npz", "folder")
 
@@ -69,7 +68,9 @@ def create_sweep(db: Database, data_dir: Path, body: SweepCreate) -> tuple[int, 
         return sweep.id, jobs
 
 
-def run_public(run: TrainingRun, job_id: int | None, models_dir: Path) -> TrainingRunPublic:
+def run_public(
+    run: TrainingRun, job_id: int | None, models_dir: Path, generator: Generator | None = None
+) -> TrainingRunPublic:
     discriminator = discriminator_file(run.id)
     saved = run.status == "done" and (models_dir / discriminator).is_file()
     return TrainingRunPublic(
@@ -83,5 +84,5 @@ def run_public(run: TrainingRun, job_id: int | None, models_dir: Path) -> Traini
         job_id=job_id,
         error=run.error,
         discriminator=discriminator if saved else None,
-        auditable=run.generator_id is not None and run.config.get("dataset") not in TOY_DATASETS,
+        auditable=generator is not None and generator.auditable,
     )

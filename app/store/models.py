@@ -48,6 +48,16 @@ class Generator(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+    @property
+    def draws_images(self) -> bool:
+        """The birthday test compares images (C, H, W); a generator trained on toy 2-D data
+        draws points, and its mode metrics are its coverage figure instead."""
+        return self.image_shape is not None and len(self.image_shape) == 3
+
+    @property
+    def auditable(self) -> bool:
+        return self.status == "ready" and self.draws_images
+
 
 class Audit(Base):
     """One birthday test: a pool of n samples, its candidate pairs and their judgements."""

@@ -135,11 +135,7 @@ def new_audit_page(
     if viewer is None:
         return to_login(request)
     with state.db.read() as session:
-        generators = [
-            g
-            for g in generator_store.list_generators(session)
-            if g.status == "ready" and g.image_shape and len(g.image_shape) == 3
-        ]
+        generators = [g for g in generator_store.list_generators(session) if g.auditable]
     context = {"generators": generators, "selected": generator_id, "viewer": viewer}
     return _page(request, "audit_new.html", context)
 
