@@ -139,6 +139,35 @@ class PairPage(BaseModel):
     next_cursor: str | None
 
 
+class SecondLookItem(BaseModel):
+    pair: PairPublic = Field(description="The pair, with its standing (consensus) label.")
+    looks: int = Field(
+        description="Judgements standing on the pair, any annotator: 1 = nobody looked twice."
+    )
+    slip_probability: float = Field(
+        description="P(the standing label is a slip) for a reviewer who presses the wrong key "
+        "with probability slip_rate, given the calibration curve P(duplicate | distance)."
+    )
+    d_hat_if_flipped: float = Field(description="D-hat with this one label the other way round.")
+    n_eff_if_flipped: float | None
+    n_eff_low_if_flipped: float
+    n_eff_high_if_flipped: float | None
+
+
+class SecondLookPublic(BaseModel):
+    """The judgements whose slip would move N_eff most, most first: each one's |change of
+    D-hat| if flipped, weighed by the chance it is a slip. One wrong key on a random pair, a
+    bridge between two halves of a mode, or a "not duplicate" between two clusters can move
+    N_eff far outside its interval, which assumes every label right."""
+
+    d_hat: float | None
+    n_eff: float | None
+    n_eff_low: float
+    n_eff_high: float | None
+    slip_rate: float
+    items: list[SecondLookItem]
+
+
 class JudgementCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

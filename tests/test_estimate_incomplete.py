@@ -40,7 +40,8 @@ from app.estimate import (
     u_statistic_variance,
     update_design,
 )
-from app.estimate.incomplete import FOLDS, _bridges, _jackknife_var_d
+from app.estimate.bridges import bridge_cuts
+from app.estimate.incomplete import FOLDS, _jackknife_var_d
 from app.estimate.simpson import _var_d_hat
 
 # --- the isotonic fit ----------------------------------------------------------------------------
@@ -85,7 +86,7 @@ def test_duplicates_stop_where_the_fit_crosses_one_half() -> None:
 # --- bridges, used to tell which sampled pairs the others settle --------------------------------
 
 
-def test_bridges_against_deleting_each_edge() -> None:
+def test_bridge_cuts_against_deleting_each_edge() -> None:
     rng = np.random.default_rng(9)
     for _ in range(200):
         nodes = int(rng.integers(2, 12))
@@ -94,11 +95,14 @@ def test_bridges_against_deleting_each_edge() -> None:
         edges = [p for p, k in zip(pairs, keep, strict=True) if k]
         u = np.array([a for a, _ in edges], dtype=np.int64)
         v = np.array([b for _, b in edges], dtype=np.int64)
-        got = _bridges(u + 100, v + 100)  # labels need not start at 0
+        got = bridge_cuts(u + 100, v + 100)  # labels need not start at 0
         for k, (a, b) in enumerate(edges):
             rest = [(x, y, 0.0) for m, (x, y) in enumerate(edges) if m != k]
-            together = cluster_judgements(nodes, rest).labels
-            assert got[k] == (together[a] != together[b])
+            apart = cluster_judgements(nodes, rest).labels
+            if apart[a] == apart[b]:
+                assert got[k] == 0
+            else:  # the cut-off side is one of the two halves the deletion leaves
+                assert got[k] in (np.sum(apart == apart[a]), np.sum(apart == apart[b]))
 
 
 # --- the U-statistic part with estimated pairs ---------------------------------------------------

@@ -1,5 +1,5 @@
 """Audits: create, list, get, extend, import labels, samples, pairs, the review queue, the
-estimate, live events."""
+estimate, the judgements worth a second look, live events."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from starlette.background import BackgroundTask
 from app.api.auth import AdminDep, AnnotatorDep
 from app.api.deps import AppState, AuditId, SampleIndex, StateDep
 from app.api.events import audit_event_stream
+from app.estimate.leverage import SLIP_RATE
 from app.schemas import (
     AuditCreate,
     AuditExtend,
@@ -27,6 +28,8 @@ from app.schemas import (
     NextPairs,
     PairPage,
     PairPublic,
+    SecondLookItem,
+    SecondLookPublic,
 )
 from app.services import audits as audit_service
 from app.services import label_import as import_service
@@ -39,6 +42,7 @@ from app.services.export import (
     write_pairs,
 )
 from app.services.review import next_pair_for, next_pairs_for
+from app.services.second_look import second_looks
 from app.store import audits as audit_store
 from app.store import pairs as pair_store
 from app.store.errors import NotFound
@@ -243,6 +247,42 @@ def next_pairs(
     handed = next_pairs_for(state.db, audit_id, principal.name or annotator, limit, target)
     return NextPairs(
         items=[pair_public(request, r.pair, r.rank) for r in handed.pairs], stop=handed.stop
+    )
+
+
+@router.get("/{audit_id}/second-look", response_model=SecondLookPublic)
+def second_look(
+    state: StateDep,
+    request: Request,
+    audit_id: AuditId,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    level: Annotated[float, Query(gt=0.5, lt=1)] = 0.95,
+) -> SecondLookPublic:
+    """The judgements worth a second look: those whose slip would move N_eff most, each with
+    the estimate it would give if flipped. Judge one again (`POST /api/pairs/{id}/judgements`,
+    ideally by another annotator, without looking at its label first): a second annotator's
+    disagreement leaves the pair tied for adjudication; the same annotator's new label
+    replaces their old one."""
+    assessment, looks = second_looks(state.db, audit_id, limit, level)
+    e = assessment.estimate
+    return SecondLookPublic(
+        d_hat=e.d_hat if e.labelled_pairs else None,
+        n_eff=e.n_eff if e.labelled_pairs else None,
+        n_eff_low=e.n_eff_low,
+        n_eff_high=e.n_eff_high if e.labelled_pairs else None,
+        slip_rate=SLIP_RATE,
+        items=[
+            SecondLookItem(
+                pair=pair_public(request, s.pair, s.rank),
+                looks=s.looks,
+                slip_probability=s.flip.slip,
+                d_hat_if_flipped=s.flip.d_hat,
+                n_eff_if_flipped=s.flip.n_eff,
+                n_eff_low_if_flipped=s.flip.n_eff_low,
+                n_eff_high_if_flipped=s.flip.n_eff_high,
+            )
+            for s in looks
+        ],
     )
 
 

@@ -44,6 +44,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import beta as beta_dist
 from scipy.stats import norm
 
+from app.estimate.bridges import bridge_cuts
 from app.estimate.closure_gaps import closure_gaps
 from app.estimate.crossfit import CrossFit, PieceTotals, fold_piece_totals
 from app.estimate.design import (
@@ -80,6 +81,7 @@ __all__ = [
     "StratumEstimate",
     "estimate_incomplete",
     "random_deficits",
+    "random_weights",
     "residual_frame",
     "jeffreys_floor",
     "residual_variance",
@@ -88,50 +90,6 @@ __all__ = [
 
 FOLDS = 5  # cross-fitting folds
 KNOWN_FULL, KNOWN_FADE = 0.01, 0.1  # unconfirmed shares of D: see u_statistic_variance
-
-
-def _bridges(u: NDArray[np.int64], v: NDArray[np.int64]) -> NDArray[np.bool_]:
-    """Which edges of the simple graph with edges (u[k], v[k]) are bridges (Tarjan, iterative)."""
-    m = u.size
-    out = np.zeros(m, dtype=np.bool_)
-    if m == 0:
-        return out
-    nodes, inv = np.unique(np.concatenate([u, v]), return_inverse=True)
-    a, b = inv[:m], inv[m:]
-    adj: list[list[tuple[int, int]]] = [[] for _ in range(nodes.size)]
-    for k, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
-        adj[x].append((y, k))
-        adj[y].append((x, k))
-    disc = [-1] * nodes.size
-    low = [0] * nodes.size
-    clock = 0
-    for root in range(nodes.size):
-        if disc[root] >= 0:
-            continue
-        disc[root] = low[root] = clock
-        clock += 1
-        stack: list[tuple[int, int, int]] = [(root, -1, 0)]  # (node, edge in, next neighbour)
-        while stack:
-            node, via, nxt = stack[-1]
-            if nxt < len(adj[node]):
-                stack[-1] = (node, via, nxt + 1)
-                other, edge = adj[node][nxt]
-                if edge == via:
-                    continue
-                if disc[other] < 0:
-                    disc[other] = low[other] = clock
-                    clock += 1
-                    stack.append((other, edge, 0))
-                else:
-                    low[node] = min(low[node], disc[other])
-            else:
-                stack.pop()
-                if stack:
-                    parent = stack[-1][0]
-                    low[parent] = min(low[parent], low[node])
-                    if low[node] > disc[parent]:
-                        out[via] = True
-    return out
 
 
 @dataclass(frozen=True)
@@ -199,7 +157,7 @@ def _duplicate_bridges(
     """Bridge flags of the observed duplicate candidate pairs (sampled or judged)."""
     observed = (sampled | evidence.candidate_labelled) & (evidence.candidate_value == DUPLICATE)
     out = np.zeros(len(candidates), dtype=np.bool_)
-    out[observed] = _bridges(candidates.i[observed], candidates.j[observed])
+    out[observed] = bridge_cuts(candidates.i[observed], candidates.j[observed]) > 0
     return out
 
 
@@ -540,6 +498,34 @@ def _proposed(candidates: Candidates, lo: int, hi: int) -> int:
     return int(count[0])
 
 
+def _generation_populations(candidates: Candidates, rand: RandomPairs) -> list[int | None]:
+    """Per generation of the pool: the pairs the miner did not propose, of which the random
+    pairs are a uniform sample (None for a generation beyond these candidates)."""
+    bounds = (0, *rand.pool_sizes)
+    out: list[int | None] = []
+    for g in range(len(rand.pool_sizes)):
+        lo, hi = bounds[g], bounds[g + 1]
+        if hi > candidates.n:
+            out.append(None)
+            continue
+        out.append(hi * (hi - 1) // 2 - lo * (lo - 1) // 2 - _proposed(candidates, lo, hi))
+    return out
+
+
+def random_weights(
+    candidates: Candidates, rand: RandomPairs, frame: ResidualFrame
+) -> NDArray[np.float64]:
+    """Horvitz-Thompson weight of each sampled random pair (population / sample size of its
+    generation), 0 for the others: how many unproposed pairs its judgement stands for."""
+    out = np.zeros(len(rand), dtype=np.float64)
+    for g, population in enumerate(_generation_populations(candidates, rand)):
+        mine = frame.random_sampled & (rand.generation == g)
+        m = int(mine.sum())
+        if population is not None and population > 0 and m:
+            out[mine] = population / m
+    return out
+
+
 def _missed(
     candidates: Candidates,
     rand: RandomPairs,
@@ -557,15 +543,10 @@ def _missed(
     total = var = ucb = 0.0
     cl = evidence.clustering.labels
     inside = cl[rand.i] == cl[rand.j]  # settled by the closure of candidate judgements
-    bounds = (0, *rand.pool_sizes)
-    for g in range(len(rand.pool_sizes)):
-        lo, hi = bounds[g], bounds[g + 1]
-        if hi > candidates.n:
-            continue
-        population = hi * (hi - 1) // 2 - lo * (lo - 1) // 2 - _proposed(candidates, lo, hi)
+    for g, population in enumerate(_generation_populations(candidates, rand)):
         mine = frame.random_sampled & (rand.generation == g)
         m = int(mine.sum())
-        if population <= 0:
+        if population is None or population <= 0:
             continue
         if m == 0:
             ucb += population

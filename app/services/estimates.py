@@ -51,7 +51,7 @@ class Assessment:
         return self.state.finished and self.stop.stop
 
 
-def _fingerprint(state: ReviewState, level: float, target: float) -> tuple[object, ...]:
+def assessment_key(state: ReviewState, level: float, target: float) -> tuple[object, ...]:
     """Everything an assessment depends on: the pairs (stored pairs only grow, so their count
     names them), the labels, the design, the status."""
     labels = hashlib.blake2b(state.candidate_labels.tobytes(), digest_size=16)
@@ -132,7 +132,7 @@ _assessments = _AssessmentCache()
 
 def assess(state: ReviewState, level: float = 0.95, target: float = DEFAULT_TARGET) -> Assessment:
     """The estimate and stopping rule of this state (cached on what they depend on)."""
-    key = _fingerprint(state, level, target)
+    key = assessment_key(state, level, target)
     cached = _assessments.get(key, state)
     if cached is not None:
         return cached

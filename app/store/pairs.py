@@ -343,3 +343,20 @@ def iter_judgement_rows(session: Session, audit_id: int) -> Iterator[tuple[Any, 
     )
     for row in session.execute(stmt):
         yield tuple(row)
+
+
+def look_counts(session: Session, pair_ids: list[int]) -> dict[int, int]:
+    """pair id -> judgements standing on it (not undone, rulings left out), any annotator:
+    how many looks it has had."""
+    if not pair_ids:
+        return {}
+    stmt = (
+        select(Judgement.pair_id, func.count())
+        .where(
+            Judgement.pair_id.in_(pair_ids),
+            Judgement.deleted_at.is_(None),
+            Judgement.adjudicated.is_(False),
+        )
+        .group_by(Judgement.pair_id)
+    )
+    return {int(pid): int(count) for pid, count in session.execute(stmt)}

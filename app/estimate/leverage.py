@@ -1,0 +1,216 @@
+"""Which judgements would move the estimate most if they were slips: the ones worth a second look.
+
+One wrong key does not weigh the same everywhere (bench/README.md, "live review"): a random pair
+judged "duplicate" stands for every unproposed pair of its generation (its Horvitz-Thompson
+weight); a "duplicate" that is the only link between two halves of a cluster holds a * b pairs;
+a "not duplicate" between two clusters keeps a * b apart. What a slip would cost is the change of
+D-hat with the label flipped; how likely the label is a slip follows from how surprising it is
+under the calibration curve P(duplicate | distance) and a reviewer's slip rate. Their product
+ranks the judgements; the shortlist is recomputed exactly, the whole estimate with one label
+flipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.estimate.bridges import bridge_cuts
+from app.estimate.design import ReviewDesign
+from app.estimate.incomplete import (
+    IncompleteEstimate,
+    ResidualFrame,
+    estimate_incomplete,
+    random_weights,
+    residual_frame,
+)
+from app.estimate.pairs import (
+    DISTINCT,
+    DUPLICATE,
+    UNKNOWN,
+    Candidates,
+    Evidence,
+    RandomPairs,
+    judge_evidence,
+)
+
+__all__ = ["SLIP_RATE", "Flip", "Labels", "judgement_flips", "slip_probability"]
+
+# A careful reviewer's share of wrong keys: the prior of a slip. bench/live_review.py --slips
+# measures what 3% does to the estimate; the ranking hardly depends on the exact value.
+SLIP_RATE = 0.03
+SHORTLIST = 3  # exact recomputes per flip asked for, from the cheap ranking
+# The calibration curve is fitted on the very labels being checked: where it reads 0 or 1 the
+# label made it so. No prior is surer than this.
+PRIOR_FLOOR = 0.01
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The resolved labels the estimate was computed from (1 duplicate, 0 distinct, -1 none)."""
+
+    candidate: NDArray[np.int8]
+    random: NDArray[np.int8]
+    candidate_unsure: NDArray[np.bool_]
+    random_unsure: NDArray[np.bool_]
+
+    def evidence(self, candidates: Candidates, random_pairs: RandomPairs) -> Evidence:
+        return judge_evidence(
+            candidates,
+            self.candidate,
+            random_pairs,
+            self.random,
+            self.random_unsure,
+            self.candidate_unsure,
+        )
+
+    def flipped(self, origin: Literal["candidate", "random"], index: int) -> Labels:
+        """The same labels with one judgement the other way round."""
+        if origin == "candidate":
+            out = self.candidate.copy()
+            out[index] = DUPLICATE + DISTINCT - out[index]
+            return Labels(out, self.random, self.candidate_unsure, self.random_unsure)
+        out = self.random.copy()
+        out[index] = DUPLICATE + DISTINCT - out[index]
+        return Labels(self.candidate, out, self.candidate_unsure, self.random_unsure)
+
+
+@dataclass(frozen=True)
+class Flip:
+    """One standing judgement and what the estimate would be with it the other way round."""
+
+    origin: Literal["candidate", "random"]
+    index: int  # among the candidates or the random pairs
+    label: int  # the standing label: DUPLICATE or DISTINCT
+    other: float  # the calibration curve's P(the other answer) at its distance, in [0.01, 0.99]
+    slip: float  # P(the label is a slip), at SLIP_RATE
+    d_hat: float  # D-hat with the label flipped
+    shift: float  # d_hat - the standing D-hat
+    n_eff: float | None
+    n_eff_low: float
+    n_eff_high: float | None
+
+    @property
+    def expected_shift(self) -> float:
+        """|shift| weighed by the chance the label is wrong: the ranking key."""
+        return abs(self.shift) * self.slip
+
+
+def slip_probability(
+    other: NDArray[np.float64], slip_rate: float = SLIP_RATE
+) -> NDArray[np.float64]:
+    """P(label wrong | label), when the other answer has prior probability `other` and a
+    reviewer presses the wrong key with probability `slip_rate` (Bayes)."""
+    wrong = other * slip_rate
+    return np.asarray(wrong / (wrong + (1.0 - other) * (1.0 - slip_rate)), dtype=np.float64)
+
+
+def _closure_shifts(candidates: Candidates, evidence: Evidence) -> NDArray[np.float64]:
+    """|Change of the confirmed D| a flip of each candidate judgement makes through the closure
+    alone: a * b for a "not duplicate" between clusters of a and b samples (the merge it
+    blocks) and for a "duplicate" that is a bridge (the split), 0 elsewhere."""
+    cl = evidence.clustering.labels
+    sizes = np.bincount(cl)
+    label, i, j = evidence.candidate_label, candidates.i, candidates.j
+    out = np.zeros(len(candidates), dtype=np.float64)
+    apart = np.flatnonzero((label == DISTINCT) & (cl[i] != cl[j]))
+    out[apart] = sizes[cl[i[apart]]] * sizes[cl[j[apart]]]
+    linked = np.flatnonzero((label == DUPLICATE) & (cl[i] == cl[j]))
+    cut = bridge_cuts(i[linked], j[linked])
+    out[linked] = cut * (sizes[cl[i[linked]]] - cut)
+    return out
+
+
+def _random_shifts(
+    candidates: Candidates, random_pairs: RandomPairs, evidence: Evidence, frame: ResidualFrame
+) -> NDArray[np.float64]:
+    """|Change of the missed part| a flip of each random judgement makes: its HT weight, where the
+    closure does not already settle the pair."""
+    cl = evidence.clustering.labels
+    outside = cl[random_pairs.i] != cl[random_pairs.j]
+    judged = evidence.random_label != UNKNOWN
+    weights = random_weights(candidates, random_pairs, frame)
+    return np.where(judged & outside, weights, 0.0)
+
+
+def _others(label: NDArray[np.int8], p_duplicate: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The calibration curve's probability of the answer not given, kept off 0 and 1."""
+    other = np.where(label == DUPLICATE, 1.0 - p_duplicate, p_duplicate)
+    return np.asarray(np.clip(other, PRIOR_FLOOR, 1.0 - PRIOR_FLOOR), dtype=np.float64)
+
+
+def judgement_flips(
+    candidates: Candidates,
+    design: ReviewDesign,
+    random_pairs: RandomPairs,
+    labels: Labels,
+    standing: IncompleteEstimate,
+    frame: ResidualFrame,
+    evidence: Evidence,
+    *,
+    limit: int = 10,
+    slip_rate: float = SLIP_RATE,
+) -> list[Flip]:
+    """Up to `limit` judgements whose slip would cost the estimate most, most first.
+
+    `standing`, `frame` and `evidence` are the estimate from `labels` as it stands (the caller
+    has them). A judgement whose flip changes nothing (a "duplicate" inside a cluster that other
+    judgements hold together, an "unsure") is never listed.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit!r}")
+    fit = standing.fit
+    c_other = _others(evidence.candidate_label, fit(candidates.distance))
+    r_other = _others(evidence.random_label, fit(random_pairs.distance))
+    cheap = np.concatenate(
+        [
+            _closure_shifts(candidates, evidence) * slip_probability(c_other, slip_rate),
+            _random_shifts(candidates, random_pairs, evidence, frame)
+            * slip_probability(r_other, slip_rate),
+        ]
+    )
+    order = np.argsort(-cheap, kind="stable")[: SHORTLIST * limit]
+    order = order[cheap[order] > 0]
+    flips = []
+    for k in order.tolist():
+        origin: Literal["candidate", "random"] = "candidate" if k < len(candidates) else "random"
+        index = k if origin == "candidate" else k - len(candidates)
+        other = float(c_other[index] if origin == "candidate" else r_other[index])
+        label = int(
+            evidence.candidate_label[index]
+            if origin == "candidate"
+            else evidence.random_label[index]
+        )
+        moved = labels.flipped(origin, index)
+        e = _estimate(candidates, design, random_pairs, moved, standing.level)
+        flips.append(
+            Flip(
+                origin=origin,
+                index=index,
+                label=label,
+                other=other,
+                slip=float(slip_probability(np.array([other]), slip_rate)[0]),
+                d_hat=e.d_hat,
+                shift=e.d_hat - standing.d_hat,
+                n_eff=e.n_eff,
+                n_eff_low=e.n_eff_low,
+                n_eff_high=e.n_eff_high,
+            )
+        )
+    flips.sort(key=lambda f: (-f.expected_shift, f.origin, f.index))
+    return [f for f in flips if f.shift != 0][:limit]
+
+
+def _estimate(
+    candidates: Candidates,
+    design: ReviewDesign,
+    random_pairs: RandomPairs,
+    labels: Labels,
+    level: float,
+) -> IncompleteEstimate:
+    evidence = labels.evidence(candidates, random_pairs)
+    frame = residual_frame(candidates, design, evidence, random_pairs)
+    return estimate_incomplete(candidates, design, evidence, random_pairs, level, frame=frame)
