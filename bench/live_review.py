@@ -13,6 +13,12 @@ miner cost), labels spent, candidate pairs, and how often the estimate warned.
     .venv/bin/python bench/live_review.py --seeds 3     # 7 scenarios x 3 seeds, ~2 min here
     .venv/bin/python bench/live_review.py               # 7 x 20, ~12 min
     .venv/bin/python bench/live_review.py --seeds 5 --slips 0.03   # a careless reviewer
+    .venv/bin/python bench/live_review.py --seeds 5 --slips 0.03 --second-look 5
+
+With `--second-look M` the reviewer, once the queue stops, answers again (with the same slip
+rate) the judgements among the top M of GET /api/audits/{id}/second-look that nobody looked at
+twice, then goes back to the queue, until the top M have all had two looks (column `2nd`: the
+labels this cost).
 """
 
 from __future__ import annotations
@@ -90,12 +96,45 @@ def _review(
         if not items:
             return spent
         for pair in items:
-            same = bool(ids[pair["i"]] == ids[pair["j"]]) != bool(rng.random() < slips)
-            label = "duplicate" if same else "distinct"
-            body = {"label": label, "annotator": "oracle"}
-            client.post(f"/api/pairs/{pair['id']}/judgements", json=body).raise_for_status()
+            _answer(client, pair, ids, slips, rng)
             spent += 1
     raise RuntimeError(f"audit {audit_id}: the queue still hands out pairs after {limit} labels")
+
+
+def _answer(
+    client: TestClient,
+    pair: dict[str, Any],
+    ids: NDArray[np.int64],
+    slips: float,
+    rng: np.random.Generator,
+) -> None:
+    same = bool(ids[pair["i"]] == ids[pair["j"]]) != bool(rng.random() < slips)
+    body = {"label": "duplicate" if same else "distinct", "annotator": "oracle"}
+    client.post(f"/api/pairs/{pair['id']}/judgements", json=body).raise_for_status()
+
+
+def _second_looks(
+    client: TestClient,
+    audit_id: int,
+    ids: NDArray[np.int64],
+    top: int,
+    slips: float,
+    rng: np.random.Generator,
+    limit: int,
+) -> tuple[int, int]:
+    """Second looks at the top `top` judgements, back to the queue after each round, until the
+    top ones have all been looked at twice: (second looks, queue labels) spent."""
+    looked = queued = 0
+    for _ in range(20):
+        items = client.get(f"/api/audits/{audit_id}/second-look", params={"limit": top}).json()
+        fresh = [item["pair"] for item in items["items"] if item["looks"] < 2]
+        if not fresh:
+            return looked, queued
+        for pair in fresh:
+            _answer(client, pair, ids, slips, rng)
+        looked += len(fresh)
+        queued += _review(client, audit_id, ids, limit, slips, rng)
+    return looked, queued
 
 
 def _covers(low: float, high: float | None, truth: float) -> bool:
@@ -108,15 +147,24 @@ def main() -> None:
     parser.add_argument(
         "--slips", type=float, default=0.0, help="share of answers the oracle gets wrong"
     )
+    parser.add_argument(
+        "--second-look",
+        type=int,
+        default=0,
+        metavar="M",
+        help="answer the top M judgements of the second-look list again",
+    )
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
     if not 0.0 <= args.slips < 0.5:
         parser.error("--slips must be in [0, 0.5)")
+    if not 0 <= args.second_look <= 50:
+        parser.error("--second-look must be in 0..50")
     start = time.perf_counter()
     print(
         f"{'scenario':40s} {'n':>4s} {'N_eff':>7s} {'cover':>6s} {'orcl':>6s} {'vs.o':>6s} "
-        f"{'labels':>6s} {'cands':>6s} {'warned':>6s}"
+        f"{'labels':>6s} {'2nd':>4s} {'cands':>6s} {'warned':>6s}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp) / "data", models_dir=Path(tmp) / "models")
@@ -129,6 +177,12 @@ def main() -> None:
                     ids, truth = _identities(audit)
                     rng = np.random.default_rng([seed, 0x511])
                     spent = _review(client, audit["id"], ids, 20 * n, args.slips, rng)
+                    second = 0
+                    if args.second_look:
+                        second, queued = _second_looks(
+                            client, audit["id"], ids, args.second_look, args.slips, rng, 20 * n
+                        )
+                        spent += queued
                     est = client.get(f"/api/audits/{audit['id']}/estimate").json()
                     sizes = [c for c in Counter(ids.tolist()).values() if c >= 2]
                     oracle = estimate_support(ids.size, sizes, LEVEL)
@@ -143,6 +197,7 @@ def main() -> None:
                             _covers(oracle.n_eff_low, oracle.n_eff_high, truth),
                             agree,
                             spent,
+                            second,
                             est["candidate_pairs"],
                             bool(est["warnings"]),
                         )
@@ -152,11 +207,12 @@ def main() -> None:
                 print(
                     f"{name:40s} {n:4d} {truth:7.1f} {a[:, 0].mean():6.2f} {a[:, 1].mean():6.2f} "
                     f"{np.median(a[:, 2]):6.3f} {np.median(a[:, 3]):6.0f} "
-                    f"{np.median(a[:, 4]):6.0f} {a[:, 5].mean():6.2f}",
+                    f"{np.median(a[:, 4]):4.0f} {np.median(a[:, 5]):6.0f} {a[:, 6].mean():6.2f}",
                     flush=True,
                 )
     print(
         f"# {args.seeds} seeds per scenario, slips {args.slips}, "
+        f"second look at the top {args.second_look}, "
         f"{time.perf_counter() - start:.0f} s"
     )
 

@@ -35,11 +35,14 @@ def _flips(
     rand: RandomPairs,
     labels: Labels,
     limit: int = 10,
+    worth: float = 0.0,
 ) -> list:  # type: ignore[type-arg]
     evidence = labels.evidence(c, rand)
     frame = residual_frame(c, design, evidence, rand)
     standing = estimate_incomplete(c, design, evidence, rand, frame=frame)
-    return judgement_flips(c, design, rand, labels, standing, frame, evidence, limit=limit)
+    return judgement_flips(
+        c, design, rand, labels, standing, frame, evidence, limit=limit, worth=worth
+    )
 
 
 def _labels(candidate: list[int], random: list[int] | None = None) -> Labels:
@@ -83,11 +86,14 @@ def test_closure_flips_by_hand() -> None:
         assert f.n_eff == pytest.approx(28 / f.d_hat)  # C(8, 2) / D-hat
 
 
-def test_a_duplicate_inside_a_cycle_costs_nothing() -> None:
-    # A triangle: any one "duplicate" can go, the other two still join all three.
+def test_a_duplicate_inside_a_cycle_still_splits_it() -> None:
+    # A triangle: flipped, any one "duplicate" becomes a cannot-link between its two samples,
+    # and the closure (closest merges first) blocks the last merge that would join them: D 3 -> 1.
     c = Candidates.build(5, [0, 1, 0], [1, 2, 2], [0.01, 0.02, 0.03])
     labels = _labels([DUPLICATE] * 3)
-    assert _flips(c, _complete(c), RandomPairs.empty(5), labels) == []
+    flips = _flips(c, _complete(c), RandomPairs.empty(5), labels)
+    assert sorted(f.index for f in flips) == [0, 1, 2]
+    assert all(f.shift == pytest.approx(-2) for f in flips)
 
 
 def test_a_random_duplicate_stands_for_its_generation() -> None:
@@ -124,7 +130,7 @@ def test_ranking_agrees_with_flipping_every_judgement() -> None:
         frame = residual_frame(c, design, evidence, RandomPairs.empty(n))
         standing = estimate_incomplete(c, design, evidence, frame=frame)
         got = judgement_flips(
-            c, design, RandomPairs.empty(n), labels, standing, frame, evidence, limit=5
+            c, design, RandomPairs.empty(n), labels, standing, frame, evidence, limit=5, worth=0.0
         )
         # Brute force: every judgement flipped, the whole estimate recomputed.
         brute = []
@@ -145,3 +151,22 @@ def test_ranking_agrees_with_flipping_every_judgement() -> None:
         if got:
             assert closure[0] == pytest.approx(max(closure))
             assert closure[0] >= 0.5 * best
+
+
+def test_only_flips_worth_a_look_are_listed() -> None:
+    # The random duplicate (HT weight 433/4, surely a slip) is worth a look; the candidate
+    # "duplicate" at distance 0.01, where the curve says duplicates are, moves D-hat by one
+    # pair at a tiny chance of a slip: lost in the interval.
+    c = Candidates.build(30, [0, 2], [1, 3], [0.01, 0.3])
+    rand = RandomPairs.build(30, [4, 6, 8, 10], [5, 7, 9, 11], [0.5, 0.6, 0.7, 0.8])
+    labels = _labels([DUPLICATE, DISTINCT], [DUPLICATE, DISTINCT, DISTINCT, DISTINCT])
+    design = _complete(c)
+    everything = _flips(c, design, rand, labels)
+    worth = _flips(c, design, rand, labels, worth=0.1)
+    evidence = labels.evidence(c, rand)
+    standing = estimate_incomplete(c, design, evidence, rand)
+    floor = 0.1 * (standing.d_high - standing.d_low) / 2
+    assert worth == [f for f in everything if f.expected_shift >= floor]
+    assert ("random", 0) in {(f.origin, f.index) for f in worth}
+    assert ("candidate", 0) not in {(f.origin, f.index) for f in worth}
+    assert ("candidate", 0) in {(f.origin, f.index) for f in everything}

@@ -68,9 +68,9 @@ def test_a_slip_on_a_random_pair_comes_first(client: TestClient) -> None:
     mended = client.get(f"/api/audits/{audit['id']}/estimate").json()
     assert mended["n_eff"] == right["n_eff"]
     after = client.get(url).json()
-    assert after["items"][0]["pair"]["id"] != slipped["id"]
-    mine = [i for i in after["items"] if i["pair"]["id"] == slipped["id"]]
-    assert all(i["slip_probability"] < 0.1 and i["looks"] == 3 for i in mine)
+    # Only judgements worth a look are listed: the oracle's right labels, before and after.
+    assert [i["pair"]["id"] for i in after["items"]] == [i["pair"]["id"] for i in before["items"]]
+    assert slipped["id"] not in {i["pair"]["id"] for i in after["items"]}
 
 
 def test_bad_requests(client: TestClient) -> None:

@@ -6,8 +6,9 @@ weight); a "duplicate" that is the only link between two halves of a cluster hol
 a "not duplicate" between two clusters keeps a * b apart. What a slip would cost is the change of
 D-hat with the label flipped; how likely the label is a slip follows from how surprising it is
 under the calibration curve P(duplicate | distance) and a reviewer's slip rate. Their product
-ranks the judgements; the shortlist is recomputed exactly, the whole estimate with one label
-flipped.
+ranks the judgements: first by a cheap bound (the closure's a * b, the HT weight of a random
+pair, the design weight of a sampled candidate), then the shortlist exactly, the whole estimate
+recomputed with one label flipped.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ __all__ = ["SLIP_RATE", "Flip", "Labels", "judgement_flips", "slip_probability"]
 # measures what 3% does to the estimate; the ranking hardly depends on the exact value.
 SLIP_RATE = 0.03
 SHORTLIST = 3  # exact recomputes per flip asked for, from the cheap ranking
+# A judgement is worth a second look when its expected shift of D-hat reaches this share of the
+# interval's half-width: below it, the slip it might be is lost in the pool's own noise.
+WORTH_SHARE = 0.1
 # The calibration curve is fitted on the very labels being checked: where it reads 0 or 1 the
 # label made it so. No prior is surer than this.
 PRIOR_FLOOR = 0.01
@@ -111,7 +115,8 @@ def slip_probability(
 def _closure_shifts(candidates: Candidates, evidence: Evidence) -> NDArray[np.float64]:
     """|Change of the confirmed D| a flip of each candidate judgement makes through the closure
     alone: a * b for a "not duplicate" between clusters of a and b samples (the merge it
-    blocks) and for a "duplicate" that is a bridge (the split), 0 elsewhere."""
+    blocks) and for a "duplicate" that is a bridge (the split). A "duplicate" inside a cycle
+    becomes a cannot-link that splits its cluster somewhere: at most s^2 / 4 pairs."""
     cl = evidence.clustering.labels
     sizes = np.bincount(cl)
     label, i, j = evidence.candidate_label, candidates.i, candidates.j
@@ -120,7 +125,20 @@ def _closure_shifts(candidates: Candidates, evidence: Evidence) -> NDArray[np.fl
     out[apart] = sizes[cl[i[apart]]] * sizes[cl[j[apart]]]
     linked = np.flatnonzero((label == DUPLICATE) & (cl[i] == cl[j]))
     cut = bridge_cuts(i[linked], j[linked])
-    out[linked] = cut * (sizes[cl[i[linked]]] - cut)
+    whole = sizes[cl[i[linked]]]
+    out[linked] = np.where(cut > 0, cut * (whole - cut), (whole // 2) * (whole - whole // 2))
+    return out
+
+
+def _design_shifts(frame: ResidualFrame, size: int) -> NDArray[np.float64]:
+    """|Change of the unreviewed part| a flip of each sampled candidate makes, roughly: its
+    residual stands for the N_g / r_g pairs of its post-stratum (0 for pairs outside the
+    design's sample: judged out of turn, the estimate does not lean on them)."""
+    sizes = frame.per_post(frame.pieces.size)
+    sampled = frame.per_post(frame.pieces.sampled)
+    out = np.zeros(size, dtype=np.float64)
+    post = frame.piece_post[frame.piece[frame.sample]]
+    out[frame.sample] = sizes[post] / np.maximum(sampled[post], 1.0)
     return out
 
 
@@ -153,27 +171,36 @@ def judgement_flips(
     *,
     limit: int = 10,
     slip_rate: float = SLIP_RATE,
+    worth: float = WORTH_SHARE,
 ) -> list[Flip]:
     """Up to `limit` judgements whose slip would cost the estimate most, most first.
 
     `standing`, `frame` and `evidence` are the estimate from `labels` as it stands (the caller
-    has them). A judgement whose flip changes nothing (a "duplicate" inside a cluster that other
-    judgements hold together, an "unsure") is never listed.
+    has them). Listed are the judgements worth a look: expected shift (|change of D-hat| times
+    P(slip)) at least `worth` times the half-width of the interval on E[D]. A judgement whose
+    flip changes nothing (a "duplicate" inside a cluster that other judgements hold together,
+    an "unsure") is never listed.
     """
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit!r}")
+    floor = worth * (standing.d_high - standing.d_low) / 2
     fit = standing.fit
     c_other = _others(evidence.candidate_label, fit(candidates.distance))
     r_other = _others(evidence.random_label, fit(random_pairs.distance))
     cheap = np.concatenate(
         [
-            _closure_shifts(candidates, evidence) * slip_probability(c_other, slip_rate),
+            (_closure_shifts(candidates, evidence) + _design_shifts(frame, len(candidates)))
+            * slip_probability(c_other, slip_rate),
             _random_shifts(candidates, random_pairs, evidence, frame)
             * slip_probability(r_other, slip_rate),
         ]
     )
+    judged = np.concatenate([evidence.candidate_label, evidence.random_label]) != UNKNOWN
+    cheap = np.where(judged, cheap, 0.0)  # a pair settled by the closure has no label to flip
     order = np.argsort(-cheap, kind="stable")[: SHORTLIST * limit]
-    order = order[cheap[order] > 0]
+    # The exact shift adds the fit's share to the closure's or the HT weight's: a little more
+    # or less, so the shortlist reaches below the floor.
+    order = order[(cheap[order] > 0) & (cheap[order] >= floor / 2)]
     flips = []
     for k in order.tolist():
         origin: Literal["candidate", "random"] = "candidate" if k < len(candidates) else "random"
@@ -201,7 +228,7 @@ def judgement_flips(
             )
         )
     flips.sort(key=lambda f: (-f.expected_shift, f.origin, f.index))
-    return [f for f in flips if f.shift != 0][:limit]
+    return [f for f in flips if f.shift != 0 and f.expected_shift >= floor][:limit]
 
 
 def _estimate(
