@@ -518,6 +518,69 @@ def _print_estimate(audit_id: int, result: EstimatePublic) -> None:
         )
 
 
+@cli.command("second-look")
+def second_look(
+    audit_id: Annotated[int, typer.Argument(metavar="AUDIT")],
+    limit: Annotated[int, typer.Option(min=1, max=50, help="At most this many.")] = 10,
+    data_dir: DataDir = None,
+) -> None:
+    """List the judgements whose slip would move N_eff most (judge them again on the page
+    /audits/AUDIT/second-look, or over REST)."""
+    from rich import box
+    from rich.table import Table
+
+    from app.estimate.leverage import SLIP_RATE
+    from app.services.second_look import second_looks
+
+    db = _open(_settings(data_dir))
+    try:
+        assessment, looks = second_looks(db, audit_id, limit)
+    except (ValueError, NotFound) as exc:
+        _fail(str(exc))
+        return
+    e = assessment.estimate
+    if not e.labelled_pairs:
+        console.print(f"audit {audit_id}: nothing judged yet, nothing to doubt")
+        return
+    high = "inf" if e.n_eff_high is None else f"{e.n_eff_high:.4g}"
+    n_eff = "-" if e.n_eff is None else f"{e.n_eff:.4g}"
+    console.print(
+        f"audit {audit_id}: N_eff {n_eff} [{e.n_eff_low:.4g}, {high}], D_hat {e.d_hat:.4g}"
+    )
+    if not looks:
+        console.print("no single judgement's slip would move D_hat beyond the interval's noise")
+        return
+    table = Table(
+        "pair",
+        "origin",
+        "i, j",
+        "distance",
+        "label",
+        "looks",
+        "P(slip)",
+        "N_eff if wrong",
+        box=box.SIMPLE_HEAD,
+    )
+    for s in looks:
+        flipped = "-" if s.flip.n_eff is None else f"{s.flip.n_eff:.4g}"
+        where = f"cand. #{s.rank}" if s.rank is not None else "random"
+        table.add_row(
+            str(s.pair.id),
+            where,
+            f"{s.pair.i}, {s.pair.j}",
+            f"{s.pair.distance:.4f}",
+            str(s.pair.label),
+            str(s.looks),
+            f"{s.flip.slip:.2f}",
+            flipped,
+        )
+    console.print(table)
+    console.print(
+        f"P(slip): the chance the label is a wrong key, at a {SLIP_RATE:.0%} rate of them. Judge "
+        f"them again, blind: /audits/{audit_id}/second-look"
+    )
+
+
 @cli.command()
 def export(
     audit_id: Annotated[int, typer.Argument(metavar="AUDIT")],

@@ -238,3 +238,30 @@ def test_estimate_watch_prints_each_change_until_ctrl_c(tmp_path: Path) -> None:
         if watcher.poll() is None:
             watcher.kill()
             watcher.wait()
+
+
+def test_second_look_names_a_slipped_random_duplicate(tmp_path: Path) -> None:
+    made = run("audit", "--support", "2000", "--n", "300", data_dir=tmp_path)
+    match = re.search(r"audit (\d+): 300 samples", made.stdout)
+    assert made.returncode == 0 and match, made.stderr
+    audit_id = match.group(1)
+    nothing = run("second-look", audit_id, data_dir=tmp_path)
+    assert nothing.returncode == 0 and "nothing judged yet" in nothing.stdout
+    db = Database(Settings(data_dir=tmp_path).resolved_database_url())
+    with db.write() as session:
+        closest = pair_store.list_pairs(session, int(audit_id), None, 1, None)[0][0].pair
+        post_judgement(session, closest.id, "distinct", "ada", None)
+        # The whole miner check judged "distinct" but for one slipped key: that random pair
+        # stands for every unproposed pair (~900 of them).
+        check = pair_store.list_pairs(session, int(audit_id), None, 100, None, origin="random")[0]
+        for k, ranked in enumerate(check):
+            post_judgement(session, ranked.pair.id, "distinct" if k else "duplicate", "ada", None)
+        slipped = check[0].pair.id
+    db.dispose()
+    listed = run("second-look", audit_id, "--limit", "3", data_dir=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines() if " random " in line]
+    assert rows and rows[0][:2] == [str(slipped), "random"], listed.stdout
+    assert rows[0][5:7] == ["duplicate", "1"]  # the label, one look so far
+    assert "P(slip)" in listed.stdout
+    assert run("second-look", "999", data_dir=tmp_path).returncode == 2

@@ -5,7 +5,8 @@ judged "duplicate" stands for every unproposed pair of its generation (its Horvi
 weight); a "duplicate" that is the only link between two halves of a cluster holds a * b pairs;
 a "not duplicate" between two clusters keeps a * b apart. What a slip would cost is the change of
 D-hat with the label flipped; how likely the label is a slip follows from how surprising it is
-under the calibration curve P(duplicate | distance) and a reviewer's slip rate. Their product
+(the cross-fitted P(duplicate | distance) of a candidate, the duplicate rate of the other
+random pairs of its generation) and a reviewer's slip rate. Their product
 ranks the judgements: first by a cheap bound (the closure's a * b, the HT weight of a random
 pair, the design weight of a sampled candidate), then the shortlist exactly, the whole estimate
 recomputed with one label flipped.
@@ -89,7 +90,9 @@ class Flip:
     origin: Literal["candidate", "random"]
     index: int  # among the candidates or the random pairs
     label: int  # the standing label: DUPLICATE or DISTINCT
-    other: float  # the calibration curve's P(the other answer) at its distance, in [0.01, 0.99]
+    # P(the other answer) before this label: the cross-fitted calibration curve at its distance
+    # (a candidate) or its generation's rate (a random pair), kept in [0.01, 0.99]
+    other: float
     slip: float  # P(the label is a slip), at SLIP_RATE
     d_hat: float  # D-hat with the label flipped
     shift: float  # d_hat - the standing D-hat
@@ -154,6 +157,23 @@ def _random_shifts(
     return np.where(judged & outside, weights, 0.0)
 
 
+def _random_rates(random_pairs: RandomPairs, evidence: Evidence) -> NDArray[np.float64]:
+    """P(duplicate) of each random pair before its own label: the Jeffreys rate of the other
+    judged random pairs of its generation (a uniform sample of the same unproposed pairs; the
+    distance curve, fitted on the candidates, knows nothing out there)."""
+    label = evidence.random_label
+    judged = label != UNKNOWN
+    out = np.full(len(random_pairs), 0.5, dtype=np.float64)
+    for g in np.unique(random_pairs.generation):
+        mine = random_pairs.generation == g
+        m = int(np.sum(judged & mine))
+        x = int(np.sum((label == DUPLICATE) & mine))
+        own = (label == DUPLICATE).astype(np.float64)
+        others = np.where(judged, m - 1, m)
+        out[mine] = ((x - own + 0.5) / (others + 1.0))[mine]
+    return out
+
+
 def _others(label: NDArray[np.int8], p_duplicate: NDArray[np.float64]) -> NDArray[np.float64]:
     """The calibration curve's probability of the answer not given, kept off 0 and 1."""
     other = np.where(label == DUPLICATE, 1.0 - p_duplicate, p_duplicate)
@@ -184,9 +204,9 @@ def judgement_flips(
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit!r}")
     floor = worth * (standing.d_high - standing.d_low) / 2
-    fit = standing.fit
-    c_other = _others(evidence.candidate_label, fit(candidates.distance))
-    r_other = _others(evidence.random_label, fit(random_pairs.distance))
+    everyone = np.arange(len(candidates), dtype=np.int64)
+    c_other = _others(evidence.candidate_label, frame.crossfit.predict(everyone))
+    r_other = _others(evidence.random_label, _random_rates(random_pairs, evidence))
     cheap = np.concatenate(
         [
             (_closure_shifts(candidates, evidence) + _design_shifts(frame, len(candidates)))
