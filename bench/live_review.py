@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from app.estimate import estimate_support  # noqa: E402
+from app.estimate import estimate_support, leverage  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.sources.synthetic import SyntheticConfig, SyntheticSource  # noqa: E402
@@ -154,6 +154,13 @@ def main() -> None:
         metavar="M",
         help="answer the top M judgements of the second-look list again",
     )
+    parser.add_argument(
+        "--worth",
+        type=float,
+        default=None,
+        help="list a judgement when its expected shift reaches this share of the interval's "
+        "half-width (default: the app's)",
+    )
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
@@ -161,6 +168,8 @@ def main() -> None:
         parser.error("--slips must be in [0, 0.5)")
     if not 0 <= args.second_look <= 50:
         parser.error("--second-look must be in 0..50")
+    if args.worth is not None:
+        leverage.WORTH_SHARE = args.worth  # the app runs in this process
     start = time.perf_counter()
     print(
         f"{'scenario':40s} {'n':>4s} {'N_eff':>7s} {'cover':>6s} {'orcl':>6s} {'vs.o':>6s} "
@@ -212,7 +221,7 @@ def main() -> None:
                 )
     print(
         f"# {args.seeds} seeds per scenario, slips {args.slips}, "
-        f"second look at the top {args.second_look}, "
+        f"second look at the top {args.second_look} (worth {leverage.WORTH_SHARE}), "
         f"{time.perf_counter() - start:.0f} s"
     )
 

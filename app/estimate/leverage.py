@@ -191,19 +191,20 @@ def judgement_flips(
     *,
     limit: int = 10,
     slip_rate: float = SLIP_RATE,
-    worth: float = WORTH_SHARE,
+    worth: float | None = None,
 ) -> list[Flip]:
     """Up to `limit` judgements whose slip would cost the estimate most, most first.
 
     `standing`, `frame` and `evidence` are the estimate from `labels` as it stands (the caller
     has them). Listed are the judgements worth a look: expected shift (|change of D-hat| times
-    P(slip)) at least `worth` times the half-width of the interval on E[D]. A judgement whose
+    P(slip)) at least `worth` (default WORTH_SHARE) times the half-width of the interval on E[D]. A judgement whose
     flip changes nothing (a "duplicate" inside a cluster that other judgements hold together,
     an "unsure") is never listed.
     """
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit!r}")
-    floor = worth * (standing.d_high - standing.d_low) / 2
+    share = WORTH_SHARE if worth is None else worth
+    floor = share * (standing.d_high - standing.d_low) / 2
     everyone = np.arange(len(candidates), dtype=np.int64)
     c_other = _others(evidence.candidate_label, frame.crossfit.predict(everyone))
     r_other = _others(evidence.random_label, _random_rates(random_pairs, evidence))
