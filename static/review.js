@@ -352,6 +352,22 @@ async function waitForPairs() {
         : "Nothing left to review for you: every pair the design wants is labelled or with someone else.",
   );
   refreshCounter();
+  if (!state.skipped.size) hintSecondLook();
+}
+
+// At the end of the queue: the judgements whose slip would move N_eff most, if any, are worth
+// a blind second look (the interval assumes every label right).
+async function hintSecondLook() {
+  const hint = document.querySelector("[data-second-look-hint]");
+  try {
+    const body = await api(`/api/audits/${auditId}/second-look?limit=50`);
+    const fresh = body.items.filter((item) => item.looks < 2).length;
+    hint.querySelector("[data-second-look-count]").textContent =
+      fresh === 1 ? "1 judgement is" : `${fresh} judgements are`;
+    hint.hidden = fresh === 0;
+  } catch {
+    hint.hidden = true; // a hint, not a requirement: the estimate stands without it
+  }
 }
 
 // ---- actions ----
