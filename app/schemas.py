@@ -232,7 +232,10 @@ class EstimateParts(BaseModel):
 
 class StopRule(BaseModel):
     reached: bool = Field(description="The target is met: the interval is narrow enough.")
-    labels_to_go: int = Field(description="Projected labels until more would barely help.")
+    labels_to_go: int = Field(
+        description="Projected labels until more would barely help. It can stay above 0 while "
+        "`reached` is true: the target was met sooner, and the review queue stops at `reached`."
+    )
     samples_to_go: int | None = Field(
         description="More samples the pool needs for the target width (extend the audit); null "
         "when unknown, or when no pool size reaches it (limited_by 'miner')."
