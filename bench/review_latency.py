@@ -8,7 +8,8 @@ the services the API calls:
 * `audit_estimate` and `next_pairs_for` warm, while an oracle labels what is handed out
   (closest 1% of pairs are duplicates);
 * then, once, what the audit page asks for: a page of unlabelled pairs with their ranks, the
-  batch curve, the calibration, the clusters and the secondary figures (medians of 3 calls),
+  batch curve, the calibration, the clusters, the secondary figures and the second-look list
+  (uncached: up to 30 whole estimates; medians of 3 calls),
   the estimate history's first replay and its cost after one more label (median of 3 labels);
 * what keeps the audit page live (app.services.estimate_feed): the old 3 s poll's cost per open
   page (the panel: estimate and secondary figures, nothing changed), the feed's recheck of an
@@ -40,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.services import history, insights  # noqa: E402
+from app.services import history, insights, second_look  # noqa: E402
 from app.services.estimates import audit_estimate  # noqa: E402
 from app.services.review import next_pairs_for  # noqa: E402
 from app.services.review_state import load_review  # noqa: E402
@@ -116,6 +117,7 @@ def page_figures(db: Database, audit_id: int, scratch: Path) -> dict[str, float]
         "calibration": lambda: insights.audit_calibration(db, audit_id, span="labelled"),
         "clusters": lambda: insights.audit_clusters(db, audit_id, str),
         "secondary": lambda: audit_secondary(db, scratch, audit_id),
+        "second look": lambda: _second_look_uncached(db, audit_id),
     }
     out = {}
     for name, call in calls.items():
@@ -128,6 +130,13 @@ def page_figures(db: Database, audit_id: int, scratch: Path) -> dict[str, float]
     out.update(history_figures(db, audit_id))
     out.update(live_figures(db, audit_id, scratch))
     return out
+
+
+def _second_look_uncached(db: Database, audit_id: int) -> object:
+    """The second-look list as the first caller after a label gets it: up to 3 * 10 whole
+    estimates recomputed (later callers with the same labels get it from the cache)."""
+    second_look._flips.clear()
+    return second_look.second_looks(db, audit_id, 10)
 
 
 def live_figures(db: Database, audit_id: int, scratch: Path) -> dict[str, float]:

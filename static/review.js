@@ -360,10 +360,11 @@ async function waitForPairs() {
 async function hintSecondLook() {
   const hint = document.querySelector("[data-second-look-hint]");
   try {
-    const body = await api(`/api/audits/${auditId}/second-look?limit=50`);
+    // Ten at most: each costs a few whole estimates (seconds on a pool of 10^6).
+    const body = await api(`/api/audits/${auditId}/second-look?limit=10`);
     const fresh = body.items.filter((item) => item.looks < 2).length;
     hint.querySelector("[data-second-look-count]").textContent =
-      fresh === 1 ? "1 judgement is" : `${fresh} judgements are`;
+      fresh === 1 ? "1 judgement is" : `${fresh}${body.items.length === 10 ? " or more" : ""} judgements are`;
     hint.hidden = fresh === 0;
   } catch {
     hint.hidden = true; // a hint, not a requirement: the estimate stands without it

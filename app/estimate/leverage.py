@@ -6,9 +6,9 @@ weight); a "duplicate" that is the only link between two halves of a cluster hol
 a "not duplicate" between two clusters keeps a * b apart. What a slip would cost is the change of
 D-hat with the label flipped; how likely the label is a slip follows from how surprising it is
 (the cross-fitted P(duplicate | distance) of a candidate, the duplicate rate of the other
-random pairs of its generation) and a reviewer's slip rate. Their product
-ranks the judgements: first by a cheap bound (the closure's a * b, the HT weight of a random
-pair, the design weight of a sampled candidate), then the shortlist exactly, the whole estimate
+random pairs of its generation) and a reviewer's slip rate. Their product ranks the
+judgements: first by a cheap bound (the closure's a * b, the HT weight of a random pair, the
+design weight of a sampled candidate), then the shortlist exactly, the whole estimate
 recomputed with one label flipped.
 """
 
@@ -48,8 +48,8 @@ SHORTLIST = 3  # exact recomputes per flip asked for, from the cheap ranking
 # A judgement is worth a second look when its expected shift of D-hat reaches this share of the
 # interval's half-width: below it, the slip it might be is lost in the pool's own noise.
 WORTH_SHARE = 0.1
-# The calibration curve is fitted on the very labels being checked: where it reads 0 or 1 the
-# label made it so. No prior is surer than this.
+# A cross-fitted curve or a few dozen random pairs read 0 or 1 on little evidence: no prior
+# is surer than this.
 PRIOR_FLOOR = 0.01
 
 
@@ -175,7 +175,7 @@ def _random_rates(random_pairs: RandomPairs, evidence: Evidence) -> NDArray[np.f
 
 
 def _others(label: NDArray[np.int8], p_duplicate: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The calibration curve's probability of the answer not given, kept off 0 and 1."""
+    """The prior probability of the answer not given, kept off 0 and 1."""
     other = np.where(label == DUPLICATE, 1.0 - p_duplicate, p_duplicate)
     return np.asarray(np.clip(other, PRIOR_FLOOR, 1.0 - PRIOR_FLOOR), dtype=np.float64)
 
@@ -197,9 +197,8 @@ def judgement_flips(
 
     `standing`, `frame` and `evidence` are the estimate from `labels` as it stands (the caller
     has them). Listed are the judgements worth a look: expected shift (|change of D-hat| times
-    P(slip)) at least `worth` (default WORTH_SHARE) times the half-width of the interval on E[D]. A judgement whose
-    flip changes nothing (a "duplicate" inside a cluster that other judgements hold together,
-    an "unsure") is never listed.
+    P(slip)) at least `worth` (default WORTH_SHARE) times the half-width of the interval on
+    E[D]. An "unsure", or a judgement whose flip changes nothing, is never listed.
     """
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit!r}")
