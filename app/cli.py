@@ -508,6 +508,11 @@ def _print_estimate(audit_id: int, result: EstimatePublic) -> None:
             f"about {stop.labels_to_go} more labels to go "
             f"({result.candidate_pairs} candidate pairs): provisional"
         )
+    if stop.reached or stop.labels_done:
+        console.print(
+            f"the interval assumes every label right: birthday second-look {audit_id} lists the "
+            "judgements whose slip would move N_eff most"
+        )
     if stop.limited_by == "miner":
         floor = stop.miner_relative_half_width or 0.0
         console.print(
