@@ -394,11 +394,15 @@ def main() -> None:
     all_cells = [c for c in cells(args.quick, args.hard) if args.only in c.name]
     started = time.perf_counter()
     results: dict[Cell, list[Outcome]] = {cell: [] for cell in all_cells}
+    total = len(all_cells) * seeds
     with Pool(args.workers) as workers:
-        for cell, outcome in workers.imap_unordered(
-            run, _tasks(all_cells, seeds, args.recentre), chunksize=4
+        for done, (cell, outcome) in enumerate(
+            workers.imap_unordered(run, _tasks(all_cells, seeds, args.recentre), chunksize=4), 1
         ):
             results[cell].append(outcome)
+            if done % 1000 == 0 or done == total:  # the full run takes an hour or more: alive?
+                elapsed = time.perf_counter() - started
+                print(f"# {done}/{total} reviews, {elapsed:.0f} s", file=sys.stderr, flush=True)
         oracles = workers.starmap(
             oracle_coverage, [(cell, args.oracle_pools, LEVEL) for cell in all_cells]
         )
