@@ -437,15 +437,22 @@ def _watch_estimate(
 ) -> None:
     """Recompute every `every` seconds and print what changed: the store is the only channel
     between this process and the server's, so this reads it (cached, so cheap when nothing
-    changed)."""
-    import time
+    changed).
+
+    Ctrl-C sets a flag the loop checks instead of raising where it lands: a KeyboardInterrupt
+    raised inside a finaliser (a database connection's, during garbage collection) is printed
+    and dropped, and the watch went on until killed (seen once in CI under load)."""
+    import signal
+    import threading
     from datetime import datetime
 
     from app.services.estimates import audit_estimate
 
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     last, waiting = "", ""
     try:
-        while True:
+        while not stop.is_set():
             try:
                 result = audit_estimate(db, audit_id, level=level, target=target)
             except NotFound as exc:
@@ -464,9 +471,9 @@ def _watch_estimate(
                     else:
                         console.rule(datetime.now().strftime("%H:%M:%S"))
                         _print_estimate(audit_id, result)
-            time.sleep(every)
-    except KeyboardInterrupt:
-        return
+            stop.wait(every)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print_estimate(audit_id: int, result: EstimatePublic) -> None:
