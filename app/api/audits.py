@@ -260,10 +260,10 @@ def second_look(
 ) -> SecondLookPublic:
     """The judgements worth a second look: those whose slip would move N_eff most (|change of
     D-hat| if flipped times the chance it is a slip, at least 5% of the interval's half-width
-    on E[D]), each with the estimate it would give if flipped. Judge one again (`POST /api/pairs/{id}/judgements`,
-    ideally by another annotator, without looking at its label first): a second annotator's
-    disagreement leaves the pair tied for adjudication; the same annotator's new label
-    replaces their old one."""
+    on E[D]), each with the estimate it would give if flipped. Judge one again
+    (`POST /api/pairs/{id}/judgements`, ideally by another annotator, without looking at its
+    label first): a second annotator's disagreement leaves the pair tied for adjudication; the
+    same annotator's new label replaces their old one."""
     assessment, looks = second_looks(state.db, audit_id, limit, level)
     e = assessment.estimate
     return SecondLookPublic(

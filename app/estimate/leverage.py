@@ -165,14 +165,14 @@ def _random_rates(random_pairs: RandomPairs, evidence: Evidence) -> NDArray[np.f
     distance curve, fitted on the candidates, knows nothing out there)."""
     label = evidence.random_label
     judged = label != UNKNOWN
+    own = (label == DUPLICATE).astype(np.float64)
     out = np.full(len(random_pairs), 0.5, dtype=np.float64)
     for g in np.unique(random_pairs.generation):
         mine = random_pairs.generation == g
         m = int(np.sum(judged & mine))
-        x = int(np.sum((label == DUPLICATE) & mine))
-        own = (label == DUPLICATE).astype(np.float64)
-        others = np.where(judged, m - 1, m)
-        out[mine] = ((x - own + 0.5) / (others + 1.0))[mine]
+        x = float(np.sum(own[mine]))
+        others = np.where(judged[mine], m - 1, m)
+        out[mine] = (x - own[mine] + 0.5) / (others + 1.0)
     return out
 
 
