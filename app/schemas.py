@@ -280,7 +280,10 @@ class EstimatePublic(BaseModel):
     q: float
     n_eff: float | None = Field(description="Inverse Simpson 1/q_hat; null when no duplicate yet.")
     n_eff_low: float | None
-    n_eff_high: float | None = Field(description="Null when the interval has no upper bound yet.")
+    n_eff_high: float | None = Field(
+        description="Null when the interval has no upper bound yet. A pool that is one cluster "
+        "gets the exact bound ((1 - level) / 2)^(-2/n)."
+    )
     level: float
     parts: EstimateParts
     s50: int | None = Field(description="Smallest batch size with P(duplicate) >= 1/2.")

@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from app.estimate.simpson import interval_quantile, zero_collision_bound
+from app.estimate.simpson import interval_quantile, one_cluster_d_low, zero_collision_bound
 
 BATCH_SAMPLES = 4_000_000  # samples drawn per batch of pools: bounds the memory (~100 MB)
 
@@ -113,7 +113,10 @@ def covered(n: int, stats: ClusterStats, truth_d: float, level: float) -> NDArra
     positive = stats.d > 0
     d = np.where(positive, stats.d, 1.0)
     half = quantile * np.sqrt(variance_d(n, stats)) / d
-    inside = (d * np.exp(-half) <= truth_d) & (truth_d <= d * np.exp(half))
+    low = d * np.exp(-half)
+    pairs = n * (n - 1) / 2
+    low = np.where(d == pairs, np.minimum(low, one_cluster_d_low(n, level)), low)
+    inside = (low <= truth_d) & (truth_d <= d * np.exp(half))
     return np.where(positive, inside, truth_d <= zero_collision_bound(level))
 
 

@@ -49,6 +49,7 @@ CELLS = [
     Cell("uniform", 2000, 0.3, 90),
     Cell("zipf", 1.1, 0.0, 25),
     Cell("zipf", 1.5, 0.3, 12),
+    Cell("zipf", 4.0, 0.0, 12),  # a third of its pools are one cluster
 ]
 
 

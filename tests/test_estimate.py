@@ -285,6 +285,27 @@ def test_single_pair_and_single_cluster() -> None:
     assert everything.var_d == pytest.approx(0.0, abs=1e-12)
 
 
+def test_a_pool_that_is_one_cluster_gets_the_exact_bound() -> None:
+    """Var(D) is 0 there, so the delta method's interval would be [1, 1]. A generator with one
+    output of mass p and the rest never repeating has q = p^2 and makes such a pool with
+    probability p^n = q^(n/2), the largest any distribution with that q can have: at the bound
+    it is exactly the one-sided 2.5%, beyond it less."""
+    for n in (2, 10, 100):
+        est = estimate_support(n, [n])
+        bound = 0.025 ** (-2 / n)
+        assert (est.n_eff, est.n_eff_low) == (1.0, 1.0)
+        assert est.n_eff_high == pytest.approx(bound, rel=1e-12)
+        if n >= 3:  # the jackknife needs a sample to delete
+            assert est.jackknife is not None
+            assert est.jackknife.n_eff_high == pytest.approx(bound)
+        share = bound**-0.5  # the single output's mass at N_eff = bound
+        assert share**n == pytest.approx(0.025, rel=1e-12)
+        assert (0.999 * share) ** n < 0.025
+    assert estimate_support(100, [100], level=0.9).n_eff_high == pytest.approx(0.05**-0.02)
+    # One sample short of one cluster: the delta method has a variance again.
+    assert estimate_support(100, [99]).n_eff_high != pytest.approx(0.025**-0.02)
+
+
 def test_intervals_stay_where_n_eff_can_be() -> None:
     """q <= 1, so E[D] <= C(n,2) and N_eff >= 1: a log-scale bound beyond it is clipped (two
     samples without a duplicate claimed N_eff >= 1/3; three of four samples alike, >= 0.28)."""

@@ -105,3 +105,24 @@ def test_coverage_zipf_and_the_broken_variants_fail() -> None:
     assert _not_below_level(hits.jackknife), hits
     assert _far_below_level(hits.poisson), hits
     assert _far_below_level(hits.no_p3), hits
+
+
+def test_coverage_collapsed_generator() -> None:
+    """One output holds 99% of the mass, the rest never repeats (N_eff = 1/0.99^2 = 1.0203).
+
+    At n = 100 about 0.99^100 = 37% of the pools are a single cluster, where Var(D) estimates to 0:
+    the delta method alone gave those pools the zero-width interval [1, 1] and covered ~63%. The
+    exact bound for a one-cluster pool is conservative, so only the shortfall is tested.
+    """
+    rng = np.random.default_rng(20170103)
+    n, share = 100, 0.99
+    n_eff = 1 / share**2
+    hits = one_cluster = zero_width = 0
+    for mode in rng.binomial(n, share, size=REPS):
+        est = estimate_support(n, [int(mode)] if mode >= 2 else [], level=LEVEL)
+        hits += _covers(est.n_eff_low, est.n_eff_high, n_eff)
+        one_cluster += est.d == est.pairs
+        zero_width += est.n_eff_high is not None and est.n_eff_high == est.n_eff_low
+    assert binomtest(one_cluster, REPS, share**n).pvalue > 0.01
+    assert zero_width == 0
+    assert _not_below_level(hits), hits

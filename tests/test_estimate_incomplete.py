@@ -202,6 +202,22 @@ def test_complete_labels_give_estimate_support_exactly() -> None:
     assert (est.n_eff_low, est.n_eff_high) == pytest.approx((full.n_eff_low, full.n_eff_high))
 
 
+def test_a_pool_confirmed_as_one_cluster_gets_the_exact_bound() -> None:
+    """A collapsed generator: a chain of confirmed pairs closes over every sample, so Var(D) is 0
+    and the interval is estimate_support's exact one, not [1, 1]."""
+    n = 30
+    c = Candidates.build(n, np.arange(n - 1), np.arange(1, n), np.full(n - 1, 0.01))
+    design = new_design(c, 0, random_share=0.0, random_min=0)
+    for s in range(design.strata):
+        design = reach(design, s, 1.0)
+    est = estimate_incomplete(c, design, judge_evidence(c, np.ones(n - 1, dtype=np.int8)))
+    full = estimate_support(n, [n])
+    assert est.d_hat == est.parts.confirmed == math.comb(n, 2)
+    assert est.parts.implied == math.comb(n, 2) - (n - 1)
+    assert est.n_eff == est.n_eff_low == 1.0
+    assert est.n_eff_high == pytest.approx(full.n_eff_high) == pytest.approx(0.025 ** (-2 / n))
+
+
 def _label_with_queue(
     pop: Population, seed: int, budget: int, rand: RandomPairs | None = None
 ) -> tuple[object, NDArray[np.int8]]:

@@ -50,6 +50,23 @@ def test_samples_for_width_near_uniformity_is_sqrt_2_k_n_eff() -> None:
     assert samples_for_width(1 / big_n, 1 / big_n**2, target) > n
 
 
+def test_a_collapsed_pool_needs_the_samples_its_exact_bound_needs() -> None:
+    """q = 1 (every sample alike): Var(D) is 0, and the width is that of the exact bound
+    [1, 0.025^(-2/n)], whose relative half-width (0.025^(-2/n) - 1) / 2 meets 0.2 at n = 22."""
+    for target in (0.05, 0.2, 1.0):
+        n = samples_for_width(1.0, 1.0, target)
+        assert (0.025 ** (-2 / n) - 1) / 2 <= target < (0.025 ** (-2 / (n - 1)) - 1) / 2
+    assert samples_for_width(1.0, 1.0, 0.2) == 22
+    chain = Candidates.build(10, np.arange(9), np.arange(1, 10), np.full(9, 0.01))
+    design = new_design(chain, 0, random_share=0.0, random_min=0)
+    for s in range(design.strata):
+        design = reach(design, s, 1.0)
+    est = estimate_incomplete(chain, design, judge_evidence(chain, np.ones(9, dtype=np.int8)))
+    status = stopping_status(est, target=0.2)
+    assert status.labels_done and not status.reached
+    assert (status.limited_by, status.samples_to_go) == ("samples", 12)
+
+
 def _labelled(budget: int) -> tuple[Candidates, object, np.ndarray]:
     pop = population(3)
     c = pop.candidates

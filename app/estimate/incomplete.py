@@ -69,6 +69,7 @@ from app.estimate.pairs import (
 from app.estimate.simpson import (
     d_interval,
     n_eff_bounds,
+    one_cluster_d_low,
     variance_floor,
     zero_collision_bound,
 )
@@ -696,6 +697,8 @@ def estimate_incomplete(
         d_low = 0.0
         d_high = jack_high = zero_collision_bound(level) + z1 * math.sqrt(var_design)
     pairs = n * (n - 1) // 2
+    if confirmed == pairs:  # every sample in one confirmed cluster: no variance to go on
+        d_low = min(d_low, one_cluster_d_low(n, level))
     d_high, jack_high = min(d_high, float(pairs)), min(jack_high, float(pairs))  # q <= 1
     n_eff_low, n_eff_high = n_eff_bounds(n, d_low, d_high)
     n3 = n * (n - 1) * (n - 2)

@@ -40,6 +40,7 @@ __all__ = [
     "estimate_support",
     "jackknife_var_q",
     "n_eff_bounds",
+    "one_cluster_d_low",
     "variance_floor",
     "zero_collision_bound",
 ]
@@ -176,6 +177,20 @@ def zero_collision_bound(level: float) -> float:
     return -math.log1p(-level)
 
 
+def one_cluster_d_low(n: int, level: float) -> float:
+    """Lower bound on E[D] = C(n,2) q when all n samples fell into one cluster: C(n,2) a^(2/n).
+
+    The delta method has nothing to work with there (Var(D) estimates to 0, a zero-width
+    interval at N_eff = 1), yet a generator with 1% of its mass elsewhere makes such pools
+    often (0.99^100 = 37% at n = 100), and the zero width then misses its N_eff of 1.02. The
+    bound is exact: P(all n alike) = sum_c p_c^n <= q^(n/2), so any q below a^(2/n) makes the
+    pool rarer than a, with a = (1 - level) / 2, the share of one side of the two-sided interval.
+    The other side needs nothing: N_eff >= 1 always.
+    """
+    _check_level(level)
+    return _pairs(n) * ((1.0 - level) / 2.0) ** (2.0 / n)
+
+
 def interval_quantile(level: float, clusters: float | None = None) -> float:
     """Two-sided quantile for the interval: Student's t with 2 * clusters degrees of freedom,
     or the normal's when clusters is None (see the module docstring)."""
@@ -250,6 +265,8 @@ def estimate_support(n: int, cluster_sizes: Iterable[int], level: float = 0.95) 
         d_low, d_high = 0.0, zero_collision_bound(level)
     else:
         d_low, d_high = d_interval(d, var_d, level, clusters=k)
+    if d == pairs:  # every sample in one cluster
+        d_low = min(d_low, one_cluster_d_low(n, level))
     d_high = min(d_high, float(pairs))  # E[D] = C(n,2) q <= C(n,2)
     n_eff_low, n_eff_high = n_eff_bounds(n, d_low, d_high)
     return SupportEstimate(
@@ -275,6 +292,8 @@ def _jackknife_check(
     var_q = _jackknife_var_q(n, sizes)
     if d > 0:
         d_low, d_high = d_interval(d, float(var_q * _pairs(n) ** 2), level, clusters=k)
+    if d == _pairs(n):
+        d_low = min(d_low, one_cluster_d_low(n, level))
     d_high = min(d_high, float(_pairs(n)))
     n_eff_low, n_eff_high = n_eff_bounds(n, d_low, d_high)
     return JackknifeCheck(

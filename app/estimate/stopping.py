@@ -105,9 +105,13 @@ def samples_for_width(
     Uses Var(D) = C(n,2)(q - q^2) + n(n-1)(n-2)(p3 - q^2) at the estimated q and p3, inflated
     by (1 + design_share) for the labels, on the log scale of the interval (half-width
     sinh(z se(D) / E[D])). Near uniformity this is n ~ sqrt(2 k / q), k = (z / target)^2.
+    At q = 1 (every sample alike) Var(D) is 0 and the interval is simpson.one_cluster_d_low's.
     """
     if not 0.0 < q <= 1.0 or p3 < 0.0 or target <= 0.0:
         raise ValueError("need 0 < q <= 1, p3 >= 0 and target > 0")
+    if q >= 1.0:  # one cluster holds the pool: the exact bound's width, [1, a^(-2/n)]
+        one_side = (1.0 - level) / 2.0
+        return max(2, math.ceil(-2.0 * math.log(one_side) / math.log1p(2.0 * target)))
     z = float(norm.ppf(0.5 + level / 2.0))
     inflate = 1.0 + design_share
     lo, hi = 2, 4
