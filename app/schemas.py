@@ -142,11 +142,19 @@ class PairPage(BaseModel):
 class SecondLookItem(BaseModel):
     pair: PairPublic = Field(description="The pair, with its standing (consensus) label.")
     looks: int = Field(
-        description="Judgements standing on the pair, any annotator: 1 = nobody looked twice."
+        description="Judgements made on the pair and not undone, any annotator, rulings left out: "
+        "1 = nobody looked twice. An annotator's relabel is a look too, though the consensus "
+        "counts only their latest label."
+    )
+    prior_of_other_answer: float = Field(
+        description="P(the answer not given) before this label: the calibration curve "
+        "P(duplicate | distance) at a candidate pair's distance (cross-fitted), the duplicate "
+        "rate of its generation's other judged random pairs for a random pair; kept within "
+        "[0.01, 0.99]."
     )
     slip_probability: float = Field(
         description="P(the standing label is a slip) for a reviewer who presses the wrong key "
-        "with probability slip_rate, given the calibration curve P(duplicate | distance)."
+        "with probability slip_rate, given prior_of_other_answer (Bayes)."
     )
     d_hat_if_flipped: float = Field(description="D-hat with this one label the other way round.")
     n_eff_if_flipped: float | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import assert_problem, wait_for_audit
@@ -58,6 +59,12 @@ def test_a_slip_on_a_random_pair_comes_first(client: TestClient) -> None:
     top = looks["items"][0]
     assert top["pair"]["id"] == slipped["id"] and top["pair"]["label"] == "duplicate"
     assert top["looks"] == 2 and top["slip_probability"] > 0.5
+    # Bayes from the label's prior: no other random pair of its generation is a duplicate.
+    judged_random = sum(p["origin"] == "random" for p in judged.values())
+    assert top["prior_of_other_answer"] == pytest.approx(1 - 0.5 / judged_random)
+    other, slip = top["prior_of_other_answer"], looks["slip_rate"]
+    bayes = other * slip / (other * slip + (1 - other) * (1 - slip))
+    assert top["slip_probability"] == pytest.approx(bayes)
     # Flipping it back is exactly the estimate before the slip.
     assert top["n_eff_if_flipped"] == right["n_eff"]
     assert top["d_hat_if_flipped"] == right["d_hat"]

@@ -276,6 +276,7 @@ def second_look(
             SecondLookItem(
                 pair=pair_public(request, s.pair, s.rank),
                 looks=s.looks,
+                prior_of_other_answer=s.flip.other,
                 slip_probability=s.flip.slip,
                 d_hat_if_flipped=s.flip.d_hat,
                 n_eff_if_flipped=s.flip.n_eff,

@@ -20,7 +20,7 @@ class SecondLook:
     pair: CandidatePair
     rank: int | None  # None for a random pair
     flip: Flip
-    looks: int  # judgements standing on the pair, any annotator
+    looks: int  # judgements on the pair, not undone, any annotator (a relabel counts)
 
 
 _lock = threading.Lock()

@@ -346,8 +346,9 @@ def iter_judgement_rows(session: Session, audit_id: int) -> Iterator[tuple[Any, 
 
 
 def look_counts(session: Session, pair_ids: list[int]) -> dict[int, int]:
-    """pair id -> judgements standing on it (not undone, rulings left out), any annotator:
-    how many looks it has had."""
+    """pair id -> judgements made on it and not undone (rulings left out), any annotator: how
+    many looks it has had, an annotator's relabel included (the consensus counts one vote per
+    annotator, their latest)."""
     if not pair_ids:
         return {}
     stmt = (
