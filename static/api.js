@@ -50,6 +50,14 @@ export function count(value) {
   return Math.round(value).toLocaleString("en-US");
 }
 
+// N_eff and its bounds, the server's `support` filter: three significant digits below 100 (a
+// collapsed generator's 1.00 - 1.08 must not read 1 - 1), a count above.
+export function support(value) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  if (Math.abs(value) < 99.95) return value.toPrecision(3);
+  return count(value);
+}
+
 // Show a problem's detail in a form's alert box (or clear it with null).
 export function showProblem(box, error) {
   if (!error) {

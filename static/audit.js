@@ -1,7 +1,7 @@
 // Audit page: the estimate panel, its three figures and the cluster gallery, refreshed as labels
 // arrive: the audit's event stream says when the estimate changed (any annotator, anywhere), a
 // review tab in this browser says so at once, and polling stands in only while the stream is down.
-import { api, count, showProblem } from "./api.js";
+import { api, count, showProblem, support } from "./api.js";
 import { extent, plot, responsive } from "./charts.js";
 
 const page = document.querySelector("[data-audit-page]");
@@ -152,7 +152,7 @@ function drawHistory() {
         name: "estimate-points",
         cls: "c-model",
         r: 2.5,
-        data: d.points.map((p) => ({ x: x(p), y: p.n_eff, title: `after ${p.judgements}: ${count(p.n_eff)} (D=${p.duplicate_pairs})` })),
+        data: d.points.map((p) => ({ x: x(p), y: p.n_eff, title: `after ${p.judgements}: ${support(p.n_eff)} (D=${p.duplicate_pairs})` })),
       },
     ],
     legend: [

@@ -1,5 +1,5 @@
 // Compare page: every chosen audit's N_eff and interval on one log axis (a forest plot).
-import { count } from "./api.js";
+import { support } from "./api.js";
 import { el, extent, logScale, responsive, short } from "./charts.js";
 
 const rows = JSON.parse(document.getElementById("compare-data").textContent);
@@ -40,13 +40,13 @@ function draw() {
     const level = Math.round((r.level || 0.95) * 100);
     if (r.n_eff !== null) {
       el("circle", { class: "estimate", cx: x(r.n_eff), cy, r: 5 }, g).appendChild(
-        el("title", {}, null, `audit ${r.id}: N_eff ${count(r.n_eff)}, ${level}% interval ${count(r.low)} – ${r.high === null ? "∞" : count(r.high)}`),
+        el("title", {}, null, `audit ${r.id}: N_eff ${support(r.n_eff)}, ${level}% interval ${support(r.low)} – ${r.high === null ? "∞" : support(r.high)}`),
       );
     }
     if (r.truth !== null) {
       const tx = x(r.truth);
       el("path", { class: "truth", d: `M${tx},${cy - 7}L${tx + 6},${cy}L${tx},${cy + 7}L${tx - 6},${cy}Z` }, g).appendChild(
-        el("title", {}, null, `known N_eff ${count(r.truth)}`),
+        el("title", {}, null, `known N_eff ${support(r.truth)}`),
       );
     }
   });

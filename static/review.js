@@ -4,7 +4,7 @@
 // The server decides what each annotator sees: GET next-pairs hands out the pairs the review
 // design wants next, in its order, and leases them; the lookahead is refilled from it after every
 // judgement. Every POST carries an Idempotency-Key, reused on retries, so a retry never doubles a label.
-import { api, ApiError, count, uuid } from "./api.js";
+import { api, ApiError, count, support, uuid } from "./api.js";
 
 const root = document.querySelector("[data-review]");
 const auditId = Number(root.dataset.audit);
@@ -257,7 +257,7 @@ function refreshCounter() {
       ui.reviewed.textContent = count(e.labelled_pairs);
       const done = e.stop.reached || e.stop.labels_done;
       ui.remaining.textContent = count(done ? 0 : e.stop.labels_to_go);
-      const neff = e.n_eff === null ? `N_eff ≥ ${count(e.n_eff_low)}` : `N_eff ≈ ${count(e.n_eff)}`;
+      const neff = e.n_eff === null ? `N_eff ≥ ${support(e.n_eff_low)}` : `N_eff ≈ ${support(e.n_eff)}`;
       ui.stop.classList.toggle("reached", e.stop.reached);
       ui.stop.dataset.reached = String(e.stop.reached);
       const more = e.stop.samples_to_go ? `, about ${count(e.stop.samples_to_go)} more samples` : "";

@@ -63,3 +63,25 @@ def test_compare_audits(
     page.click(".pick-audits button[type=submit]")
     page.wait_for_url(f"**/compare?ids={wide['id']}&ids={narrow['id']}")
     assert page.locator('[data-plot="compare"] .audit-row').count() == 2
+
+
+def test_a_collapsed_generator_reads_as_such(
+    page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
+) -> None:
+    """Every sample alike: N_eff 1 with the exact bound [1, 0.025^(-2/n)], shown to three digits
+    in the page's own script (compare tooltip, review counter), not rounded to "1 - 1"."""
+    audit = audit_factory(synthetic={"support": 1}, n=20, neighbours=3, seed=8)
+    while (handout := api.get(f"/api/audits/{audit['id']}/next-pair")).status_code == 200:
+        body = {"label": "duplicate", "annotator": "bot"}
+        posted = api.post(f"/api/pairs/{handout.json()['id']}/judgements", json=body)
+        assert posted.status_code == 201
+    estimate = api.get(f"/api/audits/{audit['id']}/estimate").json()
+    assert (estimate["n_eff"], estimate["n_eff_low"]) == (1.0, 1.0)
+    assert estimate["n_eff_high"] == pytest.approx(0.025 ** (-2 / 20))  # 1.446
+    page.goto(f"/compare?ids={audit['id']}")
+    title = page.locator(f'.audit-row[data-audit="{audit["id"]}"] circle.estimate title')
+    assert title.text_content() == f"audit {audit['id']}: N_eff 1.00, 95% interval 1.00 – 1.45"
+    page.add_init_script("localStorage.setItem('birthday.annotator', 'ada')")
+    page.goto(f"/audits/{audit['id']}/review")
+    page.wait_for_function("document.querySelector('[data-stop]').textContent.includes('N_eff')")
+    assert "(N_eff ≈ 1.00)" in page.inner_text("[data-stop]")
