@@ -1,5 +1,5 @@
-"""`birthday serve | train | upload | audit | extend | import-labels | estimate | export |
-annotator`: the same services as the API, from a terminal."""
+"""`birthday serve | train | upload | audit | extend | import-labels | estimate | second-look |
+export | annotator`: the same services as the API, from a terminal."""
 
 from __future__ import annotations
 
