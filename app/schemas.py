@@ -290,7 +290,8 @@ class EstimatePublic(BaseModel):
     n_eff_low: float | None
     n_eff_high: float | None = Field(
         description="Null when the interval has no upper bound yet. A pool that is one cluster "
-        "gets the exact bound ((1 - level) / 2)^(-2/n)."
+        "gets the exact bound ((1 - level) / 2)^(-2/n). While some distance bands have no "
+        "sampled pair, the interval allows their pairs anything from no duplicate to all."
     )
     level: float
     parts: EstimateParts

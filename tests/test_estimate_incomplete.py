@@ -21,6 +21,7 @@ from app.estimate import (
     Candidates,
     RandomPairs,
     cluster_judgements,
+    d_interval,
     duplicates_stop,
     estimate_incomplete,
     estimate_support,
@@ -216,6 +217,36 @@ def test_a_pool_confirmed_as_one_cluster_gets_the_exact_bound() -> None:
     assert est.parts.implied == math.comb(n, 2) - (n - 1)
     assert est.n_eff == est.n_eff_low == 1.0
     assert est.n_eff_high == pytest.approx(full.n_eff_high) == pytest.approx(0.025 ** (-2 / n))
+
+
+def test_the_interval_holds_while_distance_bands_are_unsampled() -> None:
+    """The queue explores the closest bands first, all duplicates, so the calibration curve is 1
+    everywhere and D-hat counts every candidate, with no variance: the interval it gives for
+    that extrapolation misses the pool's D. The unsampled bands' pairs are bounded instead
+    (none to all duplicates): the interval holds D at every label until they are sampled."""
+    pop = population(3)
+    c = pop.candidates
+    truth = _true_d(pop.ids)
+    design = new_design(c, 0, random_share=0.0, random_min=0)
+    labels = np.full(len(c), UNKNOWN, dtype=np.int8)
+    steps = fit_only_misses = 0
+    while True:
+        evidence = judge_evidence(c, labels)
+        est = estimate_incomplete(c, design, evidence)
+        if est.unexplored_strata == 0:
+            break
+        steps += 1
+        assert est.d_low <= truth <= est.d_high, (steps, est.d_low, est.d_high)
+        sizes = Counter(evidence.clustering.sizes)
+        clusters = sum(m for s, m in sizes.items() if s >= 2) + est.d_hat - est.parts.confirmed
+        low, high = d_interval(est.d_hat, est.var_u + est.var_design, 0.95, clusters)
+        fit_only_misses += not low <= truth <= high
+        handouts, design = next_pairs(c, design, evidence, count=1)
+        for h in handouts:
+            labels[h.index] = pop.truth[h.index]
+    assert steps >= 10 and fit_only_misses >= steps // 2, (steps, fit_only_misses)
+    # Once every band is sampled the interval is the design's again, not widened.
+    assert est.d_low > 0 and est.n_eff_high is not None
 
 
 def _label_with_queue(

@@ -621,6 +621,33 @@ def _post_stratum_estimates(candidates: Candidates, frame: ResidualFrame) -> lis
     return out
 
 
+def _blind_bands_interval(
+    strata: list[StratumEstimate],
+    d_hat: float,
+    confirmed: int,
+    var: float,
+    level: float,
+    clusters: float,
+) -> tuple[float, float]:
+    """Bounds on E[D] while distance bands lie unsampled (the review's first labels).
+
+    There the estimate is the calibration curve's extrapolation, 1 everywhere until a first
+    "not duplicate" is seen, and its Bernoulli variance f (1 - f) is 0 at f = 1: the interval
+    claimed N_eff 91-104 for a pool of 300 outputs over the first 56 of 245 labels. Their
+    unsettled pairs may hold anything from no duplicate to all, so the bounds are those of the
+    interval with all of them distinct and with all of them duplicates (partial identification),
+    the fit's own variance for them taken out. The estimate itself is unchanged.
+    """
+    blind = [st for st in strata if st.sampled == 0 and st.unsettled > 0]
+    if not blind:
+        return math.inf, 0.0  # nothing to widen: min/max leave the interval as it is
+    base = max(d_hat - sum(st.unreviewed for st in blind), float(confirmed))
+    var = max(var - sum(st.variance for st in blind), 0.0)
+    low = d_interval(base, var, level, clusters)[0] if base > 0 else 0.0
+    high = d_interval(base + sum(st.unsettled for st in blind), var, level, clusters)[1]
+    return low, high
+
+
 def _candidate_duplicates(frame: ResidualFrame) -> int:
     return int(frame.pieces.duplicates.sum())
 
@@ -696,6 +723,15 @@ def estimate_incomplete(
     else:
         d_low = 0.0
         d_high = jack_high = zero_collision_bound(level) + z1 * math.sqrt(var_design)
+    unexplored = _unexplored(design, frame, evidence)
+    if unexplored:
+        low, high = _blind_bands_interval(
+            strata, d_hat, confirmed, var_u + var_design, level, clusters
+        )
+        d_low, d_high = min(d_low, low), max(d_high, high)
+        jack_var = _jackknife_var_d(n, sizes, extra) + var_design
+        _, jack_blind = _blind_bands_interval(strata, d_hat, confirmed, jack_var, level, clusters)
+        jack_high = max(jack_high, jack_blind)
     pairs = n * (n - 1) // 2
     if confirmed == pairs:  # every sample in one confirmed cluster: no variance to go on
         d_low = min(d_low, one_cluster_d_low(n, level))
@@ -732,7 +768,7 @@ def estimate_incomplete(
         jackknife_d_high=jack_high,
         jackknife_n_eff_low=pairs / jack_high,
         complete=_unknown_pairs(frame) == 0,
-        unexplored_strata=_unexplored(design, frame, evidence),
+        unexplored_strata=unexplored,
         random_to_go=int(random_deficits(design, rand, evidence, frame.random_sampled).sum()),
         closure_gaps=int(frame.gaps.size),
         fit=frame.fit,
