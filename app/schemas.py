@@ -290,8 +290,10 @@ class EstimatePublic(BaseModel):
     n_eff_low: float | None
     n_eff_high: float | None = Field(
         description="Null when the interval has no upper bound yet. A pool that is one cluster "
-        "gets the exact bound ((1 - level) / 2)^(-2/n). While some distance bands have no "
-        "sampled pair, the interval allows their pairs anything from no duplicate to all."
+        "gets the exact bound ((1 - level) / 2)^(-2/n). Until the review has explored what it "
+        "must (explored), the interval allows what no sample has ruled out yet: a distance band "
+        "with no sampled pair anything from no duplicate to all, the miner's misses up to "
+        "missed_ucb."
     )
     level: float
     parts: EstimateParts

@@ -18,7 +18,9 @@ miner cost), labels spent, candidate pairs, and how often the estimate warned.
 With `--second-look M` the reviewer, once the queue stops, answers again (with the same slip
 rate) the judgements among the top M of GET /api/audits/{id}/second-look that nobody looked at
 twice, then goes back to the queue, until the top M have all had two looks (column `2nd`: the
-labels this cost).
+labels this cost). With `--during`, column `during` is the share of the review's rounds (an
+estimate after every 5 labels, all seeds) whose interval holds the true N_eff: what a reader
+of the live audit page is told before the stop.
 """
 
 from __future__ import annotations
@@ -83,12 +85,19 @@ def _review(
     limit: int,
     slips: float = 0.0,
     rng: np.random.Generator | None = None,
+    during: tuple[list[bool], float] | None = None,
 ) -> int:
     """Judge what the queue hands out, 5 pairs a round, until it hands out nothing; with
-    `slips`, each answer is the wrong one with that probability (a careless reviewer)."""
+    `slips`, each answer is the wrong one with that probability (a careless reviewer). With
+    `during` = (record, truth), whether each round's interval holds the truth is appended."""
     rng = rng if rng is not None else np.random.default_rng(0)
     spent = 0
     while spent < limit:
+        if during is not None and spent:
+            response = client.get(f"/api/audits/{audit_id}/estimate")
+            response.raise_for_status()
+            est = response.json()
+            during[0].append(_covers(est["n_eff_low"], est["n_eff_high"], during[1]))
         response = client.get(
             f"/api/audits/{audit_id}/next-pairs", params={"annotator": "oracle", "limit": 5}
         )
@@ -161,6 +170,11 @@ def main() -> None:
         help="list a judgement when its expected shift reaches this share of the interval's "
         "half-width (default: the app's)",
     )
+    parser.add_argument(
+        "--during",
+        action="store_true",
+        help="also the share of rounds of 5 labels whose interval holds the true N_eff",
+    )
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
@@ -168,12 +182,15 @@ def main() -> None:
         parser.error("--slips must be in [0, 0.5)")
     if not 0 <= args.second_look <= 50:
         parser.error("--second-look must be in 0..50")
+    if args.worth is not None and args.during:
+        parser.error("--during measures the review alone: leave out --worth")
     if args.worth is not None:
         leverage.WORTH_SHARE = args.worth  # the app runs in this process
     start = time.perf_counter()
     print(
         f"{'scenario':40s} {'n':>4s} {'N_eff':>7s} {'cover':>6s} {'orcl':>6s} {'vs.o':>6s} "
         f"{'labels':>6s} {'2nd':>4s} {'cands':>6s} {'warned':>6s}"
+        + (f" {'during':>6s}" if args.during else "")
     )
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp) / "data", models_dir=Path(tmp) / "models")
@@ -181,11 +198,13 @@ def main() -> None:
             for synthetic, n in SCENARIOS:
                 rows = []
                 truth = math.nan
+                rounds: list[bool] = []
                 for seed in range(args.seeds):
                     audit = _audit(client, synthetic, n, seed)
                     ids, truth = _identities(audit)
                     rng = np.random.default_rng([seed, 0x511])
-                    spent = _review(client, audit["id"], ids, 20 * n, args.slips, rng)
+                    watch = (rounds, truth) if args.during else None
+                    spent = _review(client, audit["id"], ids, 20 * n, args.slips, rng, watch)
                     second = 0
                     if args.second_look:
                         second, queued = _second_looks(
@@ -216,7 +235,8 @@ def main() -> None:
                 print(
                     f"{name:40s} {n:4d} {truth:7.1f} {a[:, 0].mean():6.2f} {a[:, 1].mean():6.2f} "
                     f"{np.median(a[:, 2]):6.3f} {np.median(a[:, 3]):6.0f} "
-                    f"{np.median(a[:, 4]):4.0f} {np.median(a[:, 5]):6.0f} {a[:, 6].mean():6.2f}",
+                    f"{np.median(a[:, 4]):4.0f} {np.median(a[:, 5]):6.0f} {a[:, 6].mean():6.2f}"
+                    + (f" {np.mean(rounds):6.2f}" if args.during else ""),
                     flush=True,
                 )
     print(

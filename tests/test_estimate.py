@@ -18,6 +18,7 @@ from app.estimate import (
     batch_curve_empirical,
     cluster_judgements,
     collision_variance,
+    d_interval,
     estimate_support,
     jackknife_var_q,
     n_eff_bounds,
@@ -304,6 +305,11 @@ def test_a_pool_that_is_one_cluster_gets_the_exact_bound() -> None:
     assert estimate_support(100, [100], level=0.9).n_eff_high == pytest.approx(0.05**-0.02)
     # One sample short of one cluster: the delta method has a variance again.
     assert estimate_support(100, [99]).n_eff_high != pytest.approx(0.025**-0.02)
+
+
+def test_a_variance_far_beyond_d_gives_an_open_bound_not_an_overflow() -> None:
+    low, high = d_interval(2.0, 1e9, 0.95)
+    assert high == math.inf and 0.0 <= low < 1e-300
 
 
 def test_intervals_stay_where_n_eff_can_be() -> None:

@@ -621,30 +621,35 @@ def _post_stratum_estimates(candidates: Candidates, frame: ResidualFrame) -> lis
     return out
 
 
-def _blind_bands_interval(
+def _provisional_interval(
     strata: list[StratumEstimate],
     d_hat: float,
     confirmed: int,
+    missed: tuple[float, float, float],
     var: float,
     level: float,
     clusters: float,
 ) -> tuple[float, float]:
-    """Bounds on E[D] while distance bands lie unsampled (the review's first labels).
+    """Bounds on E[D] before the review has explored what it must (IncompleteEstimate.explored).
 
-    There the estimate is the calibration curve's extrapolation, 1 everywhere until a first
-    "not duplicate" is seen, and its Bernoulli variance f (1 - f) is 0 at f = 1: the interval
-    claimed N_eff 91-104 for a pool of 300 outputs over the first 56 of 245 labels. Their
-    unsettled pairs may hold anything from no duplicate to all, so the bounds are those of the
-    interval with all of them distinct and with all of them duplicates (partial identification),
-    the fit's own variance for them taken out. The estimate itself is unchanged.
+    Until then parts of D-hat rest on no sample. A distance band with no sampled pair is the
+    calibration curve's extrapolation, 1 everywhere until a first "not duplicate" is seen, with
+    Bernoulli variance f (1 - f) = 0: the interval claimed N_eff 91-104 for a pool of 300
+    outputs over the first 56 of 245 labels. And the miner's check counts only the random pairs
+    the closure has not joined yet, so while fragments of one output are still apart the random
+    pairs that joined them no longer count as missed (a pool of ten outputs read N_eff 15-18
+    two thirds into its review). So the bounds are those of the interval with the unsampled
+    bands' pairs all distinct and the missed part 0, and with those pairs all duplicates and
+    the missed part at its model-free upper bound (partial identification); the estimate
+    itself is unchanged. `missed` is (estimate, variance, upper bound).
     """
     blind = [st for st in strata if st.sampled == 0 and st.unsettled > 0]
-    if not blind:
-        return math.inf, 0.0  # nothing to widen: min/max leave the interval as it is
-    base = max(d_hat - sum(st.unreviewed for st in blind), float(confirmed))
-    var = max(var - sum(st.variance for st in blind), 0.0)
+    estimate, variance, upper = missed
+    base = max(d_hat - sum(st.unreviewed for st in blind) - estimate, float(confirmed))
+    var = max(var - sum(st.variance for st in blind) - variance, 0.0)
     low = d_interval(base, var, level, clusters)[0] if base > 0 else 0.0
-    high = d_interval(base + sum(st.unsettled for st in blind), var, level, clusters)[1]
+    top = base + sum(st.unsettled for st in blind) + max(upper, estimate)
+    high = d_interval(top, var, level, clusters)[1] if top > 0 else 0.0
     return low, high
 
 
@@ -724,14 +729,18 @@ def estimate_incomplete(
         d_low = 0.0
         d_high = jack_high = zero_collision_bound(level) + z1 * math.sqrt(var_design)
     unexplored = _unexplored(design, frame, evidence)
-    if unexplored:
-        low, high = _blind_bands_interval(
-            strata, d_hat, confirmed, var_u + var_design, level, clusters
+    random_to_go = int(random_deficits(design, rand, evidence, frame.random_sampled).sum())
+    if unexplored or random_to_go or frame.gaps.size:
+        parts = (missed, var_missed, missed_ucb)
+        low, high = _provisional_interval(
+            strata, d_hat, confirmed, parts, var_u + var_design, level, clusters
         )
         d_low, d_high = min(d_low, low), max(d_high, high)
         jack_var = _jackknife_var_d(n, sizes, extra) + var_design
-        _, jack_blind = _blind_bands_interval(strata, d_hat, confirmed, jack_var, level, clusters)
-        jack_high = max(jack_high, jack_blind)
+        _, jack_wide = _provisional_interval(
+            strata, d_hat, confirmed, parts, jack_var, level, clusters
+        )
+        jack_high = max(jack_high, jack_wide)
     pairs = n * (n - 1) // 2
     if confirmed == pairs:  # every sample in one confirmed cluster: no variance to go on
         d_low = min(d_low, one_cluster_d_low(n, level))
@@ -769,7 +778,7 @@ def estimate_incomplete(
         jackknife_n_eff_low=pairs / jack_high,
         complete=_unknown_pairs(frame) == 0,
         unexplored_strata=unexplored,
-        random_to_go=int(random_deficits(design, rand, evidence, frame.random_sampled).sum()),
+        random_to_go=random_to_go,
         closure_gaps=int(frame.gaps.size),
         fit=frame.fit,
         strata=tuple(strata),

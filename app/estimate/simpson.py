@@ -215,7 +215,8 @@ def d_interval(
     if not var_d >= 0:
         raise ValueError(f"var_d must be >= 0, got {var_d!r}")
     half = interval_quantile(level, clusters) * math.sqrt(var_d) / d
-    return d * math.exp(-half), d * math.exp(half)
+    # A variance far beyond d (a provisional estimate) must not overflow: the bound is inf then.
+    return d * math.exp(-half), (d * math.exp(half) if half < 700.0 else math.inf)
 
 
 def n_eff_bounds(n: int, d_low: float, d_high: float) -> tuple[float, float | None]:
