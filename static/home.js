@@ -2,7 +2,7 @@
 import { api, count } from "./api.js";
 
 const ACTIVE = new Set(["queued", "running"]);
-const MAX_STREAMED = 100; // audits per stream (GET /api/events)
+const MAX_STREAMED = 100; // audits and training runs per stream (GET /api/events)
 
 // The audit's row and the rows of its jobs still active (an extended audit has older, finished ones).
 function rowsFor(auditId) {
@@ -13,8 +13,15 @@ function rowsFor(auditId) {
   ];
 }
 
-function setStatus(auditId, status) {
-  for (const row of rowsFor(auditId)) {
+// A training run's job rows still active.
+function runRows(runId) {
+  return [...document.querySelectorAll(`tr[data-job-run="${runId}"]`)].filter((row) =>
+    ACTIVE.has(row.dataset.state),
+  );
+}
+
+function setStatus(rows, status) {
+  for (const row of rows) {
     const badge = row.querySelector("[data-status]");
     if (badge) {
       badge.textContent = status;
@@ -25,51 +32,74 @@ function setStatus(auditId, status) {
   }
 }
 
-function setProgress(auditId, progress) {
-  for (const row of rowsFor(auditId)) {
+function setProgress(rows, done, total, pairs = null) {
+  for (const row of rows) {
     const bar = row.querySelector("progress");
     if (bar) {
-      bar.max = progress.n;
-      bar.value = progress.samples_done;
-      bar.title = `${progress.samples_done} / ${progress.n}`;
+      bar.max = total;
+      bar.value = done;
+      bar.title = `${done} / ${total}`;
     }
-    const done = row.querySelector("[data-done]");
-    if (done) done.textContent = count(progress.samples_done);
+    const doneText = row.querySelector("[data-done]");
+    if (doneText) doneText.textContent = count(done);
     const n = row.querySelector("[data-n]");
-    if (n) n.textContent = count(progress.n);
-    const pairs = row.querySelector("[data-pairs]");
-    if (pairs) pairs.textContent = count(progress.candidate_pairs);
+    if (n) n.textContent = count(total);
+    const pairsText = row.querySelector("[data-pairs]");
+    if (pairsText && pairs !== null) pairsText.textContent = count(pairs);
   }
 }
 
-const active = () =>
-  [...document.querySelectorAll("tr[data-audit]")]
-    .filter((row) => ACTIVE.has(row.dataset.state))
-    .map((row) => row.dataset.audit);
+const activeIds = (selector, key) => [
+  ...new Set(
+    [...document.querySelectorAll(selector)]
+      .filter((row) => ACTIVE.has(row.dataset.state) && row.dataset[key])
+      .map((row) => row.dataset[key]),
+  ),
+];
+const activeAudits = () => activeIds("tr[data-audit]", "audit");
+const activeRuns = () => activeIds("tr[data-job-run]", "jobRun");
 
-// One stream for all the active audits, and none while the page is hidden: a browser has ~6
-// connections per host for all its tabs, and a stream holds one. The stream's first events
-// are each audit's current progress and status, so a page shown again catches up.
+// The rows an event is about, with its progress figures.
+function about(data) {
+  if (data.training_run_id !== undefined) {
+    return { rows: runRows(data.training_run_id), done: data.step, total: data.steps, pairs: null };
+  }
+  const rows = rowsFor(data.audit_id);
+  return { rows, done: data.samples_done, total: data.n, pairs: data.candidate_pairs };
+}
+
+// One stream for all the active audits and training runs, and none while the page is hidden: a
+// browser has ~6 connections per host for all its tabs, and a stream holds one. The stream's
+// first events are each one's current progress and status, so a page shown again catches up.
 let source = null;
 function follow() {
   source?.close();
   source = null;
-  const ids = active().slice(0, MAX_STREAMED);
-  if (!ids.length || document.visibilityState !== "visible") return;
-  source = new EventSource(`/api/events?${ids.map((id) => `audit=${id}`).join("&")}`);
+  const query = [
+    ...activeAudits().map((id) => `audit=${id}`),
+    ...activeRuns().map((id) => `training_run=${id}`),
+  ].slice(0, MAX_STREAMED);
+  if (!query.length || document.visibilityState !== "visible") return;
+  source = new EventSource(`/api/events?${query.join("&")}`);
   source.addEventListener("progress", (event) => {
     const data = JSON.parse(event.data);
-    setProgress(data.audit_id, data);
+    const { rows, done, total, pairs } = about(data);
+    setProgress(rows, done, total, pairs);
     if (!data.status) return;
-    // The first event of each audit carries its status: it may have ended before the stream opened.
-    setStatus(data.audit_id, data.status);
-    if (!active().length) follow();
+    // The first event of each carries its status: it may have ended before the stream opened.
+    setStatus(rows, data.status);
+    if (!ACTIVE.has(data.status)) followWhenAllEnded();
   });
   source.addEventListener("status", (event) => {
     const data = JSON.parse(event.data);
-    setStatus(data.audit_id, data.status);
-    if (!active().length) follow(); // all ended: let the connection go
+    setStatus(about(data).rows, data.status);
+    followWhenAllEnded();
   });
+}
+
+// All ended: let the connection go.
+function followWhenAllEnded() {
+  if (!activeAudits().length && !activeRuns().length) follow();
 }
 
 follow();
@@ -81,7 +111,10 @@ document.addEventListener("click", async (event) => {
   button.disabled = true;
   try {
     const job = await api(`/api/jobs/${button.dataset.cancel}/cancel`, { method: "POST" });
-    if (job.audit_id && job.status === "cancelled") setStatus(job.audit_id, "cancelled");
+    if (job.status === "cancelled") {
+      if (job.audit_id) setStatus(rowsFor(job.audit_id), "cancelled");
+      if (job.training_run_id) setStatus(runRows(job.training_run_id), "cancelled");
+    }
     button.textContent = "cancelling…";
   } catch (error) {
     button.disabled = false;

@@ -3,6 +3,9 @@
 import { api } from "./api.js";
 import { extent, plot, responsive } from "./charts.js";
 
+const ACTIVE = ["queued", "running"];
+const POLL_MS = 3000; // only while the stream is down
+
 const form = document.getElementById("train-form");
 if (form) {
   const problem = document.getElementById("train-problem");
@@ -32,58 +35,87 @@ if (form) {
 }
 
 const root = document.getElementById("run");
-if (root) follow(root);
+if (root) followRun(root);
 
-function follow(root) {
+// The run's page follows its events while shown: each logged loss point and new sample grid as
+// they come (no polling); at the end one fetch of the run for its modes and generator. A hidden
+// page lets its connection go (a browser has ~6 per host for all its tabs) and catches up when
+// shown again.
+function followRun(root) {
   const id = root.dataset.run;
   const chart = root.querySelector('[data-plot="losses"]');
-  let losses = [];
+  const modeLabels = JSON.parse(root.querySelector("[data-modes-list]").dataset.labels);
+  const losses = new Map(); // step -> losses, as GET /losses has them
   let shownGrid = null;
 
   const draw = () => {
-    if (!losses.length) return;
-    const names = Object.keys(losses[losses.length - 1].losses).slice(0, 4);
-    const values = losses.flatMap((p) => names.map((n) => p.losses[n])).filter(Number.isFinite);
+    if (!losses.size) return;
+    const points = [...losses].sort((a, b) => a[0] - b[0]).map(([step, l]) => ({ step, losses: l }));
+    const names = Object.keys(points[points.length - 1].losses).slice(0, 4);
+    const values = points.flatMap((p) => names.map((n) => p.losses[n])).filter(Number.isFinite);
     plot(chart, {
       height: 240,
-      x: { label: "step", domain: extent(losses.map((p) => p.step), { pad: 0 }) },
+      x: { label: "step", domain: extent(points.map((p) => p.step), { pad: 0 }) },
       y: { label: "loss", domain: extent(values) },
       layers: names.map((n, k) => ({
         type: "line",
         name: n,
         cls: `series-${k}`,
-        data: losses.map((p) => ({ x: p.step, y: Number.isFinite(p.losses[n]) ? p.losses[n] : null })),
+        data: points.map((p) => ({ x: p.step, y: Number.isFinite(p.losses[n]) ? p.losses[n] : null })),
       })),
       legend: names.map((n, k) => ({ label: n, cls: `series-${k}` })),
     });
   };
   responsive(chart, draw);
 
-  const refresh = async () => {
-    const run = await api(`/api/training-runs/${id}`);
-    root.querySelector("[data-status]").textContent = run.status;
-    root.querySelector("[data-progress]").value = run.progress.step;
-    root.querySelector("[data-step]").textContent = run.progress.step;
-    const error = root.querySelector("[data-error]");
-    error.textContent = run.error || "";
-    error.hidden = !run.error;
-    losses = await api(`/api/training-runs/${id}/losses`);
-    draw();
-    const steps = await api(`/api/training-runs/${id}/samples`);
-    if (steps.length && steps[steps.length - 1] !== shownGrid) {
-      shownGrid = steps[steps.length - 1];
-      const img = root.querySelector("[data-grid]");
-      img.src = `/api/training-runs/${id}/samples/${shownGrid}.png`;
-      img.hidden = false;
-      root.querySelector("[data-grid-step]").textContent = `at step ${shownGrid}`;
+  const addLosses = (step, values) => {
+    // A resumed run trains again from its last saved state: later points were a lost attempt's.
+    for (const logged of losses.keys()) if (logged >= step) losses.delete(logged);
+    losses.set(step, values);
+  };
+  const showGrid = (step) => {
+    if (step === shownGrid || (shownGrid !== null && step < shownGrid)) return;
+    shownGrid = step;
+    const img = root.querySelector("[data-grid]");
+    img.src = `/api/training-runs/${id}/samples/${step}.png`;
+    img.hidden = false;
+    root.querySelector("[data-grid-step]").textContent = `at step ${step}`;
+  };
+  const showProgress = (step, status) => {
+    root.querySelector("[data-progress]").value = step;
+    root.querySelector("[data-step]").textContent = step;
+    if (status) {
+      root.dataset.state = status;
+      root.querySelector("[data-status]").textContent = status;
     }
+  };
+  const showError = (message) => {
+    const error = root.querySelector("[data-error]");
+    error.textContent = message || "";
+    error.hidden = !message;
+  };
+
+  // Everything at once: on opening, after a hidden spell, at the end, and while the stream is down.
+  const refresh = async () => {
+    const [run, points, steps] = await Promise.all([
+      api(`/api/training-runs/${id}`),
+      api(`/api/training-runs/${id}/losses`),
+      api(`/api/training-runs/${id}/samples`),
+    ]);
+    showProgress(run.progress.step, run.status);
+    showError(run.error);
+    // Merged, not replaced: a point streamed while this was on its way stays.
+    for (const p of points) losses.set(p.step, p.losses);
+    draw();
+    if (steps.length) showGrid(steps[steps.length - 1]);
     if (run.modes) {
       const list = root.querySelector("[data-modes-list]");
       list.replaceChildren();
       for (const [key, value] of Object.entries(run.modes)) {
         if (key === "counts" || key === "kind") continue;
         const dt = document.createElement("dt");
-        dt.textContent = key;
+        dt.textContent = modeLabels[key] || key;
+        dt.title = key;
         const dd = document.createElement("dd");
         dd.textContent = typeof value === "number" ? Number(value.toPrecision(4)) : String(value);
         list.append(dt, dd);
@@ -98,20 +130,57 @@ function follow(root) {
       byDiscriminator.dataset.weights = run.discriminator || "";
       byDiscriminator.hidden = !run.discriminator;
     }
-    return run.status === "queued" || run.status === "running";
+    return run.status;
+  };
+  const safely = (work) => work().catch((error) => showError(error.message));
+
+  let stream = null;
+  const openStream = () => {
+    const source = new EventSource(`/api/training-runs/${id}/events`);
+    let first = true;
+    source.addEventListener("progress", (event) => {
+      const p = JSON.parse(event.data);
+      if (first) {
+        // The stream's first event is the run as it is now: catch up on what came before it.
+        first = false;
+        safely(async () => {
+          if (!ACTIVE.includes(await refresh())) follow();
+        });
+        return;
+      }
+      showProgress(p.step, null);
+      if (p.losses) {
+        addLosses(p.step, p.losses);
+        draw();
+      }
+      if (p.grid !== null && p.grid !== undefined) showGrid(p.grid);
+    });
+    source.addEventListener("status", (event) => {
+      const { status, error } = JSON.parse(event.data);
+      showProgress(Number(root.querySelector("[data-step]").textContent), status);
+      showError(error);
+      if (!ACTIVE.includes(status)) {
+        follow(); // ended: let the connection go, then read its modes and generator
+        safely(refresh);
+      }
+    });
+    return source;
+  };
+  const follow = () => {
+    stream?.close();
+    const live = ACTIVE.includes(root.dataset.state) && document.visibilityState === "visible";
+    stream = live ? openStream() : null;
   };
 
-  const loop = async () => {
-    let again = true;
-    try {
-      again = await refresh();
-    } catch (error) {
-      root.querySelector("[data-error]").textContent = error.message;
-      root.querySelector("[data-error]").hidden = false;
-    }
-    if (again) setTimeout(loop, 1000);
-  };
-  loop();
+  if (ACTIVE.includes(root.dataset.state)) {
+    follow();
+    document.addEventListener("visibilitychange", follow);
+    setInterval(() => {
+      if (stream && stream.readyState !== EventSource.OPEN) safely(refresh);
+    }, POLL_MS);
+  } else {
+    safely(refresh); // an ended run: its curves and grid, once
+  }
 
   const startAudit = async (extra) => {
     const note = root.querySelector("[data-audit-note]");

@@ -1,4 +1,4 @@
-"""GET /api/events: progress and status of several audits on one connection."""
+"""GET /api/events: progress and status of several audits (and training runs) on one connection."""
 
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ def test_several_audits_on_one_stream(client: TestClient, monkeypatch: pytest.Mo
         ("?audit=abc", 422, None),
         ("?audit=-1", 422, "audit ids are"),
         ("?" + "&".join(f"audit={k}" for k in range(101)), 422, "at most 100 audits"),
+        ("?training_run=x", 422, None),
+        ("?training_run=-2", 422, "training run ids are"),
+        ("?audit=1&" + "&".join(f"training_run={k}" for k in range(100)), 422, "at most 100"),
     ],
 )
 def test_bad_requests_are_problems_before_the_stream(

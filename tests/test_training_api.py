@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import fastapi.routing
+import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import assert_problem, wait_for, wait_for_audit
+from tests.conftest import assert_problem, sse_events, wait_for, wait_for_audit
 
 
 def wait_for_run(client: TestClient, run_id: int, timeout: float = 300) -> dict[str, Any]:
@@ -145,3 +147,70 @@ def test_local_datasets_stay_inside_the_datasets_directory(client: TestClient) -
     for path in ("/etc", "../models", ""):
         body = {"dataset": "folder", "loss": "rsgan", "dataset_options": {"path": path}}
         assert_problem(client.post("/api/training-runs", json=body), 422)
+
+
+def test_a_run_streams_its_progress_losses_and_grids(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the run page follows instead of polling: each logged point as GET /losses has it,
+    each new grid's step as GET /samples lists it, then the ending status."""
+    monkeypatch.setattr(fastapi.routing, "_PING_INTERVAL", 0.5)
+    body = {"dataset": "ring8", "loss": "rasgan", "steps": 10**6, "log_every": 10}
+    run = client.post("/api/training-runs", json={**body, "sample_every": 50}).json()
+    seen: list[dict[str, Any]] = []
+    with client.stream("GET", f"/api/training-runs/{run['id']}/events") as stream:
+        events = sse_events(stream.iter_lines(), timeout=240)
+        kind, _, first = next(events)
+        assert kind == "progress" and first["training_run_id"] == run["id"]
+        assert first["steps"] == 10**6 and first["status"] in ("queued", "running")
+        for kind, _, data in events:
+            assert data["training_run_id"] == run["id"]
+            if kind == "progress":
+                seen.append(data)
+                logged = [p for p in seen if p["losses"] is not None]
+                if len(logged) == 12 and data["losses"] is not None:  # end it: the stream says so
+                    client.post(f"/api/jobs/{run['job_id']}/cancel")
+            elif data["status"] not in ("queued", "running"):
+                assert (kind, data["status"], data["error"]) == ("status", "cancelled", None)
+                break
+    losses = client.get(f"/api/training-runs/{run['id']}/losses").json()
+    grids = client.get(f"/api/training-runs/{run['id']}/samples").json()
+    streamed = {p["step"]: p["losses"] for p in seen if p["losses"] is not None}
+    assert len(streamed) >= 12 and set(streamed) <= {p["step"] for p in losses}
+    assert all(streamed[p["step"]] == p["losses"] for p in losses if p["step"] in streamed)
+    shown_grids = [p["grid"] for p in seen if p["grid"] is not None]
+    assert shown_grids and set(shown_grids) <= set(grids)
+    steps = [p["step"] for p in seen]
+    assert steps == sorted(steps) and all(0 < step < 10**6 for step in steps)
+    # The run ended: a new stream says so at once.
+    with client.stream("GET", f"/api/training-runs/{run['id']}/events") as stream:
+        kind, _, first = next(sse_events(stream.iter_lines(), timeout=30))
+        assert (kind, first["status"]) == ("progress", "cancelled")
+        assert (
+            first["step"]
+            == client.get(f"/api/training-runs/{run['id']}").json()["progress"]["step"]
+        )
+
+
+def test_the_home_stream_follows_training_runs_beside_audits(client: TestClient) -> None:
+    body = {"dataset": "ring8", "loss": "rasgan", "steps": 20, "log_every": 10}
+    run = wait_for_run(client, client.post("/api/training-runs", json=body).json()["id"])
+    audit = wait_for_audit(
+        client,
+        client.post("/api/audits", json={"synthetic": {"support": 50}, "n": 60}).json()["id"],
+    )
+    url = f"/api/events?training_run={run['id']}&audit={audit['id']}"
+    with client.stream("GET", url) as stream:
+        events = sse_events(stream.iter_lines(), timeout=30)
+        _, _, first = next(events)
+        _, _, second = next(events)
+    assert first == {
+        "audit_id": audit["id"],
+        "samples_done": 60,
+        "n": 60,
+        "status": "done",
+        "candidate_pairs": audit["progress"]["candidate_pairs"],
+    }
+    assert second == {"training_run_id": run["id"], "step": 20, "steps": 20, "status": "done"}
+    assert_problem(client.get("/api/events?training_run=987654"), 404)
+    assert_problem(client.get("/api/training-runs/987654/events"), 404)

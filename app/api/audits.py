@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 
 from app.api.auth import AdminDep, AnnotatorDep
 from app.api.deps import AppState, AuditId, SampleIndex, StateDep
-from app.api.events import audit_event_stream
+from app.api.events import event_stream, followed_audit
 from app.estimate.leverage import SLIP_RATE
 from app.schemas import (
     AuditCreate,
@@ -324,5 +324,5 @@ async def audit_events(
     digest of the estimate it shows). The estimate is computed once per change for all
     listeners; judgements written by another process (the CLI, another server) show within
     ~10 s."""
-    async for event in audit_event_stream(state, [audit_id], estimates):
+    async for event in event_stream(state, [followed_audit(audit_id)], estimates):
         yield event

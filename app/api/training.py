@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.api.auth import AnnotatorDep
 from app.api.deps import MAX_ID, StateDep
+from app.api.events import event_stream, followed_training_run
 from app.schemas import (
     LossPoint,
     SweepCreate,
@@ -102,6 +106,25 @@ def get_training_grid(state: StateDep, run_id: int, step: int) -> Response:
         if grid is None:
             raise NotFound(f"sample grid of run {run_id} at step", step)
         return Response(grid.png, media_type="image/png")
+
+
+def _existing_run(state: StateDep, run_id: int) -> int:
+    """404 before the stream starts: once it has, an error can only end it."""
+    with state.db.read() as session:
+        training_store.get_run(session, _checked(run_id))
+    return run_id
+
+
+@router.get("/training-runs/{run_id}/events", response_class=EventSourceResponse)
+async def training_run_events(
+    state: StateDep, run_id: Annotated[int, Depends(_existing_run)]
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events of this run, for as long as the client listens: `progress` (the first
+    event: `step`, `steps` and `status`; then at each logging interval `losses`, the point GET
+    /losses would add, null for a non-finite loss, and `grid`, the step of a new sample grid or
+    null) and `status` (`status`, `error`) when its job starts or ends."""
+    async for event in event_stream(state, [followed_training_run(run_id)], estimates=False):
+        yield event
 
 
 @router.post("/sweeps", status_code=status.HTTP_202_ACCEPTED, response_model=SweepPublic)

@@ -8,6 +8,7 @@ records each one in a single transaction with the progress it implies.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -317,7 +318,14 @@ class JobRunner:
                     )
                 progress = {"step": step.step, "steps": step.steps}
                 job_store.set_progress(session, job_id, progress)
-            self._publish(subject, "progress", {**progress, "losses": step.losses})
+            # Non-finite losses (a diverged run) go out as null: JSON has no NaN.
+            losses = (
+                None
+                if step.losses is None
+                else {k: (v if math.isfinite(v) else None) for k, v in step.losses.items()}
+            )
+            grid = step.step if step.grid_png is not None else None
+            self._publish(subject, "progress", {**progress, "losses": losses, "grid": grid})
             if on_progress is not None:
                 on_progress(step.step, step.steps, 0)
 

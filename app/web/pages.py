@@ -26,7 +26,7 @@ from app.services.secondary import SecondaryPublic, audit_secondary
 from app.store import generators as generator_store
 from app.store.db import Database
 from app.store.errors import NotFound
-from app.store.models import Job
+from app.store.models import Job, TrainingRun
 from app.web import access, adjudication, second_look, training
 from app.web.access import ViewerDep, to_login
 from app.web.templating import TEMPLATES, error_page, not_found_page
@@ -91,8 +91,12 @@ def _clusters_or_none(
 def home(request: Request, state: StateDep, viewer: ViewerDep) -> Response:
     if viewer is None:
         return to_login(request)
+    jobs = _recent_jobs(state.db)
     with state.db.read() as session:
         generators = generator_store.list_generators(session)
+        run_ids = [j.training_run_id for j in jobs if j.training_run_id is not None]
+        runs = session.scalars(select(TrainingRun).where(TrainingRun.id.in_(run_ids)))
+        run_progress = {r.id: {"step": r.step, "steps": r.steps} for r in runs}
     audits = describe_audits(state.db)
     return _page(
         request,
@@ -101,8 +105,10 @@ def home(request: Request, state: StateDep, viewer: ViewerDep) -> Response:
             "audits": audits,
             # A job that has not finished a step has no progress of its own yet: its row shows its audit's.
             "audit_progress": {a.id: a.progress for a in audits},
+            # Likewise a training job's row shows its run's steps.
+            "run_progress": run_progress,
             "generators": generators,
-            "jobs": _recent_jobs(state.db),
+            "jobs": jobs,
             "workers": workers_public(state.runner),
             "viewer": viewer,
         },

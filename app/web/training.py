@@ -15,6 +15,20 @@ from app.web.templating import TEMPLATES, not_found_page
 
 router = APIRouter(include_in_schema=False)
 
+# How the run page names the mode metrics (app/gan/metrics.py); the API keeps the field names,
+# which the page shows on hover.
+MODE_LABELS = {
+    "n_modes": "modes in the data",
+    "modes_captured": "modes captured",
+    "n_segments": "curve segments",
+    "segments_captured": "segments captured",
+    "n_samples": "samples classified",
+    "high_quality_fraction": "high-quality share (within 3 std of a mode)",
+    "confident_fraction": "confident share (each channel's class at p >= 0.9)",
+    "confident_modes_captured": "modes captured by confident samples",
+    "kl_to_uniform": "KL(mode histogram || uniform), nats",
+}
+
 
 @router.get("/training", response_class=HTMLResponse)
 def training_page(request: Request, state: StateDep, viewer: ViewerDep) -> Response:
@@ -41,4 +55,5 @@ def training_run_page(
         run = get_training_run(state, run_id)
     except NotFound as exc:
         return not_found_page(request, str(exc))
-    return TEMPLATES.TemplateResponse(request, "training_run.html", {"run": run, "viewer": viewer})
+    context = {"run": run, "viewer": viewer, "mode_labels": MODE_LABELS}
+    return TEMPLATES.TemplateResponse(request, "training_run.html", context)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -58,3 +58,52 @@ def test_bad_training_request_shows_the_problem(page: Page) -> None:
     problem = page.locator("#train-problem:not([hidden])")
     problem.wait_for()
     assert "steps" in problem.inner_text()
+
+
+def test_a_running_run_follows_its_stream_without_polling(page: Page, api: httpx.Client) -> None:
+    body = {"dataset": "ring8", "loss": "rasgan", "steps": 10**6, "log_every": 20}
+    run = api.post("/api/training-runs", json={**body, "sample_every": 200}).json()
+    prefix = f"/api/training-runs/{run['id']}"
+    fetched: list[str] = []
+
+    def record(request: Any) -> None:
+        path = request.url.split("://", 1)[1].split("/", 1)[1]
+        if f"/{path}".startswith(prefix) and not path.endswith(("/events", ".png")):
+            fetched.append(path)
+
+    page.on("request", record)
+    page.goto(f"/training/{run['id']}")
+    step = lambda: int(page.inner_text("[data-step]"))  # noqa: E731
+    points = lambda: page.locator('[data-plot="losses"] .layer.line path').evaluate_all(  # noqa: E731
+        "paths => paths.map(p => p.getAttribute('d').split('L').length)"
+    )
+    page.wait_for_function("Number(document.querySelector('[data-step]').textContent) > 400")
+    page.locator("[data-grid]:not([hidden])").wait_for()
+    grid, before, drawn = page.inner_text("[data-grid-step]"), step(), points()
+    fetched.clear()
+    page.wait_for_timeout(
+        4000
+    )  # the old page fetched the run, its losses and its grids every second
+    assert fetched == []
+    assert step() > before and min(points()) > max(drawn)
+    assert page.inner_text("[data-grid-step]") != grid
+
+    # The home page shows the run's job advancing on its own stream too.
+    home = page.context.new_page()
+    home.goto("/")
+    row = home.locator(f'tr[data-job-run="{run["id"]}"]')
+    shown = lambda: int(row.locator("progress").get_attribute("value") or 0)  # noqa: E731
+    first = shown()
+    home.wait_for_function(
+        f"document.querySelector('tr[data-job-run=\"{run['id']}\"] progress').value > {first}"
+    )
+
+    api.post(f"/api/jobs/{run['job_id']}/cancel")
+    page.locator("[data-status]", has_text="cancelled").wait_for()
+    row.locator("[data-status]", has_text="cancelled").wait_for()
+    ended = api.get(f"{prefix}").json()
+    page.wait_for_function(
+        f"Number(document.querySelector('[data-step]').textContent) === {ended['progress']['step']}"
+    )
+    assert page.locator("[data-audit]").is_hidden()
+    home.close()
