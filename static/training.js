@@ -1,10 +1,11 @@
 // Training pages: start a run from the form; on a run's page, follow its progress, draw its loss
 // curves, show its latest sample grid, and audit its generator in one click.
-import { api } from "./api.js";
+import { api, count } from "./api.js";
 import { extent, plot, responsive } from "./charts.js";
 
 const ACTIVE = ["queued", "running"];
 const POLL_MS = 3000; // only while the stream is down
+const MAX_STREAMED = 100; // runs per stream (GET /api/events)
 
 const form = document.getElementById("train-form");
 if (form) {
@@ -36,6 +37,65 @@ if (form) {
 
 const root = document.getElementById("run");
 if (root) followRun(root);
+if (document.querySelector("tr[data-run]")) followList();
+
+// The list of runs: the active ones' steps and statuses on one stream while the page is shown
+// (a sweep queues dozens); a run that ends fills in its modes and generator.
+function followList() {
+  const rowOf = (id) => document.querySelector(`tr[data-run="${id}"]`);
+  const active = () =>
+    [...document.querySelectorAll("tr[data-run]")]
+      .filter((row) => ACTIVE.includes(row.dataset.state))
+      .map((row) => row.dataset.run);
+  const setStatus = (row, status) => {
+    row.dataset.state = status;
+    const badge = row.querySelector("[data-status]");
+    badge.textContent = status;
+    badge.className = `badge status-${status}`;
+  };
+  const setSteps = (row, step, steps) => {
+    const bar = row.querySelector("progress");
+    bar.max = steps;
+    bar.value = step;
+    bar.title = `${step} / ${steps} steps`;
+    row.querySelector("[data-done]").textContent = count(step);
+    row.querySelector("[data-n]").textContent = count(steps);
+  };
+  const ended = async (row) => {
+    const run = await api(`/api/training-runs/${row.dataset.run}`);
+    setSteps(row, run.progress.step, run.progress.steps);
+    const modes = run.modes || {};
+    const captured = modes.modes_captured ?? modes.segments_captured;
+    if (captured !== undefined) {
+      row.querySelector("[data-modes]").textContent = `${captured} / ${modes.n_modes ?? modes.n_segments}`;
+    }
+    if (run.generator_id) row.querySelector("[data-generator]").textContent = `#${run.generator_id}`;
+  };
+
+  let source = null;
+  const follow = () => {
+    source?.close();
+    source = null;
+    const ids = active().slice(0, MAX_STREAMED);
+    if (!ids.length || document.visibilityState !== "visible") return;
+    source = new EventSource(`/api/events?${ids.map((id) => `training_run=${id}`).join("&")}`);
+    const update = (data) => {
+      const row = rowOf(data.training_run_id);
+      if (!row) return;
+      if (data.step !== undefined) setSteps(row, data.step, data.steps);
+      if (!data.status) return;
+      const wasActive = ACTIVE.includes(row.dataset.state);
+      setStatus(row, data.status);
+      if (ACTIVE.includes(data.status)) return;
+      if (wasActive) ended(row).catch(() => {}); // the row keeps what it shows
+      if (!active().length) follow(); // all ended: let the connection go
+    };
+    source.addEventListener("progress", (event) => update(JSON.parse(event.data)));
+    source.addEventListener("status", (event) => update(JSON.parse(event.data)));
+  };
+  follow();
+  document.addEventListener("visibilitychange", follow);
+}
 
 // The run's page follows its events while shown: each logged loss point and new sample grid as
 // they come (no polling); at the end one fetch of the run for its modes and generator. A hidden

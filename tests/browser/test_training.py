@@ -28,6 +28,14 @@ def test_train_then_audit_in_one_click(page: Page, api: httpx.Client) -> None:
     form.locator('button[type="submit"]').click()
     page.wait_for_url("**/training/*")
     run_id = int(page.url.rsplit("/", 1)[1])
+    # The list of runs follows it too, and fills in its modes when it ends.
+    runs = page.context.new_page()
+    runs.goto("/training")
+    runs.locator(f'tr[data-run="{run_id}"] [data-modes]', has_text="/ 10").wait_for(timeout=180_000)
+    row = runs.locator(f'tr[data-run="{run_id}"]')
+    assert row.locator("[data-status]").inner_text() == "done"
+    assert row.locator("[data-done]").inner_text() == "60"
+    runs.close()
     page.locator("[data-audit]:not([hidden])").wait_for(timeout=180_000)
     run = api.get(f"/api/training-runs/{run_id}").json()
     assert run["status"] == "done" and run["modes"]["n_modes"] == 10
@@ -98,9 +106,17 @@ def test_a_running_run_follows_its_stream_without_polling(page: Page, api: httpx
         f"document.querySelector('tr[data-job-run=\"{run['id']}\"] progress').value > {first}"
     )
 
+    listed = page.context.new_page()
+    listed.goto("/training")
+    bar = f'tr[data-run="{run["id"]}"] progress'
+    start = listed.locator(bar).get_attribute("value")
+    listed.wait_for_function(f"document.querySelector('{bar}').value > {start}")
+
     api.post(f"/api/jobs/{run['job_id']}/cancel")
     page.locator("[data-status]", has_text="cancelled").wait_for()
     row.locator("[data-status]", has_text="cancelled").wait_for()
+    listed.locator(f'tr[data-run="{run["id"]}"] [data-status]', has_text="cancelled").wait_for()
+    listed.close()
     ended = api.get(f"{prefix}").json()
     page.wait_for_function(
         f"Number(document.querySelector('[data-step]').textContent) === {ended['progress']['step']}"
