@@ -98,6 +98,7 @@ class AuditPublic(BaseModel):
     status: AuditStatus
     progress: Progress
     generator_id: int | None
+    generator_name: str | None = Field(default=None, description="The audited generator's name.")
     synthetic: dict[str, Any] | None
     n: int
     seed: int
@@ -447,6 +448,8 @@ class SweepCreate(BaseModel):
     d_widths: list[float] = Field(default=[1.0], min_length=1, max_length=8)
     seeds: list[int] = Field(default=[0], min_length=1, max_length=10)
     steps: int = Field(default=2000, ge=1, le=1_000_000)
+    g_width: float = Field(default=1.0, gt=0, le=16, description="The same for every run.")
+    batch_size: int = Field(default=64, ge=1, le=8192)
     dataset_options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -457,7 +460,62 @@ class SweepCreate(BaseModel):
         return self
 
 
+class MetricSummary(BaseModel):
+    """One mode metric over a cell's finished runs (its seeds)."""
+
+    runs: int
+    mean: float | None = Field(description="null when a value is infinite.")
+    sd: float | None = Field(description="Sample standard deviation; null for a single run.")
+    min: float
+    max: float
+
+
+class SweepCell(BaseModel):
+    """A cell of the grid: the runs of one loss, latent size and discriminator width."""
+
+    loss: str
+    latent_dim: int | None = Field(description="null: the architecture's default.")
+    d_width: float
+    runs: int
+    done: int
+    run_ids: list[int]
+    n_modes: int | None = Field(description="Modes (or curve segments) of the data.")
+    modes_captured: MetricSummary | None = Field(
+        description="Modes (segments) with at least one good sample."
+    )
+    quality: MetricSummary | None = Field(
+        description="Share of good samples: near a mode (toy 2-D data) or read confidently by "
+        "the digit classifier (digits)."
+    )
+    kl_to_uniform: MetricSummary | None = Field(description="KL(mode histogram || uniform), nats.")
+
+
 class SweepPublic(BaseModel):
     id: int
     grid: dict[str, Any]
     runs: list[TrainingRunPublic]
+    cells: list[SweepCell] = Field(
+        default_factory=list, description="The runs summarised per cell over seeds."
+    )
+    audits: list[int] = Field(
+        default_factory=list,
+        description="Audits of this sweep's generators, oldest first (compare them side by "
+        "side: /compare?ids=...).",
+    )
+
+
+class SweepAuditsCreate(BaseModel):
+    """One audit per finished run that draws images, all with the same settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(default=2000, ge=2, le=1_000_000, description="Pool size.")
+    embedder: Literal["pixels", "clip", "efficientnet", "digits", "discriminator"] = "pixels"
+    embedder_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="For 'discriminator' without 'weights', each run's own discriminator.",
+    )
+    miner: Literal["auto", "exact", "hnsw"] = "auto"
+    neighbours: int | None = Field(default=None, ge=1, le=100)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    random_pairs: int = Field(default=50, ge=0, le=10_000)

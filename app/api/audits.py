@@ -73,7 +73,7 @@ def create_audit(state: StateDep, _: AnnotatorDep, body: AuditCreate) -> AuditPu
     """Queue an audit of a generator or of a synthetic known-support source."""
     audit, job = audit_service.create_audit(state.db, state.settings, body)
     state.runner.submit(job.id)
-    return audit_service.audit_public(audit, job.id)
+    return audit_service.created_public(state.db, audit, job.id)
 
 
 @router.get("", response_model=list[AuditPublic])
@@ -104,7 +104,7 @@ def extend_audit(
     """Add n_more samples to a finished audit; earlier pairs and labels are kept."""
     audit, job = audit_service.extend_audit(state.db, state.settings, audit_id, body.n_more)
     state.runner.submit(job.id)
-    return audit_service.audit_public(audit, job.id)
+    return audit_service.created_public(state.db, audit, job.id)
 
 
 @router.post("/{audit_id}/import-labels", response_model=LabelImportPublic)

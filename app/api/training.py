@@ -15,12 +15,16 @@ from app.api.auth import AnnotatorDep
 from app.api.deps import MAX_ID, StateDep
 from app.api.events import event_stream, followed_training_run
 from app.schemas import (
+    AuditPublic,
     LossPoint,
+    SweepAuditsCreate,
     SweepCreate,
     SweepPublic,
     TrainingRunCreate,
     TrainingRunPublic,
 )
+from app.services import audits as audit_service
+from app.services import sweeps as sweep_service
 from app.services import training as training_service
 from app.store import training as training_store
 from app.store.errors import NotFound
@@ -136,9 +140,18 @@ def create_sweep(state: StateDep, _: AnnotatorDep, body: SweepCreate) -> SweepPu
     return get_sweep(state, sweep_id)
 
 
+@router.get("/sweeps", response_model=list[SweepPublic])
+def list_sweeps(state: StateDep) -> list[SweepPublic]:
+    """All sweeps, newest first, each with its results table."""
+    with state.db.read() as session:
+        ids = training_store.sweep_ids(session)
+    return [get_sweep(state, sweep_id) for sweep_id in ids]
+
+
 @router.get("/sweeps/{sweep_id}", response_model=SweepPublic)
 def get_sweep(state: StateDep, sweep_id: int) -> SweepPublic:
-    """A sweep's runs with their progress and mode metrics: the results table."""
+    """A sweep's runs with their progress and mode metrics, the metrics summarised per cell over
+    seeds (the results table), and the audits of its generators."""
     if not 0 <= sweep_id <= MAX_ID:
         raise NotFound("sweep", sweep_id)
     with state.db.read() as session:
@@ -147,4 +160,28 @@ def get_sweep(state: StateDep, sweep_id: int) -> SweepPublic:
             _public(session, run.id, state.settings.models_dir)
             for run in training_store.list_runs(session, sweep_id)
         ]
-        return SweepPublic(id=sweep.id, grid=sweep.grid, runs=runs)
+        generators = [r.generator_id for r in runs if r.generator_id is not None]
+        return SweepPublic(
+            id=sweep.id,
+            grid=sweep.grid,
+            runs=runs,
+            cells=sweep_service.sweep_cells(runs),
+            audits=sweep_service.sweep_audit_ids(session, generators),
+        )
+
+
+@router.post(
+    "/sweeps/{sweep_id}/audits",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=list[AuditPublic],
+)
+def create_sweep_audits(
+    state: StateDep, _: AnnotatorDep, sweep_id: int, body: SweepAuditsCreate
+) -> list[AuditPublic]:
+    """Queue one audit per finished run that draws images, all with the same settings (the
+    paper's RQ2: support size against discriminator width); 422 if no run is ready."""
+    runs = get_sweep(state, sweep_id).runs
+    created = sweep_service.audit_sweep(state.db, state.settings, runs, body)
+    for _audit, job in created:
+        state.runner.submit(job.id)
+    return [audit_service.created_public(state.db, audit, job.id) for audit, job in created]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from sqlalchemy import select
+
 from app.embed.factory import make_embedder
 from app.schemas import AuditCreate, AuditPublic, Progress
 from app.settings import Settings
@@ -14,7 +16,7 @@ from app.store import generators as generator_store
 from app.store import jobs as job_store
 from app.store.db import Database
 from app.store.errors import Conflict
-from app.store.models import Audit, Job
+from app.store.models import Audit, Generator, Job
 
 
 def _image_shape(db: Database, body: AuditCreate) -> list[int]:
@@ -44,6 +46,13 @@ def check_memory(n: int, dim: int, limit: int) -> None:
 
 def create_audit(db: Database, settings: Settings, body: AuditCreate) -> tuple[Audit, Job]:
     """Validate everything the worker would trip on, then store the audit and its queued job."""
+    fields = audit_fields(db, settings, body)
+    with db.write() as session:
+        return audit_store.create_audit(session, **fields)
+
+
+def audit_fields(db: Database, settings: Settings, body: AuditCreate) -> dict[str, Any]:
+    """The stored fields of an audit, once everything the worker would trip on is checked."""
     image_shape = _image_shape(db, body)
     c, h, w = image_shape
     # Building the embedder checks its options (and a CLIP weights file) before any work is queued.
@@ -68,8 +77,7 @@ def create_audit(db: Database, settings: Settings, body: AuditCreate) -> tuple[A
         "image_shape": image_shape,
         "random_pairs": body.random_pairs,
     }
-    with db.write() as session:
-        return audit_store.create_audit(session, **fields)
+    return fields
 
 
 def extend_audit(db: Database, settings: Settings, audit_id: int, n_more: int) -> tuple[Audit, Job]:
@@ -99,7 +107,9 @@ def extend_audit(db: Database, settings: Settings, audit_id: int, n_more: int) -
         return audit, job
 
 
-def audit_public(audit: Audit, job_id: int | None) -> AuditPublic:
+def audit_public(
+    audit: Audit, job_id: int | None, generator_name: str | None = None
+) -> AuditPublic:
     return AuditPublic(
         id=audit.id,
         status=audit.status,  # type: ignore[arg-type]
@@ -107,6 +117,7 @@ def audit_public(audit: Audit, job_id: int | None) -> AuditPublic:
             samples_done=audit.samples_done, n=audit.n, candidate_pairs=audit.candidate_pairs
         ),
         generator_id=audit.generator_id,
+        generator_name=generator_name,
         synthetic=audit.synthetic,
         n=audit.n,
         seed=audit.seed,
@@ -120,18 +131,29 @@ def audit_public(audit: Audit, job_id: int | None) -> AuditPublic:
     )
 
 
+def created_public(db: Database, audit: Audit, job_id: int) -> AuditPublic:
+    """A just-queued audit as the API answers it (its generator named)."""
+    with db.read() as session:
+        generator = session.get(Generator, audit.generator_id) if audit.generator_id else None
+        return audit_public(audit, job_id, generator.name if generator else None)
+
+
 def describe_audit(db: Database, audit_id: int) -> AuditPublic:
     with db.read() as session:
         audit = audit_store.get_audit(session, audit_id)
         job = job_store.latest_job_for_audit(session, audit_id)
-        return audit_public(audit, job.id if job else None)
+        generator = session.get(Generator, audit.generator_id) if audit.generator_id else None
+        return audit_public(audit, job.id if job else None, generator.name if generator else None)
 
 
 def describe_audits(db: Database) -> list[AuditPublic]:
     with db.read() as session:
+        names = {i: name for i, name in session.execute(select(Generator.id, Generator.name))}
         return [
             audit_public(
-                a, (j.id if (j := job_store.latest_job_for_audit(session, a.id)) else None)
+                a,
+                (j.id if (j := job_store.latest_job_for_audit(session, a.id)) else None),
+                names.get(a.generator_id) if a.generator_id is not None else None,
             )
             for a in audit_store.list_audits(session)
         ]

@@ -30,7 +30,8 @@ def get_run(session: Session, run_id: int) -> TrainingRun:
 def list_runs(session: Session, sweep_id: int | None = None) -> list[TrainingRun]:
     stmt = select(TrainingRun).order_by(TrainingRun.id.desc())
     if sweep_id is not None:
-        stmt = stmt.where(TrainingRun.sweep_id == sweep_id).order_by(TrainingRun.id)
+        # A sweep's runs in grid order (a second order_by would only add a tie-breaker).
+        stmt = stmt.where(TrainingRun.sweep_id == sweep_id).order_by(None).order_by(TrainingRun.id)
     return list(session.scalars(stmt))
 
 
@@ -44,6 +45,11 @@ def create_run(
     session.add(job)
     session.flush()
     return run, job
+
+
+def sweep_ids(session: Session) -> list[int]:
+    """Every sweep, newest first."""
+    return list(session.scalars(select(Sweep.id).order_by(Sweep.id.desc())))
 
 
 def create_sweep(session: Session, grid: dict[str, Any]) -> Sweep:
@@ -107,9 +113,11 @@ def finish_with_generator(
 ) -> Generator:
     run = get_run(session, run_id)
     config = run.config
+    # What tells a sweep's generators apart (the compare page lists audits by it).
     name = (
-        f"{config.get('loss')} {config.get('architecture')} on {config.get('dataset')} "
-        f"(run {run_id})"
+        f"{config.get('loss')} {config.get('architecture')} on {config.get('dataset')}, "
+        f"D x{config.get('d_width', 1.0):g} G x{config.get('g_width', 1.0):g} z{latent_dim} "
+        f"seed {config.get('seed', 0)} (run {run_id})"
     )
     generator = Generator(
         name=name,

@@ -1,0 +1,121 @@
+"""A sweep's results table: its runs' mode metrics summarised per grid cell over seeds, as the
+mode-collapse papers report them (mean and spread over seeds), and audits of its generators."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.schemas import (
+    AuditCreate,
+    MetricSummary,
+    SweepAuditsCreate,
+    SweepCell,
+    TrainingRunPublic,
+)
+from app.services.audits import audit_fields
+from app.settings import Settings
+from app.store import audits as audit_store
+from app.store.db import Database
+from app.store.models import Audit, Job
+
+# The same figures under their names for discrete modes, curve segments and digit classes.
+CAPTURED = ("modes_captured", "segments_captured")
+TOTAL = ("n_modes", "n_segments")
+QUALITY = ("high_quality_fraction", "confident_fraction")
+
+
+def _first(modes: dict[str, Any], keys: Sequence[str]) -> float | None:
+    for key in keys:
+        if isinstance(modes.get(key), int | float):
+            return float(modes[key])
+    return None
+
+
+def summarise(values: Sequence[float]) -> MetricSummary | None:
+    """Mean, sample standard deviation (None for one value) and range; None for no values.
+    A non-finite value (a KL with every count 0) makes the mean and spread null, not NaN."""
+    if not values:
+        return None
+    finite = all(math.isfinite(v) for v in values)
+    mean = statistics.fmean(values) if finite else None
+    sd = statistics.stdev(values) if finite and len(values) > 1 else None
+    return MetricSummary(runs=len(values), mean=mean, sd=sd, min=min(values), max=max(values))
+
+
+def sweep_cells(runs: Sequence[TrainingRunPublic]) -> list[SweepCell]:
+    """One row per (loss, latent size, discriminator width), in the order the grid ran them;
+    the metrics summarise its finished runs (the seeds)."""
+    groups: dict[tuple[str, int | None, float], list[TrainingRunPublic]] = {}
+    for run in runs:
+        key = (str(run.config["loss"]), run.config.get("latent_dim"), float(run.config["d_width"]))
+        groups.setdefault(key, []).append(run)
+    cells = []
+    for (loss, latent_dim, d_width), members in groups.items():
+        measured = [r.modes for r in members if r.status == "done" and r.modes]
+
+        def metric(keys: Sequence[str], measured: list[dict[str, Any]] = measured) -> list[float]:
+            return [v for m in measured if (v := _first(m, keys)) is not None]
+
+        totals = metric(TOTAL)
+        cells.append(
+            SweepCell(
+                loss=loss,
+                latent_dim=latent_dim,
+                d_width=d_width,
+                runs=len(members),
+                done=sum(r.status == "done" for r in members),
+                run_ids=[r.id for r in members],
+                n_modes=int(totals[0]) if totals else None,
+                modes_captured=summarise(metric(CAPTURED)),
+                quality=summarise(metric(QUALITY)),
+                kl_to_uniform=summarise(metric(("kl_to_uniform",))),
+            )
+        )
+    return cells
+
+
+def sweep_audit_ids(session: Session, generator_ids: Sequence[int]) -> list[int]:
+    """Audits of these generators, oldest first."""
+    stmt = select(Audit.id).where(Audit.generator_id.in_(generator_ids)).order_by(Audit.id)
+    return list(session.scalars(stmt))
+
+
+def audit_sweep(
+    db: Database, settings: Settings, runs: Sequence[TrainingRunPublic], body: SweepAuditsCreate
+) -> list[tuple[Audit, Job]]:
+    """One audit per finished run whose generator draws images, all checked before any is
+    stored; with the discriminator embedder and no weights named, each run's own."""
+    auditable = [r for r in runs if r.status == "done" and r.auditable and r.generator_id]
+    if not auditable:
+        raise ValueError(
+            "no finished run of this sweep draws images (runs on toy 2-D data report their mode "
+            "coverage instead)"
+        )
+    checked: dict[str, dict[str, Any]] = {}
+    planned = []
+    for run in auditable:
+        options = dict(body.embedder_options)
+        if body.embedder == "discriminator" and "weights" not in options:
+            if run.discriminator is None:
+                raise ValueError(f"training run {run.id} saved no discriminator")
+            options["weights"] = run.discriminator
+        request = AuditCreate(
+            generator_id=run.generator_id,
+            **body.model_dump(exclude={"embedder_options"}),
+            embedder_options=options,
+        )
+        # A sweep's generators share the data's shape: each embedder is built (and its weights
+        # read) once, not once per run.
+        key = json.dumps([run.config.get("dataset"), run.config.get("dataset_options"), options])
+        if key not in checked:
+            checked[key] = audit_fields(db, settings, request)
+        planned.append(checked[key] | {"generator_id": run.generator_id})
+    with db.write() as session:
+        return [audit_store.create_audit(session, **fields) for fields in planned]

@@ -1,0 +1,149 @@
+"""Sweeps: the results table per grid cell over seeds, and one click from a grid of trained
+image GANs to audits compared side by side (the paper's RQ2)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.schemas import TrainingProgress, TrainingRunPublic
+from app.services.sweeps import summarise, sweep_cells
+from tests.conftest import assert_problem, wait_for, wait_for_audit
+
+
+def _run(run_id: int, loss: str, width: float, status: str, modes: dict[str, Any] | None):
+    return TrainingRunPublic(
+        id=run_id,
+        status=status,
+        progress=TrainingProgress(step=1, steps=1),
+        generator_id=None,
+        config={"loss": loss, "d_width": width, "latent_dim": 2, "seed": run_id},
+        modes=modes,
+        sweep_id=1,
+        job_id=None,
+        error=None,
+    )
+
+
+def test_a_summary_is_mean_sample_sd_and_range() -> None:
+    s = summarise([1.0, 2.0, 4.0])
+    assert s is not None
+    assert (s.runs, s.mean, s.min, s.max) == (3, pytest.approx(7 / 3), 1.0, 4.0)
+    # sum of squares about 7/3: 16/9 + 1/9 + 25/9 = 42/9, over n - 1 = 2
+    assert s.sd == pytest.approx(math.sqrt(21 / 9))
+    one = summarise([5.0])
+    assert one is not None and (one.mean, one.sd) == (5.0, None)
+    assert summarise([]) is None
+    infinite = summarise([1.0, math.inf])
+    assert infinite is not None and (infinite.mean, infinite.sd, infinite.max) == (
+        None,
+        None,
+        math.inf,
+    )
+
+
+def test_cells_group_seeds_and_count_only_finished_runs() -> None:
+    ring = {"n_modes": 8, "high_quality_fraction": 0.5, "kl_to_uniform": 0.1}
+    spiral = {"n_segments": 20, "segments_captured": 12, "high_quality_fraction": 0.9}
+    runs = [
+        _run(1, "sgan", 1.0, "done", {**ring, "modes_captured": 2}),
+        _run(2, "sgan", 1.0, "done", {**ring, "modes_captured": 6}),
+        _run(3, "sgan", 1.0, "running", None),
+        _run(4, "sgan", 2.0, "done", {**ring, "modes_captured": 8}),
+        _run(5, "rasgan", 1.0, "failed", None),
+        _run(6, "veegan", 1.0, "done", spiral),
+    ]
+    cells = {(c.loss, c.d_width): c for c in sweep_cells(runs)}
+    assert list(cells) == [("sgan", 1.0), ("sgan", 2.0), ("rasgan", 1.0), ("veegan", 1.0)]
+    first = cells["sgan", 1.0]
+    assert (first.runs, first.done, first.run_ids, first.n_modes) == (3, 2, [1, 2, 3], 8)
+    assert first.modes_captured is not None
+    assert (first.modes_captured.mean, first.modes_captured.min) == (4.0, 2.0)
+    assert first.modes_captured.sd == pytest.approx(math.sqrt(8.0))
+    failed = cells["rasgan", 1.0]
+    assert (failed.done, failed.modes_captured, failed.n_modes) == (0, None, None)
+    curve = cells["veegan", 1.0]
+    assert curve.n_modes == 20 and curve.modes_captured is not None
+    assert curve.modes_captured.mean == 12 and curve.kl_to_uniform is None
+
+
+def _finished(client: TestClient, sweep_id: int) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        sweep = client.get(f"/api/sweeps/{sweep_id}").json()
+        ended = all(r["status"] in ("done", "failed", "cancelled") for r in sweep["runs"])
+        return sweep if ended else None
+
+    return wait_for(done, 300, what=f"sweep {sweep_id}")
+
+
+def test_a_sweep_of_image_gans_is_audited_and_compared_in_one_request(
+    client: TestClient,
+) -> None:
+    body = {
+        "dataset": "digits",
+        "architecture": "dcgan",
+        "losses": ["sgan_nonsaturating"],
+        "latent_dims": [8],
+        "d_widths": [0.25, 0.5],
+        "seeds": [0, 1],
+        "g_width": 0.25,
+        "batch_size": 16,
+        "steps": 4,
+        "dataset_options": {"image_size": 16},
+    }
+    created = client.post("/api/sweeps", json=body)
+    assert created.status_code == 202, created.text
+    sweep = _finished(client, created.json()["id"])
+    assert [r["status"] for r in sweep["runs"]] == ["done"] * 4
+    assert all(r["config"]["g_width"] == 0.25 for r in sweep["runs"])
+    cells = sweep["cells"]
+    assert [(c["d_width"], c["done"], c["n_modes"]) for c in cells] == [(0.25, 2, 10), (0.5, 2, 10)]
+    for cell in cells:
+        captured = [
+            r["modes"]["modes_captured"] for r in sweep["runs"] if r["id"] in cell["run_ids"]
+        ]
+        assert cell["modes_captured"]["mean"] == pytest.approx(sum(captured) / 2)
+    assert sweep["audits"] == []
+
+    audits = client.post(f"/api/sweeps/{sweep['id']}/audits", json={"n": 60, "seed": 3})
+    assert audits.status_code == 202, audits.text
+    queued = audits.json()
+    generators = [r["generator_id"] for r in sweep["runs"]]
+    assert [a["generator_id"] for a in queued] == generators
+    assert all(a["n"] == 60 and a["seed"] == 3 for a in queued)
+    names = [a["generator_name"] for a in queued]
+    assert "D x0.25 G x0.25 z8 seed 0" in names[0] and "D x0.5 G x0.25 z8 seed 1" in names[3]
+    for audit in queued:
+        assert wait_for_audit(client, audit["id"])["status"] == "done"
+    ids = [a["id"] for a in queued]
+    assert client.get(f"/api/sweeps/{sweep['id']}").json()["audits"] == ids
+    page = client.get(f"/compare?ids={','.join(map(str, ids))}").text
+    assert all(name in page for name in names)
+
+    # Each run's own discriminator when none is named.
+    by_d = client.post(
+        f"/api/sweeps/{sweep['id']}/audits", json={"n": 60, "embedder": "discriminator"}
+    )
+    assert by_d.status_code == 202, by_d.text
+    weights = [a["embedder_options"]["weights"] for a in by_d.json()]
+    assert weights == [r["discriminator"] for r in sweep["runs"]]
+    # Bad settings are refused before any audit is stored.
+    before = len(client.get("/api/audits").json())
+    assert_problem(client.post(f"/api/sweeps/{sweep['id']}/audits", json={"n": 1}), 422)
+    missing = {"embedder": "clip", "embedder_options": {"model": "RN50", "weights": "none.pt"}}
+    assert_problem(client.post(f"/api/sweeps/{sweep['id']}/audits", json=missing), 422)
+    assert len(client.get("/api/audits").json()) == before
+    assert_problem(client.post("/api/sweeps/987654/audits", json={}), 404)
+
+
+def test_a_sweep_on_points_has_nothing_to_audit(client: TestClient) -> None:
+    body = {"dataset": "ring8", "losses": ["rasgan"], "steps": 5}
+    sweep = _finished(client, client.post("/api/sweeps", json=body).json()["id"])
+    response = client.post(f"/api/sweeps/{sweep['id']}/audits", json={})
+    assert_problem(response, 422)
+    assert "draws images" in response.json()["detail"]
+    listed = client.get("/api/sweeps").json()
+    assert listed[0]["id"] == sweep["id"] and listed[0]["cells"][0]["n_modes"] == 8
