@@ -1,5 +1,5 @@
-"""`birthday serve | train | upload | audit | extend | import-labels | estimate | second-look |
-export | annotator`: the same services as the API, from a terminal."""
+"""`birthday serve | train | sweep | upload | audit | extend | import-labels | estimate |
+second-look | export | annotator`: the same services as the API, from a terminal."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.schemas import AuditCreate, AuditExtend, EstimatePublic, SyntheticSpec
+from app.schemas import (
+    AuditCreate,
+    AuditExtend,
+    EstimatePublic,
+    MetricSummary,
+    SweepPublic,
+    SyntheticSpec,
+)
 from app.settings import Settings
 from app.store.db import Database
 from app.store.errors import Conflict, NotFound
@@ -383,6 +390,130 @@ def train(
             )
         if finished.modes:
             console.print_json(data=finished.modes)
+
+
+def _split(values: list[str] | None, cast: type[int] | type[float], option: str) -> list[Any]:
+    """Repeated options and comma lists alike: --d-width 0.5 --d-width 1 or --d-width 0.5,1."""
+    try:
+        return [cast(v) for value in values or [] for v in value.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"{option}: numbers, separated by commas")
+        return []
+
+
+@cli.command()
+def sweep(
+    dataset: Annotated[str, typer.Option(help="ring8, grid25, spiral, digits, ...")],
+    loss: Annotated[
+        list[str], typer.Option(help="A loss to train; repeat it (or give a comma list).")
+    ],
+    architecture: Annotated[str, typer.Option(help="mlp | dcgan")] = "mlp",
+    latent_dim: Annotated[list[str] | None, typer.Option(help="Latent sizes (default: 2).")] = None,
+    d_width: Annotated[
+        list[str] | None, typer.Option(help="Discriminator widths (default: 1).")
+    ] = None,
+    seed: Annotated[list[str] | None, typer.Option(help="Seeds (default: 0).")] = None,
+    g_width: Annotated[float, typer.Option(help="Generator width, every run.")] = 1.0,
+    steps: Annotated[int, typer.Option(help="Generator updates per run.")] = 2000,
+    image_size: Annotated[int | None, typer.Option(help="Image datasets: side in pixels.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the sweep as JSON.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Train a grid of GANs (every loss x latent size x discriminator width x seed) headless,
+    then print its results per cell over seeds and its generators, ready to audit."""
+    from app.jobs.runner import JobRunner
+    from app.schemas import SweepCreate
+    from app.services.sweeps import describe_sweep
+    from app.services.training import create_sweep
+
+    settings = _settings(data_dir)
+    grid: dict[str, Any] = {
+        "dataset": dataset,
+        "architecture": architecture,
+        "losses": [name.strip() for value in loss for name in value.split(",") if name.strip()],
+        "g_width": g_width,
+        "steps": steps,
+        "dataset_options": {"image_size": image_size} if image_size else {},
+    }
+    for option, key, values, cast in (
+        ("--latent-dim", "latent_dims", latent_dim, int),
+        ("--d-width", "d_widths", d_width, float),
+        ("--seed", "seeds", seed, int),
+    ):
+        if values:
+            grid[key] = _split(values, cast, option)
+    try:
+        body = SweepCreate(**grid)
+        db = _open(settings)
+        sweep_id, job_ids = create_sweep(db, settings.data_dir, body)
+    except (ValidationError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    runner = JobRunner(db, settings)
+    with Progress(
+        TextColumn(f"sweep {sweep_id}: run {{task.fields[run]}} of {len(job_ids)}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("steps", total=steps * len(job_ids), run=1)
+        for k, job_id in enumerate(job_ids):
+            bar.update(task, run=k + 1)
+            before = k * steps
+
+            def advance(done: int, _total: int, _pairs: int, before: int = before) -> None:
+                bar.update(task, completed=before + done)
+
+            runner.run_job(job_id, on_progress=advance)
+    result = describe_sweep(db, sweep_id, settings.models_dir)
+    if as_json:
+        console.print_json(result.model_dump_json())
+        return
+    _print_sweep(result)
+
+
+def _print_sweep(result: SweepPublic) -> None:
+    from rich import box
+    from rich.table import Table
+
+    def summary(s: MetricSummary | None, digits: int) -> str:
+        if s is None:
+            return "-"
+        if s.mean is None:
+            return f"{s.min:.{digits}f} - inf"
+        spread = f"±{s.sd:.{digits}f}" if s.sd is not None else ""
+        return f"{s.mean:.{digits}f}{spread}"
+
+    cells = Table(title=f"sweep {result.id}: results per cell, mean±sd over seeds", box=box.SIMPLE)
+    cells.add_column("loss", no_wrap=True)
+    for column in ("z", "D width", "done", "modes captured", "good samples", "KL"):
+        cells.add_column(column, justify="right", no_wrap=True)
+    for c in result.cells:
+        captured = summary(c.modes_captured, 1) + (f" / {c.n_modes}" if c.n_modes else "")
+        cells.add_row(
+            c.loss,
+            str(c.latent_dim or "default"),
+            f"{c.d_width:g}",
+            f"{c.done} / {c.runs}",
+            captured,
+            summary(c.quality, 2),
+            summary(c.kl_to_uniform, 2),
+        )
+    # Wider than a default 80-column pipe: a cut number is worse than a long line.
+    Console(width=max(console.width, 110)).print(cells)
+    failed = [r for r in result.runs if r.status != "done"]
+    for run in failed:
+        console.print(f"training run {run.id} {run.status}: {run.error}", markup=False)
+    ready = [r for r in result.runs if r.auditable]
+    if ready:
+        generators = ", ".join(str(r.generator_id) for r in ready)
+        console.print(
+            f"generators {generators}: audit each with `birthday audit --source generator "
+            f"--generator ID`, or all at once from /sweeps/{result.id}",
+            markup=False,
+        )
 
 
 @cli.command()

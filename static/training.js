@@ -1,6 +1,6 @@
 // Training pages: start a run from the form; on a run's page, follow its progress, draw its loss
 // curves, show its latest sample grid, and audit its generator in one click.
-import { api, count } from "./api.js";
+import { api, count, showProblem } from "./api.js";
 import { extent, plot, responsive } from "./charts.js";
 
 const ACTIVE = ["queued", "running"];
@@ -37,11 +37,88 @@ if (form) {
 
 const root = document.getElementById("run");
 if (root) followRun(root);
-if (document.querySelector("tr[data-run]")) followList();
+const sweep = document.getElementById("sweep");
+if (document.querySelector("tr[data-run]")) followList(sweep ? () => refreshCells(sweep) : null);
+if (sweep) auditAll(sweep);
+const sweepForm = document.getElementById("sweep-form");
+if (sweepForm) startSweep(sweepForm);
+
+// "0.5, 1, 2" -> [0.5, 1, 2]
+const numbers = (text) =>
+  text
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .map(Number);
+
+function startSweep(form) {
+  const problem = document.getElementById("sweep-problem");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const imageSize = Number(data.get("image_size"));
+    const body = {
+      dataset: data.get("dataset"),
+      architecture: data.get("architecture"),
+      losses: data.getAll("losses"),
+      latent_dims: numbers(data.get("latent_dims")),
+      d_widths: numbers(data.get("d_widths")),
+      seeds: numbers(data.get("seeds")),
+      g_width: Number(data.get("g_width")),
+      steps: Number(data.get("steps")),
+      dataset_options: imageSize ? { image_size: imageSize } : {},
+    };
+    try {
+      const created = await api("/api/sweeps", { method: "POST", json: body });
+      window.location.assign(`/sweeps/${created.id}`);
+    } catch (error) {
+      problem.textContent = error.message;
+      problem.hidden = false;
+    }
+  });
+}
+
+// The results table again, from the server, when one of the sweep's runs ends.
+async function refreshCells(root) {
+  const response = await fetch(`/sweeps/${root.dataset.sweep}/cells`);
+  if (response.ok) root.querySelector("[data-cells]").innerHTML = await response.text();
+}
+
+// Audit every finished generator of the sweep; the link compares all the sweep's audits.
+function auditAll(root) {
+  const card = root.querySelector("[data-sweep-audits]");
+  const form = card.querySelector("[data-audit-all]");
+  if (!form) return;
+  const box = card.querySelector("[data-problem]");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showProblem(box, null);
+    const button = form.querySelector("button");
+    button.disabled = true;
+    const data = new FormData(form);
+    try {
+      const queued = await api(`/api/sweeps/${root.dataset.sweep}/audits`, {
+        method: "POST",
+        json: { n: Number(data.get("n")), embedder: data.get("embedder"), seed: Number(data.get("seed")) },
+      });
+      const { audits } = await api(`/api/sweeps/${root.dataset.sweep}`);
+      const link = card.querySelector("[data-compare]");
+      link.innerHTML = "";
+      const a = document.createElement("a");
+      a.href = `/compare?ids=${audits.join(",")}`;
+      a.textContent = `Compare the sweep's ${audits.length} audits`;
+      link.append(a, ` (${queued.length} just queued: ${queued.map((q) => `#${q.id}`).join(", ")})`);
+      link.hidden = false;
+    } catch (error) {
+      showProblem(box, error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
 
 // The list of runs: the active ones' steps and statuses on one stream while the page is shown
 // (a sweep queues dozens); a run that ends fills in its modes and generator.
-function followList() {
+function followList(onEnded) {
   const rowOf = (id) => document.querySelector(`tr[data-run="${id}"]`);
   const active = () =>
     [...document.querySelectorAll("tr[data-run]")]
@@ -87,7 +164,10 @@ function followList() {
       const wasActive = ACTIVE.includes(row.dataset.state);
       setStatus(row, data.status);
       if (ACTIVE.includes(data.status)) return;
-      if (wasActive) ended(row).catch(() => {}); // the row keeps what it shows
+      if (wasActive) {
+        ended(row).catch(() => {}); // the row keeps what it shows
+        onEnded?.()?.catch(() => {});
+      }
       if (!active().length) follow(); // all ended: let the connection go
     };
     source.addEventListener("progress", (event) => update(JSON.parse(event.data)));

@@ -150,6 +150,31 @@ def test_train_prints_an_auditable_generator(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "unknown dataset" in bad.stderr
 
 
+def test_sweep_prints_its_cells_and_agrees_with_the_api(tmp_path: Path) -> None:
+    result = run(
+        "sweep", "--dataset", "ring8", "--loss", "rsgan,rasgan", "--d-width", "0.5",
+        "--d-width", "1", "--steps", "20", "--json", data_dir=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    sweep = json.loads(result.stdout)
+    assert [r["status"] for r in sweep["runs"]] == ["done"] * 4
+    assert [(c["loss"], c["d_width"], c["runs"]) for c in sweep["cells"]] == [
+        ("rsgan", 0.5, 1), ("rsgan", 1.0, 1), ("rasgan", 0.5, 1), ("rasgan", 1.0, 1),
+    ]  # fmt: skip
+    for cell, run_ in zip(sweep["cells"], sweep["runs"], strict=True):
+        assert cell["run_ids"] == [run_["id"]]
+        assert cell["modes_captured"]["mean"] == run_["modes"]["modes_captured"]
+    table = run("sweep", "--dataset", "ring8", "--loss", "rsgan", "--seed", "0,1", "--steps", "10",
+                data_dir=tmp_path)  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert re.search(r"rsgan\s+2\s+1\s+2 / 2\s+\d\.\d(±\d\.\d)? / 8", table.stdout), table.stdout
+    bad = run("sweep", "--dataset", "ring8", "--loss", "rsgan", "--seed", "a", data_dir=tmp_path)
+    assert bad.returncode == 2 and "--seed: numbers" in bad.stderr
+    big = run("sweep", "--dataset", "ring8", "--loss", "rsgan", "--seed", ",".join(map(str, range(11))),
+              data_dir=tmp_path)  # fmt: skip
+    assert big.returncode == 2 and "seeds" in big.stderr and "Traceback" not in big.stderr
+
+
 def test_a_trained_discriminator_embeds_an_audit_from_the_terminal(tmp_path: Path) -> None:
     trained = run(
         "train", "--dataset", "digits", "--architecture", "dcgan", "--image-size", "16",

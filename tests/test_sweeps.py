@@ -53,6 +53,7 @@ def test_cells_group_seeds_and_count_only_finished_runs() -> None:
         _run(2, "sgan", 1.0, "done", {**ring, "modes_captured": 6}),
         _run(3, "sgan", 1.0, "running", None),
         _run(4, "sgan", 2.0, "done", {**ring, "modes_captured": 8}),
+        _run(7, "sgan", 2.0, "done", {**ring, "modes_captured": 0, "kl_to_uniform": None}),
         _run(5, "rasgan", 1.0, "failed", None),
         _run(6, "veegan", 1.0, "done", spiral),
     ]
@@ -63,6 +64,14 @@ def test_cells_group_seeds_and_count_only_finished_runs() -> None:
     assert first.modes_captured is not None
     assert (first.modes_captured.mean, first.modes_captured.min) == (4.0, 2.0)
     assert first.modes_captured.sd == pytest.approx(math.sqrt(8.0))
+    # No good sample at all: the KL is stored as null, and it is infinite.
+    wide = cells["sgan", 2.0].kl_to_uniform
+    assert wide is not None and (wide.runs, wide.mean, wide.min, wide.max) == (
+        2,
+        None,
+        0.1,
+        math.inf,
+    )
     failed = cells["rasgan", 1.0]
     assert (failed.done, failed.modes_captured, failed.n_modes) == (0, None, None)
     curve = cells["veegan", 1.0]

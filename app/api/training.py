@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.api.auth import AnnotatorDep
@@ -28,20 +27,12 @@ from app.services import sweeps as sweep_service
 from app.services import training as training_service
 from app.store import training as training_store
 from app.store.errors import NotFound
-from app.store.models import Generator, Job
 
 router = APIRouter(tags=["training"])
 
 
-def _job_id(session: Session, run_id: int) -> int | None:
-    stmt = select(Job.id).where(Job.training_run_id == run_id).order_by(Job.id.desc()).limit(1)
-    return session.scalars(stmt).first()
-
-
 def _public(session: Session, run_id: int, models_dir: Path) -> TrainingRunPublic:
-    run = training_store.get_run(session, run_id)
-    generator = session.get(Generator, run.generator_id) if run.generator_id else None
-    return training_service.run_public(run, _job_id(session, run_id), models_dir, generator)
+    return training_service.describe_run(session, run_id, models_dir)
 
 
 def _checked(run_id: int) -> int:
@@ -154,20 +145,7 @@ def get_sweep(state: StateDep, sweep_id: int) -> SweepPublic:
     seeds (the results table), and the audits of its generators."""
     if not 0 <= sweep_id <= MAX_ID:
         raise NotFound("sweep", sweep_id)
-    with state.db.read() as session:
-        sweep = training_store.get_sweep(session, sweep_id)
-        runs = [
-            _public(session, run.id, state.settings.models_dir)
-            for run in training_store.list_runs(session, sweep_id)
-        ]
-        generators = [r.generator_id for r in runs if r.generator_id is not None]
-        return SweepPublic(
-            id=sweep.id,
-            grid=sweep.grid,
-            runs=runs,
-            cells=sweep_service.sweep_cells(runs),
-            audits=sweep_service.sweep_audit_ids(session, generators),
-        )
+    return sweep_service.describe_sweep(state.db, sweep_id, state.settings.models_dir)
 
 
 @router.post(

@@ -7,6 +7,7 @@ import json
 import math
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -17,11 +18,14 @@ from app.schemas import (
     MetricSummary,
     SweepAuditsCreate,
     SweepCell,
+    SweepPublic,
     TrainingRunPublic,
 )
 from app.services.audits import audit_fields
+from app.services.training import describe_run
 from app.settings import Settings
 from app.store import audits as audit_store
+from app.store import training as training_store
 from app.store.db import Database
 from app.store.models import Audit, Job
 
@@ -35,6 +39,8 @@ def _first(modes: dict[str, Any], keys: Sequence[str]) -> float | None:
     for key in keys:
         if isinstance(modes.get(key), int | float):
             return float(modes[key])
+        if key == "kl_to_uniform" and key in modes:
+            return math.inf  # stored as null: no good sample at all, infinitely far from uniform
     return None
 
 
@@ -119,3 +125,21 @@ def audit_sweep(
         planned.append(checked[key] | {"generator_id": run.generator_id})
     with db.write() as session:
         return [audit_store.create_audit(session, **fields) for fields in planned]
+
+
+def describe_sweep(db: Database, sweep_id: int, models_dir: Path) -> SweepPublic:
+    """A sweep's runs, its results per cell and the audits of its generators."""
+    with db.read() as session:
+        sweep = training_store.get_sweep(session, sweep_id)
+        runs = [
+            describe_run(session, run.id, models_dir)
+            for run in training_store.list_runs(session, sweep_id)
+        ]
+        generators = [r.generator_id for r in runs if r.generator_id is not None]
+        return SweepPublic(
+            id=sweep.id,
+            grid=sweep.grid,
+            runs=runs,
+            cells=sweep_cells(runs),
+            audits=sweep_audit_ids(session, generators),
+        )

@@ -6,6 +6,9 @@ import itertools
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from app.jobs.train import discriminator_file, train_config
 from app.schemas import SweepCreate, TrainingProgress, TrainingRunCreate, TrainingRunPublic
 from app.store import training as training_store
@@ -88,3 +91,11 @@ def run_public(
         discriminator=discriminator if saved else None,
         auditable=generator is not None and generator.auditable,
     )
+
+
+def describe_run(session: Session, run_id: int, models_dir: Path) -> TrainingRunPublic:
+    """A stored run as the API shows it: its latest job, its generator's auditability."""
+    run = training_store.get_run(session, run_id)
+    generator = session.get(Generator, run.generator_id) if run.generator_id else None
+    stmt = select(Job.id).where(Job.training_run_id == run_id).order_by(Job.id.desc()).limit(1)
+    return run_public(run, session.scalars(stmt).first(), models_dir, generator)

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.api.deps import MAX_ID, StateDep
-from app.api.training import get_training_run, list_training_runs
-from app.gan.datasets import DATASETS
+from app.api.training import get_sweep, get_training_run, list_sweeps, list_training_runs
+from app.gan.datasets import DATASETS, TOY_DATASETS
 from app.gan.training import TRAIN_LOSSES
+from app.schemas import SweepPublic
 from app.store.errors import NotFound
 from app.web.access import ViewerDep, to_login
 from app.web.templating import TEMPLATES, not_found_page
@@ -36,6 +37,7 @@ def training_page(request: Request, state: StateDep, viewer: ViewerDep) -> Respo
         return to_login(request)
     context = {
         "runs": list_training_runs(state),
+        "sweeps": list_sweeps(state),
         "datasets": [name for name in DATASETS if name not in ("npz", "folder")],
         "losses": list(TRAIN_LOSSES),
         "viewer": viewer,
@@ -57,3 +59,39 @@ def training_run_page(
         return not_found_page(request, str(exc))
     context = {"run": run, "viewer": viewer, "mode_labels": MODE_LABELS}
     return TEMPLATES.TemplateResponse(request, "training_run.html", context)
+
+
+def _sweep(state: StateDep, sweep_id: int) -> SweepPublic:
+    if not 0 <= sweep_id <= MAX_ID:
+        raise NotFound("sweep", sweep_id)
+    return get_sweep(state, sweep_id)
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(request: Request, state: StateDep, viewer: ViewerDep, sweep_id: int) -> Response:
+    if viewer is None:
+        return to_login(request)
+    try:
+        sweep = _sweep(state, sweep_id)
+    except NotFound as exc:
+        return not_found_page(request, str(exc))
+    context = {
+        "sweep": sweep,
+        "viewer": viewer,
+        "toy": list(TOY_DATASETS),
+    }
+    return TEMPLATES.TemplateResponse(request, "sweep.html", context)
+
+
+@router.get("/sweeps/{sweep_id}/cells", response_class=HTMLResponse)
+def sweep_cells_fragment(
+    request: Request, state: StateDep, viewer: ViewerDep, sweep_id: int
+) -> Response:
+    """The results table alone: the page swaps it in when a run ends."""
+    if viewer is None:
+        return to_login(request)
+    try:
+        sweep = _sweep(state, sweep_id)
+    except NotFound as exc:
+        return not_found_page(request, str(exc))
+    return TEMPLATES.TemplateResponse(request, "_sweep_cells.html", {"sweep": sweep})

@@ -123,3 +123,58 @@ def test_a_running_run_follows_its_stream_without_polling(page: Page, api: httpx
     )
     assert page.locator("[data-audit]").is_hidden()
     home.close()
+
+
+def test_a_grid_from_the_form_to_compared_audits(page: Page, api: httpx.Client) -> None:
+    page.goto("/training")
+    page.locator("#sweep-details summary").click()
+    form = page.locator("#sweep-form")
+    form.locator('input[name="losses"][value="rasgan"]').uncheck()
+    assert form.locator('input[name="losses"]:checked').evaluate_all(
+        "boxes => boxes.map(b => b.value)"
+    ) == ["sgan_nonsaturating"]
+    form.locator('select[name="dataset"]').select_option("digits")
+    form.locator('select[name="architecture"]').select_option("dcgan")
+    form.locator('input[name="latent_dims"]').fill("8")
+    form.locator('input[name="d_widths"]').fill("0.25, 0.5")
+    form.locator('input[name="seeds"]').fill("0")
+    form.locator('input[name="g_width"]').fill("0.25")
+    form.locator('input[name="steps"]').fill("40")
+    form.locator('input[name="image_size"]').fill("16")
+    form.locator('button[type="submit"]').click()
+    page.wait_for_url("**/sweeps/*")
+    sweep_id = int(page.url.rsplit("/", 1)[1])
+    sweep = api.get(f"/api/sweeps/{sweep_id}").json()
+    assert [r["config"]["d_width"] for r in sweep["runs"]] == [0.25, 0.5]
+    # The results table fills in as the runs end (the page follows them).
+    for cell in ("sgan_nonsaturating|8|0.25", "sgan_nonsaturating|8|0.5"):
+        done = page.locator(f'[data-cell="{cell}"] [data-done]', has_text="1 / 1")
+        done.wait_for(timeout=180_000)
+    sweep = api.get(f"/api/sweeps/{sweep_id}").json()
+    captured = [int(r["modes"]["modes_captured"]) for r in sweep["runs"]]
+    cells = page.locator("[data-cell] [data-captured]").all_inner_texts()
+    assert [text.split(" ")[0] for text in cells] == [f"{c:.1f}" for c in captured]
+    screenshot(page, "sweep")
+
+    card = page.locator("[data-sweep-audits]")
+    card.locator('input[name="n"]').fill("80")
+    card.locator('select[name="embedder"]').select_option("discriminator")
+    card.locator("button[type=submit]").click()
+    link = card.locator("[data-compare] a")
+    link.wait_for()
+    audits = api.get(f"/api/sweeps/{sweep_id}").json()["audits"]
+    assert (
+        len(audits) == 2 and link.get_attribute("href") == f"/compare?ids={audits[0]},{audits[1]}"
+    )
+    for audit_id in audits:
+        audit = api.get(f"/api/audits/{audit_id}").json()
+        assert audit["embedder"] == "discriminator" and audit["n"] == 80
+    link.click()
+    page.wait_for_url("**/compare?ids=*")
+    names = page.locator("table.compare td:nth-child(2)").all_inner_texts()
+    assert ["D x0.25" in names[0], "D x0.5" in names[1]] == [True, True]
+    page.goto("/training")
+    row = page.locator(f'tr[data-sweep="{sweep_id}"]')
+    assert row.locator("td").nth(4).inner_text() == "2 / 2"
+    assert row.locator("td a").last.get_attribute("href") == f"/compare?ids={audits[0]},{audits[1]}"
+    screenshot(page, "training-list")
