@@ -3,6 +3,8 @@ image GANs to audits compared side by side (the paper's RQ2)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from typing import Any
 
@@ -156,3 +158,16 @@ def test_a_sweep_on_points_has_nothing_to_audit(client: TestClient) -> None:
     assert "draws images" in response.json()["detail"]
     listed = client.get("/api/sweeps").json()
     assert listed[0]["id"] == sweep["id"] and listed[0]["cells"][0]["n_modes"] == 8
+    # The runs as CSV: one row each, the figures as the API has them.
+    export = client.get(f"/api/sweeps/{sweep['id']}/runs.csv")
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    assert f"sweep-{sweep['id']}-runs.csv" in export.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    (run,) = sweep["runs"]
+    assert len(rows) == 1 and rows[0]["run_id"] == str(run["id"])
+    assert (rows[0]["loss"], rows[0]["status"], rows[0]["n_modes"]) == ("rasgan", "done", "8")
+    assert int(rows[0]["modes_captured"]) == run["modes"]["modes_captured"]
+    assert float(rows[0]["quality"]) == run["modes"]["high_quality_fraction"]
+    kl = run["modes"]["kl_to_uniform"]
+    assert float(rows[0]["kl_to_uniform"]) == (math.inf if kl is None else kl)
+    assert_problem(client.get("/api/sweeps/987654/runs.csv"), 404)

@@ -148,6 +148,23 @@ def get_sweep(state: StateDep, sweep_id: int) -> SweepPublic:
     return sweep_service.describe_sweep(state.db, sweep_id, state.settings.models_dir)
 
 
+@router.get(
+    "/sweeps/{sweep_id}/runs.csv",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/csv": {}},
+            "description": "columns " + ", ".join(sweep_service.RUN_COLUMNS),
+        }
+    },
+)
+def export_sweep_runs(state: StateDep, sweep_id: int) -> Response:
+    """The sweep's runs as CSV, one row each: grid coordinates, status and mode metrics."""
+    body = sweep_service.runs_csv(get_sweep(state, sweep_id))
+    disposition = f'attachment; filename="sweep-{sweep_id}-runs.csv"'
+    return Response(body, media_type="text/csv", headers={"Content-Disposition": disposition})
+
+
 @router.post(
     "/sweeps/{sweep_id}/audits",
     status_code=status.HTTP_202_ACCEPTED,

@@ -3,6 +3,8 @@ mode-collapse papers report them (mean and spread over seeds), and audits of its
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import statistics
@@ -143,3 +145,55 @@ def describe_sweep(db: Database, sweep_id: int, models_dir: Path) -> SweepPublic
             cells=sweep_cells(runs),
             audits=sweep_audit_ids(session, generators),
         )
+
+
+RUN_COLUMNS = (
+    "run_id",
+    "loss",
+    "architecture",
+    "dataset",
+    "latent_dim",
+    "d_width",
+    "g_width",
+    "seed",
+    "steps",
+    "status",
+    "step",
+    "n_modes",
+    "modes_captured",
+    "quality",
+    "kl_to_uniform",
+    "generator_id",
+)
+
+
+def runs_csv(sweep: SweepPublic) -> str:
+    """A row per run with its grid coordinates and mode metrics, for the paper's own table
+    (blank where a run has no figure; an infinite KL written as inf)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(RUN_COLUMNS)
+    for run in sweep.runs:
+        config, modes = run.config, run.modes or {}
+        total, captured, quality, kl = (
+            _first(modes, keys) for keys in (TOTAL, CAPTURED, QUALITY, ("kl_to_uniform",))
+        )
+        writer.writerow(
+            [
+                run.id,
+                config.get("loss"),
+                config.get("architecture"),
+                config.get("dataset"),
+                config.get("latent_dim"),
+                config.get("d_width"),
+                config.get("g_width"),
+                config.get("seed"),
+                run.progress.steps,
+                run.status,
+                run.progress.step,
+                *("" if v is None else int(v) for v in (total, captured)),
+                *("" if v is None else repr(v) for v in (quality, kl)),
+                run.generator_id or "",
+            ]
+        )
+    return out.getvalue()
