@@ -1,5 +1,5 @@
 """`birthday serve | train | sweep | upload | audit | extend | import-labels | estimate |
-second-look | export | annotator`: the same services as the API, from a terminal."""
+compare | second-look | export | annotator`: the same services as the API, from a terminal."""
 
 from __future__ import annotations
 
@@ -200,6 +200,13 @@ def audit(
     random_pairs: Annotated[
         int, typer.Option(help="Random non-candidate pairs per pool size (the miner check).")
     ] = 50,
+    sweep: Annotated[
+        int | None,
+        typer.Option(
+            help="Audit every finished image generator of this sweep, one audit each (with "
+            "--embedder discriminator and no weights: each run's own)."
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Run an audit headless: sample, embed, mine; prints the number of candidate pairs."""
@@ -207,6 +214,23 @@ def audit(
 
     settings = _settings(data_dir)
     options = _json_object(embedder_options, "--embedder-options") if embedder_options else {}
+    if sweep is not None:
+        if generator is not None or support is not None:
+            _fail("--sweep audits the sweep's own generators: leave out --generator and --support")
+        _audit_sweep(
+            settings,
+            sweep,
+            {
+                "n": n,
+                "seed": seed,
+                "embedder": embedder,
+                "embedder_options": options,
+                "miner": miner,
+                "neighbours": neighbours,
+                "random_pairs": random_pairs,
+            },
+        )
+        return
     try:
         body = AuditCreate(
             synthetic=(
@@ -233,6 +257,29 @@ def audit(
         _fail(str(exc))
         return
     _run_audit_job(db, settings, created.id, job.id, n)
+
+
+def _audit_sweep(settings: Settings, sweep_id: int, fields: dict[str, Any]) -> None:
+    """One audit per finished image generator of the sweep, run here one after another."""
+    from app.schemas import SweepAuditsCreate
+    from app.services.sweeps import audit_sweep, describe_sweep
+
+    try:
+        body = SweepAuditsCreate(**fields)
+    except ValidationError as exc:
+        _fail("; ".join(e["msg"] for e in exc.errors()))
+        return
+    db = _open(settings)
+    try:
+        runs = describe_sweep(db, sweep_id, settings.models_dir).runs
+        created = audit_sweep(db, settings, runs, body)
+    except (ValueError, NotFound) as exc:
+        _fail(str(exc))
+        return
+    for audit_row, job in created:
+        _run_audit_job(db, settings, audit_row.id, job.id, body.n)
+    ids = ",".join(str(a.id) for a, _ in created)
+    console.print(f"label their pairs, then compare them: birthday compare {ids}", markup=False)
 
 
 @cli.command()
@@ -659,6 +706,73 @@ def _print_estimate(audit_id: int, result: EstimatePublic) -> None:
             f"(--neighbours) and carry these labels over: birthday import-labels NEW --from "
             f"{audit_id}"
         )
+
+
+@cli.command()
+def compare(
+    audit_ids: Annotated[
+        list[str], typer.Argument(metavar="AUDIT...", help="Ids, or a comma list.")
+    ],
+    level: Annotated[
+        float, typer.Option(help="Confidence level of the intervals, in (0.5, 1).")
+    ] = 0.95,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Print several audits' support-size estimates side by side (GET /api/compare)."""
+    from app.api.deps import MAX_ID
+    from app.services.compare import compare_items, parse_ids
+
+    if not 0.5 < level < 1:
+        _fail(f"--level must be between 0.5 and 1 (exclusive), not {level}")
+        return
+    db = _open(_settings(data_dir))
+    try:
+        _, items = compare_items(db, parse_ids(audit_ids, MAX_ID), level=level)
+    except (ValueError, NotFound) as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        console.print_json(json.dumps([item.model_dump(mode="json") for item in items]))
+        return
+    from rich import box
+    from rich.table import Table
+
+    def figure(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    table = Table(title=f"N_eff (inverse Simpson), {level:.0%} intervals", box=box.SIMPLE)
+    table.add_column("audit", justify="right")
+    table.add_column("source")
+    for column in ("n", "labelled", "D", "N_eff", "interval", "s50", "known"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for item in items:
+        a, e = item.audit, item.estimate
+        source = (
+            f"synthetic K={a.synthetic.get('support')}"
+            if a.synthetic
+            else (a.generator_name or f"generator #{a.generator_id}")
+        )
+        known = "" if item.known_n_eff is None else str(item.known_n_eff)
+        if e is None:
+            table.add_row(
+                str(a.id), source, str(a.n), "", "", f"no estimate ({a.status})", "", "", known
+            )
+            continue
+        n_eff = figure(e.n_eff) if e.n_eff is not None else f">= {figure(e.n_eff_low)}"
+        high = "inf" if e.n_eff_high is None else figure(e.n_eff_high)
+        table.add_row(
+            str(a.id),
+            source,
+            str(e.n),
+            f"{e.labelled_pairs} / {e.candidate_pairs}",
+            str(e.duplicate_pairs),
+            n_eff,
+            f"{figure(e.n_eff_low)} - {high}",
+            figure(e.s50),
+            known,
+        )
+    Console(width=max(console.width, 120)).print(table)
 
 
 @cli.command("second-look")

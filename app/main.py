@@ -13,6 +13,7 @@ from app.api import (
     agreement,
     annotators,
     audits,
+    compare,
     generators,
     insights,
     jobs,
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         annotators,
         agreement,
         training,
+        compare,
     ):
         api.include_router(module.router)
     app.include_router(api)

@@ -460,6 +460,16 @@ class SweepCreate(BaseModel):
         return self
 
 
+class CompareItem(BaseModel):
+    audit: AuditPublic
+    estimate: EstimatePublic | None = Field(
+        description="null while the pool has fewer than 2 samples."
+    )
+    known_n_eff: int | None = Field(
+        description="The true N_eff of a uniform synthetic source (its K); null otherwise."
+    )
+
+
 class MetricSummary(BaseModel):
     """One mode metric over a cell's finished runs (its seeds)."""
 

@@ -175,6 +175,34 @@ def test_sweep_prints_its_cells_and_agrees_with_the_api(tmp_path: Path) -> None:
     assert big.returncode == 2 and "seeds" in big.stderr and "Traceback" not in big.stderr
 
 
+def test_a_sweep_audited_and_compared_from_the_terminal(tmp_path: Path) -> None:
+    trained = run(
+        "sweep", "--dataset", "digits", "--architecture", "dcgan", "--image-size", "16",
+        "--loss", "sgan_nonsaturating", "--d-width", "0.25,0.5", "--g-width", "0.25",
+        "--latent-dim", "8", "--steps", "3", data_dir=tmp_path,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    audited = run("audit", "--sweep", "1", "--n", "60", "--embedder", "discriminator",
+                  data_dir=tmp_path)  # fmt: skip
+    assert audited.returncode == 0, audited.stderr
+    assert re.findall(r"audit (\d+): 60 samples", audited.stdout) == ["1", "2"]
+    assert "birthday compare 1,2" in audited.stdout
+    table = run("compare", "1,2", data_dir=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "D x0.25" in table.stdout and "D x0.5" in table.stdout
+    as_json = run("compare", "2", "1", "--json", data_dir=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    items = json.loads(as_json.stdout)
+    assert [item["audit"]["id"] for item in items] == [2, 1]
+    assert all(item["audit"]["embedder"] == "discriminator" for item in items)
+    estimate = json.loads(run("estimate", "2", "--json", data_dir=tmp_path).stdout)
+    assert items[0]["estimate"] == estimate
+    missing = run("compare", "1,9", data_dir=tmp_path)
+    assert missing.returncode == 2 and "9" in missing.stderr and "Traceback" not in missing.stderr
+    both = run("audit", "--sweep", "1", "--support", "50", data_dir=tmp_path)
+    assert both.returncode == 2 and "leave out" in both.stderr
+
+
 def test_a_trained_discriminator_embeds_an_audit_from_the_terminal(tmp_path: Path) -> None:
     trained = run(
         "train", "--dataset", "digits", "--architecture", "dcgan", "--image-size", "16",

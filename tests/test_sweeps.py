@@ -171,3 +171,27 @@ def test_a_sweep_on_points_has_nothing_to_audit(client: TestClient) -> None:
     kl = run["modes"]["kl_to_uniform"]
     assert float(rows[0]["kl_to_uniform"]) == (math.inf if kl is None else kl)
     assert_problem(client.get("/api/sweeps/987654/runs.csv"), 404)
+
+
+def test_compare_answers_what_each_estimate_says(client: TestClient) -> None:
+    made = [
+        client.post("/api/audits", json={"synthetic": {"support": k}, "n": 80}).json()
+        for k in (40, 60)
+    ]
+    ids = [wait_for_audit(client, a["id"])["id"] for a in made]
+    pair = client.get(f"/api/audits/{ids[1]}/pairs?limit=1").json()["items"][0]
+    client.post(
+        f"/api/pairs/{pair['id']}/judgements", json={"label": "duplicate", "annotator": "a"}
+    )
+    items = client.get(f"/api/compare?ids={ids[1]},{ids[0]}&ids={ids[1]}&level=0.9").json()
+    assert [item["audit"]["id"] for item in items] == [ids[1], ids[0]]
+    assert [item["known_n_eff"] for item in items] == [60, 40]
+    for item in items:
+        alone = client.get(f"/api/audits/{item['audit']['id']}/estimate?level=0.9").json()
+        assert item["estimate"] == alone
+    assert items[0]["estimate"]["duplicate_pairs"] >= 1
+    everything = client.get("/api/compare").json()
+    assert [item["audit"]["id"] for item in everything] == ids
+    assert_problem(client.get(f"/api/compare?ids={ids[0]},987654"), 404)
+    assert_problem(client.get("/api/compare?ids=1,x"), 422)
+    assert_problem(client.get(f"/api/compare?ids={ids[0]}&level=1.5"), 422)

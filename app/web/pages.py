@@ -7,7 +7,6 @@ the fragments its script swaps in when labels arrive, so there is one template p
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -17,9 +16,10 @@ from sqlalchemy import select
 from app.api.deps import MAX_ID, AppState, AuditId, StateDep
 from app.api.jobs import job_public, workers_public
 from app.gan.registry import ARCHITECTURES
-from app.schemas import AuditPublic, EstimatePublic, JobPublic
+from app.schemas import CompareItem, EstimatePublic, JobPublic
 from app.services import insights
 from app.services.audits import describe_audit, describe_audits
+from app.services.compare import compare_items, parse_ids
 from app.services.estimates import audit_estimate
 from app.services.generators import FORMATS, LOADABLE
 from app.services.secondary import SecondaryPublic, audit_secondary
@@ -214,42 +214,17 @@ def review_page(
     return _page(request, "review.html", {"audit": audit, "viewer": viewer})
 
 
-@dataclass(frozen=True)
-class CompareRow:
-    audit: AuditPublic
-    estimate: EstimatePublic | None
-
-    @property
-    def truth(self) -> int | None:
-        """The true N_eff of a uniform synthetic source with no continuous part: its K."""
-        spec = self.audit.synthetic
-        if not spec or spec.get("zipf", 0) or spec.get("continuous", 0):
-            return None
-        support = spec.get("support")
-        return int(support) if support is not None else None
-
-    def point(self) -> dict[str, Any]:
-        """What the compare chart draws for this audit."""
-        e = self.estimate
-        return {
-            "id": self.audit.id,
-            "n_eff": e.n_eff if e else None,
-            "low": e.n_eff_low if e else None,
-            "high": e.n_eff_high if e else None,
-            "level": e.level if e else None,
-            "truth": self.truth,
-        }
-
-
-def _audit_ids(values: list[str] | None) -> list[int] | None | str:
-    """Audit ids from repeated and comma-separated `ids`, or what is wrong with them."""
-    if values is None:
-        return None
-    tokens = [t.strip() for v in values for t in v.split(",") if t.strip()]
-    bad = [t for t in tokens if not (t.isascii() and t.isdigit() and int(t) <= MAX_ID)]
-    if bad:
-        return f"ids must be audit numbers, e.g. /compare?ids=1,2,3 (got {bad[0][:40]!r})"
-    return [int(t) for t in tokens]
+def _point(item: CompareItem) -> dict[str, Any]:
+    """What the compare chart draws for an audit."""
+    e = item.estimate
+    return {
+        "id": item.audit.id,
+        "n_eff": e.n_eff if e else None,
+        "low": e.n_eff_low if e else None,
+        "high": e.n_eff_high if e else None,
+        "level": e.level if e else None,
+        "truth": item.known_n_eff,
+    }
 
 
 @router.get("/compare", response_class=HTMLResponse)
@@ -265,25 +240,19 @@ def compare_page(
     people type)."""
     if viewer is None:
         return to_login(request)
-    wanted = _audit_ids(ids)
-    if isinstance(wanted, str):
-        return error_page(request, 422, wanted)
-    audits = describe_audits(state.db)
-    by_id: dict[int, AuditPublic] = {a.id: a for a in audits}
-    if wanted is None:
-        chosen = [a.id for a in reversed(audits) if a.status == "done"]
-    else:
-        chosen = [i for i in dict.fromkeys(wanted) if i in by_id]
-    rows = [CompareRow(by_id[i], _estimate_or_none(state.db, i)) for i in chosen]
-    series = [row.point() for row in rows]
+    try:
+        audits, items = compare_items(state.db, parse_ids(ids, MAX_ID), skip_unknown=True)
+    except ValueError as exc:
+        return error_page(request, 422, str(exc))
+    series = [_point(item) for item in items]
     return _page(
         request,
         "compare.html",
         {
             "audits": audits,
-            "rows": rows,
+            "rows": items,
             "series": series,
-            "chosen": set(chosen),
+            "chosen": {item.audit.id for item in items},
             "viewer": viewer,
         },
     )
