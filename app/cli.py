@@ -744,6 +744,7 @@ def compare(
     table = Table(title=f"N_eff (inverse Simpson), {level:.0%} intervals", box=box.SIMPLE)
     table.add_column("audit", justify="right")
     table.add_column("source")
+    table.add_column("embedder")
     for column in ("n", "labelled", "D", "N_eff", "interval", "s50", "known"):
         table.add_column(column, justify="right", no_wrap=True)
     for item in items:
@@ -764,6 +765,7 @@ def compare(
         table.add_row(
             str(a.id),
             source,
+            a.embedder,
             str(e.n),
             f"{e.labelled_pairs} / {e.candidate_pairs}",
             str(e.duplicate_pairs),
