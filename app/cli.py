@@ -743,7 +743,7 @@ def compare(
 
     table = Table(title=f"N_eff (inverse Simpson), {level:.0%} intervals", box=box.SIMPLE)
     table.add_column("audit", justify="right")
-    table.add_column("source")
+    table.add_column("source", no_wrap=True)
     table.add_column("embedder")
     for column in ("n", "labelled", "D", "N_eff", "interval", "s50", "known"):
         table.add_column(column, justify="right", no_wrap=True)
@@ -774,7 +774,7 @@ def compare(
             figure(e.s50),
             known,
         )
-    Console(width=max(console.width, 120)).print(table)
+    Console(width=max(console.width, 160)).print(table)
 
 
 @cli.command("second-look")

@@ -147,6 +147,12 @@ function followList(onEnded) {
       row.querySelector("[data-modes]").textContent = `${captured} / ${modes.n_modes ?? modes.n_segments}`;
     }
     if (run.generator_id) row.querySelector("[data-generator]").textContent = `#${run.generator_id}`;
+    // The sweep page shows each run's last sample grid (every run saves one at its end).
+    const grid = row.querySelector("[data-final-grid]");
+    if (grid && run.status === "done") {
+      grid.src = `/api/training-runs/${run.id}/samples/${run.progress.step}.png`;
+      grid.hidden = false;
+    }
   };
 
   let source = null;

@@ -154,6 +154,11 @@ def test_a_grid_from_the_form_to_compared_audits(page: Page, api: httpx.Client) 
     captured = [int(r["modes"]["modes_captured"]) for r in sweep["runs"]]
     cells = page.locator("[data-cell] [data-captured]").all_inner_texts()
     assert [text.split(" ")[0] for text in cells] == [f"{c:.1f}" for c in captured]
+    grids = page.locator("[data-final-grid]")
+    assert grids.evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth > 0)") == [
+        True,
+        True,
+    ]
     screenshot(page, "sweep")
 
     card = page.locator("[data-sweep-audits]")
