@@ -367,6 +367,18 @@ def _run_audit_job(db: Database, settings: Settings, audit_id: int, job_id: int,
     )
 
 
+def _steps_progress(label: str) -> Progress:
+    """A bar of training steps on stderr (none when it is not a terminal)."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not sys.stderr.isatty(),
+    )
+
+
 @cli.command()
 def train(
     dataset: Annotated[
@@ -410,14 +422,7 @@ def train(
     except (ValidationError, ValueError) as exc:
         _fail(str(exc))
         return
-    with Progress(
-        TextColumn(f"training run {run.id}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not sys.stderr.isatty(),
-    ) as bar:
+    with _steps_progress(f"training run {run.id}") as bar:
         task = bar.add_task("steps", total=steps)
         outcome = JobRunner(db, settings).run_job(
             job.id, on_progress=lambda done, total, _: bar.update(task, completed=done)
@@ -497,14 +502,7 @@ def sweep(
         _fail(str(exc))
         return
     runner = JobRunner(db, settings)
-    with Progress(
-        TextColumn(f"sweep {sweep_id}: run {{task.fields[run]}} of {len(job_ids)}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not sys.stderr.isatty(),
-    ) as bar:
+    with _steps_progress(f"sweep {sweep_id}: run {{task.fields[run]}} of {len(job_ids)}") as bar:
         task = bar.add_task("steps", total=steps * len(job_ids), run=1)
         for k, job_id in enumerate(job_ids):
             bar.update(task, run=k + 1)
