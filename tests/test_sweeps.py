@@ -6,14 +6,30 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.main import create_app
 from app.schemas import TrainingProgress, TrainingRunPublic
 from app.services.sweeps import summarise, sweep_cells
+from app.settings import Settings
 from tests.conftest import assert_problem, wait_for, wait_for_audit
+from tests.databases import fresh_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The app on SQLite, and on PostgreSQL where a server is given (the same queries)."""
+    for url in fresh_database(request.param, tmp_path):
+        settings = Settings(
+            data_dir=tmp_path / "data", models_dir=tmp_path / "models", database_url=url
+        )
+        with TestClient(create_app(settings)) as client:
+            yield client
 
 
 def _run(run_id: int, loss: str, width: float, status: str, modes: dict[str, Any] | None):
@@ -150,7 +166,8 @@ def test_a_sweep_of_image_gans_is_audited_and_compared_in_one_request(
     assert_problem(client.post("/api/sweeps/987654/audits", json={}), 404)
 
 
-def test_a_sweep_on_points_has_nothing_to_audit(client: TestClient) -> None:
+def test_a_sweep_on_points_has_nothing_to_audit(any_client: TestClient) -> None:
+    client = any_client
     body = {"dataset": "ring8", "losses": ["rasgan"], "steps": 5}
     sweep = _finished(client, client.post("/api/sweeps", json=body).json()["id"])
     response = client.post(f"/api/sweeps/{sweep['id']}/audits", json={})
@@ -173,7 +190,8 @@ def test_a_sweep_on_points_has_nothing_to_audit(client: TestClient) -> None:
     assert_problem(client.get("/api/sweeps/987654/runs.csv"), 404)
 
 
-def test_compare_answers_what_each_estimate_says(client: TestClient) -> None:
+def test_compare_answers_what_each_estimate_says(any_client: TestClient) -> None:
+    client = any_client
     made = [
         client.post("/api/audits", json={"synthetic": {"support": k}, "n": 80}).json()
         for k in (40, 60)
