@@ -526,8 +526,8 @@ def _print_sweep(result: SweepPublic) -> None:
     def summary(s: MetricSummary | None, digits: int) -> str:
         if s is None:
             return "-"
-        if s.mean is None:
-            return f"{s.min:.{digits}f} - inf"
+        if s.mean is None:  # an infinite value
+            return "inf" if s.min is None else f"{s.min:.{digits}f} - inf"
         spread = f"±{s.sd:.{digits}f}" if s.sd is not None else ""
         return f"{s.mean:.{digits}f}{spread}"
 

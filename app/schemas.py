@@ -475,9 +475,11 @@ class MetricSummary(BaseModel):
 
     runs: int
     mean: float | None = Field(description="null when a value is infinite.")
-    sd: float | None = Field(description="Sample standard deviation; null for a single run.")
-    min: float
-    max: float
+    sd: float | None = Field(
+        description="Sample standard deviation; null for a single run or an infinite value."
+    )
+    min: float | None = Field(description="null when infinite (JSON has no infinity).")
+    max: float | None = Field(description="null when infinite: a run with no good sample's KL.")
 
 
 class SweepCell(BaseModel):

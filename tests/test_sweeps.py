@@ -56,10 +56,11 @@ def test_a_summary_is_mean_sample_sd_and_range() -> None:
     assert one is not None and (one.mean, one.sd) == (5.0, None)
     assert summarise([]) is None
     infinite = summarise([1.0, math.inf])
-    assert infinite is not None and (infinite.mean, infinite.sd, infinite.max) == (
+    assert infinite is not None and (infinite.mean, infinite.sd, infinite.min, infinite.max) == (
         None,
         None,
-        math.inf,
+        1.0,
+        None,
     )
 
 
@@ -88,7 +89,7 @@ def test_cells_group_seeds_and_count_only_finished_runs() -> None:
         2,
         None,
         0.1,
-        math.inf,
+        None,
     )
     failed = cells["rasgan", 1.0]
     assert (failed.done, failed.modes_captured, failed.n_modes) == (0, None, None)

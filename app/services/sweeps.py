@@ -48,13 +48,21 @@ def _first(modes: dict[str, Any], keys: Sequence[str]) -> float | None:
 
 def summarise(values: Sequence[float]) -> MetricSummary | None:
     """Mean, sample standard deviation (None for one value) and range; None for no values.
-    A non-finite value (a KL with every count 0) makes the mean and spread null, not NaN."""
+    An infinite value (a KL with every count 0) makes the mean and spread None, and itself is
+    None at its end of the range (JSON has no infinity)."""
     if not values:
         return None
     finite = all(math.isfinite(v) for v in values)
     mean = statistics.fmean(values) if finite else None
     sd = statistics.stdev(values) if finite and len(values) > 1 else None
-    return MetricSummary(runs=len(values), mean=mean, sd=sd, min=min(values), max=max(values))
+    low, high = min(values), max(values)
+    return MetricSummary(
+        runs=len(values),
+        mean=mean,
+        sd=sd,
+        min=low if math.isfinite(low) else None,
+        max=high if math.isfinite(high) else None,
+    )
 
 
 def sweep_cells(runs: Sequence[TrainingRunPublic]) -> list[SweepCell]:
