@@ -39,7 +39,10 @@ const root = document.getElementById("run");
 if (root) followRun(root);
 const sweep = document.getElementById("sweep");
 if (document.querySelector("tr[data-run]")) followList(sweep ? () => refreshCells(sweep) : null);
-if (sweep) auditAll(sweep);
+if (sweep) {
+  auditAll(sweep);
+  cancelSweep(sweep);
+}
 const sweepForm = document.getElementById("sweep-form");
 if (sweepForm) startSweep(sweepForm);
 
@@ -73,6 +76,22 @@ function startSweep(form) {
     } catch (error) {
       problem.textContent = error.message;
       problem.hidden = false;
+    }
+  });
+}
+
+// Stop the sweep's unfinished runs; the rows follow their statuses on the stream.
+function cancelSweep(root) {
+  const button = root.querySelector("[data-cancel-sweep]");
+  const box = root.querySelector("[data-sweep-audits] [data-problem]");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await api(`/api/sweeps/${root.dataset.sweep}/cancel`, { method: "POST" });
+      button.hidden = true;
+    } catch (error) {
+      showProblem(box, error);
+      button.disabled = false;
     }
   });
 }
@@ -174,7 +193,10 @@ function followList(onEnded) {
         ended(row).catch(() => {}); // the row keeps what it shows
         onEnded?.()?.catch(() => {});
       }
-      if (!active().length) follow(); // all ended: let the connection go
+      if (!active().length) {
+        follow(); // all ended: let the connection go
+        document.querySelector("[data-cancel-sweep]")?.setAttribute("hidden", "");
+      }
     };
     source.addEventListener("progress", (event) => update(JSON.parse(event.data)));
     source.addEventListener("status", (event) => update(JSON.parse(event.data)));
@@ -233,6 +255,8 @@ function followRun(root) {
     if (status) {
       root.dataset.state = status;
       root.querySelector("[data-status]").textContent = status;
+      const cancel = root.querySelector("[data-cancel-run]");
+      if (cancel) cancel.hidden = !ACTIVE.includes(status);
     }
   };
   const showError = (message) => {
@@ -317,6 +341,18 @@ function followRun(root) {
     const live = ACTIVE.includes(root.dataset.state) && document.visibilityState === "visible";
     stream = live ? openStream() : null;
   };
+
+  root.querySelector("[data-cancel-run]")?.addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    try {
+      await api(`/api/jobs/${button.dataset.cancelRun}/cancel`, { method: "POST" });
+      button.textContent = "cancelling…"; // the stream says when it has stopped
+    } catch (error) {
+      showError(error.message);
+      button.disabled = false;
+    }
+  });
 
   if (ACTIVE.includes(root.dataset.state)) {
     follow();

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 
@@ -17,7 +18,7 @@ from app.main import create_app
 from app.schemas import TrainingProgress, TrainingRunPublic
 from app.services.sweeps import summarise, sweep_cells
 from app.settings import Settings
-from tests.conftest import assert_problem, wait_for, wait_for_audit
+from tests.conftest import assert_problem, sse_events, wait_for, wait_for_audit
 from tests.databases import fresh_database
 
 
@@ -214,3 +215,60 @@ def test_compare_answers_what_each_estimate_says(any_client: TestClient) -> None
     assert_problem(client.get(f"/api/compare?ids={ids[0]},987654"), 404)
     assert_problem(client.get("/api/compare?ids=1,x"), 422)
     assert_problem(client.get(f"/api/compare?ids={ids[0]}&level=1.5"), 422)
+
+
+def test_cancelling_a_sweep_stops_its_runs_and_says_so_on_their_streams(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastapi.routing, "_PING_INTERVAL", 0.5)
+    body = {"dataset": "ring8", "losses": ["rasgan"], "seeds": [0, 1, 2], "steps": 10**6}
+    sweep = client.post("/api/sweeps", json=body).json()
+    first, _, last = sweep["runs"]
+    wait_for(
+        lambda: client.get(f"/api/training-runs/{first['id']}").json()["status"] == "running",
+        what="the first run to start",
+    )
+    url = f"/api/events?training_run={first['id']}&training_run={last['id']}"
+    with client.stream("GET", url) as stream:
+        events = sse_events(stream.iter_lines(), timeout=60)
+        statuses = {
+            data["training_run_id"]: data["status"] for _, _, data in (next(events), next(events))
+        }
+        assert statuses == {first["id"]: "running", last["id"]: "queued"}
+        answer = client.post(f"/api/sweeps/{sweep['id']}/cancel")
+        assert answer.status_code == 200, answer.text
+        ended = {}
+        for kind, _, data in events:
+            if kind == "status":
+                ended[data["training_run_id"]] = data["status"]
+            if len(ended) == 2:
+                break
+    # The queued run is cancelled at once (no worker will announce it), the running one at its
+    # next step; both streams said so.
+    assert ended == {first["id"]: "cancelled", last["id"]: "cancelled"}
+    runs = _finished(client, sweep["id"])["runs"]
+    assert [r["status"] for r in runs] == ["cancelled"] * 3
+    again = client.post(f"/api/sweeps/{sweep['id']}/cancel").json()
+    assert [r["status"] for r in again["runs"]] == ["cancelled"] * 3
+    assert_problem(client.post("/api/sweeps/987654/cancel"), 404)
+
+
+def test_a_queued_audit_cancelled_says_so_on_its_stream(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastapi.routing, "_PING_INTERVAL", 0.5)
+    # A long training run holds the one worker, so the audit waits in the queue.
+    run = client.post(
+        "/api/training-runs", json={"dataset": "ring8", "loss": "rasgan", "steps": 10**6}
+    ).json()
+    audit = client.post("/api/audits", json={"synthetic": {"support": 50}, "n": 60}).json()
+    with client.stream("GET", f"/api/audits/{audit['id']}/events?estimates=false") as stream:
+        events = sse_events(stream.iter_lines(), timeout=60)
+        kind, _, first = next(events)
+        assert (kind, first["status"]) == ("progress", "queued")
+        cancelled = client.post(f"/api/jobs/{audit['job_id']}/cancel").json()
+        assert cancelled["status"] == "cancelled"
+        kind, _, said = next(events)
+        assert (kind, said["status"]) == ("status", "cancelled")
+    assert client.get(f"/api/audits/{audit['id']}").json()["status"] == "cancelled"
+    client.post(f"/api/jobs/{run['job_id']}/cancel")

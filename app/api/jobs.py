@@ -8,9 +8,7 @@ from app.api.auth import AnnotatorDep
 from app.api.deps import JobId, StateDep
 from app.jobs.runner import JobRunner
 from app.schemas import JobPublic, WorkersPublic
-from app.store import audits as audit_store
 from app.store import jobs as job_store
-from app.store import training as training_store
 from app.store.models import Job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -54,14 +52,6 @@ def get_job(state: StateDep, job_id: JobId) -> JobPublic:
 @router.post("/{job_id}/cancel", response_model=JobPublic)
 def cancel_job(state: StateDep, _: AnnotatorDep, job_id: JobId) -> JobPublic:
     """Ask a job to stop at its next step; a queued job is cancelled at once."""
-    with state.db.write() as session:
-        job = job_store.request_cancel(session, job_id)
-        if job.status == "cancelled" and job.audit_id is not None:
-            audit = audit_store.get_audit(session, job.audit_id)
-            if audit.status == "queued":
-                audit_store.set_audit_status(session, job.audit_id, "cancelled")
-        if job.status == "cancelled" and job.training_run_id is not None:
-            training_store.set_status(session, job.training_run_id, "cancelled")
-        result = job_public(job)
-    state.runner.cancel(job_id)
-    return result
+    state.runner.request_cancel(job_id)  # NotFound: 404
+    with state.db.read() as session:
+        return job_public(job_store.get_job(session, job_id))

@@ -165,6 +165,16 @@ def export_sweep_runs(state: StateDep, sweep_id: int) -> Response:
     return Response(body, media_type="text/csv", headers={"Content-Disposition": disposition})
 
 
+@router.post("/sweeps/{sweep_id}/cancel", response_model=SweepPublic)
+def cancel_sweep(state: StateDep, _: AnnotatorDep, sweep_id: int) -> SweepPublic:
+    """Stop the sweep's unfinished runs: queued ones at once, running ones at their next step;
+    finished runs and their generators stay."""
+    for run in get_sweep(state, sweep_id).runs:
+        if run.status in ("queued", "running") and run.job_id is not None:
+            state.runner.request_cancel(run.job_id)
+    return get_sweep(state, sweep_id)
+
+
 @router.post(
     "/sweeps/{sweep_id}/audits",
     status_code=status.HTTP_202_ACCEPTED,

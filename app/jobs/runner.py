@@ -121,6 +121,33 @@ class JobRunner:
         with self._lock:
             self._cancelled.add(job_id)
 
+    def request_cancel(self, job_id: int) -> None:
+        """Ask a job to stop at its next step. A queued one is cancelled at once, with its
+        audit or run, and said so on their event stream: no worker will ever pick it up to
+        announce its end, and the pages following it would wait for good."""
+        with self.db.write() as session:
+            job = job_store.request_cancel(session, job_id)
+            cancelled = job.status == "cancelled"  # it was queued (a running one stops itself)
+            audit, run = job.audit_id, job.training_run_id
+            topic = None
+            if (
+                cancelled
+                and audit is not None
+                and audit_store.get_audit(session, audit).status == "queued"
+            ):
+                audit_store.set_audit_status(session, audit, "cancelled")
+                topic = f"audit:{audit}"
+            if (
+                cancelled
+                and run is not None
+                and training_store.get_run(session, run).status != "cancelled"
+            ):
+                training_store.set_status(session, run, "cancelled")
+                topic = f"training:{run}"
+        self.cancel(job_id)
+        if topic is not None:
+            self.events.publish(Event(topic, "status", {"status": "cancelled", "error": None}))
+
     def _loop(self) -> None:
         while True:
             job_id = self._queue.get()

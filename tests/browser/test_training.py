@@ -112,8 +112,9 @@ def test_a_running_run_follows_its_stream_without_polling(page: Page, api: httpx
     start = listed.locator(bar).get_attribute("value")
     listed.wait_for_function(f"document.querySelector('{bar}').value > {start}")
 
-    api.post(f"/api/jobs/{run['job_id']}/cancel")
+    page.locator("[data-cancel-run]").click()
     page.locator("[data-status]", has_text="cancelled").wait_for()
+    assert page.locator("[data-cancel-run]").is_hidden()
     row.locator("[data-status]", has_text="cancelled").wait_for()
     listed.locator(f'tr[data-run="{run["id"]}"] [data-status]', has_text="cancelled").wait_for()
     listed.close()
