@@ -105,6 +105,14 @@ def test_missing_audit_is_an_html_404(client: TestClient, url: str) -> None:
     assert "audit 999" in response.text
 
 
+@pytest.mark.parametrize("url", ["/sweeps/999", "/sweeps/999/cells", f"/sweeps/{2**63}"])
+def test_missing_sweep_is_an_html_404(client: TestClient, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "sweep" in response.text
+
+
 def test_upload_form_offers_every_format_and_architecture(client: TestClient) -> None:
     html = client.get("/generators/new").text
     for fmt in ("safetensors", "state_dict", "onnx", "torchscript", "samples"):

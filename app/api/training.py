@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from sqlalchemy.orm import Session
 
 from app.api.auth import AnnotatorDep
 from app.api.deps import MAX_ID, StateDep
@@ -29,10 +27,6 @@ from app.store import training as training_store
 from app.store.errors import NotFound
 
 router = APIRouter(tags=["training"])
-
-
-def _public(session: Session, run_id: int, models_dir: Path) -> TrainingRunPublic:
-    return training_service.describe_run(session, run_id, models_dir)
 
 
 def _checked(run_id: int) -> int:
@@ -58,7 +52,7 @@ def list_training_runs(state: StateDep) -> list[TrainingRunPublic]:
     """All training runs, newest first."""
     with state.db.read() as session:
         return [
-            _public(session, run.id, state.settings.models_dir)
+            training_service.describe_run(session, run.id, state.settings.models_dir)
             for run in training_store.list_runs(session)
         ]
 
@@ -67,7 +61,7 @@ def list_training_runs(state: StateDep) -> list[TrainingRunPublic]:
 def get_training_run(state: StateDep, run_id: int) -> TrainingRunPublic:
     """One training run with its progress and, when done, its generator and mode metrics."""
     with state.db.read() as session:
-        return _public(session, _checked(run_id), state.settings.models_dir)
+        return training_service.describe_run(session, _checked(run_id), state.settings.models_dir)
 
 
 @router.get("/training-runs/{run_id}/losses", response_model=list[LossPoint])

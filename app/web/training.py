@@ -9,7 +9,6 @@ from app.api.deps import MAX_ID, StateDep
 from app.api.training import get_sweep, get_training_run, list_sweeps, list_training_runs
 from app.gan.datasets import DATASETS, TOY_DATASETS
 from app.gan.training import TRAIN_LOSSES
-from app.schemas import SweepPublic
 from app.store.errors import NotFound
 from app.web.access import ViewerDep, to_login
 from app.web.templating import TEMPLATES, not_found_page
@@ -61,18 +60,12 @@ def training_run_page(
     return TEMPLATES.TemplateResponse(request, "training_run.html", context)
 
 
-def _sweep(state: StateDep, sweep_id: int) -> SweepPublic:
-    if not 0 <= sweep_id <= MAX_ID:
-        raise NotFound("sweep", sweep_id)
-    return get_sweep(state, sweep_id)
-
-
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
 def sweep_page(request: Request, state: StateDep, viewer: ViewerDep, sweep_id: int) -> Response:
     if viewer is None:
         return to_login(request)
     try:
-        sweep = _sweep(state, sweep_id)
+        sweep = get_sweep(state, sweep_id)  # NotFound for any unknown id
     except NotFound as exc:
         return not_found_page(request, str(exc))
     context = {
@@ -91,7 +84,7 @@ def sweep_cells_fragment(
     if viewer is None:
         return to_login(request)
     try:
-        sweep = _sweep(state, sweep_id)
+        sweep = get_sweep(state, sweep_id)  # NotFound for any unknown id
     except NotFound as exc:
         return not_found_page(request, str(exc))
     return TEMPLATES.TemplateResponse(request, "_sweep_cells.html", {"sweep": sweep})
