@@ -516,6 +516,71 @@ class SweepPublic(BaseModel):
     )
 
 
+class SweepSupportRun(BaseModel):
+    """One run of a sweep and the audit its support figure comes from."""
+
+    run_id: int
+    loss: str
+    latent_dim: int | None
+    d_width: float
+    seed: int | None
+    generator_id: int | None
+    audit_id: int | None = Field(description="The newest finished audit of its generator.")
+    n: int | None = Field(description="That audit's pool size.")
+    n_eff: float | None
+    n_eff_low: float | None
+    n_eff_high: float | None = Field(description="null: no upper bound yet.")
+    used: bool = Field(description="It enters the cells' means and the trend.")
+    reason: str | None = Field(description="Why it does not, and what would let it.")
+
+
+class SweepSupportCell(BaseModel):
+    """A cell's N_eff over its seeds: a random-effects mean of log N_eff (a geometric mean)."""
+
+    loss: str
+    latent_dim: int | None
+    d_width: float
+    runs: int = Field(description="Runs whose audits enter the figure.")
+    n_eff: float
+    n_eff_low: float
+    n_eff_high: float
+
+
+class SweepTrend(BaseModel):
+    """N_eff ~ width^exponent over the runs of one loss and latent size."""
+
+    loss: str
+    latent_dim: int | None
+    exponent: float = Field(
+        description="b in N_eff ~ d_width^b: 0 means no change with width, 1 proportional "
+        "(the paper found near-linear growth with discriminator size)."
+    )
+    exponent_low: float
+    exponent_high: float
+    p_value: float = Field(description="Two-sided test of exponent = 0.")
+    n_eff_at_width_1: float = Field(description="The fitted line's N_eff at width 1.")
+    tau: float = Field(description="Between-run standard deviation of log N_eff about the line.")
+    df: int = Field(description="Residual degrees of freedom of the fit (runs - 2).")
+    runs: int
+    widths: int
+
+
+class SweepSupport(BaseModel):
+    """The birthday test's answer across a sweep: N_eff per cell and its trend over width."""
+
+    level: float
+    embedder: str | None = Field(description="Only audits with this embedder, when named.")
+    runs: list[SweepSupportRun]
+    cells: list[SweepSupportCell]
+    trends: list[SweepTrend]
+    tau: float | None = Field(
+        description="Between-seed standard deviation of log N_eff within a cell, pooled over "
+        "cells; null when no cell has two runs in the figure (then a cell's interval holds its "
+        "one generator's sampling noise only, not training's)."
+    )
+    notes: list[str] = Field(default_factory=list)
+
+
 class SweepAuditsCreate(BaseModel):
     """One audit per finished run that draws images, all with the same settings."""
 

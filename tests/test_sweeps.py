@@ -152,6 +152,14 @@ def test_a_sweep_of_image_gans_is_audited_and_compared_in_one_request(
     page = client.get(f"/compare?ids={','.join(map(str, ids))}").text
     assert all(name in page for name in names)
 
+    # Support across the sweep: each generator's newest finished audit, none reviewed yet.
+    support = client.get(f"/api/sweeps/{sweep['id']}/support?level=0.9").json()
+    assert [r["audit_id"] for r in support["runs"]] == ids
+    assert all(not r["used"] and "keep labelling" in r["reason"] for r in support["runs"])
+    assert (support["cells"], support["trends"], support["level"]) == ([], [], 0.9)
+    assert_problem(client.get("/api/sweeps/987654/support"), 404)
+    assert_problem(client.get(f"/api/sweeps/{sweep['id']}/support?level=1"), 422)
+
     # Each run's own discriminator when none is named.
     by_d = client.post(
         f"/api/sweeps/{sweep['id']}/audits", json={"n": 60, "embedder": "discriminator"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import AnnotatorDep
@@ -17,10 +17,12 @@ from app.schemas import (
     SweepAuditsCreate,
     SweepCreate,
     SweepPublic,
+    SweepSupport,
     TrainingRunCreate,
     TrainingRunPublic,
 )
 from app.services import audits as audit_service
+from app.services import sweep_support as support_service
 from app.services import sweeps as sweep_service
 from app.services import training as training_service
 from app.store import training as training_store
@@ -157,6 +159,26 @@ def export_sweep_runs(state: StateDep, sweep_id: int) -> Response:
     body = sweep_service.runs_csv(get_sweep(state, sweep_id))
     disposition = f'attachment; filename="sweep-{sweep_id}-runs.csv"'
     return Response(body, media_type="text/csv", headers={"Content-Disposition": disposition})
+
+
+@router.get("/sweeps/{sweep_id}/support", response_model=SweepSupport)
+def get_sweep_support(
+    state: StateDep,
+    sweep_id: int,
+    level: Annotated[float, Query(gt=0.5, lt=1, description="Confidence level.")] = 0.95,
+    embedder: Annotated[
+        str | None,
+        Query(max_length=40, description="Only audits with this embedder (e.g. pixels, clip)."),
+    ] = None,
+) -> SweepSupport:
+    """The birthday test across the sweep (the paper's second question): each generator's N_eff
+    from its newest finished audit, each cell's random-effects mean of log N_eff over its seeds
+    (a geometric mean; intervals from Student's t with the between-seed variance), and per loss
+    and latent size the exponent b of N_eff ~ d_width^b with its interval. Runs that cannot enter
+    yet (no audit, review unfinished, no duplicate in the pool) are listed with the reason."""
+    return support_service.sweep_support(
+        state.db, get_sweep(state, sweep_id), level=level, embedder=embedder
+    )
 
 
 @router.post("/sweeps/{sweep_id}/cancel", response_model=SweepPublic)

@@ -1,0 +1,201 @@
+"""The birthday test's answer across a sweep: each cell's N_eff over its seeds and the trend of
+N_eff over discriminator width (the paper's second question), from one audit per generator."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import cast
+
+from app.estimate.across_runs import LogEstimate, cell_means, log_scale_variance, width_trend
+from app.schemas import (
+    AuditPublic,
+    EstimatePublic,
+    SweepPublic,
+    SweepSupport,
+    SweepSupportCell,
+    SweepSupportRun,
+    SweepTrend,
+    TrainingRunPublic,
+)
+from app.services.audits import describe_audits
+from app.services.estimates import audit_estimate
+from app.store.db import Database
+
+Cell = tuple[str, int | None, float]
+Group = tuple[str, int | None]
+
+
+def _cell(run: TrainingRunPublic) -> Cell:
+    return str(run.config["loss"]), run.config.get("latent_dim"), float(run.config["d_width"])
+
+
+def newest_audits(
+    audits: Sequence[AuditPublic], generator_ids: set[int], embedder: str | None
+) -> dict[int, AuditPublic]:
+    """Each generator's newest finished audit (with `embedder`, when named)."""
+    chosen: dict[int, AuditPublic] = {}
+    for audit in audits:
+        gid = audit.generator_id
+        if gid not in generator_ids or audit.status != "done":
+            continue
+        if embedder is not None and audit.embedder != embedder:
+            continue
+        if gid not in chosen or audit.id > chosen[gid].id:
+            chosen[gid] = audit
+    return chosen
+
+
+def _unusable(estimate: EstimatePublic) -> str | None:
+    """Why an audit's estimate cannot enter a mean of log N_eff yet, and what would fix it."""
+    if not (estimate.explored or estimate.complete):
+        return "its review has not explored every distance band and the miner check: keep labelling"
+    if estimate.n_eff is None:
+        return (
+            f"no duplicate in its pool (N_eff >= {estimate.n_eff_low:.4g}): extend the pool"
+            if estimate.n_eff_low
+            else "no duplicate in its pool: extend the pool"
+        )
+    if estimate.n_eff_high is None or not estimate.n_eff_low:
+        return "its interval has no upper bound yet: keep labelling or extend the pool"
+    return None
+
+
+def _run_row(
+    db: Database, run: TrainingRunPublic, audit: AuditPublic | None, level: float
+) -> tuple[SweepSupportRun, LogEstimate | None]:
+    loss, latent_dim, d_width = _cell(run)
+    estimate: EstimatePublic | None = None
+    reason: str | None = None
+    if run.status != "done":
+        reason = f"the run is {run.status}"
+    elif not run.auditable:
+        reason = "it draws 2-D points, not images: its mode coverage is its figure"
+    elif audit is None:
+        reason = "no finished audit of its generator yet"
+    else:
+        try:
+            estimate = audit_estimate(db, audit.id, level=level)
+        except ValueError as exc:
+            reason = str(exc)
+        else:
+            reason = _unusable(estimate)
+    point = None
+    if estimate is not None and reason is None:
+        assert estimate.n_eff and estimate.n_eff_low and estimate.n_eff_high
+        point = LogEstimate(
+            cell=(loss, latent_dim, d_width),
+            width=d_width,
+            log_n_eff=math.log(estimate.n_eff),
+            variance=log_scale_variance(estimate.n_eff_low, estimate.n_eff_high, level),
+        )
+    row = SweepSupportRun(
+        run_id=run.id,
+        loss=loss,
+        latent_dim=latent_dim,
+        d_width=d_width,
+        seed=run.config.get("seed"),
+        generator_id=run.generator_id,
+        audit_id=audit.id if audit else None,
+        n=estimate.n if estimate else None,
+        n_eff=estimate.n_eff if estimate else None,
+        n_eff_low=estimate.n_eff_low if estimate else None,
+        n_eff_high=estimate.n_eff_high if estimate else None,
+        used=point is not None,
+        reason=reason,
+    )
+    return row, point
+
+
+def sweep_support(
+    db: Database, sweep: SweepPublic, level: float = 0.95, embedder: str | None = None
+) -> SweepSupport:
+    """N_eff per cell (random-effects mean of log N_eff over seeds) and, per loss and latent
+    size, the exponent of N_eff ~ width^b, from each generator's newest finished audit."""
+    generator_ids = {r.generator_id for r in sweep.runs if r.generator_id is not None}
+    chosen = newest_audits(describe_audits(db), generator_ids, embedder)
+    rows, points = [], []
+    for run in sweep.runs:
+        audit = chosen.get(run.generator_id) if run.generator_id is not None else None
+        row, point = _run_row(db, run, audit, level)
+        rows.append(row)
+        if point is not None:
+            points.append(point)
+    notes = _notes(rows)
+    cells: list[SweepSupportCell] = []
+    tau: float | None = None
+    if points:
+        means = cell_means(points, level)
+        tau = means.tau if means.df > 0 else None
+        if tau is None:
+            notes.append(
+                "No cell has two runs in the figure: each cell's interval holds its one "
+                "generator's sampling noise, not the spread between training seeds."
+            )
+        cells = [
+            SweepSupportCell(
+                loss=cast(Cell, c.cell)[0],
+                latent_dim=cast(Cell, c.cell)[1],
+                d_width=cast(Cell, c.cell)[2],
+                runs=c.runs,
+                n_eff=c.n_eff,
+                n_eff_low=c.n_eff_low,
+                n_eff_high=c.n_eff_high,
+            )
+            for c in means.cells
+        ]
+    return SweepSupport(
+        level=level,
+        embedder=embedder,
+        runs=rows,
+        cells=cells,
+        trends=_trends(points, level, notes),
+        tau=tau,
+        notes=notes,
+    )
+
+
+def _trends(points: list[LogEstimate], level: float, notes: list[str]) -> list[SweepTrend]:
+    groups: dict[Group, list[LogEstimate]] = {}
+    for point in points:
+        loss, latent_dim, _width = cast(Cell, point.cell)
+        groups.setdefault((loss, latent_dim), []).append(point)
+    trends = []
+    for (loss, latent_dim), members in groups.items():
+        widths = {p.width for p in members}
+        label = loss if latent_dim is None else f"{loss}, latent {latent_dim}"
+        if len(widths) < 2 or len(members) < 3:
+            if len(widths) > 1 or len(members) > 1:
+                notes.append(
+                    f"No trend for {label}: it needs runs at two widths or more and three "
+                    f"runs or more in the figure ({len(members)} at {len(widths)} widths)."
+                )
+            continue
+        t = width_trend(members, level)
+        trends.append(
+            SweepTrend(
+                loss=loss,
+                latent_dim=latent_dim,
+                exponent=t.exponent,
+                exponent_low=t.low,
+                exponent_high=t.high,
+                p_value=t.p_value,
+                n_eff_at_width_1=t.n_eff_at_width_1,
+                tau=t.tau,
+                df=t.df,
+                runs=t.runs,
+                widths=t.widths,
+            )
+        )
+    return trends
+
+
+def _notes(rows: Sequence[SweepSupportRun]) -> list[str]:
+    left_out = [r for r in rows if not r.used]
+    if not left_out:
+        return []
+    return [
+        f"{len(left_out)} of {len(rows)} runs are not in the figure yet (see each run's reason); "
+        "a run with no duplicate in its pool has the largest N_eff, so leaving it out would bias "
+        "the figure down: extend its pool instead."
+    ]

@@ -1,0 +1,145 @@
+"""The birthday test across a sweep, end to end against known support: generators that draw from
+K prototypes (K growing with the discriminator width), audited and labelled by an oracle through
+the API, summarised per cell and as a trend over width."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.schemas import SweepPublic, TrainingProgress, TrainingRunPublic
+from app.services.sweep_support import sweep_support
+from app.services.sweeps import sweep_cells
+from tests.conftest import wait_for_audit
+from tests.oracle import judge_all
+
+POOL = 90
+
+
+def _archive_generator(client: TestClient, support: int, seed: int) -> tuple[int, np.ndarray]:
+    """A generator whose pool is POOL draws from `support` random 8x8 prototypes, and the
+    prototype behind each sample (its true identity)."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.integers(0, 256, size=(support, 8, 8, 3), dtype=np.uint8)
+    ids = rng.integers(0, support, POOL)
+    buffer = io.BytesIO()
+    np.savez(buffer, images=prototypes[ids])
+    response = client.post(
+        "/api/generators",
+        data={"name": f"K{support} seed {seed}", "format": "samples"},
+        files={"file": ("g.npz", buffer.getvalue())},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"], ids
+
+
+def _run(run_id: int, width: float, seed: int, generator_id: int | None, status: str = "done"):
+    return TrainingRunPublic(
+        id=run_id,
+        status=status,
+        progress=TrainingProgress(step=1, steps=1),
+        generator_id=generator_id,
+        config={"loss": "rasgan", "d_width": width, "latent_dim": 8, "seed": seed},
+        modes=None,
+        sweep_id=1,
+        job_id=None,
+        error=None,
+        auditable=True,
+    )
+
+
+def _audit(client: TestClient, generator_id: int, **extra: Any) -> int:
+    body = {"generator_id": generator_id, "n": POOL, "random_pairs": 0, **extra}
+    response = client.post("/api/audits", json=body)
+    assert response.status_code == 202, response.text
+    return int(wait_for_audit(client, response.json()["id"])["id"])
+
+
+def _sweep(runs: list[TrainingRunPublic]) -> SweepPublic:
+    return SweepPublic(id=1, grid={}, runs=runs, cells=sweep_cells(runs), audits=[])
+
+
+def test_cells_and_the_width_trend_recover_known_support(client: TestClient) -> None:
+    db = client.app.state.birthday.db  # type: ignore[attr-defined]
+    widths, seeds = (0.5, 1.0, 2.0), (0, 1)
+    runs, truth = [], {}
+    for width in widths:
+        support = round(40 * width)  # N_eff ~ width^1
+        for seed in seeds:
+            generator_id, ids = _archive_generator(client, support, 100 * seed + support)
+            judge_all(client, _audit(client, generator_id), ids)
+            runs.append(_run(len(runs) + 1, width, seed, generator_id))
+            truth[runs[-1].id] = (support, sum(c * (c - 1) // 2 for c in Counter(ids).values()))
+    # Runs that cannot enter, each with its reason.
+    unlabelled, _ids = _archive_generator(client, 40, 7)
+    _audit(client, unlabelled)
+    runs += [
+        _run(90, 1.0, 2, unlabelled),
+        _run(91, 1.0, 3, None, status="running"),
+        _run(92, 1.0, 4, _archive_generator(client, 40, 8)[0]),
+    ]
+
+    support = sweep_support(db, _sweep(runs))
+    rows = {r.run_id: r for r in support.runs}
+    pairs = POOL * (POOL - 1) / 2
+    for run_id, (_support, d) in truth.items():
+        row = rows[run_id]
+        assert row.used and row.reason is None and row.n == POOL
+        assert row.n_eff == pairs / d  # every pair labelled: Simpson's estimate exactly
+        assert row.n_eff_low is not None and row.n_eff_high is not None
+    assert "review" in (rows[90].reason or "") and not rows[90].used
+    assert rows[91].reason == "the run is running"
+    assert rows[92].reason == "no finished audit of its generator yet"
+    assert "3 of 9 runs are not in the figure" in support.notes[0]
+
+    assert [(c.d_width, c.runs) for c in support.cells] == [(0.5, 2), (1.0, 2), (2.0, 2)]
+    for cell in support.cells:
+        members = [
+            rows[r].n_eff for r in truth if rows[r].d_width == cell.d_width and rows[r].n_eff
+        ]
+        assert min(members) <= cell.n_eff <= max(members)
+        assert cell.n_eff_low <= round(40 * cell.d_width) <= cell.n_eff_high
+    assert support.tau is not None
+    (trend,) = support.trends
+    assert (trend.loss, trend.latent_dim, trend.runs, trend.widths, trend.df) == (
+        "rasgan",
+        8,
+        6,
+        3,
+        4,
+    )
+    assert trend.exponent_low <= 1.0 <= trend.exponent_high
+    assert trend.exponent_low > 0  # support grows with width here, and the test sees it
+    assert 20 < trend.n_eff_at_width_1 < 80  # the line at width 1, where K = 40
+
+    # Only audits with another embedder: nothing to go on, and the reason says so.
+    other = sweep_support(db, _sweep(runs), embedder="clip")
+    assert not other.cells and not other.trends
+    assert {r.reason for r in other.runs if r.run_id in truth} == {
+        "no finished audit of its generator yet"
+    }
+
+
+def test_one_seed_per_cell_says_the_spread_between_seeds_is_unknown(client: TestClient) -> None:
+    db = client.app.state.birthday.db  # type: ignore[attr-defined]
+    runs = []
+    for width in (1.0, 2.0):
+        generator_id, ids = _archive_generator(client, round(30 * width), int(width))
+        judge_all(client, _audit(client, generator_id), ids)
+        runs.append(_run(len(runs) + 1, width, 0, generator_id))
+    support = sweep_support(db, _sweep(runs), level=0.9)
+    assert support.tau is None and support.level == 0.9
+    assert any("sampling noise" in note for note in support.notes)
+    assert any("No trend for rasgan, latent 8" in note for note in support.notes)
+    rows = {r.run_id: r for r in support.runs}
+    for cell, run_id in zip(support.cells, (1, 2), strict=True):
+        # One run: the cell is that generator, its interval the audit's read on the log scale.
+        row = rows[run_id]
+        assert row.n_eff_low is not None and row.n_eff_high is not None
+        assert cell.n_eff == pytest.approx(row.n_eff)
+        assert (cell.n_eff_low, cell.n_eff_high) == pytest.approx((row.n_eff_low, row.n_eff_high))
