@@ -775,6 +775,73 @@ def compare(
     Console(width=max(console.width, 160)).print(table)
 
 
+@cli.command("sweep-support")
+def sweep_support_command(
+    sweep_id: Annotated[int, typer.Argument(metavar="SWEEP")],
+    level: Annotated[
+        float, typer.Option(help="Confidence level of the intervals, in (0.5, 1).")
+    ] = 0.95,
+    embedder: Annotated[
+        str | None, typer.Option(help="Only audits with this embedder (pixels, clip, ...).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Print a sweep's support per cell and N_eff ~ width^b per loss (GET
+    /api/sweeps/SWEEP/support): does a wider discriminator buy a larger support?"""
+    from app.services.sweep_support import sweep_support
+    from app.services.sweeps import describe_sweep
+
+    if not 0.5 < level < 1:
+        _fail(f"--level must be between 0.5 and 1 (exclusive), not {level}")
+        return
+    settings = _settings(data_dir)
+    db = _open(settings)
+    try:
+        result = sweep_support(
+            db, describe_sweep(db, sweep_id, settings.models_dir), level, embedder
+        )
+    except (ValueError, NotFound) as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        console.print_json(result.model_dump_json())
+        return
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"N_eff per cell over seeds, {level:.0%} intervals", box=box.SIMPLE)
+    for column in ("loss", "latent", "D width", "runs", "N_eff", "interval"):
+        table.add_column(column, justify="left" if column == "loss" else "right", no_wrap=True)
+    for c in result.cells:
+        table.add_row(
+            c.loss,
+            "default" if c.latent_dim is None else str(c.latent_dim),
+            f"{c.d_width:g}",
+            str(c.runs),
+            f"{c.n_eff:.4g}",
+            f"{c.n_eff_low:.4g} - {c.n_eff_high:.4g}",
+        )
+    out = Console(width=max(console.width, 120))
+    if result.cells:
+        out.print(table)
+    else:
+        out.print(f"sweep {sweep_id}: no generator's audit is reviewed yet")
+    for t in result.trends:
+        group = t.loss if t.latent_dim is None else f"{t.loss}, latent {t.latent_dim}"
+        out.print(
+            f"{group}: N_eff ~ width^{t.exponent:.2f} ({level:.0%} interval "
+            f"{t.exponent_low:.2f} to {t.exponent_high:.2f}, p = {t.p_value:.2g} for no change "
+            f"with width; {t.runs} runs at {t.widths} widths)"
+        )
+    for r in result.runs:
+        if not r.used:
+            audit = "" if r.audit_id is None else f" (audit {r.audit_id})"
+            out.print(f"run {r.run_id}{audit}: {r.reason}")
+    for note in result.notes:
+        out.print(f"[dim]{note}[/dim]")
+
+
 @cli.command("second-look")
 def second_look(
     audit_id: Annotated[int, typer.Argument(metavar="AUDIT")],

@@ -127,6 +127,7 @@ function auditAll(root) {
       a.textContent = `Compare the sweep's ${audits.length} audits`;
       link.append(a, ` (${queued.length} just queued: ${queued.map((q) => `#${q.id}`).join(", ")})`);
       link.hidden = false;
+      document.dispatchEvent(new CustomEvent("sweep-audited", { detail: queued.map((q) => q.id) }));
     } catch (error) {
       showProblem(box, error);
     } finally {

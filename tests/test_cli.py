@@ -201,6 +201,17 @@ def test_a_sweep_audited_and_compared_from_the_terminal(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "9" in missing.stderr and "Traceback" not in missing.stderr
     both = run("audit", "--sweep", "1", "--support", "50", data_dir=tmp_path)
     assert both.returncode == 2 and "leave out" in both.stderr
+    # Support across the sweep: nothing reviewed yet, and each run says what it waits for.
+    support = run("sweep-support", "1", data_dir=tmp_path)
+    assert support.returncode == 0, support.stderr
+    assert "no generator's audit is reviewed yet" in support.stdout
+    assert "run 1 (audit 1): its review has not explored" in support.stdout
+    body = json.loads(
+        run("sweep-support", "1", "--json", "--level", "0.9", data_dir=tmp_path).stdout
+    )
+    assert [r["audit_id"] for r in body["runs"]] == [1, 2] and body["level"] == 0.9
+    unknown = run("sweep-support", "7", data_dir=tmp_path)
+    assert unknown.returncode == 2 and "sweep 7" in unknown.stderr
 
 
 def test_a_trained_discriminator_embeds_an_audit_from_the_terminal(tmp_path: Path) -> None:

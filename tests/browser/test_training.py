@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import screenshot
+from tests.conftest import wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -184,3 +185,83 @@ def test_a_grid_from_the_form_to_compared_audits(page: Page, api: httpx.Client) 
     assert row.locator("td").nth(4).inner_text() == "2 / 2"
     assert row.locator("td a").last.get_attribute("href") == f"/compare?ids={audits[0]},{audits[1]}"
     screenshot(page, "training-list")
+
+
+def _label_everything(api: httpx.Client, audit_id: int, classes: int) -> None:
+    """Judge every pair, candidate and random, as a reviewer who sees `classes` kinds of
+    sample (sample i is of kind i % classes): a consistent partition, so the closure holds."""
+    for origin in ("candidate", "random"):
+        while True:
+            page = api.get(
+                f"/api/audits/{audit_id}/pairs",
+                params={"origin": origin, "label": "unlabelled", "limit": 500},
+            ).json()
+            for pair in page["items"]:
+                same = pair["i"] % classes == pair["j"] % classes
+                response = api.post(
+                    f"/api/pairs/{pair['id']}/judgements",
+                    json={"label": "duplicate" if same else "distinct", "annotator": "ada"},
+                )
+                assert response.status_code == 201, response.text
+            if not page["items"]:
+                break
+
+
+def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
+    page: Page, api: httpx.Client
+) -> None:
+    body = {
+        "dataset": "digits",
+        "architecture": "dcgan",
+        "losses": ["sgan_nonsaturating"],
+        "latent_dims": [8],
+        "d_widths": [0.25, 0.5],
+        "seeds": [0, 1],
+        "g_width": 0.25,
+        "batch_size": 16,
+        "steps": 6,
+        "dataset_options": {"image_size": 16},
+    }
+    sweep_id = api.post("/api/sweeps", json=body).json()["id"]
+    sweep: dict[str, Any] = {}
+
+    def finished() -> bool:
+        sweep.update(api.get(f"/api/sweeps/{sweep_id}").json())
+        return all(r["status"] == "done" for r in sweep["runs"])
+
+    wait_for(finished, 180, what="the sweep")
+    page.goto(f"/sweeps/{sweep_id}")
+    card = page.locator("[data-support]")
+    assert card.locator("[data-support-empty]").is_visible()
+    assert card.locator("[data-support-left] li").count() == 4  # no audit yet, each says so
+
+    audits = page.locator("[data-sweep-audits]")
+    audits.locator('input[name="n"]').fill("30")
+    audits.locator("button[type=submit]").click()
+    audits.locator("[data-compare] a").wait_for()
+    ids = api.get(f"/api/sweeps/{sweep_id}").json()["audits"]
+    # The figure takes each audit in as its pool is finished: then each run waits for review.
+    for audit_id in ids:
+        reason = card.locator("[data-support-left] li", has_text=f"audit {audit_id})")
+        reason.filter(has_text="keep labelling").wait_for(state="attached", timeout=120_000)
+    for run, audit_id in zip(sweep["runs"], ids, strict=True):
+        _label_everything(api, audit_id, classes=4 if run["config"]["d_width"] == 0.25 else 8)
+    card.locator("[data-support-refresh]").click()
+    card.locator("[data-support-trends] li").wait_for()
+
+    support = api.get(f"/api/sweeps/{sweep_id}/support").json()
+    assert (
+        all(r["used"] for r in support["runs"]) and card.locator("[data-support-left]").is_hidden()
+    )
+    (trend,) = support["trends"]
+    text = card.locator("[data-support-trends] li").inner_text()
+    assert f"width^{trend['exponent']:.2f}" in text and f"{trend['exponent_low']:.2f}" in text
+    rows = card.locator("tbody[data-support-cells] tr")
+    assert rows.count() == 2
+    for k, cell in enumerate(support["cells"]):
+        assert rows.nth(k).get_attribute("data-cell") == f"sgan_nonsaturating|8|{cell['d_width']}"
+    plot = card.locator('[data-plot="support"]')
+    assert plot.locator('[data-layer^="runs"] .point').count() == 4
+    assert plot.locator('[data-layer^="cells"] .point .whisker').count() == 2
+    assert plot.locator('[data-layer^="trend"] path').count() == 1
+    screenshot(page, "sweep-support")
