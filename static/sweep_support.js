@@ -17,6 +17,7 @@ function follow(card) {
   let drawn = false;
   async function load() {
     const query = embedder.value ? `?embedder=${encodeURIComponent(embedder.value)}` : "";
+    card.querySelector("[data-support-csv]").href = `/api/sweeps/${sweepId}/support.csv${query}`;
     try {
       latest = await api(`/api/sweeps/${sweepId}/support${query}`);
       showProblem(problem, null);

@@ -4,6 +4,7 @@ the API, summarised per cell and as a trend over width."""
 
 from __future__ import annotations
 
+import csv
 import io
 from collections import Counter
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.schemas import SweepPublic, TrainingProgress, TrainingRunPublic
-from app.services.sweep_support import sweep_support
+from app.services.sweep_support import support_csv, sweep_support
 from app.services.sweeps import sweep_cells
 from tests.conftest import wait_for_audit
 from tests.oracle import judge_all
@@ -116,6 +117,13 @@ def test_cells_and_the_width_trend_recover_known_support(client: TestClient) -> 
     assert trend.exponent_low <= 1.0 <= trend.exponent_high
     assert trend.exponent_low > 0  # support grows with width here, and the test sees it
     assert 20 < trend.n_eff_at_width_1 < 80  # the line at width 1, where K = 40
+
+    # The same rows as CSV (through the API: this sweep is not in the store, so the service).
+    rows_csv = list(csv.DictReader(io.StringIO(support_csv(support))))
+    assert [int(r["run_id"]) for r in rows_csv] == [r.run_id for r in support.runs]
+    first = rows_csv[0]
+    assert float(first["n_eff"]) == rows[1].n_eff and first["used"] == "True"
+    assert rows_csv[-1]["audit_id"] == "" and rows_csv[-1]["reason"] == rows[92].reason
 
     # Only audits with another embedder: nothing to go on, and the reason says so.
     other = sweep_support(db, _sweep(runs), embedder="clip")

@@ -158,6 +158,11 @@ def test_a_sweep_of_image_gans_is_audited_and_compared_in_one_request(
     assert all(not r["used"] and "keep labelling" in r["reason"] for r in support["runs"])
     assert (support["cells"], support["trends"], support["level"]) == ([], [], 0.9)
     assert_problem(client.get("/api/sweeps/987654/support"), 404)
+    export = client.get(f"/api/sweeps/{sweep['id']}/support.csv?embedder=pixels")
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    exported = list(csv.DictReader(io.StringIO(export.text)))
+    assert [int(r["audit_id"]) for r in exported] == ids and exported[0]["n_eff"] == ""
+    assert_problem(client.get("/api/sweeps/987654/support.csv"), 404)
     assert_problem(client.get(f"/api/sweeps/{sweep['id']}/support?level=1"), 422)
 
     # Each run's own discriminator when none is named.

@@ -181,6 +181,31 @@ def get_sweep_support(
     )
 
 
+@router.get(
+    "/sweeps/{sweep_id}/support.csv",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/csv": {}},
+            "description": "columns " + ", ".join(support_service.SUPPORT_COLUMNS),
+        }
+    },
+)
+def export_sweep_support(
+    state: StateDep,
+    sweep_id: int,
+    level: Annotated[float, Query(gt=0.5, lt=1, description="Confidence level.")] = 0.95,
+    embedder: Annotated[
+        str | None,
+        Query(max_length=40, description="Only audits with this embedder (e.g. pixels, clip)."),
+    ] = None,
+) -> Response:
+    """Each run's N_eff and interval as CSV, from the audit the support figure uses."""
+    body = support_service.support_csv(get_sweep_support(state, sweep_id, level, embedder))
+    disposition = f'attachment; filename="sweep-{sweep_id}-support.csv"'
+    return Response(body, media_type="text/csv", headers={"Content-Disposition": disposition})
+
+
 @router.post("/sweeps/{sweep_id}/cancel", response_model=SweepPublic)
 def cancel_sweep(state: StateDep, _: AnnotatorDep, sweep_id: int) -> SweepPublic:
     """Stop the sweep's unfinished runs: queued ones at once, running ones at their next step;

@@ -3,6 +3,8 @@ N_eff over discriminator width (the paper's second question), from one audit per
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Sequence
 from typing import cast
@@ -58,6 +60,8 @@ def _unusable(estimate: EstimatePublic) -> str | None:
         )
     if estimate.n_eff_high is None or not estimate.n_eff_low:
         return "its interval has no upper bound yet: keep labelling or extend the pool"
+    if not estimate.n_eff_low < estimate.n_eff_high:
+        return "its interval has no width to weigh it by"
     return None
 
 
@@ -199,3 +203,32 @@ def _notes(rows: Sequence[SweepSupportRun]) -> list[str]:
         "a run with no duplicate in its pool has the largest N_eff, so leaving it out would bias "
         "the figure down: extend its pool instead."
     ]
+
+
+SUPPORT_COLUMNS = (
+    "run_id",
+    "loss",
+    "latent_dim",
+    "d_width",
+    "seed",
+    "generator_id",
+    "audit_id",
+    "n",
+    "n_eff",
+    "n_eff_low",
+    "n_eff_high",
+    "used",
+    "reason",
+)
+
+
+def support_csv(support: SweepSupport) -> str:
+    """A row per run: its grid coordinates and its audit's N_eff with the interval (blank where
+    there is none; an open upper bound blank too), for plots of one's own."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SUPPORT_COLUMNS)
+    for row in support.runs:
+        values = row.model_dump()
+        writer.writerow(["" if values[c] is None else values[c] for c in SUPPORT_COLUMNS])
+    return out.getvalue()
