@@ -30,6 +30,12 @@ from app.store.errors import NotFound
 
 router = APIRouter(tags=["training"])
 
+LevelQuery = Annotated[float, Query(gt=0.5, lt=1, description="Confidence level.")]
+EmbedderQuery = Annotated[
+    str | None,
+    Query(max_length=40, description="Only audits with this embedder (e.g. pixels, clip)."),
+]
+
 
 def _checked(run_id: int) -> int:
     if not 0 <= run_id <= MAX_ID:
@@ -165,11 +171,8 @@ def export_sweep_runs(state: StateDep, sweep_id: int) -> Response:
 def get_sweep_support(
     state: StateDep,
     sweep_id: int,
-    level: Annotated[float, Query(gt=0.5, lt=1, description="Confidence level.")] = 0.95,
-    embedder: Annotated[
-        str | None,
-        Query(max_length=40, description="Only audits with this embedder (e.g. pixels, clip)."),
-    ] = None,
+    level: LevelQuery = 0.95,
+    embedder: EmbedderQuery = None,
 ) -> SweepSupport:
     """The birthday test across the sweep (the paper's second question): each generator's N_eff
     from its newest finished audit, each cell's random-effects mean of log N_eff over its seeds
@@ -194,11 +197,8 @@ def get_sweep_support(
 def export_sweep_support(
     state: StateDep,
     sweep_id: int,
-    level: Annotated[float, Query(gt=0.5, lt=1, description="Confidence level.")] = 0.95,
-    embedder: Annotated[
-        str | None,
-        Query(max_length=40, description="Only audits with this embedder (e.g. pixels, clip)."),
-    ] = None,
+    level: LevelQuery = 0.95,
+    embedder: EmbedderQuery = None,
 ) -> Response:
     """Each run's N_eff and interval as CSV, from the audit the support figure uses."""
     body = support_service.support_csv(get_sweep_support(state, sweep_id, level, embedder))
