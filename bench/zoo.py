@@ -70,6 +70,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.embed.digits import CLASSIFIER_FILE
+from app.estimate.across_runs import LogEstimate, cell_means, log_scale_variance, width_trend
+from app.estimate.simpson import SupportEstimate, estimate_support
 from app.gan.checkpoint import save_generator
 from app.gan.datasets import make_dataset
 from app.gan.digit_classifier import digit_probabilities, load_or_train_digit_classifier
@@ -460,6 +462,9 @@ def stacked_table(
         ]
     ]
     per_run = []
+    # log N_eff per run, for N_eff ~ width^b: the 10k reference's, and each audit plan's.
+    points: dict[str, list[LogEstimate]] = {"N_eff, 10k samples": []}
+    points.update({plan_name(plan): [] for plan in plans})
     with AuditApp(scratch / "app", classifier.model, classifier_path) as app:
         for d_width in (0.25, 0.5, 1.0):
             modes, kl, confident, n_eff = [], [], [], []
@@ -473,6 +478,9 @@ def stacked_table(
                 kl.append(report.kl_to_uniform)
                 confident.append(100 * report.confident_fraction)
                 n_eff.append(simpson_n_eff(report.counts))
+                points["N_eff, 10k samples"].append(
+                    log_point(d_width, estimate_support(10_000, report.counts))
+                )
                 print(
                     f"  d_width {d_width} seed {seed}: modes {report.modes_captured}, KL "
                     f"{report.kl_to_uniform:.3f}, N_eff(10k) {n_eff[-1]:.0f}",
@@ -483,6 +491,11 @@ def stacked_table(
                     # the same pool seed: the pixels pool is the first samples of the digits pool
                     result = app.audit(generator_id, plan, seed=20_000 + seed)
                     results[plan].append(result)
+                    if result.n_eff is not None and result.low and result.high is not None:
+                        variance = log_scale_variance(result.low, result.high)
+                        points[plan_name(plan)].append(
+                            LogEstimate(d_width, d_width, math.log(result.n_eff), variance)
+                        )
                     interval = f"[{figure(result.low)}, {figure(result.high)}]"
                     per_run.append(
                         [
@@ -551,7 +564,65 @@ def stacked_table(
         "labels",
         "candidate pairs",
     ]
-    return table(header, summary) + "\n\n" + table(runs_header, per_run)
+    runs_total = len(scale.stacked_seeds) * 3
+    return (
+        table(header, summary)
+        + "\n\n"
+        + table(runs_header, per_run)
+        + "\n\n"
+        + width_table(points, runs_total)
+    )
+
+
+def plan_name(plan: AuditPlan) -> str:
+    return f"{plan.embedder} audits, n={plan.n}"
+
+
+def log_point(d_width: float, estimate: SupportEstimate) -> LogEstimate:
+    assert estimate.n_eff is not None and estimate.n_eff_high is not None
+    variance = log_scale_variance(estimate.n_eff_low, estimate.n_eff_high)
+    return LogEstimate(d_width, d_width, math.log(estimate.n_eff), variance)
+
+
+def width_table(points: dict[str, list[LogEstimate]], runs_total: int) -> str:
+    """The paper's question as a fitted exponent, the way a sweep's support figure fits it
+    (app/services/sweep_support.py): a random-effects fit of log N_eff on log width over
+    seeds, each cell a geometric mean over its seeds with the between-seed variance."""
+    rows = []
+    for name, runs in points.items():
+        widths = sorted({r.width for r in runs})
+        cells = {c.cell: c for c in cell_means(runs).cells} if runs else {}
+        by_width = [
+            (
+                f"{support_figure(cells[w].n_eff)} [{support_figure(cells[w].n_eff_low)}, "
+                f"{support_figure(cells[w].n_eff_high)}]"
+                if w in cells
+                else "-"
+            )
+            for w in (0.25, 0.5, 1.0)
+        ]
+        if len(widths) >= 2 and len(runs) >= 3:
+            t = width_trend(runs)
+            trend = [f"{t.exponent:.2f} [{t.low:.2f}, {t.high:.2f}]", f"{t.p_value:.2g}"]
+            trend.append(f"{t.tau:.2f}")
+        else:
+            trend = ["- (needs 3 runs at 2 widths)", "", ""]
+        rows.append([name, f"{len(runs)} / {runs_total}", *by_width, *trend])
+    header = [
+        "figure",
+        "runs with a finite N_eff",
+        "d_width 0.25: N_eff [95%]",
+        "d_width 0.5",
+        "d_width 1",
+        "b in N_eff ~ width^b [95%]",
+        "p (b = 0)",
+        "between-seed sd of log N_eff",
+    ]
+    return table(header, rows)
+
+
+def support_figure(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -66,3 +66,17 @@ def test_a_trained_generator_is_audited_through_the_api(tmp_path: Path, embedder
     )
     if result.n_eff is not None:
         assert result.low is not None and result.low <= result.n_eff
+
+
+def test_the_width_table_fits_what_the_support_figure_fits() -> None:
+    from app.estimate.across_runs import LogEstimate
+
+    def point(width: float, n_eff: float) -> LogEstimate:
+        return LogEstimate(width, width, math.log(n_eff), 0.01)
+
+    exact = [point(w, 100 * (w / 0.25) ** 0.5) for w in (0.25, 0.5, 1.0) for _ in range(2)]
+    text = zoo.width_table({"reference": exact, "pixels audits": [point(0.5, 50.0)]}, 6)
+    reference, pixels = text.splitlines()[2:]
+    # se(b) = sqrt(0.01 / sum (ln w - mean)^2) = sqrt(0.01 / (4 ln(2)^2)), times t(4) = 2.776
+    assert "| 6 / 6 " in reference and "| 100 [" in reference and "| 0.50 [0.30, 0.70]" in reference
+    assert "| 1 / 6 " in pixels and "needs 3 runs at 2 widths" in pixels
