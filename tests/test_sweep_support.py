@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections import Counter
 from typing import Any
 
@@ -22,12 +23,14 @@ from tests.oracle import judge_all
 POOL = 90
 
 
-def _archive_generator(client: TestClient, support: int, seed: int) -> tuple[int, np.ndarray]:
-    """A generator whose pool is POOL draws from `support` random 8x8 prototypes, and the
-    prototype behind each sample (its true identity)."""
+def _archive_generator(
+    client: TestClient, support: int, seed: int, distinct: bool = False
+) -> tuple[int, np.ndarray]:
+    """A generator whose pool is POOL draws from `support` random 8x8 prototypes (each drawn
+    once with `distinct`), and the prototype behind each sample (its true identity)."""
     rng = np.random.default_rng(seed)
     prototypes = rng.integers(0, 256, size=(support, 8, 8, 3), dtype=np.uint8)
-    ids = rng.integers(0, support, POOL)
+    ids = rng.permutation(support)[:POOL] if distinct else rng.integers(0, support, POOL)
     buffer = io.BytesIO()
     np.savez(buffer, images=prototypes[ids])
     response = client.post(
@@ -79,7 +82,10 @@ def test_cells_and_the_width_trend_recover_known_support(client: TestClient) -> 
     # Runs that cannot enter, each with its reason.
     unlabelled, _ids = _archive_generator(client, 40, 7)
     _audit(client, unlabelled)
+    no_duplicate, distinct_ids = _archive_generator(client, 500, 9, distinct=True)
+    judge_all(client, _audit(client, no_duplicate), distinct_ids)
     runs += [
+        _run(89, 2.0, 2, no_duplicate),
         _run(90, 1.0, 2, unlabelled),
         _run(91, 1.0, 3, None, status="running"),
         _run(92, 1.0, 4, _archive_generator(client, 40, 8)[0]),
@@ -96,7 +102,10 @@ def test_cells_and_the_width_trend_recover_known_support(client: TestClient) -> 
     assert "review" in (rows[90].reason or "") and not rows[90].used
     assert rows[91].reason == "the run is running"
     assert rows[92].reason == "no finished audit of its generator yet"
-    assert "3 of 9 runs are not in the figure" in support.notes[0]
+    assert (rows[89].reason or "").startswith("no duplicate in its pool (N_eff >= ")
+    assert rows[89].n_eff is None and rows[89].n_eff_low == pytest.approx(pairs / -math.log(0.05))
+    assert support.notes[0] == "4 of 10 runs are not in the figure yet (see each reason)."
+    assert "the figure without it leans low" in support.notes[1]
 
     assert [(c.d_width, c.runs) for c in support.cells] == [(0.5, 2), (1.0, 2), (2.0, 2)]
     for cell in support.cells:

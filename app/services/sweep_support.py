@@ -198,11 +198,13 @@ def _notes(rows: Sequence[SweepSupportRun]) -> list[str]:
     left_out = [r for r in rows if not r.used]
     if not left_out:
         return []
-    return [
-        f"{len(left_out)} of {len(rows)} runs are not in the figure yet (see each run's reason); "
-        "a run with no duplicate in its pool has the largest N_eff, so leaving it out would bias "
-        "the figure down: extend its pool instead."
-    ]
+    notes = [f"{len(left_out)} of {len(rows)} runs are not in the figure yet (see each reason)."]
+    if any((r.reason or "").startswith("no duplicate") for r in left_out):
+        notes.append(
+            "A pool with no duplicate belongs to the largest N_eff: the figure without it leans "
+            "low. Extend those pools (POST /api/audits/{id}/extend) until they hold duplicates."
+        )
+    return notes
 
 
 SUPPORT_COLUMNS = (
