@@ -11,7 +11,9 @@ Three tables, each a mean ± sd over seeds (every run is deterministic given its
    birthday test's figure, N_eff = 1 / sum_c p_c^2 (inverse Simpson, Hill number of order 2),
    three ways: from the classifier's mode histogram of 10,000 samples (the reference), from
    audits run the way a user runs one (with the pixels embedder and with the digits embedder),
-   and from each audit pool's histogram (the oracle).
+   and from each audit pool's histogram (the oracle); then the exponent b of N_eff ~ width^b
+   from the reference and from each embedder's audits, fitted as a sweep's support figure fits
+   it (app/estimate/across_runs.py).
 Measurements use 2,500 samples on 2D data (VEEGAN's count) and 10,000 on stacked digits, with
 the generators in eval mode, as an audit samples them. Nothing is asserted: this prints.
 
@@ -479,7 +481,7 @@ def stacked_table(
                 confident.append(100 * report.confident_fraction)
                 n_eff.append(simpson_n_eff(report.counts))
                 points["N_eff, 10k samples"].append(
-                    log_point(d_width, estimate_support(10_000, report.counts))
+                    log_point(d_width, estimate_support(10_000, [c for c in report.counts if c]))
                 )
                 print(
                     f"  d_width {d_width} seed {seed}: modes {report.modes_captured}, KL "
