@@ -745,6 +745,8 @@ def compare(
     table.add_column("embedder")
     for column in ("n", "labelled", "D", "N_eff", "interval", "s50", "known"):
         table.add_column(column, justify="right", no_wrap=True)
+    if items:
+        table.add_column(f"x #{items[0].audit.id}", justify="right", no_wrap=True)
     for item in items:
         a, e = item.audit, item.estimate
         source = (
@@ -753,10 +755,13 @@ def compare(
             else (a.generator_name or f"generator #{a.generator_id}")
         )
         known = "" if item.known_n_eff is None else str(item.known_n_eff)
+        r = item.ratio_to_first
+        ratio = "" if r is None else f"{r.value:.3g} [{r.low:.3g}, {r.high:.3g}]"
         if e is None:
             table.add_row(
-                str(a.id), source, str(a.n), "", "", f"no estimate ({a.status})", "", "", known
-            )
+                str(a.id), source, a.embedder, str(a.n), "", "", f"no estimate ({a.status})",
+                "", "", known, ratio,
+            )  # fmt: skip
             continue
         n_eff = figure(e.n_eff) if e.n_eff is not None else f">= {figure(e.n_eff_low)}"
         high = "inf" if e.n_eff_high is None else figure(e.n_eff_high)
@@ -771,8 +776,9 @@ def compare(
             f"{figure(e.n_eff_low)} - {high}",
             figure(e.s50),
             known,
+            ratio,
         )
-    Console(width=max(console.width, 160)).print(table)
+    Console(width=max(console.width, 180)).print(table)
 
 
 @cli.command("sweep-support")

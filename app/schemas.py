@@ -460,6 +460,15 @@ class SweepCreate(BaseModel):
         return self
 
 
+class SupportRatio(BaseModel):
+    """This audit's N_eff over another's, with the interval of the ratio (independent pools)."""
+
+    baseline_audit_id: int
+    value: float
+    low: float
+    high: float
+
+
 class CompareItem(BaseModel):
     audit: AuditPublic
     estimate: EstimatePublic | None = Field(
@@ -467,6 +476,14 @@ class CompareItem(BaseModel):
     )
     known_n_eff: int | None = Field(
         description="The true N_eff of a uniform synthetic source (its K); null otherwise."
+    )
+    ratio_to_first: SupportRatio | None = Field(
+        default=None,
+        description="N_eff over the first compared audit's, with its interval at the same "
+        "level: an interval that excludes 1 tells the two apart (overlapping intervals of the "
+        "two need not). null for the first audit, while either review is provisional "
+        "(`explored` false) or has no finite interval, and when the two pools share samples "
+        "(same source and seed): not independent.",
     )
 
 

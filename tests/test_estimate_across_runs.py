@@ -16,6 +16,7 @@ from app.estimate.across_runs import (
     cell_means,
     log_scale_variance,
     random_effects_fit,
+    ratio_interval,
     width_trend,
 )
 from app.estimate.simpson import estimate_support
@@ -150,3 +151,32 @@ def test_intervals_cover_the_truth_over_simulated_sweeps(
         assert binomtest(hits, total, 0.95, alternative="less").pvalue > 0.01, (hits, total)
         assert hits / total < 0.995, (hits, total)  # and not vacuous: infinitely wide covers
     assert binomtest(fixed_hits, reps, 0.95, alternative="less").pvalue < 1e-4, fixed_hits
+
+
+def test_a_ratio_of_two_audits_by_hand() -> None:
+    z = norm.ppf(0.975)
+    a = (200.0, 200 * math.exp(-z * 0.2), 200 * math.exp(z * 0.2))  # se 0.2 on the log scale
+    b = (100.0, 100 * math.exp(-z * 0.15), 100 * math.exp(z * 0.15))  # se 0.15
+    value, low, high = ratio_interval(a, b)
+    assert value == pytest.approx(2.0)
+    assert (low, high) == (
+        pytest.approx(2 * math.exp(-z * 0.25)),  # sqrt(0.2^2 + 0.15^2) = 0.25
+        pytest.approx(2 * math.exp(z * 0.25)),
+    )
+
+
+def test_the_ratio_of_two_oracle_audits_covers_the_true_ratio() -> None:
+    rng = np.random.default_rng(7)
+    hits, reps = 0, 400
+    for _ in range(reps):
+        estimates = []
+        for support in (1000, 2000):
+            n = int(math.sqrt(2 * 15 * support))
+            counts = np.bincount(rng.integers(0, support, n))
+            e = estimate_support(n, counts[counts > 1].tolist())
+            assert e.n_eff is not None and e.n_eff_high is not None
+            estimates.append((e.n_eff, e.n_eff_low, e.n_eff_high))
+        _value, low, high = ratio_interval(estimates[1], estimates[0])
+        hits += low <= 2.0 <= high
+    assert binomtest(hits, reps, 0.95, alternative="less").pvalue > 0.01, hits
+    assert hits / reps < 0.995, hits

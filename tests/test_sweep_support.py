@@ -160,3 +160,32 @@ def test_one_seed_per_cell_says_the_spread_between_seeds_is_unknown(client: Test
         assert row.n_eff_low is not None and row.n_eff_high is not None
         assert cell.n_eff == pytest.approx(row.n_eff)
         assert (cell.n_eff_low, cell.n_eff_high) == pytest.approx((row.n_eff_low, row.n_eff_high))
+
+
+def test_compare_divides_each_n_eff_by_the_first(client: TestClient) -> None:
+    small, small_ids = _archive_generator(client, 30, 1)
+    large, large_ids = _archive_generator(client, 90, 2)
+    first = _audit(client, small)
+    judge_all(client, first, small_ids)
+    other = _audit(client, large)
+    judge_all(client, other, large_ids)
+    again = _audit(client, small, n=60)  # the first audit's pool again, in part: not independent
+    judge_all(client, again, small_ids)
+
+    items = client.get(f"/api/compare?ids={first},{other},{again}&level=0.9").json()
+    assert [item["ratio_to_first"] for item in items[::2]] == [None, None]
+    ratio = items[1]["ratio_to_first"]
+    estimates = [item["estimate"] for item in items[:2]]
+    assert ratio["baseline_audit_id"] == first
+    assert ratio["value"] == pytest.approx(estimates[1]["n_eff"] / estimates[0]["n_eff"])
+    assert ratio["low"] < ratio["value"] < ratio["high"]
+    # The interval is wider than either audit's alone: their variances add on the log scale.
+    spread = [math.log(e["n_eff_high"] / e["n_eff_low"]) for e in estimates]
+    assert math.log(ratio["high"] / ratio["low"]) > max(spread)
+    page = client.get(f"/compare?ids={first},{other},{again}").text
+    assert "baseline" in page and "same pool" in page
+    assert f"{ratio['value']:.3g} <span" in page
+    at_95 = client.get(f"/api/compare?ids={first},{other}").json()[1]["ratio_to_first"]
+    assert at_95["low"] > 1  # K = 90 against K = 30: told apart, and the page says so
+    assert f"[{at_95['low']:.3g}, {at_95['high']:.3g}]" in page
+    assert "<strong>larger</strong>" in page

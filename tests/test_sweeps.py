@@ -223,6 +223,7 @@ def test_compare_answers_what_each_estimate_says(any_client: TestClient) -> None
         alone = client.get(f"/api/audits/{item['audit']['id']}/estimate?level=0.9").json()
         assert item["estimate"] == alone
     assert items[0]["estimate"]["duplicate_pairs"] >= 1
+    assert items[1]["ratio_to_first"] is None  # nothing judged: a provisional interval
     everything = client.get("/api/compare").json()
     assert [item["audit"]["id"] for item in everything] == ids
     assert_problem(client.get(f"/api/compare?ids={ids[0]},987654"), 404)

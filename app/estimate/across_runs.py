@@ -30,6 +30,7 @@ __all__ = [
     "cell_means",
     "log_scale_variance",
     "random_effects_fit",
+    "ratio_interval",
     "width_trend",
 ]
 
@@ -72,6 +73,21 @@ def log_scale_variance(low: float, high: float, level: float = 0.95) -> float:
         raise ValueError("needs a finite interval with positive bounds")
     z = float(norm.ppf(0.5 + level / 2))
     return ((math.log(high) - math.log(low)) / (2 * z)) ** 2
+
+
+def ratio_interval(
+    numerator: tuple[float, float, float],
+    denominator: tuple[float, float, float],
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """N_eff_a / N_eff_b with its interval, for two independent audits given as (N_eff, low,
+    high) at `level`: on the log scale the variances add."""
+    variance = log_scale_variance(*numerator[1:], level) + log_scale_variance(
+        *denominator[1:], level
+    )
+    log_ratio = math.log(numerator[0]) - math.log(denominator[0])
+    half = float(norm.ppf(0.5 + level / 2)) * math.sqrt(variance)
+    return math.exp(log_ratio), math.exp(log_ratio - half), math.exp(log_ratio + half)
 
 
 def random_effects_fit(

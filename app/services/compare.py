@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.schemas import AuditPublic, CompareItem
+from app.estimate.across_runs import ratio_interval
+from app.schemas import AuditPublic, CompareItem, EstimatePublic, SupportRatio
 from app.services.audits import describe_audits
 from app.services.estimates import audit_estimate
 from app.store.db import Database
@@ -53,12 +54,43 @@ def compare_items(
         if missing and not skip_unknown:
             raise NotFound("audit", missing[0])
         chosen = [i for i in dict.fromkeys(ids) if i in by_id]
-    items = []
+    items: list[CompareItem] = []
     for audit_id in chosen:
         try:
             estimate = audit_estimate(db, audit_id, level=level)
         except ValueError:
             estimate = None
         audit = by_id[audit_id]
-        items.append(CompareItem(audit=audit, estimate=estimate, known_n_eff=known_n_eff(audit)))
+        item = CompareItem(audit=audit, estimate=estimate, known_n_eff=known_n_eff(audit))
+        if items:
+            item.ratio_to_first = support_ratio(item, items[0], level)
+        items.append(item)
     return audits, items
+
+
+def _bounded(estimate: EstimatePublic | None) -> tuple[float, float, float] | None:
+    """N_eff with a finite interval, once the review has explored what it must (a provisional
+    interval allows anything no label has ruled out yet: its ratio would say nothing)."""
+    if estimate is None or not (estimate.explored or estimate.complete):
+        return None
+    if not (estimate.n_eff and estimate.n_eff_low and estimate.n_eff_high):
+        return None
+    if not estimate.n_eff_low < estimate.n_eff_high:
+        return None
+    return estimate.n_eff, estimate.n_eff_low, estimate.n_eff_high
+
+
+def share_samples(a: AuditPublic, b: AuditPublic) -> bool:
+    """Sample i is a pure function of (source, seed, i): two such pools overlap."""
+    same_source = a.generator_id == b.generator_id and a.synthetic == b.synthetic
+    return same_source and a.seed == b.seed
+
+
+def support_ratio(item: CompareItem, baseline: CompareItem, level: float) -> SupportRatio | None:
+    """This audit's N_eff over the baseline's, where both have finite intervals and
+    independent pools."""
+    mine, theirs = _bounded(item.estimate), _bounded(baseline.estimate)
+    if mine is None or theirs is None or share_samples(item.audit, baseline.audit):
+        return None
+    value, low, high = ratio_interval(mine, theirs, level)
+    return SupportRatio(baseline_audit_id=baseline.audit.id, value=value, low=low, high=high)

@@ -19,7 +19,7 @@ from app.gan.registry import ARCHITECTURES
 from app.schemas import CompareItem, EstimatePublic, JobPublic
 from app.services import insights
 from app.services.audits import describe_audit, describe_audits
-from app.services.compare import compare_items, parse_ids
+from app.services.compare import compare_items, parse_ids, share_samples
 from app.services.estimates import audit_estimate
 from app.services.generators import FORMATS, LOADABLE
 from app.services.secondary import SecondaryPublic, audit_secondary
@@ -253,6 +253,7 @@ def compare_page(
             "rows": items,
             "series": series,
             "chosen": {item.audit.id for item in items},
+            "share": share_samples,
             "viewer": viewer,
         },
     )
