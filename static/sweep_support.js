@@ -18,12 +18,18 @@ function follow(card) {
   async function load() {
     const query = embedder.value ? `?embedder=${encodeURIComponent(embedder.value)}` : "";
     card.querySelector("[data-support-csv]").href = `/api/sweeps/${sweepId}/support.csv${query}`;
+    // Estimates of large pools are built on first use after a restart: say what is happening.
+    const busy = card.querySelector("[data-support-busy]");
+    const slow = setTimeout(() => (busy.hidden = false), 400);
     try {
       latest = await api(`/api/sweeps/${sweepId}/support${query}`);
       showProblem(problem, null);
     } catch (error) {
       showProblem(problem, error);
       return;
+    } finally {
+      clearTimeout(slow);
+      busy.hidden = true;
     }
     render(card, latest);
     if (!drawn) {
