@@ -549,6 +549,21 @@ class SweepSupportRun(BaseModel):
     n_eff_high: float | None = Field(description="null: no upper bound yet.")
     used: bool = Field(description="It enters the cells' means and the trend.")
     reason: str | None = Field(description="Why it does not, and what would let it.")
+    stop_reached: bool | None = Field(
+        default=None, description="Its audit's stopping rule is met (null: no audit)."
+    )
+    labels_to_go: int | None = Field(
+        default=None, description="Its audit's projected labels to go (0 once the rule is met)."
+    )
+
+
+class SweepNextReview(BaseModel):
+    """The audit to label next for the sweep's figure: the first, in grid order, of those kept
+    out of the figure by an unfinished review, else of those whose stopping rule is not met."""
+
+    run_id: int
+    audit_id: int
+    labels_to_go: int
 
 
 class SweepSupportCell(BaseModel):
@@ -590,6 +605,9 @@ class SweepSupport(BaseModel):
     runs: list[SweepSupportRun]
     cells: list[SweepSupportCell]
     trends: list[SweepTrend]
+    next_review: SweepNextReview | None = Field(
+        default=None, description="null when every audit's stopping rule is met (or none exists)."
+    )
     tau: float | None = Field(
         description="Between-seed standard deviation of log N_eff within a cell, pooled over "
         "cells; null when no cell has two runs in the figure (then a cell's interval holds its "

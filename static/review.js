@@ -352,7 +352,39 @@ async function waitForPairs() {
         : "Nothing left to review for you: every pair the design wants is labelled or with someone else.",
   );
   refreshCounter();
-  if (!state.skipped.size) hintSecondLook();
+  if (!state.skipped.size) {
+    hintSecondLook();
+    leadOnThroughSweep();
+  }
+}
+
+// Reached from a sweep's page (?sweep=ID): at the end of this queue, the sweep's next audit
+// that needs labels, so that a sweep's audits are reviewed one after another.
+async function leadOnThroughSweep() {
+  const sweepId = new URLSearchParams(window.location.search).get("sweep");
+  const box = document.querySelector("[data-sweep-next]");
+  if (!sweepId || !/^\d+$/.test(sweepId)) return;
+  let support;
+  try {
+    support = await api(`/api/sweeps/${sweepId}/support`);
+  } catch {
+    return; // a convenience: the sweep's page says the same
+  }
+  const next = support.next_review;
+  const sweepLink = Object.assign(document.createElement("a"), { href: `/sweeps/${sweepId}`, textContent: `sweep #${sweepId}` });
+  if (next && next.audit_id !== auditId) {
+    const link = Object.assign(document.createElement("a"), {
+      href: `/audits/${next.audit_id}/review?sweep=${sweepId}`,
+      textContent: `review audit #${next.audit_id}`,
+    });
+    link.dataset.nextAudit = next.audit_id;
+    box.replaceChildren(`Next in `, sweepLink, `: `, link, ` (run ${next.run_id}, about ${next.labels_to_go} labels to go).`);
+  } else if (!next) {
+    box.replaceChildren(`Every audit of `, sweepLink, ` has met its stopping rule: its support figure is as good as these labels make it.`);
+  } else {
+    return;
+  }
+  box.hidden = false;
 }
 
 // At the end of the queue: the judgements whose slip would move N_eff most, if any, are worth

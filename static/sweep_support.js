@@ -116,6 +116,16 @@ function render(card, data) {
   card.querySelector("[data-support-empty]").hidden = data.cells.length > 0;
   card.querySelector("[data-support-table]").hidden = data.cells.length === 0;
   card.querySelector("[data-support-level]").textContent = pct(data.level);
+  const next = card.querySelector("[data-support-next]");
+  next.hidden = data.next_review === null;
+  if (data.next_review) {
+    const { audit_id: auditId, run_id: runId, labels_to_go: toGo } = data.next_review;
+    const link = next.querySelector("a");
+    link.href = `/audits/${auditId}/review?sweep=${card.dataset.support}`;
+    link.textContent = `Review audit #${auditId} next`;
+    next.querySelector("span").textContent =
+      `run ${runId}, about ${toGo} label${toGo === 1 ? "" : "s"} to go; the review page leads on to the sweep's next audit when its queue ends`;
+  }
   const notes = card.querySelector("[data-support-notes]");
   notes.replaceChildren(...data.notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
   const left = data.runs.filter((r) => !r.used);

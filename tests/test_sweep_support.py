@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.schemas import SweepPublic, TrainingProgress, TrainingRunPublic
-from app.services.sweep_support import support_csv, sweep_support
+from app.schemas import SweepPublic, SweepSupportRun, TrainingProgress, TrainingRunPublic
+from app.services.sweep_support import next_review, support_csv, sweep_support
 from app.services.sweeps import sweep_cells
 from tests.conftest import wait_for_audit
 from tests.oracle import judge_all
@@ -100,6 +100,11 @@ def test_cells_and_the_width_trend_recover_known_support(client: TestClient) -> 
         assert row.n_eff == pairs / d  # every pair labelled: Simpson's estimate exactly
         assert row.n_eff_low is not None and row.n_eff_high is not None
     assert "review" in (rows[90].reason or "") and not rows[90].used
+    # Labelling goes where the figure needs it: the audit it leaves out for want of review.
+    assert all(rows[r].stop_reached and rows[r].labels_to_go == 0 for r in truth)
+    assert rows[90].stop_reached is False and rows[90].labels_to_go
+    assert support.next_review is not None
+    assert (support.next_review.run_id, support.next_review.audit_id) == (90, rows[90].audit_id)
     assert rows[91].reason == "the run is running"
     assert rows[92].reason == "no finished audit of its generator yet"
     assert (rows[89].reason or "").startswith("no duplicate in its pool (N_eff >= ")
@@ -189,3 +194,26 @@ def test_compare_divides_each_n_eff_by_the_first(client: TestClient) -> None:
     assert at_95["low"] > 1  # K = 90 against K = 30: told apart, and the page says so
     assert f"[{at_95['low']:.3g}, {at_95['high']:.3g}]" in page
     assert "<strong>larger</strong>" in page
+
+
+def test_the_next_review_is_what_keeps_a_run_out_of_the_figure_first() -> None:
+    def row(run_id: int, used: bool, reached: bool | None, reason: str | None) -> SweepSupportRun:
+        return SweepSupportRun(
+            run_id=run_id, loss="sgan", latent_dim=None, d_width=1.0, seed=0,
+            generator_id=run_id, audit_id=None if reached is None else 100 + run_id, n=None,
+            n_eff=None, n_eff_low=None, n_eff_high=None, used=used, reason=reason,
+            stop_reached=reached, labels_to_go=None if reached is None else 7 * run_id,
+        )  # fmt: skip
+
+    rows = [
+        row(1, True, True, None),
+        row(2, True, False, None),  # in the figure, its interval still wider than the target
+        row(3, False, None, "no finished audit of its generator yet"),
+        row(4, False, False, "no duplicate in its pool: extend the pool"),
+        row(5, False, False, "its review has not explored ...: keep labelling"),
+    ]
+    first = next_review(rows)
+    assert first is not None and (first.run_id, first.audit_id, first.labels_to_go) == (5, 105, 35)
+    then = next_review(rows[:4])
+    assert then is not None and then.run_id == 2
+    assert next_review([rows[0], rows[2]]) is None

@@ -13,6 +13,7 @@ from app.estimate.across_runs import LogEstimate, cell_means, log_scale_variance
 from app.schemas import (
     AuditPublic,
     EstimatePublic,
+    SweepNextReview,
     SweepPublic,
     SweepSupport,
     SweepSupportCell,
@@ -107,8 +108,30 @@ def _run_row(
         n_eff_high=estimate.n_eff_high if estimate else None,
         used=point is not None,
         reason=reason,
+        stop_reached=_reached(estimate) if estimate else None,
+        labels_to_go=(0 if _reached(estimate) else estimate.stop.labels_to_go)
+        if estimate
+        else None,
     )
     return row, point
+
+
+def _reached(estimate: EstimatePublic) -> bool:
+    """What the review queue goes by: it answers 204 once either holds."""
+    return estimate.stop.reached or estimate.stop.labels_done
+
+
+def next_review(rows: Sequence[SweepSupportRun]) -> SweepNextReview | None:
+    """Labels where the figure needs them first: audits it leaves out for want of review, then
+    those whose own stopping rule is not met; grid order within each."""
+    open_ = [r for r in rows if r.audit_id is not None and r.stop_reached is False]
+    blocking = [r for r in open_ if not r.used and "keep labelling" in (r.reason or "")]
+    for row in blocking + open_:
+        assert row.audit_id is not None
+        return SweepNextReview(
+            run_id=row.run_id, audit_id=row.audit_id, labels_to_go=row.labels_to_go or 0
+        )
+    return None
 
 
 def sweep_support(
@@ -152,6 +175,7 @@ def sweep_support(
         level=level,
         embedder=embedder,
         runs=rows,
+        next_review=next_review(rows),
         cells=cells,
         trends=_trends(points, level, notes),
         tau=tau,

@@ -244,8 +244,26 @@ def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
     for audit_id in ids:
         reason = card.locator("[data-support-left] li", has_text=f"audit {audit_id})")
         reason.filter(has_text="keep labelling").wait_for(state="attached", timeout=120_000)
-    for run, audit_id in zip(sweep["runs"], ids, strict=True):
-        _label_everything(api, audit_id, classes=4 if run["config"]["d_width"] == 0.25 else 8)
+    # Review them one after another: the figure names the audit to label next, and its review
+    # page leads on to the next one when its queue ends.
+    first = card.locator("[data-support-next] a")
+    first.wait_for()
+    assert first.get_attribute("href") == f"/audits/{ids[0]}/review?sweep={sweep_id}"
+    classes = {r["generator_id"]: 4 if r["config"]["d_width"] == 0.25 else 8 for r in sweep["runs"]}
+    generators = {a: api.get(f"/api/audits/{a}").json()["generator_id"] for a in ids}
+    _label_everything(api, ids[0], classes[generators[ids[0]]])
+    page.add_init_script("localStorage.setItem('birthday.annotator', 'ada')")
+    first.click()
+    page.wait_for_url(f"**/audits/{ids[0]}/review?sweep={sweep_id}")
+    onward = page.locator("[data-sweep-next] a[data-next-audit]")
+    onward.wait_for()
+    assert onward.get_attribute("href") == f"/audits/{ids[1]}/review?sweep={sweep_id}"
+    screenshot(page, "review-sweep-next")
+    for audit_id in ids[1:]:
+        _label_everything(api, audit_id, classes[generators[audit_id]])
+    page.goto(f"/audits/{ids[-1]}/review?sweep={sweep_id}")
+    page.locator("[data-sweep-next]", has_text="has met its stopping rule").wait_for()
+    page.goto(f"/sweeps/{sweep_id}")
     card.locator("[data-support-refresh]").click()
     card.locator("[data-support-trends] li").wait_for()
 
