@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from app.store.db import Database
-from tests.databases import migrated_database
+from tests.databases import fresh_database, migrated_database
 
 
 @pytest.fixture
@@ -38,6 +38,17 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The app on SQLite, and on PostgreSQL where a server is given (the same queries)."""
+    for url in fresh_database(request.param, tmp_path):
+        settings = Settings(
+            data_dir=tmp_path / "data", models_dir=tmp_path / "models", database_url=url
+        )
+        with TestClient(create_app(settings)) as test_client:
+            yield test_client
 
 
 def wait_for(

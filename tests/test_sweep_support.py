@@ -68,7 +68,8 @@ def _sweep(runs: list[TrainingRunPublic]) -> SweepPublic:
     return SweepPublic(id=1, grid={}, runs=runs, cells=sweep_cells(runs), audits=[])
 
 
-def test_cells_and_the_width_trend_recover_known_support(client: TestClient) -> None:
+def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient) -> None:
+    client = any_client
     db = client.app.state.birthday.db  # type: ignore[attr-defined]
     widths, seeds = (0.5, 1.0, 2.0), (0, 1)
     runs, truth = [], {}
@@ -167,7 +168,8 @@ def test_one_seed_per_cell_says_the_spread_between_seeds_is_unknown(client: Test
         assert (cell.n_eff_low, cell.n_eff_high) == pytest.approx((row.n_eff_low, row.n_eff_high))
 
 
-def test_compare_divides_each_n_eff_by_the_first(client: TestClient) -> None:
+def test_compare_divides_each_n_eff_by_the_first(any_client: TestClient) -> None:
+    client = any_client
     small, small_ids = _archive_generator(client, 30, 1)
     large, large_ids = _archive_generator(client, 90, 2)
     first = _audit(client, small)

@@ -6,31 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
 from app.schemas import TrainingProgress, TrainingRunPublic
 from app.services.sweeps import summarise, sweep_cells
-from app.settings import Settings
 from tests.conftest import assert_problem, sse_events, wait_for, wait_for_audit
-from tests.databases import fresh_database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
-    """The app on SQLite, and on PostgreSQL where a server is given (the same queries)."""
-    for url in fresh_database(request.param, tmp_path):
-        settings = Settings(
-            data_dir=tmp_path / "data", models_dir=tmp_path / "models", database_url=url
-        )
-        with TestClient(create_app(settings)) as client:
-            yield client
 
 
 def _run(run_id: int, loss: str, width: float, status: str, modes: dict[str, Any] | None):
