@@ -555,6 +555,10 @@ class SweepSupportRun(BaseModel):
     labels_to_go: int | None = Field(
         default=None, description="Its audit's projected labels to go (0 once the rule is met)."
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Its audit's estimate's warnings about the assumptions it leans on.",
+    )
 
 
 class SweepNextReview(BaseModel):

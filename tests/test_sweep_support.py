@@ -110,8 +110,9 @@ def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient)
     assert rows[92].reason == "no finished audit of its generator yet"
     assert (rows[89].reason or "").startswith("no duplicate in its pool (N_eff >= ")
     assert rows[89].n_eff is None and rows[89].n_eff_low == pytest.approx(pairs / -math.log(0.05))
-    assert support.notes[0] == "4 of 10 runs are not in the figure yet (see each reason)."
+    assert support.notes[:1] == ["4 of 10 runs are not in the figure yet (see each reason)."]
     assert "the figure without it leans low" in support.notes[1]
+    assert not any(rows[r].warnings for r in truth)  # exact copies, every pair judged
 
     assert [(c.d_width, c.runs) for c in support.cells] == [(0.5, 2), (1.0, 2), (2.0, 2)]
     for cell in support.cells:

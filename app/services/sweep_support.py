@@ -109,11 +109,14 @@ def _run_row(
         used=point is not None,
         reason=reason,
         stop_reached=_reached(estimate) if estimate else None,
-        labels_to_go=(0 if _reached(estimate) else estimate.stop.labels_to_go)
-        if estimate
-        else None,
+        labels_to_go=_labels_to_go(estimate) if estimate else None,
+        warnings=estimate.warnings if estimate else [],
     )
     return row, point
+
+
+def _labels_to_go(estimate: EstimatePublic) -> int:
+    return 0 if _reached(estimate) else estimate.stop.labels_to_go
 
 
 def _reached(estimate: EstimatePublic) -> bool:
@@ -219,10 +222,18 @@ def _trends(points: list[LogEstimate], level: float, notes: list[str]) -> list[S
 
 
 def _notes(rows: Sequence[SweepSupportRun]) -> list[str]:
+    warned = [r.audit_id for r in rows if r.used and r.warnings]
+    notes = []
+    if warned:
+        named = ", ".join(f"#{a}" for a in warned)
+        notes.append(
+            f"The estimates of audit{'s' if len(warned) > 1 else ''} {named} in the figure warn "
+            "about assumptions they lean on (see each audit's page): read those before the trend."
+        )
     left_out = [r for r in rows if not r.used]
     if not left_out:
-        return []
-    notes = [f"{len(left_out)} of {len(rows)} runs are not in the figure yet (see each reason)."]
+        return notes
+    notes += [f"{len(left_out)} of {len(rows)} runs are not in the figure yet (see each reason)."]
     if any((r.reason or "").startswith("no duplicate") for r in left_out):
         notes.append(
             "A pool with no duplicate belongs to the largest N_eff: the figure without it leans "

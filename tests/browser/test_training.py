@@ -271,6 +271,12 @@ def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
     assert (
         all(r["used"] for r in support["runs"]) and card.locator("[data-support-left]").is_hidden()
     )
+    # Labels that call far pairs duplicates break the estimate's assumptions: the audits say
+    # so, and the figure's notes name them.
+    warned = [r["audit_id"] for r in support["runs"] if r["warnings"]]
+    assert warned
+    notes = card.locator("[data-support-notes]").inner_text()
+    assert all(f"#{audit_id}" in notes for audit_id in warned)
     (trend,) = support["trends"]
     text = card.locator("[data-support-trends] li").inner_text()
     assert f"width^{trend['exponent']:.2f}" in text and f"{trend['exponent_low']:.2f}" in text
