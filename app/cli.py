@@ -279,7 +279,12 @@ def _audit_sweep(settings: Settings, sweep_id: int, fields: dict[str, Any]) -> N
     for audit_row, job in created:
         _run_audit_job(db, settings, audit_row.id, job.id, body.n)
     ids = ",".join(str(a.id) for a, _ in created)
-    console.print(f"label their pairs, then compare them: birthday compare {ids}", markup=False)
+    for line in (
+        "label their pairs (the sweep's page leads from one review to the next), then:",
+        f"  birthday sweep-support {sweep_id}    # N_eff per cell and N_eff ~ width^b",
+        f"  birthday compare {ids}    # the audits side by side",
+    ):
+        console.print(line, markup=False, soft_wrap=True)
 
 
 @cli.command()

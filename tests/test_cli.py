@@ -186,7 +186,7 @@ def test_a_sweep_audited_and_compared_from_the_terminal(tmp_path: Path) -> None:
                   data_dir=tmp_path)  # fmt: skip
     assert audited.returncode == 0, audited.stderr
     assert re.findall(r"audit (\d+): 60 samples", audited.stdout) == ["1", "2"]
-    assert "birthday compare 1,2" in audited.stdout
+    assert "birthday compare 1,2" in audited.stdout and "birthday sweep-support 1" in audited.stdout
     table = run("compare", "1,2", data_dir=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "D x0.25" in table.stdout and "D x0.5" in table.stdout
