@@ -190,6 +190,8 @@ def test_compare_divides_each_n_eff_by_the_first(any_client: TestClient) -> None
     # The interval is wider than either audit's alone: their variances add on the log scale.
     spread = [math.log(e["n_eff_high"] / e["n_eff_low"]) for e in estimates]
     assert math.log(ratio["high"] / ratio["low"]) > max(spread)
+    uploaded = client.get(f"/audits/{first}").text  # an uploaded generator: no run to link
+    assert "data-trained-by" not in uploaded and f'href="/audits/{first}/review"' in uploaded
     page = client.get(f"/compare?ids={first},{other},{again}").text
     assert "baseline" in page and "same pool" in page
     assert f"{ratio['value']:.3g} <span" in page

@@ -135,6 +135,13 @@ def test_a_sweep_of_image_gans_is_audited_and_compared_in_one_request(
     assert client.get(f"/api/sweeps/{sweep['id']}").json()["audits"] == ids
     page = client.get(f"/compare?ids={','.join(map(str, ids))}").text
     assert all(name in page for name in names)
+    # An audit's page links the run and sweep that trained its generator; its review link
+    # carries the sweep, so that the review leads on to the sweep's next audit.
+    audit_page = client.get(f"/audits/{ids[1]}").text
+    run = sweep["runs"][1]
+    assert f'<a href="/training/{run["id"]}">run #{run["id"]}</a>' in audit_page
+    assert f'<a href="/sweeps/{sweep["id"]}">sweep #{sweep["id"]}</a>' in audit_page
+    assert f'href="/audits/{ids[1]}/review?sweep={sweep["id"]}"' in audit_page
 
     # Support across the sweep: each generator's newest finished audit, none reviewed yet.
     support = client.get(f"/api/sweeps/{sweep['id']}/support?level=0.9").json()

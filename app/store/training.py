@@ -27,6 +27,12 @@ def get_run(session: Session, run_id: int) -> TrainingRun:
     return run
 
 
+def run_of_generator(session: Session, generator_id: int) -> TrainingRun | None:
+    """The training run that registered this generator (None for an uploaded one)."""
+    stmt = select(TrainingRun).where(TrainingRun.generator_id == generator_id).limit(1)
+    return session.scalars(stmt).first()
+
+
 def list_runs(session: Session, sweep_id: int | None = None) -> list[TrainingRun]:
     stmt = select(TrainingRun).order_by(TrainingRun.id.desc())
     if sweep_id is not None:

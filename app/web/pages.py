@@ -24,6 +24,7 @@ from app.services.estimates import audit_estimate
 from app.services.generators import FORMATS, LOADABLE
 from app.services.secondary import SecondaryPublic, audit_secondary
 from app.store import generators as generator_store
+from app.store import training as training_store
 from app.store.db import Database
 from app.store.errors import NotFound
 from app.store.models import Job, TrainingRun
@@ -158,12 +159,22 @@ def audit_page(request: Request, state: StateDep, viewer: ViewerDep, audit_id: A
     context = {
         "audit": audit,
         "audit_id": audit_id,
+        "trained_by": _trained_by(state.db, audit.generator_id),
         "estimate": _estimate_or_none(state.db, audit_id),
         "secondary": _secondary_or_none(state, audit_id),
         "clusters": _clusters_or_none(request, state.db, audit_id),
         "viewer": viewer,
     }
     return _page(request, "audit.html", context)
+
+
+def _trained_by(db: Database, generator_id: int | None) -> dict[str, int | None] | None:
+    """The run (and sweep) that trained an audited generator: the page links back to them."""
+    if generator_id is None:
+        return None
+    with db.read() as session:
+        run = training_store.run_of_generator(session, generator_id)
+        return {"run": run.id, "sweep": run.sweep_id} if run else None
 
 
 @router.get("/audits/{audit_id}/panel", response_class=HTMLResponse)
