@@ -533,6 +533,9 @@ class SweepPublic(BaseModel):
     )
 
 
+WaitingFor = Literal["run", "images", "audit", "review", "samples"]
+
+
 class SweepSupportRun(BaseModel):
     """One run of a sweep and the audit its support figure comes from."""
 
@@ -548,6 +551,12 @@ class SweepSupportRun(BaseModel):
     n_eff_low: float | None
     n_eff_high: float | None = Field(description="null: no upper bound yet.")
     used: bool = Field(description="It enters the cells' means and the trend.")
+    waiting_for: WaitingFor | None = Field(
+        default=None,
+        description="What keeps it out: 'run' (not finished), 'images' (it draws 2-D points), "
+        "'audit' (no finished audit), 'review' (labels: its review has not explored what it "
+        "must, or its interval is open), 'samples' (no duplicate in its pool: extend it).",
+    )
     reason: str | None = Field(description="Why it does not, and what would let it.")
     stop_reached: bool | None = Field(
         default=None, description="Its audit's stopping rule is met (null: no audit)."

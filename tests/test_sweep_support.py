@@ -108,6 +108,8 @@ def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient)
     assert (support.next_review.run_id, support.next_review.audit_id) == (90, rows[90].audit_id)
     assert rows[91].reason == "the run is running"
     assert rows[92].reason == "no finished audit of its generator yet"
+    assert [rows[r].waiting_for for r in (89, 90, 91, 92)] == ["samples", "review", "run", "audit"]
+    assert all(rows[r].waiting_for is None for r in truth)
     assert (rows[89].reason or "").startswith("no duplicate in its pool (N_eff >= ")
     assert rows[89].n_eff is None and rows[89].n_eff_low == pytest.approx(pairs / -math.log(0.05))
     assert support.notes[:1] == ["4 of 10 runs are not in the figure yet (see each reason)."]
@@ -202,20 +204,21 @@ def test_compare_divides_each_n_eff_by_the_first(any_client: TestClient) -> None
 
 
 def test_the_next_review_is_what_keeps_a_run_out_of_the_figure_first() -> None:
-    def row(run_id: int, used: bool, reached: bool | None, reason: str | None) -> SweepSupportRun:
+    def row(run_id: int, used: bool, reached: bool | None, waiting: Any) -> SweepSupportRun:
         return SweepSupportRun(
             run_id=run_id, loss="sgan", latent_dim=None, d_width=1.0, seed=0,
             generator_id=run_id, audit_id=None if reached is None else 100 + run_id, n=None,
-            n_eff=None, n_eff_low=None, n_eff_high=None, used=used, reason=reason,
-            stop_reached=reached, labels_to_go=None if reached is None else 7 * run_id,
+            n_eff=None, n_eff_low=None, n_eff_high=None, used=used, waiting_for=waiting,
+            reason=waiting, stop_reached=reached,
+            labels_to_go=None if reached is None else 7 * run_id,
         )  # fmt: skip
 
     rows = [
         row(1, True, True, None),
         row(2, True, False, None),  # in the figure, its interval still wider than the target
-        row(3, False, None, "no finished audit of its generator yet"),
-        row(4, False, False, "no duplicate in its pool: extend the pool"),
-        row(5, False, False, "its review has not explored ...: keep labelling"),
+        row(3, False, None, "audit"),
+        row(4, False, False, "samples"),  # labels cannot give it a duplicate
+        row(5, False, False, "review"),
     ]
     first = next_review(rows)
     assert first is not None and (first.run_id, first.audit_id, first.labels_to_go) == (5, 105, 35)

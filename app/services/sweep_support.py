@@ -20,6 +20,7 @@ from app.schemas import (
     SweepSupportRun,
     SweepTrend,
     TrainingRunPublic,
+    WaitingFor,
 )
 from app.services.audits import describe_audits
 from app.services.estimates import audit_estimate
@@ -49,20 +50,22 @@ def newest_audits(
     return chosen
 
 
-def _unusable(estimate: EstimatePublic) -> str | None:
+Waiting = tuple[WaitingFor, str]
+
+
+def _unusable(estimate: EstimatePublic) -> Waiting | None:
     """Why an audit's estimate cannot enter a mean of log N_eff yet, and what would fix it."""
     if not (estimate.explored or estimate.complete):
-        return "its review has not explored every distance band and the miner check: keep labelling"
-    if estimate.n_eff is None:
-        return (
-            f"no duplicate in its pool (N_eff >= {estimate.n_eff_low:.4g}): extend the pool"
-            if estimate.n_eff_low
-            else "no duplicate in its pool: extend the pool"
+        return "review", (
+            "its review has not explored every distance band and the miner check: keep labelling"
         )
+    if estimate.n_eff is None:
+        bound = f" (N_eff >= {estimate.n_eff_low:.4g})" if estimate.n_eff_low else ""
+        return "samples", f"no duplicate in its pool{bound}: extend the pool"
     if estimate.n_eff_high is None or not estimate.n_eff_low:
-        return "its interval has no upper bound yet: keep labelling or extend the pool"
+        return "review", "its interval has no upper bound yet: keep labelling or extend the pool"
     if not estimate.n_eff_low < estimate.n_eff_high:
-        return "its interval has no width to weigh it by"
+        return "review", "its interval has no width to weigh it by"
     return None
 
 
@@ -71,22 +74,22 @@ def _run_row(
 ) -> tuple[SweepSupportRun, LogEstimate | None]:
     loss, latent_dim, d_width = _cell(run)
     estimate: EstimatePublic | None = None
-    reason: str | None = None
+    waiting: Waiting | None = None
     if run.status != "done":
-        reason = f"the run is {run.status}"
+        waiting = "run", f"the run is {run.status}"
     elif not run.auditable:
-        reason = "it draws 2-D points, not images: its mode coverage is its figure"
+        waiting = "images", "it draws 2-D points, not images: its mode coverage is its figure"
     elif audit is None:
-        reason = "no finished audit of its generator yet"
+        waiting = "audit", "no finished audit of its generator yet"
     else:
         try:
             estimate = audit_estimate(db, audit.id, level=level)
         except ValueError as exc:
-            reason = str(exc)
+            waiting = "audit", str(exc)
         else:
-            reason = _unusable(estimate)
+            waiting = _unusable(estimate)
     point = None
-    if estimate is not None and reason is None:
+    if estimate is not None and waiting is None:
         assert estimate.n_eff and estimate.n_eff_low and estimate.n_eff_high
         point = LogEstimate(
             cell=(loss, latent_dim, d_width),
@@ -107,7 +110,8 @@ def _run_row(
         n_eff_low=estimate.n_eff_low if estimate else None,
         n_eff_high=estimate.n_eff_high if estimate else None,
         used=point is not None,
-        reason=reason,
+        waiting_for=waiting[0] if waiting else None,
+        reason=waiting[1] if waiting else None,
         stop_reached=_reached(estimate) if estimate else None,
         labels_to_go=_labels_to_go(estimate) if estimate else None,
         warnings=estimate.warnings if estimate else [],
@@ -128,7 +132,7 @@ def next_review(rows: Sequence[SweepSupportRun]) -> SweepNextReview | None:
     """Labels where the figure needs them first: audits it leaves out for want of review, then
     those whose own stopping rule is not met; grid order within each."""
     open_ = [r for r in rows if r.audit_id is not None and r.stop_reached is False]
-    blocking = [r for r in open_ if not r.used and "keep labelling" in (r.reason or "")]
+    blocking = [r for r in open_ if r.waiting_for == "review"]
     for row in blocking + open_:
         assert row.audit_id is not None
         return SweepNextReview(
@@ -234,7 +238,7 @@ def _notes(rows: Sequence[SweepSupportRun]) -> list[str]:
     if not left_out:
         return notes
     notes += [f"{len(left_out)} of {len(rows)} runs are not in the figure yet (see each reason)."]
-    if any((r.reason or "").startswith("no duplicate") for r in left_out):
+    if any(r.waiting_for == "samples" for r in left_out):
         notes.append(
             "A pool with no duplicate belongs to the largest N_eff: the figure without it leans "
             "low. Extend those pools (POST /api/audits/{id}/extend) until they hold duplicates."
@@ -255,6 +259,7 @@ SUPPORT_COLUMNS = (
     "n_eff_low",
     "n_eff_high",
     "used",
+    "waiting_for",
     "reason",
 )
 
