@@ -629,6 +629,23 @@ class SweepSupport(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+class SweepExtend(BaseModel):
+    """Grow the pools of a sweep's audits that hold no duplicate (waiting_for 'samples')."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_more: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Samples to add to each; by default each pool's own size (doubling it, "
+        "about four times the pairs).",
+    )
+    embedder: str | None = Field(
+        default=None, max_length=40, description="As for the support figure: its audits only."
+    )
+
+
 class SweepAuditsCreate(BaseModel):
     """One audit per finished run that draws images, all with the same settings."""
 

@@ -40,6 +40,22 @@ function follow(card) {
     }
   }
   embedder.addEventListener("change", load);
+  const extend = card.querySelector("[data-support-extend] button");
+  extend.addEventListener("click", async () => {
+    extend.disabled = true;
+    try {
+      const queued = await api(`/api/sweeps/${sweepId}/extend`, {
+        method: "POST",
+        json: { embedder: embedder.value || null },
+      });
+      followAudits(queued.map((a) => a.id), load);
+      load();
+    } catch (error) {
+      showProblem(problem, error);
+    } finally {
+      extend.disabled = false;
+    }
+  });
   card.querySelector("[data-support-refresh]").addEventListener("click", load);
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") load();
@@ -128,6 +144,7 @@ function render(card, data) {
   }
   const notes = card.querySelector("[data-support-notes]");
   notes.replaceChildren(...data.notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
+  card.querySelector("[data-support-extend]").hidden = !data.runs.some((r) => r.waiting_for === "samples");
   const left = data.runs.filter((r) => !r.used);
   const details = card.querySelector("[data-support-left]");
   details.hidden = left.length === 0;

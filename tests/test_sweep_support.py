@@ -15,7 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.schemas import SweepPublic, SweepSupportRun, TrainingProgress, TrainingRunPublic
-from app.services.sweep_support import next_review, support_csv, sweep_support
+from app.services.sweep_support import (
+    extend_empty_pools,
+    next_review,
+    support_csv,
+    sweep_support,
+)
 from app.services.sweeps import sweep_cells
 from tests.conftest import wait_for_audit
 from tests.oracle import judge_all
@@ -149,6 +154,16 @@ def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient)
     assert {r.reason for r in other.runs if r.run_id in truth} == {
         "no finished audit of its generator yet"
     }
+
+    # The pool with no duplicate is grown in place (by its own size), the others left alone.
+    settings = client.app.state.birthday.settings  # type: ignore[attr-defined]
+    extended = extend_empty_pools(db, settings, support, None)
+    assert [(audit.id, audit.n, job.status) for audit, job in extended] == [
+        (rows[89].audit_id, 2 * POOL, "queued")
+    ]
+    with pytest.raises(ValueError, match="exceed"):
+        extend_empty_pools(db, settings, support, 1_000_000)
+    assert client.get(f"/api/audits/{rows[89].audit_id}").json()["n"] == 2 * POOL
 
 
 def test_one_seed_per_cell_says_the_spread_between_seeds_is_unknown(client: TestClient) -> None:

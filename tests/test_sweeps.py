@@ -154,6 +154,11 @@ def test_a_sweep_of_image_gans_is_audited_and_compared_in_one_request(
     exported = list(csv.DictReader(io.StringIO(export.text)))
     assert [int(r["audit_id"]) for r in exported] == ids and exported[0]["n_eff"] == ""
     assert_problem(client.get("/api/sweeps/987654/support.csv"), 404)
+    nothing = client.post(f"/api/sweeps/{sweep['id']}/extend", json={})
+    assert_problem(nothing, 422)
+    assert "none lacks duplicates" in nothing.json()["detail"]
+    assert_problem(client.post(f"/api/sweeps/{sweep['id']}/extend", json={"n_more": 0}), 422)
+    assert_problem(client.post("/api/sweeps/987654/extend", json={}), 404)
     assert_problem(client.get(f"/api/sweeps/{sweep['id']}/support?level=1"), 422)
 
     # Each run's own discriminator when none is named.

@@ -16,6 +16,7 @@ from app.schemas import (
     LossPoint,
     SweepAuditsCreate,
     SweepCreate,
+    SweepExtend,
     SweepPublic,
     SweepSupport,
     TrainingRunCreate,
@@ -204,6 +205,24 @@ def export_sweep_support(
     body = support_service.support_csv(get_sweep_support(state, sweep_id, level, embedder))
     disposition = f'attachment; filename="sweep-{sweep_id}-support.csv"'
     return Response(body, media_type="text/csv", headers={"Content-Disposition": disposition})
+
+
+@router.post(
+    "/sweeps/{sweep_id}/extend",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=list[AuditPublic],
+)
+def extend_sweep_pools(
+    state: StateDep, _: AnnotatorDep, sweep_id: int, body: SweepExtend
+) -> list[AuditPublic]:
+    """Grow the pool of every audit the support figure leaves out for want of a duplicate
+    (`waiting_for` 'samples': its N_eff has only a lower bound, the largest of the sweep's, and
+    leaving it out biases the figure down), keeping its pairs and labels; 422 if none does."""
+    support = get_sweep_support(state, sweep_id, embedder=body.embedder)
+    extended = support_service.extend_empty_pools(state.db, state.settings, support, body.n_more)
+    for _audit, job in extended:
+        state.runner.submit(job.id)
+    return [audit_service.created_public(state.db, audit, job.id) for audit, job in extended]
 
 
 @router.post("/sweeps/{sweep_id}/cancel", response_model=SweepPublic)

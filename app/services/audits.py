@@ -18,6 +18,8 @@ from app.store.db import Database
 from app.store.errors import Conflict
 from app.store.models import Audit, Generator, Job
 
+MAX_POOL = 1_000_000  # samples per audit (AuditCreate.n allows as many)
+
 
 def _image_shape(db: Database, body: AuditCreate) -> list[int]:
     if body.synthetic is not None:
@@ -96,7 +98,7 @@ def extend_audit(db: Database, settings: Settings, audit_id: int, n_more: int) -
             raise Conflict(f"audit {audit_id} is {audit.status}; extend it when it is done")
         if audit.status == "failed":
             raise Conflict(f"audit {audit_id} failed: {audit.error}", 422)
-        if audit.n + n_more > 1_000_000:
+        if audit.n + n_more > MAX_POOL:
             raise Conflict("an audit pool is limited to 10^6 samples", 422)
         audit.n += n_more
         audit.status = "queued"

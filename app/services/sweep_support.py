@@ -22,9 +22,11 @@ from app.schemas import (
     TrainingRunPublic,
     WaitingFor,
 )
-from app.services.audits import describe_audits
+from app.services.audits import MAX_POOL, describe_audits, extend_audit
 from app.services.estimates import audit_estimate
+from app.settings import Settings
 from app.store.db import Database
+from app.store.models import Audit, Job
 
 Cell = tuple[str, int | None, float]
 Group = tuple[str, int | None]
@@ -241,7 +243,8 @@ def _notes(rows: Sequence[SweepSupportRun]) -> list[str]:
     if any(r.waiting_for == "samples" for r in left_out):
         notes.append(
             "A pool with no duplicate belongs to the largest N_eff: the figure without it leans "
-            "low. Extend those pools (POST /api/audits/{id}/extend) until they hold duplicates."
+            "low. Extend those pools until they hold duplicates (POST /api/sweeps/{id}/extend "
+            "doubles them all)."
         )
     return notes
 
@@ -274,3 +277,21 @@ def support_csv(support: SweepSupport) -> str:
         values = row.model_dump()
         writer.writerow(["" if values[c] is None else values[c] for c in SUPPORT_COLUMNS])
     return out.getvalue()
+
+
+def extend_empty_pools(
+    db: Database, settings: Settings, support: SweepSupport, n_more: int | None
+) -> list[tuple[Audit, Job]]:
+    """Grow every pool the figure leaves out for want of a duplicate, by n_more each or by its
+    own size (their sizes checked before any is queued)."""
+    plan = [
+        (r.audit_id, r.n, n_more or r.n)
+        for r in support.runs
+        if r.waiting_for == "samples" and r.audit_id is not None and r.n
+    ]
+    if not plan:
+        raise ValueError("no audit of this sweep waits for a larger pool (none lacks duplicates)")
+    for audit_id, n, more in plan:
+        if n + more > MAX_POOL:
+            raise ValueError(f"audit {audit_id} would exceed {MAX_POOL:,} samples")
+    return [extend_audit(db, settings, audit_id, more) for audit_id, _n, more in plan]

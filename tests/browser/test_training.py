@@ -259,8 +259,9 @@ def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
     onward.wait_for()
     assert onward.get_attribute("href") == f"/audits/{ids[1]}/review?sweep={sweep_id}"
     screenshot(page, "review-sweep-next")
-    for audit_id in ids[1:]:
+    for audit_id in ids[1:-1]:
         _label_everything(api, audit_id, classes[generators[audit_id]])
+    _label_everything(api, ids[-1], classes=10_000)  # nothing alike: no duplicate in its pool
     page.goto(f"/audits/{ids[-1]}/review?sweep={sweep_id}")
     page.locator("[data-sweep-next]", has_text="has met its stopping rule").wait_for()
     page.goto(f"/sweeps/{sweep_id}")
@@ -268,12 +269,11 @@ def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
     card.locator("[data-support-trends] li").wait_for()
 
     support = api.get(f"/api/sweeps/{sweep_id}/support").json()
-    assert (
-        all(r["used"] for r in support["runs"]) and card.locator("[data-support-left]").is_hidden()
-    )
+    assert [r["used"] for r in support["runs"]] == [True, True, True, False]
+    assert support["runs"][-1]["waiting_for"] == "samples"
     # Labels that call far pairs duplicates break the estimate's assumptions: the audits say
     # so, and the figure's notes name them.
-    warned = [r["audit_id"] for r in support["runs"] if r["warnings"]]
+    warned = [r["audit_id"] for r in support["runs"] if r["used"] and r["warnings"]]
     assert warned
     notes = card.locator("[data-support-notes]").inner_text()
     assert all(f"#{audit_id}" in notes for audit_id in warned)
@@ -285,7 +285,15 @@ def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
     for k, cell in enumerate(support["cells"]):
         assert rows.nth(k).get_attribute("data-cell") == f"sgan_nonsaturating|8|{cell['d_width']}"
     plot = card.locator('[data-plot="support"]')
-    assert plot.locator('[data-layer^="runs"] .point').count() == 4
+    assert plot.locator('[data-layer^="runs"] .point').count() == 3
     assert plot.locator('[data-layer^="cells"] .point .whisker').count() == 2
     assert plot.locator('[data-layer^="trend"] path').count() == 1
     screenshot(page, "sweep-support")
+
+    # The pool with no duplicate: one click doubles it, and the figure follows the extension.
+    card.locator("[data-support-extend] button").click()
+    card.locator("[data-support-left] li", has_text="keep labelling").wait_for(
+        state="attached", timeout=120_000
+    )
+    assert api.get(f"/api/audits/{ids[-1]}").json()["n"] == 60
+    assert card.locator("[data-support-extend]").is_hidden()
