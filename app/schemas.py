@@ -615,6 +615,10 @@ class SweepSupport(BaseModel):
 
     level: float
     embedder: str | None = Field(description="Only audits with this embedder, when named.")
+    embedders: list[str] = Field(
+        default_factory=list,
+        description="The embedders of the sweep's finished audits (what `embedder` may name).",
+    )
     runs: list[SweepSupportRun]
     cells: list[SweepSupportCell]
     trends: list[SweepTrend]

@@ -89,7 +89,16 @@ const groupKey = (x) => `${x.loss}|${x.latent_dim}`;
 const groupName = (x) => (x.latent_dim === null ? x.loss : `${x.loss}, latent ${x.latent_dim}`);
 const pct = (level) => `${Math.round(level * 100)}%`;
 
+// The select offers the embedders of the sweep's finished audits, as they come.
+function offerEmbedders(select, embedders) {
+  const have = new Set([...select.options].map((o) => o.value));
+  for (const name of embedders) {
+    if (!have.has(name)) select.appendChild(new Option(`${name} only`, name));
+  }
+}
+
 function render(card, data) {
+  offerEmbedders(card.querySelector("[data-support-embedder]"), data.embedders);
   const trends = card.querySelector("[data-support-trends]");
   trends.replaceChildren(
     ...data.trends.map((t) => {

@@ -121,6 +121,7 @@ def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient)
     assert "the figure without it leans low" in support.notes[1]
     assert not any(rows[r].warnings for r in truth)  # exact copies, every pair judged
 
+    assert support.embedders == ["pixels"]
     assert [(c.d_width, c.runs) for c in support.cells] == [(0.5, 2), (1.0, 2), (2.0, 2)]
     for cell in support.cells:
         members = [

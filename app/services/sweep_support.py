@@ -149,7 +149,11 @@ def sweep_support(
     """N_eff per cell (random-effects mean of log N_eff over seeds) and, per loss and latent
     size, the exponent of N_eff ~ width^b, from each generator's newest finished audit."""
     generator_ids = {r.generator_id for r in sweep.runs if r.generator_id is not None}
-    chosen = newest_audits(describe_audits(db), generator_ids, embedder)
+    audits = describe_audits(db)
+    chosen = newest_audits(audits, generator_ids, embedder)
+    embedders = sorted(
+        {a.embedder for a in audits if a.generator_id in generator_ids and a.status == "done"}
+    )
     rows, points = [], []
     for run in sweep.runs:
         audit = chosen.get(run.generator_id) if run.generator_id is not None else None
@@ -183,6 +187,7 @@ def sweep_support(
     return SweepSupport(
         level=level,
         embedder=embedder,
+        embedders=embedders,
         runs=rows,
         next_review=next_review(rows),
         cells=cells,

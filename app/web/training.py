@@ -9,7 +9,6 @@ from app.api.deps import MAX_ID, StateDep
 from app.api.training import get_sweep, get_training_run, list_sweeps, list_training_runs
 from app.gan.datasets import DATASETS, TOY_DATASETS
 from app.gan.training import TRAIN_LOSSES
-from app.services.audits import describe_audits
 from app.store.errors import NotFound
 from app.web.access import ViewerDep, to_login
 from app.web.templating import TEMPLATES, not_found_page
@@ -69,13 +68,10 @@ def sweep_page(request: Request, state: StateDep, viewer: ViewerDep, sweep_id: i
         sweep = get_sweep(state, sweep_id)  # NotFound for any unknown id
     except NotFound as exc:
         return not_found_page(request, str(exc))
-    ids = set(sweep.audits)
     context = {
         "sweep": sweep,
         "viewer": viewer,
         "toy": list(TOY_DATASETS),
-        # The support figure may take only one embedder's audits (a sweep audited twice).
-        "embedders": sorted({a.embedder for a in describe_audits(state.db) if a.id in ids}),
     }
     return TEMPLATES.TemplateResponse(request, "sweep.html", context)
 

@@ -244,6 +244,9 @@ def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
     for audit_id in ids:
         reason = card.locator("[data-support-left] li", has_text=f"audit {audit_id})")
         reason.filter(has_text="keep labelling").wait_for(state="attached", timeout=120_000)
+    # The audits' embedder is offered as a filter once they are finished.
+    options = card.locator("[data-support-embedder] option")
+    assert options.evaluate_all("os => os.map(o => o.value)") == ["", "pixels"]
     # Review them one after another: the figure names the audit to label next, and its review
     # page leads on to the next one when its queue ends.
     first = card.locator("[data-support-next] a")
