@@ -850,7 +850,53 @@ def sweep_support_command(
             audit = "" if r.audit_id is None else f" (audit {r.audit_id})"
             out.print(f"run {r.run_id}{audit}: {r.reason}")
     for note in result.notes:
-        out.print(f"[dim]{note}[/dim]")
+        out.print(note, style="dim", markup=False)
+    if result.next_review:
+        nxt = result.next_review
+        out.print(
+            f"next: review audit {nxt.audit_id} (run {nxt.run_id}, about {nxt.labels_to_go} "
+            f"labels to go) on /audits/{nxt.audit_id}/review?sweep={sweep_id}",
+            markup=False,
+        )
+    if any(r.waiting_for == "samples" for r in result.runs):
+        out.print(f"grow the pools with no duplicate: birthday sweep-extend {sweep_id}")
+
+
+@cli.command("sweep-extend")
+def sweep_extend(
+    sweep_id: Annotated[int, typer.Argument(metavar="SWEEP")],
+    n_more: Annotated[
+        int | None,
+        typer.Option("--n-more", help="Samples to add to each (default: double each pool)."),
+    ] = None,
+    embedder: Annotated[
+        str | None, typer.Option(help="As for sweep-support: that embedder's audits only.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Grow, headless, the pool of every audit a sweep's support figure leaves out for want of a
+    duplicate (POST /api/sweeps/SWEEP/extend), keeping their pairs and labels."""
+    from app.schemas import SweepExtend
+    from app.services.sweep_support import extend_empty_pools, sweep_support
+    from app.services.sweeps import describe_sweep
+
+    settings = _settings(data_dir)
+    try:
+        body = SweepExtend(n_more=n_more, embedder=embedder)
+    except ValidationError as exc:
+        _fail("; ".join(e["msg"] for e in exc.errors()))
+        return
+    db = _open(settings)
+    try:
+        sweep = describe_sweep(db, sweep_id, settings.models_dir)
+        support = sweep_support(db, sweep, embedder=body.embedder)
+        extended = extend_empty_pools(db, settings, support, body.n_more)
+    except (ValueError, NotFound, Conflict) as exc:
+        _fail(str(exc))
+        return
+    for audit, job in extended:
+        _run_audit_job(db, settings, audit.id, job.id, audit.n)
+    console.print(f"label their new pairs, then: birthday sweep-support {sweep_id}", markup=False)
 
 
 @cli.command("second-look")

@@ -212,6 +212,25 @@ def test_a_sweep_audited_and_compared_from_the_terminal(tmp_path: Path) -> None:
     assert [r["audit_id"] for r in body["runs"]] == [1, 2] and body["level"] == 0.9
     unknown = run("sweep-support", "7", data_dir=tmp_path)
     assert unknown.returncode == 2 and "sweep 7" in unknown.stderr
+    assert "next: review audit 1 (run 1" in support.stdout
+    nothing = run("sweep-extend", "1", data_dir=tmp_path)
+    assert nothing.returncode == 2 and "none lacks duplicates" in nothing.stderr
+    bad = run("sweep-extend", "1", "--n-more", "0", data_dir=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    # Every pair judged distinct: no duplicate in either pool, so both wait for larger ones.
+    db = Database(Settings(data_dir=tmp_path).resolved_database_url())
+    for audit_id in (1, 2):
+        for origin in pair_store.ORIGINS:
+            with db.read() as session:
+                ids = pair_store.pair_rows(session, audit_id, origin).ids.tolist()
+            with db.write() as session:
+                for pair_id in ids:
+                    post_judgement(session, pair_id, "distinct", "ada", None)
+    waiting = run("sweep-support", "1", data_dir=tmp_path)
+    assert "grow the pools with no duplicate: birthday sweep-extend 1" in waiting.stdout
+    grown = run("sweep-extend", "1", "--n-more", "20", data_dir=tmp_path)
+    assert grown.returncode == 0, grown.stderr
+    assert re.findall(r"audit (\d+): 80 samples", grown.stdout) == ["1", "2"]
 
 
 def test_a_trained_discriminator_embeds_an_audit_from_the_terminal(tmp_path: Path) -> None:
