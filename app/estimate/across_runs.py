@@ -7,7 +7,8 @@ N_eff ~ width^b, a random-effects meta-regression of log N_eff on log width. Eac
 its own sampling variance (read off its interval); the between-seed variance tau^2 is
 estimated (DerSimonian-Laird), and the intervals use the Knapp-Hartung variance, truncated below
 at the model's own (never narrower than it), with Student's t on m - p degrees of freedom: with
-the few seeds a sweep has, the normal interval covers far less than it claims.
+the few seeds a sweep has, the normal interval covers far less than it claims. Each run's
+sampling variance is taken at its fitted N_eff rather than at its own (see _fit_runs).
 
 A generator whose pool holds no duplicate has only a lower bound on N_eff; it cannot enter a
 mean of logs, and dropping it would bias the figure down, so callers keep such runs out and say
@@ -33,6 +34,9 @@ __all__ = [
     "ratio_interval",
     "width_trend",
 ]
+
+
+MODEL_VARIANCE_ROUNDS = 4  # refits with variances at the fitted N_eff (they settle in 2-3)
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,10 @@ def ratio_interval(
 
 
 def random_effects_fit(
-    y: Sequence[float], variances: Sequence[float], design: np.ndarray, level: float = 0.95
+    y: Sequence[float] | np.ndarray,
+    variances: Sequence[float] | np.ndarray,
+    design: np.ndarray,
+    level: float = 0.95,
 ) -> RandomEffectsFit:
     """Meta-regression y = X b + u + e, u ~ (0, tau^2), e ~ (0, v_i known)."""
     if not 0 < level < 1:
@@ -118,6 +125,25 @@ def random_effects_fit(
     else:
         scale, quantile = 1.0, float(norm.ppf(0.5 + level / 2))
     return RandomEffectsFit(coef=coef, cov=scale * xtwx_inv, tau2=tau2, df=df, quantile=quantile)
+
+
+def _fit_runs(runs: Sequence[LogEstimate], design: np.ndarray, level: float) -> RandomEffectsFit:
+    """The fit with each run's sampling variance taken at its fitted N_eff, not its own.
+
+    The variance of log N_eff-hat is about 1 / E[D], and E[D] ~ C(n, 2) / N_eff: a run whose pool
+    happened to hold more duplicates reads a smaller N_eff *and* a smaller variance, so weighting
+    by the observed variances pulls the fit toward low N_eff, most where duplicates are fewest
+    (the widest discriminators when one n serves the whole sweep). Rescaling each variance by
+    D_observed / D_fitted = exp(fitted - observed log N_eff), and refitting, removes that pull
+    (bench/sweep_support.py, "sweep support" in bench/README.md)."""
+    y = np.array([r.log_n_eff for r in runs])
+    observed = np.array([r.variance for r in runs])
+    fit = random_effects_fit(y, observed, design, level)
+    for _ in range(MODEL_VARIANCE_ROUNDS):
+        fitted = design @ fit.coef
+        variances = observed * np.exp(np.clip(fitted - y, -3.0, 3.0))
+        fit = random_effects_fit(y, variances, design, level)
+    return fit
 
 
 def _dersimonian_laird(y: np.ndarray, v: np.ndarray, x: np.ndarray) -> float:
@@ -153,7 +179,7 @@ def cell_means(runs: Sequence[LogEstimate], level: float = 0.95) -> CellMeans:
     if not cells:
         raise ValueError("no run to summarise")
     design = np.array([[1.0 if r.cell == c else 0.0 for c in cells] for r in runs])
-    fit = random_effects_fit([r.log_n_eff for r in runs], [r.variance for r in runs], design, level)
+    fit = _fit_runs(runs, design, level)
     out = []
     for k, cell in enumerate(cells):
         value, low, high = fit.interval(k)
@@ -183,7 +209,7 @@ def width_trend(runs: Sequence[LogEstimate], level: float = 0.95) -> WidthTrend:
     if widths[0] <= 0:
         raise ValueError("widths must be positive")
     design = np.array([[1.0, math.log(r.width)] for r in runs])
-    fit = random_effects_fit([r.log_n_eff for r in runs], [r.variance for r in runs], design, level)
+    fit = _fit_runs(runs, design, level)
     value, low, high = fit.interval(1)
     return WidthTrend(
         exponent=value,
