@@ -9,6 +9,7 @@ from app.estimate.across_runs import ratio_interval
 from app.schemas import AuditPublic, CompareItem, EstimatePublic, SupportRatio
 from app.services.audits import describe_audits
 from app.services.estimates import audit_estimate
+from app.services.sweep_support import unusable
 from app.store.db import Database
 from app.store.errors import NotFound
 
@@ -70,13 +71,11 @@ def compare_items(
 
 def _bounded(estimate: EstimatePublic | None) -> tuple[float, float, float] | None:
     """N_eff with a finite interval, once the review has explored what it must (a provisional
-    interval allows anything no label has ruled out yet: its ratio would say nothing)."""
-    if estimate is None or not (estimate.explored or estimate.complete):
+    interval allows anything no label has ruled out yet: its ratio would say nothing); the same
+    test as a sweep's figure applies."""
+    if estimate is None or unusable(estimate) is not None:
         return None
-    if not (estimate.n_eff and estimate.n_eff_low and estimate.n_eff_high):
-        return None
-    if not estimate.n_eff_low < estimate.n_eff_high:
-        return None
+    assert estimate.n_eff and estimate.n_eff_low and estimate.n_eff_high
     return estimate.n_eff, estimate.n_eff_low, estimate.n_eff_high
 
 

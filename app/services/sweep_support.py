@@ -55,8 +55,9 @@ def newest_audits(
 Waiting = tuple[WaitingFor, str]
 
 
-def _unusable(estimate: EstimatePublic) -> Waiting | None:
-    """Why an audit's estimate cannot enter a mean of log N_eff yet, and what would fix it."""
+def unusable(estimate: EstimatePublic) -> Waiting | None:
+    """Why an audit's estimate cannot yet be read as log N_eff with a sampling variance (a mean
+    over seeds, a ratio of two audits), and what would fix it; None when it can."""
     if not (estimate.explored or estimate.complete):
         return "review", (
             "its review has not explored every distance band and the miner check: keep labelling"
@@ -89,7 +90,7 @@ def _run_row(
         except ValueError as exc:
             waiting = "audit", str(exc)
         else:
-            waiting = _unusable(estimate)
+            waiting = unusable(estimate)
     point = None
     if estimate is not None and waiting is None:
         assert estimate.n_eff and estimate.n_eff_low and estimate.n_eff_high
