@@ -210,6 +210,8 @@ def _label_everything(api: httpx.Client, audit_id: int, classes: int) -> None:
 def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
     page: Page, api: httpx.Client
 ) -> None:
+    from playwright.sync_api import expect
+
     body = {
         "dataset": "digits",
         "architecture": "dcgan",
@@ -232,8 +234,9 @@ def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
     wait_for(finished, 180, what="the sweep")
     page.goto(f"/sweeps/{sweep_id}")
     card = page.locator("[data-support]")
+    # The list fills in once the page has read the support figure: wait for it.
+    expect(card.locator("[data-support-left] li")).to_have_count(4)  # no audit yet, each says so
     assert card.locator("[data-support-empty]").is_visible()
-    assert card.locator("[data-support-left] li").count() == 4  # no audit yet, each says so
 
     audits = page.locator("[data-sweep-audits]")
     audits.locator('input[name="n"]').fill("30")
