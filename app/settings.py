@@ -75,13 +75,16 @@ class Settings(BaseSettings):
 
     allow_code_uploads: bool | None = Field(
         default=None,
-        description="Accept TorchScript (executable code) uploads; default: only on loopback.",
+        description="Accept TorchScript (executable code) uploads; default: only on loopback "
+        "with tokens off (a single user's machine).",
     )
 
     @property
     def code_uploads_allowed(self) -> bool:
+        """A server others can reach, or one that asks for tokens, is shared: no code uploads
+        unless an admin says so. Auth turned off does not make a shared bind private."""
         if self.allow_code_uploads is None:
-            return not self.auth_required
+            return self.host in LOOPBACK and not self.auth_required
         return self.allow_code_uploads
 
     @property

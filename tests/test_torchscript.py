@@ -62,3 +62,23 @@ def test_shared_servers_refuse_code_uploads(settings: Settings, tmp_path: Path) 
         body = assert_problem(upload(client, scripted_bytes()), 422)  # type: ignore[arg-type]
         assert "executable code" in body["detail"]
     assert not list((settings.models_dir / "uploads").glob("*"))
+
+
+@pytest.mark.parametrize(
+    ("host", "auth", "allowed"),
+    [
+        ("127.0.0.1", "auto", True),  # one user's machine
+        ("localhost", "off", True),
+        ("127.0.0.1", "on", False),  # tokens asked: others use it (a proxy in front, say)
+        ("0.0.0.0", "auto", False),
+        ("0.0.0.0", "off", False),  # reachable by others without tokens: still shared
+        ("10.0.0.5", "on", False),
+    ],
+)
+def test_code_uploads_default_to_a_single_users_machine(
+    tmp_path: Path, host: str, auth: str, allowed: bool
+) -> None:
+    settings = Settings(data_dir=tmp_path, host=host, auth=auth)  # type: ignore[arg-type]
+    assert settings.code_uploads_allowed is allowed
+    settings.allow_code_uploads = True
+    assert settings.code_uploads_allowed

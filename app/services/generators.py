@@ -127,6 +127,9 @@ def register_upload(
     except (ValueError, RuntimeError, OSError) as exc:
         path.unlink(missing_ok=True)
         raise ValueError(f"the {fmt} file was refused: {exc}") from exc
+    except BaseException:
+        path.unlink(missing_ok=True)  # whatever went wrong, no upload is left without its row
+        raise
     with db.write() as session:
         generator = Generator(
             name=name,
