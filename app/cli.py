@@ -17,8 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from app.schemas import (
     AuditCreate,
     AuditExtend,
+    AuditUpdate,
     EstimatePublic,
     MetricSummary,
+    StopRule,
     SweepPublic,
     SyntheticSpec,
 )
@@ -200,6 +202,13 @@ def audit(
     random_pairs: Annotated[
         int, typer.Option(help="Random non-candidate pairs per pool size (the miner check).")
     ] = 50,
+    target: Annotated[
+        float,
+        typer.Option(
+            help="Relative half-width of the N_eff interval the review aims for (its stopping "
+            "rule); change it later with `birthday set-target`."
+        ),
+    ] = 0.2,
     sweep: Annotated[
         int | None,
         typer.Option(
@@ -228,6 +237,7 @@ def audit(
                 "miner": miner,
                 "neighbours": neighbours,
                 "random_pairs": random_pairs,
+                "target": target,
             },
         )
         return
@@ -246,6 +256,7 @@ def audit(
             miner=miner,  # type: ignore[arg-type]
             neighbours=neighbours,
             random_pairs=random_pairs,
+            target=target,
         )
     except ValidationError as exc:
         _fail("; ".join(e["msg"] for e in exc.errors()))
@@ -313,6 +324,52 @@ def extend(
         _fail(str(exc))
         return
     _run_audit_job(db, settings, audit_id, job.id, audit.n)
+
+
+@cli.command("set-target")
+def set_target(
+    audit_id: Annotated[int, typer.Argument(metavar="AUDIT")],
+    target: Annotated[
+        float,
+        typer.Argument(help="Relative half-width of the N_eff interval to aim for, in (0, 1]."),
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Aim an audit's stopping rule at another interval width (PATCH /api/audits/{id}).
+
+    Labels stand; the review queue, the estimate's stopping rule and its labels and samples
+    to go follow the new target.
+    """
+    from app.services.audits import set_target as store_target
+    from app.services.estimates import audit_estimate
+
+    try:
+        body = AuditUpdate(target=target)
+    except ValidationError as exc:
+        _fail("; ".join(e["msg"] for e in exc.errors()))
+        return
+    db = _open(_settings(data_dir))
+    try:
+        store_target(db, audit_id, body.target)
+        stop = audit_estimate(db, audit_id).stop
+    except NotFound as exc:
+        _fail(str(exc))
+        return
+    except ValueError:  # fewer than 2 samples so far: no estimate to tell about yet
+        console.print(f"audit {audit_id} aims for ±{body.target:.0%}")
+        return
+    console.print(f"audit {audit_id} aims for ±{body.target:.0%}: {_stop_line(stop)}")
+
+
+def _stop_line(stop: StopRule) -> str:
+    if stop.reached:
+        return "the target is met, no more labels needed"
+    if stop.labels_done:
+        more = (
+            f"; extend the pool by about {stop.samples_to_go} samples" if stop.samples_to_go else ""
+        )
+        return f"more labels would barely narrow the interval{more}"
+    return f"about {stop.labels_to_go} labels to go"
 
 
 @cli.command("import-labels")
@@ -575,9 +632,12 @@ def estimate(
         float, typer.Option(help="Confidence level of the interval, in (0.5, 1).")
     ] = 0.95,
     target: Annotated[
-        float,
-        typer.Option(help="Relative half-width the stopping rule aims for, in (0, 1]."),
-    ] = 0.2,
+        float | None,
+        typer.Option(
+            help="Relative half-width the stopping rule aims for, in (0, 1]; default: the "
+            "audit's own target."
+        ),
+    ] = None,
     watch: Annotated[
         bool,
         typer.Option(
@@ -595,7 +655,7 @@ def estimate(
     if not 0.5 < level < 1:
         _fail(f"--level must be between 0.5 and 1 (exclusive), not {level}")
         return
-    if not 0 < target <= 1:
+    if target is not None and not 0 < target <= 1:
         _fail(f"--target must be in (0, 1], not {target}")
         return
     db = _open(_settings(data_dir))
@@ -614,7 +674,7 @@ def estimate(
 
 
 def _watch_estimate(
-    db: Database, audit_id: int, level: float, target: float, as_json: bool, every: float
+    db: Database, audit_id: int, level: float, target: float | None, as_json: bool, every: float
 ) -> None:
     """Recompute every `every` seconds and print what changed: the store is the only channel
     between this process and the server's, so this reads it (cached, so cheap when nothing

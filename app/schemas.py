@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.estimate.stopping import DEFAULT_TARGET
+
 Label = Literal["duplicate", "distinct", "unsure"]
 AuditStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 
@@ -37,6 +39,12 @@ class SyntheticSpec(BaseModel):
     channels: Literal[1, 3] = 1
 
 
+TARGET_DESCRIPTION = (
+    "Relative half-width of the N_eff interval the review aims for (0.2: +-20%): the stopping "
+    "rule stops the review queue there, and labels and samples to go are counted against it."
+)
+
+
 class AuditCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,12 +64,19 @@ class AuditCreate(BaseModel):
         description="Random non-candidate pairs drawn per pool size: reviewing them bounds the "
         "duplicates the miner missed.",
     )
+    target: float = Field(default=DEFAULT_TARGET, gt=0, le=1, description=TARGET_DESCRIPTION)
 
     @model_validator(mode="after")
     def one_source(self) -> AuditCreate:
         if (self.generator_id is None) == (self.synthetic is None):
             raise ValueError("give exactly one of generator_id or synthetic")
         return self
+
+
+class AuditUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: float = Field(gt=0, le=1, description=TARGET_DESCRIPTION)
 
 
 class AuditExtend(BaseModel):
@@ -107,6 +122,7 @@ class AuditPublic(BaseModel):
     miner: str
     neighbours: int
     image_shape: list[int] | None
+    target: float = Field(default=DEFAULT_TARGET, description=TARGET_DESCRIPTION)
     job_id: int | None
     error: str | None
 
@@ -665,3 +681,4 @@ class SweepAuditsCreate(BaseModel):
     neighbours: int | None = Field(default=None, ge=1, le=100)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     random_pairs: int = Field(default=50, ge=0, le=10_000)
+    target: float = Field(default=DEFAULT_TARGET, gt=0, le=1, description=TARGET_DESCRIPTION)

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=1000, ge=10, description="Samples per audit job step.")
     neighbours: int = Field(default=5, ge=1, le=100, description="k of the k-NN candidate search.")
     resume_jobs: bool = Field(default=True, description="Resume interrupted jobs at start-up.")
+    job_lease_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        description="How long a process's claim on a running job holds without renewal (renewed "
+        "every third of it); a job whose process died on this host is taken over at once.",
+    )
     warm_audits: int = Field(
         default=3,
         ge=0,

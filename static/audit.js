@@ -262,12 +262,13 @@ function follow() {
   stream = document.visibilityState === "visible" ? openStream() : null;
 }
 
-// Extend the pool (the job restarts: reload to follow it live) or import another audit's labels.
+// Extend the pool (the job restarts: reload to follow it live), change the stopping target, or
+// import another audit's labels.
 function poolActions() {
   const card = document.querySelector("[data-pool-actions]");
   const box = card.querySelector("[data-problem]");
   const result = card.querySelector("[data-pool-result]");
-  const send = (form, url, body, done) =>
+  const send = (form, url, body, done, method = "POST") =>
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       showProblem(box, null);
@@ -275,7 +276,7 @@ function poolActions() {
       const button = form.querySelector("button");
       button.disabled = true;
       try {
-        done(await api(url, { method: "POST", json: body() }));
+        done(await api(url, { method, json: body() }));
       } catch (error) {
         showProblem(box, error);
       } finally {
@@ -292,6 +293,19 @@ function poolActions() {
   new MutationObserver(suggest).observe(document.getElementById("estimate-panel"), { childList: true });
   send(extend, `/api/audits/${auditId}/extend`, () => ({ n_more: Number(extend.elements.n_more.value) }), () =>
     window.location.reload(),
+  );
+  // The stopping target: the panel (and any review page of this audit) follows it.
+  const target = card.querySelector("[data-target]");
+  send(
+    target,
+    `/api/audits/${auditId}`,
+    () => ({ target: Number(target.elements.target_pct.value) / 100 }),
+    (audit) => {
+      result.hidden = false;
+      result.textContent = `The review now aims for ±${+(audit.target * 100).toPrecision(3)}%.`;
+      refresh();
+    },
+    "PATCH",
   );
   const imports = card.querySelector("[data-import]");
   send(

@@ -117,7 +117,12 @@ function auditAll(root) {
     try {
       const queued = await api(`/api/sweeps/${root.dataset.sweep}/audits`, {
         method: "POST",
-        json: { n: Number(data.get("n")), embedder: data.get("embedder"), seed: Number(data.get("seed")) },
+        json: {
+          n: Number(data.get("n")),
+          embedder: data.get("embedder"),
+          seed: Number(data.get("seed")),
+          target: Number(data.get("target_pct")) / 100,
+        },
       });
       const { audits } = await api(`/api/sweeps/${root.dataset.sweep}`);
       const link = card.querySelector("[data-compare]");

@@ -121,9 +121,12 @@ def test_a_sweep_of_image_gans_is_audited_and_compared_in_one_request(
         assert cell["modes_captured"]["mean"] == pytest.approx(sum(captured) / 2)
     assert sweep["audits"] == []
 
-    audits = client.post(f"/api/sweeps/{sweep['id']}/audits", json={"n": 60, "seed": 3})
+    audits = client.post(
+        f"/api/sweeps/{sweep['id']}/audits", json={"n": 60, "seed": 3, "target": 0.3}
+    )
     assert audits.status_code == 202, audits.text
     queued = audits.json()
+    assert [a["target"] for a in queued] == [0.3] * len(queued)
     generators = [r["generator_id"] for r in sweep["runs"]]
     assert [a["generator_id"] for a in queued] == generators
     assert all(a["n"] == 60 and a["seed"] == 3 for a in queued)

@@ -22,6 +22,7 @@ from app.schemas import (
     AuditCreate,
     AuditExtend,
     AuditPublic,
+    AuditUpdate,
     EstimatePublic,
     LabelImportCreate,
     LabelImportPublic,
@@ -33,7 +34,7 @@ from app.schemas import (
 )
 from app.services import audits as audit_service
 from app.services import label_import as import_service
-from app.services.estimates import DEFAULT_TARGET, audit_estimate
+from app.services.estimates import audit_estimate
 from app.services.export import (
     JUDGEMENT_COLUMNS,
     PAIR_COLUMNS,
@@ -47,6 +48,12 @@ from app.store import audits as audit_store
 from app.store import pairs as pair_store
 from app.store.errors import NotFound
 from app.store.models import CandidatePair
+
+# The audit's own stopping target (PATCH /api/audits/{id}) unless a call asks for another.
+TargetQuery = Annotated[
+    float | None,
+    Query(gt=0, le=1, description="Relative half-width to aim for; default: the audit's target."),
+]
 
 router = APIRouter(prefix="/audits", tags=["audits"])
 
@@ -95,6 +102,17 @@ def delete_audit(state: StateDep, _: AdminDep, audit_id: AuditId) -> Response:
 def get_audit(state: StateDep, audit_id: AuditId) -> AuditPublic:
     """One audit with its progress."""
     return audit_service.describe_audit(state.db, audit_id)
+
+
+@router.patch("/{audit_id}", response_model=AuditPublic)
+def update_audit(
+    state: StateDep, _: AnnotatorDep, audit_id: AuditId, body: AuditUpdate
+) -> AuditPublic:
+    """Aim the audit's stopping rule at another relative half-width (`target`); labels stand,
+    and the review queue, the estimate's `stop` and its live stream follow the new target."""
+    audit = audit_service.set_target(state.db, audit_id, body.target)
+    state.feed.changed(audit_id)  # pages following the audit get its estimate at the new target
+    return audit
 
 
 @router.post("/{audit_id}/extend", status_code=status.HTTP_202_ACCEPTED, response_model=AuditPublic)
@@ -220,12 +238,12 @@ def next_pair(
     request: Request,
     audit_id: AuditId,
     annotator: Annotated[str | None, Query(max_length=100)] = None,
-    target: Annotated[float, Query(gt=0, le=1)] = DEFAULT_TARGET,
+    target: TargetQuery = None,
 ) -> PairPublic | Response:
     """The pair the review design wants this annotator to judge next, or 204 when the stopping
     rule says no more labels are needed (or nothing is left to hand out yet).
 
-    `target` is the relative half-width of the N_eff interval to aim for."""
+    `target` overrides the audit's own stopping target for this call."""
     ranked = next_pair_for(state.db, audit_id, principal.name or annotator, target)
     if ranked is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -240,7 +258,7 @@ def next_pairs(
     audit_id: AuditId,
     annotator: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
-    target: Annotated[float, Query(gt=0, le=1)] = DEFAULT_TARGET,
+    target: TargetQuery = None,
 ) -> NextPairs:
     """Up to `limit` pairs in the order the review design wants them (for prefetching), each
     leased to this annotator for a minute; `stop` when no more labels are needed."""
@@ -293,13 +311,13 @@ def get_estimate(
     state: StateDep,
     audit_id: AuditId,
     level: Annotated[float, Query(gt=0.5, lt=1)] = 0.95,
-    target: Annotated[float, Query(gt=0, le=1)] = DEFAULT_TARGET,
+    target: TargetQuery = None,
 ) -> EstimatePublic:
     """Effective support size N_eff = 1/q_hat with its interval.
 
     N_eff is the inverse Simpson index (the Hill number of order 2): a lower bound on support
     size that equals it for a uniform distribution. D_hat = confirmed + unreviewed + missed
-    (`parts`); `stop` applies the stopping rule for the relative half-width `target`."""
+    (`parts`); `stop` applies the stopping rule for the audit's target, or `target` if given."""
     return audit_estimate(state.db, audit_id, level=level, target=target)
 
 

@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -80,6 +81,11 @@ class JobRunner:
         self._cancelled: set[int] = set()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        # Jobs are leased in the store, so two processes on one store (a server and a CLI run,
+        # or a server restarted while a CLI audit goes on) never run one job twice.
+        self.owner = job_store.lease_owner_name()
+        self._lost: set[int] = set()  # jobs whose lease another process took
+        self._retries: dict[int, threading.Timer] = {}  # jobs held elsewhere, tried again later
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -112,6 +118,10 @@ class JobRunner:
                 thread.join(max(0.0, deadline - time.monotonic()))
             self._threads = []
             self.slots = 0
+        with self._lock:
+            for timer in self._retries.values():
+                timer.cancel()
+            self._retries.clear()
         self.executor.shutdown()
 
     def submit(self, job_id: int) -> None:
@@ -174,10 +184,13 @@ class JobRunner:
         return self._run_audit(job_id, on_progress)
 
     def _claim(self, session: Session, job_id: int, subject: _Subject) -> JobOutcome | None:
-        """Mark the job running, or say why it will not run."""
-        job = job_store.get_job(session, job_id)
+        """Lease the job and mark it running, or say why it will not run here."""
+        job, left = job_store.claim(session, job_id, self.owner, self.settings.job_lease_s)
         if job.status not in job_store.ACTIVE:
             return JobOutcome(job.status, job.error)
+        if left is not None:
+            self._retry_later(job_id, left)
+            return JobOutcome("elsewhere", f"job {job_id} is being run by {job.lease_owner}")
         if job.cancel_requested:
             job_store.finish(session, job_id, "cancelled")
             subject.set_status(session, "cancelled", None)
@@ -198,12 +211,24 @@ class JobRunner:
         `start` begins the job from what the store holds, so a job whose worker was lost goes on
         where it was, as after a restart, up to WORKER_LOSS_RESTARTS times.
         """
+        with self._leased(job_id):
+            return self._drive_leased(job_id, subject, start, record)
+
+    def _drive_leased(
+        self,
+        job_id: int,
+        subject: _Subject,
+        start: Callable[[], Iterator[object]],
+        record: Callable[[object], None],
+    ) -> JobOutcome:
         self._publish(subject, "status", {"status": "running"})
         restarts = 0
         while True:
             steps = start()
             try:
                 for step in steps:
+                    if self._lease_lost(job_id):
+                        return JobOutcome("elsewhere", f"job {job_id}'s lease was taken over")
                     record(step)
                     if self._stopping.is_set() or self._cancel_requested(job_id):
                         return self._stopped(job_id, subject)
@@ -360,6 +385,62 @@ class JobRunner:
             job_id, subject, lambda: self.executor.stream(run_training, task), record
         )
 
+    # -- leases ------------------------------------------------------------------------------
+    @contextmanager
+    def _leased(self, job_id: int) -> Iterator[None]:
+        """Renew the job's lease while it runs; a lease found taken stops the job's recording."""
+        done = threading.Event()
+        every = self.settings.job_lease_s / 3
+
+        def beat() -> None:
+            while not done.wait(every):
+                try:
+                    with self.db.write() as session:
+                        lost = job_store.renew(
+                            session, self.owner, [job_id], self.settings.job_lease_s
+                        )
+                except Exception:  # noqa: BLE001 - a failed renewal is tried again
+                    log.warning("could not renew the lease of job %s", job_id, exc_info=True)
+                    continue
+                if lost:
+                    with self._lock:
+                        self._lost.add(job_id)
+                    return
+
+        thread = threading.Thread(target=beat, name=f"birthday-lease-{job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+            with self._lock:
+                self._lost.discard(job_id)
+
+    def _lease_lost(self, job_id: int) -> bool:
+        with self._lock:
+            return job_id in self._lost
+
+    def _retry_later(self, job_id: int, left: float) -> None:
+        """A job another process holds: a started runner tries again once that lease ends
+        (renewed if the holder lives on), so a job left by a process that died is resumed."""
+        if not self._threads or self._stopping.is_set():
+            return
+        timer = threading.Timer(left + 0.5, self._retry, (job_id,))
+        timer.daemon = True
+        with self._lock:
+            previous = self._retries.pop(job_id, None)
+            self._retries[job_id] = timer
+        if previous is not None:
+            previous.cancel()
+        timer.start()
+
+    def _retry(self, job_id: int) -> None:
+        with self._lock:
+            self._retries.pop(job_id, None)
+        if not self._stopping.is_set():
+            self.submit(job_id)
+
     # -- endings -----------------------------------------------------------------------------
     def _cancel_requested(self, job_id: int) -> bool:
         with self._lock:
@@ -371,15 +452,17 @@ class JobRunner:
     def _stopped(self, job_id: int, subject: _Subject) -> JobOutcome:
         if self._cancel_requested(job_id):
             return self._finish(job_id, subject, "cancelled", None)
-        # Shutting down: leave the job active so the next start resumes it.
+        # Shutting down: leave the job active, and free, so the next start resumes it.
         with self.db.write() as session:
             job_store.get_job(session, job_id).status = "queued"
+            job_store.release(session, job_id, self.owner)
             subject.set_status(session, "queued", None)
         return JobOutcome("queued")
 
     def _finish(self, job_id: int, subject: _Subject, status: str, error: str | None) -> JobOutcome:
         with self.db.write() as session:
             job_store.finish(session, job_id, status, error)
+            job_store.release(session, job_id, self.owner)
             subject.set_status(session, status, error)
         self._publish(subject, "status", {"status": status, "error": error})
         return JobOutcome(status, error)

@@ -78,6 +78,7 @@ def audit_fields(db: Database, settings: Settings, body: AuditCreate) -> dict[st
         "chunk_size": body.chunk_size or settings.chunk_size,
         "image_shape": image_shape,
         "random_pairs": body.random_pairs,
+        "target": body.target,
     }
     return fields
 
@@ -109,6 +110,13 @@ def extend_audit(db: Database, settings: Settings, audit_id: int, n_more: int) -
         return audit, job
 
 
+def set_target(db: Database, audit_id: int, target: float) -> AuditPublic:
+    """Aim the audit's stopping rule at another relative half-width; its labels stand."""
+    with db.write() as session:
+        audit_store.get_audit(session, audit_id).target = target
+    return describe_audit(db, audit_id)
+
+
 def audit_public(
     audit: Audit, job_id: int | None, generator_name: str | None = None
 ) -> AuditPublic:
@@ -128,6 +136,7 @@ def audit_public(
         miner=audit.miner,
         neighbours=audit.neighbours,
         image_shape=audit.image_shape,
+        target=audit.target,
         job_id=job_id,
         error=audit.error,
     )

@@ -32,8 +32,6 @@ from app.schemas import EstimateParts, EstimatePublic, StopRule
 from app.services.review_state import ReviewState, load_review
 from app.store.db import Database
 
-DEFAULT_TARGET = 0.2  # relative half-width of the N_eff interval the stopping rule aims for
-
 
 @dataclass(frozen=True)
 class Assessment:
@@ -130,8 +128,10 @@ class _AssessmentCache:
 _assessments = _AssessmentCache()
 
 
-def assess(state: ReviewState, level: float = 0.95, target: float = DEFAULT_TARGET) -> Assessment:
-    """The estimate and stopping rule of this state (cached on what they depend on)."""
+def assess(state: ReviewState, level: float = 0.95, target: float | None = None) -> Assessment:
+    """The estimate and stopping rule of this state (cached on what they depend on); `target`
+    None is the audit's own."""
+    target = state.target if target is None else target
     key = assessment_key(state, level, target)
     cached = _assessments.get(key, state)
     if cached is not None:
@@ -311,6 +311,6 @@ def estimate_public(a: Assessment) -> EstimatePublic:
 
 
 def audit_estimate(
-    db: Database, audit_id: int, level: float = 0.95, target: float = DEFAULT_TARGET
+    db: Database, audit_id: int, level: float = 0.95, target: float | None = None
 ) -> EstimatePublic:
     return estimate_public(assess(load_review(db, audit_id), level, target))

@@ -28,7 +28,7 @@ from app.estimate import (
     queue_priorities,
     update_design,
 )
-from app.services.estimates import DEFAULT_TARGET, Assessment, assess
+from app.services.estimates import Assessment, assess
 from app.services.review_state import ReviewState, load_review, store_design
 from app.store import pairs as pair_store
 from app.store.db import Database
@@ -119,7 +119,7 @@ def next_pairs_for(
     audit_id: int,
     annotator: str | None,
     limit: int = 1,
-    target: float = DEFAULT_TARGET,
+    target: float | None = None,
 ) -> Handed:
     """Up to `limit` pairs for this annotator, leased to them for a minute."""
     who = annotator or "anonymous"
@@ -229,7 +229,7 @@ def _pair_id(state: ReviewState, handout: Handout) -> int:
 
 
 def next_pair_for(
-    db: Database, audit_id: int, annotator: str | None, target: float = DEFAULT_TARGET
+    db: Database, audit_id: int, annotator: str | None, target: float | None = None
 ) -> RankedPair | None:
     handed = next_pairs_for(db, audit_id, annotator, 1, target)
     return handed.pairs[0] if handed.pairs else None

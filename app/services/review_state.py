@@ -28,6 +28,7 @@ from app.estimate import (
     judge_evidence,
     new_design,
 )
+from app.estimate.stopping import DEFAULT_TARGET
 from app.store import audits as audit_store
 from app.store import pairs as pair_store
 from app.store.db import Database
@@ -176,6 +177,7 @@ class ReviewState:
     design: ReviewDesign
     design_stored: bool  # False: a fresh design nobody has reached anything with yet
     labelled_count: int  # pairs with a consensus label, "unsure" included
+    target: float = DEFAULT_TARGET  # the audit's own stopping target (relative half-width)
 
     @property
     def finished(self) -> bool:
@@ -241,7 +243,7 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
     """The audit's review state; ValueError while the pool has fewer than 2 samples."""
     with db.read() as session:
         audit = audit_store.get_audit(session, audit_id)
-        n, status, seed = audit.samples_done, audit.status, audit.seed
+        n, status, seed, target = audit.samples_done, audit.status, audit.seed, audit.target
         stored = dict(audit.review) if audit.review else None
         pool_sizes = [int(x) for x in (audit.pool_sizes or []) if int(x) <= n]
         generations = len(audit.pool_sizes or [])
@@ -293,6 +295,7 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
         design=design,
         design_stored=stored is not None,
         labelled_count=len(labelled),
+        target=target,
     )
 
 

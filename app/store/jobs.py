@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.store.errors import NotFound
@@ -22,7 +25,74 @@ def get_job(session: Session, job_id: int) -> Job:
 
 
 def jobs_to_resume(session: Session) -> list[int]:
+    """Every active job; `claim` decides which another live process still holds."""
     return list(session.scalars(select(Job.id).where(Job.status.in_(ACTIVE)).order_by(Job.id)))
+
+
+def lease_owner_name() -> str:
+    """host:pid:token, unique to one runner; host and pid let a dead owner be told at once."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    """True only for a process of this host that no longer exists (others wait for expiry)."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+def held_elsewhere(job: Job, owner: str, now: float | None = None) -> float | None:
+    """Seconds left on another live process's lease of this job, or None when it is free."""
+    if job.lease_owner is None or job.lease_owner == owner or job.lease_expires is None:
+        return None
+    left = job.lease_expires - (time.time() if now is None else now)
+    if left <= 0 or _owner_is_dead(job.lease_owner):
+        return None
+    return left
+
+
+def claim(session: Session, job_id: int, owner: str, lease_s: float) -> tuple[Job, float | None]:
+    """Lock the job row and take its lease unless another live process holds it.
+
+    Returns the job and None when taken, or the seconds left on the other holder's lease.
+    """
+    job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+    if job is None:
+        raise NotFound("job", job_id)
+    left = held_elsewhere(job, owner)
+    if left is None and job.status in ACTIVE:
+        job.lease_owner = owner
+        job.lease_expires = time.time() + lease_s
+    return job, left
+
+
+def renew(session: Session, owner: str, job_ids: list[int], lease_s: float) -> set[int]:
+    """Extend this owner's leases; returns the jobs whose lease it no longer holds."""
+    if not job_ids:
+        return set()
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.lease_owner == owner)
+        .values(lease_expires=time.time() + lease_s)
+    )
+    held = set(session.scalars(select(Job.id).where(Job.id.in_(job_ids), Job.lease_owner == owner)))
+    return set(job_ids) - held
+
+
+def release(session: Session, job_id: int, owner: str) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner)
+        .values(lease_owner=None, lease_expires=None)
+    )
 
 
 def latest_job_for_audit(session: Session, audit_id: int) -> Job | None:

@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.estimate.stopping import DEFAULT_TARGET
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -80,6 +82,10 @@ class Audit(Base):
     candidate_pairs: Mapped[int] = mapped_column(Integer, default=0)
     # Random non-candidate pairs drawn per pool size, to check what the miner missed.
     random_pairs: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
+    # Relative half-width of the N_eff interval the stopping rule aims for (the user's target).
+    target: Mapped[float] = mapped_column(
+        Float, default=DEFAULT_TARGET, server_default=str(DEFAULT_TARGET)
+    )
     # Pool size at the end of each run: random pairs of generation g have
     # pool_sizes[g-1] <= j < pool_sizes[g].
     pool_sizes: Mapped[list[int] | None] = mapped_column()
@@ -178,6 +184,10 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The process running the job ("host:pid:token") and until when (epoch seconds) its claim
+    # holds: another process (a CLI run, a second server) leaves a job with a live lease alone.
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -41,6 +41,19 @@ def test_import_labels_then_extend_from_the_audit_page(
     page.locator("[data-labelled-count]").filter(has_text="5").wait_for()
     screenshot(page, "audit-pool-actions")
 
+    # The stopping target: the panel follows the new aim, and so does the API.
+    aim = page.locator("[data-target]")
+    assert aim.locator("input[name=target_pct]").input_value() == "20"
+    aim.locator("input[name=target_pct]").fill("7.5")
+    aim.locator("button").click()
+    page.locator("[data-pool-result]").filter(has_text="now aims for ±7.5%").wait_for()
+    page.locator("#estimate-panel [data-target-pct]").filter(has_text="7.5").wait_for()
+    assert api.get(f"/api/audits/{second['id']}").json()["target"] == 0.075
+    aim.locator("input[name=target_pct]").fill("0")  # the browser holds it back: no request
+    aim.locator("button").click()
+    assert aim.locator("input[name=target_pct]:invalid").count() == 1
+    assert api.get(f"/api/audits/{second['id']}").json()["target"] == 0.075
+
     extend = page.locator("[data-extend]")
     more = api.get(f"/api/audits/{second['id']}/estimate").json()["stop"]["samples_to_go"]
     placeholder = extend.locator("input[name=n_more]").get_attribute("placeholder")

@@ -158,8 +158,10 @@ def test_new_audit_form_sets_the_source_and_the_miner(page: Page, api: httpx.Cli
     page.click("[data-audit-form] button[type=submit]")
     page.locator("[data-audit-form] [data-problem]").filter(has_text="neighbours").wait_for()
     page.fill("input[name=neighbours]", "7")
+    page.fill("input[name=target_pct]", "12.5")
     page.click("[data-audit-form] button[type=submit]")
     page.wait_for_url(re.compile(r"/audits/\d+$"))
     audit = wait_for_audit(api, int(page.url.rsplit("/", 1)[1]))
     assert audit["synthetic"]["continuous"] == 0.3 and audit["synthetic"]["support"] == 120
     assert (audit["neighbours"], audit["miner"], audit["n"]) == (7, "auto", 150)
+    assert audit["target"] == 0.125

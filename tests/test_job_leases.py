@@ -1,0 +1,156 @@
+"""Two processes on one store (a server and a CLI run, or a server restarted while a CLI audit goes
+on) never run one job twice: jobs are leased, a lease held elsewhere is waited out, a dead holder's
+lease is taken over, and a holder whose lease was taken stops recording."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.jobs.runner import JobRunner
+from app.schemas import AuditCreate, SyntheticSpec
+from app.services.audits import create_audit
+from app.settings import Settings
+from app.store import jobs as job_store
+from app.store.db import Database
+from app.store.migrate import upgrade
+from app.store.models import Audit, CandidatePair, Job
+from tests.conftest import wait_for
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Database, Settings]]:
+    settings = Settings(
+        data_dir=tmp_path / "data", models_dir=tmp_path / "models", chunk_size=100, job_lease_s=1.0
+    )
+    settings.ensure_dirs()
+    url = settings.resolved_database_url()
+    upgrade(url)
+    db = Database(url)
+    yield db, settings
+    db.dispose()
+
+
+def _audit(db: Database, settings: Settings, n: int = 1000) -> tuple[int, int]:
+    body = AuditCreate(synthetic=SyntheticSpec(support=300), n=n, neighbours=3, miner="exact")
+    audit, job = create_audit(db, settings, body)
+    return audit.id, job.id
+
+
+def _job(db: Database, job_id: int) -> Job:
+    with db.read() as session:
+        job = job_store.get_job(session, job_id)
+        session.expunge(job)
+        return job
+
+
+def _pair_keys(db: Database, audit_id: int) -> list[tuple[int, int]]:
+    from sqlalchemy import select
+
+    with db.read() as session:
+        rows = session.execute(
+            select(CandidatePair.i, CandidatePair.j).where(CandidatePair.audit_id == audit_id)
+        ).all()
+    return [(int(i), int(j)) for i, j in rows]
+
+
+def test_a_server_started_during_a_cli_run_leaves_its_job_alone(
+    store: tuple[Database, Settings],
+) -> None:
+    db, settings = store
+    audit_id, job_id = _audit(db, settings)
+    going = threading.Event()
+
+    def slow(done: int, n: int, pairs: int) -> None:
+        going.set()
+        time.sleep(0.4)  # longer than a third of the lease: the lease is renewed meanwhile
+
+    cli = JobRunner(db, settings)
+    outcome: dict[str, str] = {}
+    thread = threading.Thread(
+        target=lambda: outcome.update(status=cli.run_job(job_id, on_progress=slow).status)
+    )
+    thread.start()
+    assert going.wait(30)
+    server = JobRunner(db, settings)
+    server.start()  # resumes active jobs: this one is the CLI's
+    try:
+        assert server.run_job(job_id).status == "elsewhere"
+        thread.join(120)
+        assert outcome == {"status": "done"}
+        time.sleep(settings.job_lease_s + 1)  # the server's retry finds the job finished
+    finally:
+        server.stop()
+    job = _job(db, job_id)
+    assert (job.status, job.attempts, job.lease_owner) == ("done", 1, None)
+    pairs = _pair_keys(db, audit_id)
+    assert pairs and len(pairs) == len(set(pairs))
+
+
+def test_a_lease_from_another_host_is_waited_out_then_taken(
+    store: tuple[Database, Settings],
+) -> None:
+    db, settings = store
+    audit_id, job_id = _audit(db, settings, n=300)
+    with db.write() as session:
+        job = job_store.get_job(session, job_id)
+        job.status, job.lease_owner, job.lease_expires = "running", "elsewhere:1:x", time.time() + 2
+    runner = JobRunner(db, settings)
+    runner.start()
+    try:
+        time.sleep(1)
+        assert _job(db, job_id).lease_owner == "elsewhere:1:x"  # not taken while it holds
+        wait_for(lambda: _job(db, job_id).status == "done", 60, what="the job taken over")
+    finally:
+        runner.stop()
+    with db.read() as session:
+        assert session.get(Audit, audit_id).status == "done"  # type: ignore[union-attr]
+    assert _job(db, job_id).attempts == 1
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once(
+    store: tuple[Database, Settings],
+) -> None:
+    db, settings = store
+    _, job_id = _audit(db, settings, n=300)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    owner = f"{os.uname().nodename}:{int(dead.stdout)}:gone"
+    with db.write() as session:
+        job = job_store.get_job(session, job_id)
+        job.status, job.lease_owner, job.lease_expires = "running", owner, time.time() + 3600
+    assert JobRunner(db, settings).run_job(job_id).status == "done"
+
+
+def test_a_holder_whose_lease_was_taken_stops_recording(
+    store: tuple[Database, Settings],
+) -> None:
+    db, settings = store
+    audit_id, job_id = _audit(db, settings, n=3000)
+    seen: list[int] = []
+
+    def slow(done: int, n: int, pairs: int) -> None:
+        seen.append(done)
+        if len(seen) == 2:  # another process takes the job over (its holder looked dead)
+            with db.write() as session:
+                job_store.get_job(session, job_id).lease_owner = "elsewhere:1:y"
+        time.sleep(0.3)
+
+    outcome = JobRunner(db, settings).run_job(job_id, on_progress=slow)
+    assert outcome.status == "elsewhere"
+    assert len(seen) < 3000 // 100
+    job = _job(db, job_id)
+    assert job.status == "running" and job.lease_owner == "elsewhere:1:y"  # left to its holder
+    with db.read() as session:
+        assert session.get(Audit, audit_id).samples_done == seen[-1]  # type: ignore[union-attr]
