@@ -154,3 +154,19 @@ def test_a_holder_whose_lease_was_taken_stops_recording(
     assert job.status == "running" and job.lease_owner == "elsewhere:1:y"  # left to its holder
     with db.read() as session:
         assert session.get(Audit, audit_id).samples_done == seen[-1]  # type: ignore[union-attr]
+
+
+def test_a_process_giving_a_job_up_frees_it_at_once(store: tuple[Database, Settings]) -> None:
+    """Ctrl-C in `birthday audit`: the job stays active for whoever is next, unleased."""
+    db, settings = store
+    settings.job_lease_s = 3600.0  # no waiting the lease out
+    _, job_id = _audit(db, settings, n=1000)
+
+    def interrupt(done: int, n: int, pairs: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        JobRunner(db, settings).run_job(job_id, on_progress=interrupt)
+    job = _job(db, job_id)
+    assert (job.status, job.lease_owner) == ("running", None)
+    assert JobRunner(db, settings).run_job(job_id).status == "done"

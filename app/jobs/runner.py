@@ -411,6 +411,16 @@ class JobRunner:
         thread.start()
         try:
             yield
+        except BaseException:
+            # This process gives the job up (Ctrl-C, an exit): free it for whoever is next,
+            # as a process that died on this host would be found to.
+            done.set()
+            try:
+                with self.db.write() as session:
+                    job_store.release(session, job_id, self.owner)
+            except Exception:  # noqa: BLE001 - the lease then runs out by itself
+                log.warning("could not release the lease of job %s", job_id, exc_info=True)
+            raise
         finally:
             done.set()
             thread.join()
