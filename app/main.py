@@ -18,6 +18,7 @@ from app.api import (
     insights,
     jobs,
     judgements,
+    paper,
     training,
 )
 from app.api import events as event_streams
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         agreement,
         training,
         compare,
+        paper,
     ):
         api.include_router(module.router)
     app.include_router(api)
