@@ -7,7 +7,7 @@ import dataclasses
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Annotated, Literal, TextIO
+from typing import Annotated, Any, Literal, TextIO
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import FileResponse
@@ -15,8 +15,8 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from app.api.auth import AdminDep, AnnotatorDep
-from app.api.deps import AppState, AuditId, SampleIndex, StateDep
-from app.api.events import event_stream, followed_audit
+from app.api.deps import MAX_ID, AppState, AuditId, SampleIndex, StateDep
+from app.api.events import PairFeed, event_stream, followed_audit
 from app.estimate.leverage import SLIP_RATE
 from app.schemas import (
     AuditCreate,
@@ -331,9 +331,27 @@ def _existing_audit(state: StateDep, audit_id: AuditId) -> int:
 async def audit_events(
     state: StateDep,
     audit_id: Annotated[int, Depends(_existing_audit)],
+    request: Request,
     estimates: Annotated[
         bool, Query(description="false: progress and status only (a list of jobs).")
     ] = True,
+    pairs: Annotated[
+        bool,
+        Query(
+            description="true: also `pairs` events, each new candidate pair as the miner stores "
+            "it (as GET /pairs lists them, rank aside)."
+        ),
+    ] = False,
+    pairs_after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_ID,
+            description="With pairs=true: send the pairs stored after this pair id first (0: "
+            "every pair so far; a reconnecting client gives the last `last_id` it got). "
+            "Default: only pairs stored from now on.",
+        ),
+    ] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events of this audit, for as long as the client listens: `progress` (the first
     event, with the status) and `status` while its job runs, and `estimate` (the body of GET
@@ -341,6 +359,28 @@ async def audit_events(
     import, new pairs; its `id` is a digest of its content (the audit page's panel carries the
     digest of the estimate it shows). The estimate is computed once per change for all
     listeners; judgements written by another process (the CLI, another server) show within
-    ~10 s."""
-    async for event in event_stream(state, [followed_audit(audit_id)], estimates):
+    ~10 s. With `pairs=true`, `pairs` events carry the candidate pairs each step of the job
+    stores (`items`, in storage order, and `last_id` to resume from)."""
+    feed = None
+    if pairs:
+        after = pairs_after
+        if after is None:
+            with state.db.read() as session:
+                after = pair_store.last_pair_id(session, audit_id)
+        feed = PairFeed(after, _pair_fetcher(state, request, audit_id))
+    async for event in event_stream(state, [followed_audit(audit_id)], estimates, feed):
         yield event
+
+
+def _pair_fetcher(
+    state: AppState, request: Request, audit_id: int
+) -> Callable[[int, int], list[dict[str, Any]]]:
+    def fetch(after_id: int, limit: int) -> list[dict[str, Any]]:
+        with state.db.read() as session:
+            rows = pair_store.candidates_after(session, audit_id, after_id, limit)
+            return [
+                pair_public(request, row, None).model_dump(mode="json", exclude={"rank"})
+                for row in rows
+            ]
+
+    return fetch

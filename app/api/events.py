@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import MAX_ID, AppState, StateDep
 from app.jobs.events import Event
@@ -25,6 +26,15 @@ from app.store.errors import NotFound
 router = APIRouter(prefix="/events", tags=["audits"])
 
 MAX_FOLLOWED = 100  # audits and training runs per stream
+PAIRS_PER_EVENT = 2000  # a step's new pairs beyond this go out in several `pairs` events
+
+
+@dataclass
+class PairFeed:
+    """New candidate pairs of a stream's one audit, read from the store after each step."""
+
+    after_id: int  # the last pair id sent
+    fetch: Callable[[int, int], list[dict[str, Any]]]  # (after id, limit) -> pairs, by id
 
 
 @dataclass(frozen=True)
@@ -101,12 +111,16 @@ async def get_events(
 
 
 async def event_stream(
-    state: AppState, followed: Sequence[Followed], estimates: bool
+    state: AppState,
+    followed: Sequence[Followed],
+    estimates: bool,
+    pairs: PairFeed | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    """The events of these audits and runs (estimates only for a single audit), for as long as
-    the client listens or the server runs."""
-    if estimates and (len(followed) != 1 or followed[0].key != "audit_id"):
-        raise ValueError("estimate events name no audit: one audit per stream")
+    """The events of these audits and runs (estimates and pairs only for a single audit), for
+    as long as the client listens or the server runs."""
+    single = len(followed) == 1 and followed[0].key == "audit_id"
+    if (estimates or pairs is not None) and not single:
+        raise ValueError("estimate and pair events name no audit: one audit per stream")
     by_topic = {item.topic: item for item in followed}
     with state.events.listen(*by_topic) as events:
         # Read after subscribing, so a status change in between is not lost.
@@ -120,6 +134,9 @@ async def event_stream(
             yield _sse(Event(item.topic, "progress", initial), item)
         if not following:
             return
+        if pairs is not None:
+            async for sent in _new_pairs(pairs, following[0]):
+                yield sent
         watched = following[0].id if estimates else None
         with state.feed.watching(watched) if watched is not None else nullcontext() as latest:
             if watched is not None and latest is not None:
@@ -130,6 +147,22 @@ async def event_stream(
                 if watched is not None and event.kind in ("progress", "status"):
                     state.feed.changed(watched)  # new samples and pairs move the estimate
                 yield _sse(event, by_topic[event.topic])
+                if pairs is not None and event.kind in ("progress", "status"):
+                    async for sent in _new_pairs(pairs, following[0]):
+                        yield sent
+
+
+async def _new_pairs(feed: PairFeed, item: Followed) -> AsyncIterator[ServerSentEvent]:
+    """`pairs` events for every candidate pair stored since the last sent, in storage order."""
+    while True:
+        items = await run_in_threadpool(feed.fetch, feed.after_id, PAIRS_PER_EVENT)
+        if not items:
+            return
+        feed.after_id = int(items[-1]["id"])
+        data = {"items": items, "last_id": feed.after_id, item.key: item.id}
+        yield ServerSentEvent(event="pairs", data=data)
+        if len(items) < PAIRS_PER_EVENT:
+            return
 
 
 def _sse(event: Event, item: Followed) -> ServerSentEvent:

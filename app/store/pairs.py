@@ -79,6 +79,28 @@ def _of(audit_id: int, origin: str) -> ColumnElement[bool]:
     return and_(CandidatePair.audit_id == audit_id, CandidatePair.origin == origin)
 
 
+def candidates_after(
+    session: Session, audit_id: int, after_id: int, limit: int
+) -> list[CandidatePair]:
+    """The audit's candidate pairs stored after pair `after_id`, in the order they were stored
+    (ids grow with each step the one writer records), at most `limit`."""
+    stmt = (
+        select(CandidatePair)
+        .where(_of(audit_id, CANDIDATE), CandidatePair.id > after_id)
+        .order_by(CandidatePair.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def last_pair_id(session: Session, audit_id: int) -> int:
+    """The id of the audit's newest stored pair, 0 for none."""
+    newest = session.scalar(
+        select(func.max(CandidatePair.id)).where(CandidatePair.audit_id == audit_id)
+    )
+    return int(newest or 0)
+
+
 def rank_of(session: Session, pair: CandidatePair) -> int:
     """1 + the pairs of the same audit and origin closer than this one."""
     stmt = (
