@@ -12,15 +12,7 @@ from app.settings import Settings
 from tests.conftest import assert_problem, wait_for_audit
 from tests.oracle import identities
 from tests.test_cli import BIRTHDAY
-from tests.test_review_design_api import _follow_queue
-
-
-def _audit(client: TestClient, **body: Any) -> dict[str, Any]:
-    response = client.post("/api/audits", json=body)
-    assert response.status_code == 202, response.text
-    audit = wait_for_audit(client, response.json()["id"])
-    assert audit["status"] == "done", audit
-    return audit
+from tests.test_review_design_api import _audit, _follow_queue
 
 
 def _estimate(client: TestClient, aid: int, **params: Any) -> dict[str, Any]:

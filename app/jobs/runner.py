@@ -212,40 +212,31 @@ class JobRunner:
         where it was, as after a restart, up to WORKER_LOSS_RESTARTS times.
         """
         with self._leased(job_id):
-            return self._drive_leased(job_id, subject, start, record)
-
-    def _drive_leased(
-        self,
-        job_id: int,
-        subject: _Subject,
-        start: Callable[[], Iterator[object]],
-        record: Callable[[object], None],
-    ) -> JobOutcome:
-        self._publish(subject, "status", {"status": "running"})
-        restarts = 0
-        while True:
-            steps = start()
-            try:
-                for step in steps:
-                    if self._lease_lost(job_id):
-                        return JobOutcome("elsewhere", f"job {job_id}'s lease was taken over")
-                    record(step)
-                    if self._stopping.is_set() or self._cancel_requested(job_id):
-                        return self._stopped(job_id, subject)
-            except WorkerLost as exc:
-                if restarts >= WORKER_LOSS_RESTARTS:
-                    return self._finish(job_id, subject, "failed", f"worker lost: {exc}")
-                restarts += 1
-                log.warning("job %s lost its worker (%s); starting it again", job_id, exc)
-                continue
-            except Exception as exc:  # noqa: BLE001 - any failure becomes the job's message
-                log.exception("job %s failed", job_id)
-                return self._finish(job_id, subject, "failed", f"{type(exc).__name__}: {exc}")
-            finally:
-                close = getattr(steps, "close", None)
-                if close is not None:
-                    close()  # stops the job's code where it is (a Ray task is cancelled)
-            return self._finish(job_id, subject, "done", None)
+            self._publish(subject, "status", {"status": "running"})
+            restarts = 0
+            while True:
+                steps = start()
+                try:
+                    for step in steps:
+                        if self._lease_lost(job_id):
+                            return JobOutcome("elsewhere", f"job {job_id}'s lease was taken over")
+                        record(step)
+                        if self._stopping.is_set() or self._cancel_requested(job_id):
+                            return self._stopped(job_id, subject)
+                except WorkerLost as exc:
+                    if restarts >= WORKER_LOSS_RESTARTS:
+                        return self._finish(job_id, subject, "failed", f"worker lost: {exc}")
+                    restarts += 1
+                    log.warning("job %s lost its worker (%s); starting it again", job_id, exc)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - any failure becomes the job's message
+                    log.exception("job %s failed", job_id)
+                    return self._finish(job_id, subject, "failed", f"{type(exc).__name__}: {exc}")
+                finally:
+                    close = getattr(steps, "close", None)
+                    if close is not None:
+                        close()  # stops the job's code where it is (a Ray task is cancelled)
+                return self._finish(job_id, subject, "done", None)
 
     # -- audits ------------------------------------------------------------------------------
     def audit_task(self, audit_id: int) -> AuditTask:
