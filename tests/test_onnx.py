@@ -26,9 +26,10 @@ WEIGHTS = (
 
 
 def generator_model(
-    *, latent: int | str = LATENT, flat_output: bool = False, log: bool = False
+    *, latent: int | str = LATENT, flat_output: bool = False, log: bool = False, raw: bool = False
 ) -> onnx.ModelProto:
-    """image = tanh(z @ W) as (B, 1, 8, 8); a flat (B, 64) output or a log (NaN) on request."""
+    """image = tanh(z @ W) as (B, 1, 8, 8); a flat (B, 64) output, a log (NaN) or no tanh (values
+    beyond [-1, 1]) on request."""
     z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", latent])
     out_shape = (
         ["batch", CHANNELS * SIZE * SIZE] if flat_output else ["batch", CHANNELS, SIZE, SIZE]
@@ -37,7 +38,7 @@ def generator_model(
     shape = [-1, CHANNELS * SIZE * SIZE] if flat_output else [-1, CHANNELS, SIZE, SIZE]
     nodes = [
         helper.make_node("MatMul", ["z", "W"], ["h"]),
-        helper.make_node("Log" if log else "Tanh", ["h"], ["t"]),
+        helper.make_node("Log" if log else "Identity" if raw else "Tanh", ["h"], ["t"]),
         helper.make_node("Reshape", ["t", "shape"], ["image"]),
     ]
     initializers = [
@@ -114,6 +115,7 @@ def test_bad_onnx_files_are_refused_clearly(client: TestClient, settings: Settin
         (b"not a protobuf at all \xff\xfe", "not an ONNX model"),
         (generator_model(flat_output=True).SerializeToString(), "images (B, C, H, W)"),
         (generator_model(log=True).SerializeToString(), "NaN"),
+        (generator_model(raw=True).SerializeToString(), "end the generator with tanh"),
     ]
     external = generator_model()
     convert_model_to_external_data(external, location="weights.bin", size_threshold=0)

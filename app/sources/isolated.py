@@ -78,6 +78,16 @@ def probe_isolated(path: Path, kind: str, latent_dim: int) -> tuple[int, int, in
         )
     if not np.isfinite(out).all():
         raise ValueError("the generator produced NaN or infinite values")
+    low, high = float(out.min()), float(out.max())
+    if low < -1.0001 or high > 1.0001:
+        hint = (
+            "pixel values in [0, 255]? map them with x / 127.5 - 1"
+            if low >= 0 and high > 2
+            else "end the generator with tanh"
+        )
+        raise ValueError(
+            f"samples must lie in [-1, 1], got values from {low:.3g} to {high:.3g} ({hint})"
+        )
     return int(out.shape[1]), int(out.shape[2]), int(out.shape[3])
 
 
