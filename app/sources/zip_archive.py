@@ -22,7 +22,9 @@ from app.sources.base import SampleChunk, check_indices
 
 MAX_MEMBERS = 1_000_000
 MAX_MEMBER_BYTES = 16 * 1024 * 1024  # declared uncompressed size of one PNG
-MAX_TOTAL_BYTES = 8 * 1024**3  # declared uncompressed size of the whole archive
+# Declared uncompressed size of the whole archive (PNGs of a 10^6-sample pool at 128x128 fit);
+# members are read one at a time, so it bounds work, not memory.
+MAX_TOTAL_BYTES = 64 * 1024**3
 MAX_RATIO = 200  # uncompressed / compressed; PNG is already compressed, so a high ratio is a bomb
 READ_BLOCK = 1 << 16
 
