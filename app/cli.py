@@ -1,9 +1,11 @@
-"""`birthday serve | train | sweep | upload | audit | extend | import-labels | estimate |
-compare | second-look | export | annotator`: the same services as the API, from a terminal."""
+"""`birthday serve | train | sweep | upload | audit | extend | set-target | import-labels |
+estimate | compare | sweep-support | second-look | paper-protocol | export | annotator`: the same
+services as the API, from a terminal."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -125,7 +127,13 @@ class UploadFormat(StrEnum):
 
 @cli.command()
 def upload(
-    file: Annotated[Path, typer.Argument(help="The generator or sample archive.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="The generator or sample archive; with --format samples also a folder of "
+            "same-size PNGs (sample i is the i-th file by name)."
+        ),
+    ],
     fmt: Annotated[UploadFormat, typer.Option("--format", help="What the file holds.")],
     name: Annotated[str | None, typer.Option(help="Name (default: the file's name).")] = None,
     architecture: Annotated[
@@ -141,19 +149,58 @@ def upload(
     data_dir: DataDir = None,
 ) -> None:
     """Register a generator: the file is checked and probed as an upload; prints its id."""
-    from app.services.generators import register_upload
-
     settings = _settings(data_dir)
+    if fmt is UploadFormat.samples and file.is_dir():
+        try:
+            archive = _zip_folder(file)
+        except ValueError as exc:
+            _fail(str(exc))
+            return
+        try:
+            _register(settings, archive, fmt, name or file.name, architecture, options, latent_dim)
+        finally:
+            archive.unlink(missing_ok=True)
+        return
     if not file.is_file():
         _fail(f"no such file: {file}")
         return
+    _register(settings, file, fmt, name or file.name, architecture, options, latent_dim)
+
+
+def _zip_folder(folder: Path) -> Path:
+    """The folder's PNGs, sorted by name, stored (PNG is compressed already) in a temporary zip."""
+    import tempfile
+    import zipfile
+
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".png")
+    if not images:
+        raise ValueError(f"{folder} holds no .png files")
+    handle, name = tempfile.mkstemp(suffix=".zip")
+    os.close(handle)
+    with zipfile.ZipFile(name, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for image in images:
+            archive.write(image, arcname=image.name)
+    return Path(name)
+
+
+def _register(
+    settings: Settings,
+    file: Path,
+    fmt: UploadFormat,
+    name: str,
+    architecture: str | None,
+    options: str | None,
+    latent_dim: int | None,
+) -> None:
+    from app.services.generators import register_upload
+
     db = _open(settings)
     try:
         with file.open("rb") as stream:
             generator = register_upload(
                 db,
                 settings,
-                name=name or file.name,
+                name=name,
                 fmt=fmt.value,
                 architecture=architecture,
                 options_text=options,

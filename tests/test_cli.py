@@ -285,6 +285,54 @@ def test_upload_an_onnx_generator_then_audit_it(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
+def test_upload_a_folder_of_pngs_as_a_sample_pool(tmp_path: Path) -> None:
+    """Sample i is the i-th PNG by name; other files are not samples; an empty folder is refused."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8) for _ in range(12)]
+    for k, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"sample_{k:03d}.png")
+    (folder / "README.txt").write_text("not a sample")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = subprocess.run(
+        [BIRTHDAY, "upload", str(folder), "--format", "samples", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "BIRTHDAY_MODELS_DIR": str(tmp_path / "models"),
+             "TMPDIR": str(scratch)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not list(scratch.iterdir())  # the folder's temporary zip is gone
+    match = re.search(r"generator (\d+): samples, images 3x8x8", result.stdout)
+    assert match, result.stdout
+    db = Database(Settings(data_dir=tmp_path).resolved_database_url())
+    with db.read() as session:
+        from app.store.models import Generator
+
+        stored = session.get(Generator, int(match.group(1)))
+        assert stored is not None and stored.name == "pool"
+        path = tmp_path / "models" / stored.path
+    db.dispose()
+    from app.sources.zip_archive import ZipSource
+
+    source = ZipSource(path)
+    assert source.max_samples == 12
+    got = source.generate(np.array([0, 11], dtype=np.int64)).images
+    for row, k in enumerate((0, 11)):
+        expected = np.transpose(images[k].astype(np.float32), (2, 0, 1)) / 127.5 - 1
+        np.testing.assert_allclose(got[row].numpy(), expected)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = run("upload", str(empty), "--format", "samples", data_dir=tmp_path)
+    assert refused.returncode == 2 and "holds no .png files" in " ".join(refused.stderr.split())
+
+
 def test_estimate_watch_prints_each_change_until_ctrl_c(tmp_path: Path) -> None:
     """Labels written by another process (here the test, as the server would) show up."""
     made = run("audit", "--support", "300", "--n", "200", data_dir=tmp_path)
