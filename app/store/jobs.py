@@ -64,7 +64,9 @@ def claim(session: Session, job_id: int, owner: str, lease_s: float) -> tuple[Jo
 
     Returns the job and None when taken, or the seconds left on the other holder's lease.
     """
-    job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+    # populate_existing: the locked row as it is now, even if this session read it before.
+    stmt = select(Job).where(Job.id == job_id).with_for_update()
+    job = session.scalars(stmt.execution_options(populate_existing=True)).first()
     if job is None:
         raise NotFound("job", job_id)
     left = held_elsewhere(job, owner)
