@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,22 +19,22 @@ from app.services.audits import create_audit
 from app.settings import Settings
 from app.store import jobs as job_store
 from app.store.db import Database
-from app.store.migrate import upgrade
 from app.store.models import Audit, CandidatePair, Job
 from tests.conftest import wait_for
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[Database, Settings]]:
+def store(db: Database, tmp_path: Path) -> tuple[Database, Settings]:
+    """SQLite, and PostgreSQL where a test server is given (its claims lock the job's row)."""
     settings = Settings(
-        data_dir=tmp_path / "data", models_dir=tmp_path / "models", chunk_size=100, job_lease_s=1.0
+        data_dir=tmp_path / "data",
+        models_dir=tmp_path / "models",
+        database_url=db.url,
+        chunk_size=100,
+        job_lease_s=1.0,
     )
     settings.ensure_dirs()
-    url = settings.resolved_database_url()
-    upgrade(url)
-    db = Database(url)
-    yield db, settings
-    db.dispose()
+    return db, settings
 
 
 def _audit(db: Database, settings: Settings, n: int = 1000) -> tuple[int, int]:
