@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -149,3 +150,27 @@ def test_probe_refuses_nan_samples_with_a_clear_message() -> None:
 
     with pytest.raises(ProbeError, match="NaN or infinite"):
         probe_source(_NanSource())
+
+
+def test_a_resumed_run_never_asks_the_source_for_older_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each step's PNGs are its own samples: after a resume (or an extension), older samples
+    are neither regenerated nor stored again, which for a deflated .npz meant reading the
+    archive from its start at every step."""
+    task = _task(tmp_path)
+    first = list(islice(run_audit(task), 2))
+    resume_from = first[-1].samples_done
+    asked: list[tuple[int, int]] = []
+    generate = SyntheticSource.generate
+
+    def recording(self: SyntheticSource, indices: np.ndarray) -> Any:
+        asked.append((int(indices.min()), int(indices.max())))
+        return generate(self, indices)
+
+    monkeypatch.setattr(SyntheticSource, "generate", recording)
+    resumed = list(run_audit(task, resume_from=resume_from))
+    bounds = list(chunk_bounds(resume_from, task.n, task.chunk_size))
+    assert asked[1:] == [(start, stop - 1) for start, stop in bounds]  # [0]: the probe
+    stored = [idx for c in first + resumed for idx, _, _ in c.samples]
+    assert sorted(stored) == list(range(task.n))  # every sample once, by its own step

@@ -148,7 +148,6 @@ def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
             _, vectors = _embed(source, embedder, start, stop)
             cache.save(start, stop, vectors)
         miner.add(vectors)
-    thumbnailed: set[int] = set()
     for start, stop in chunk_bounds(resume_from, task.n, task.chunk_size):
         chunk, vectors = _embed(source, embedder, start, stop)
         cache.save(start, stop, vectors)
@@ -158,7 +157,7 @@ def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
             pairs=list(
                 zip(batch.i.tolist(), batch.j.tolist(), batch.distance.tolist(), strict=True)
             ),
-            samples=_thumbnails(source, chunk, start, batch, thumbnailed),
+            samples=_thumbnails(chunk, start),
         )
     if task.random_from is not None:
         yield _random_generation(task, source, cache)
@@ -228,23 +227,13 @@ def _cached_vectors(cache: EmbeddingCache, indices: NDArray[np.int64]) -> NDArra
     return out
 
 
-def _thumbnails(
-    source: Source, chunk: Any, start: int, batch: PairBatch, done: set[int]
-) -> list[tuple[int, bytes, int | None]]:
-    """PNGs of the samples this step's pairs involve; older samples are regenerated from their index."""
-    wanted = sorted((set(batch.i.tolist()) | set(batch.j.tolist())) - done)
-    old = np.asarray([idx for idx in wanted if idx < start], dtype=np.int64)
-    old_chunk = source.generate(old) if old.size else None
-    old_row = {idx: row for row, idx in enumerate(old.tolist())}
-    rows: list[tuple[int, bytes, int | None]] = []
-    for idx in wanted:
-        if idx >= start:
-            image, ids = chunk.images[idx - start], chunk.identities
-            identity = None if ids is None else int(ids[idx - start])
-        else:
-            assert old_chunk is not None
-            image, ids = old_chunk.images[old_row[idx]], old_chunk.identities
-            identity = None if ids is None else int(ids[old_row[idx]])
-        rows.append((idx, encode_png(image), identity))
-        done.add(idx)
-    return rows
+def _thumbnails(chunk: Any, start: int) -> list[tuple[int, bytes, int | None]]:
+    """PNGs of this step's samples, all of them: every sample has its k neighbours, so each is
+    in a pair, and an older sample's PNG is always stored by its own step. A later step never
+    regenerates one (after a resume or an extension that cost a generator pass per step, and
+    a pass through the archive from its start for a deflated .npz)."""
+    ids = chunk.identities
+    return [
+        (start + k, encode_png(image), None if ids is None else int(ids[k]))
+        for k, image in enumerate(chunk.images)
+    ]
