@@ -160,7 +160,7 @@ def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
             samples=_thumbnails(chunk, start),
         )
     if task.random_from is not None:
-        yield _random_generation(task, source, cache)
+        yield _random_generation(task, cache)
 
 
 def draw_random_pairs(n: int, new_from: int, m: int, seed: int) -> NDArray[np.int64]:
@@ -174,7 +174,7 @@ def draw_random_pairs(n: int, new_from: int, m: int, seed: int) -> NDArray[np.in
     return sample_noncandidate_pairs(n, none, m, rng, new_from=new_from)
 
 
-def _random_generation(task: AuditTask, source: Source, cache: EmbeddingCache) -> AuditChunk:
+def _random_generation(task: AuditTask, cache: EmbeddingCache) -> AuditChunk:
     assert task.random_from is not None
     picked = draw_random_pairs(task.n, task.random_from, task.random_pairs, task.seed)
     if picked.size == 0:
@@ -185,16 +185,10 @@ def _random_generation(task: AuditTask, source: Source, cache: EmbeddingCache) -
     a = vectors[[row[int(x)] for x in picked[:, 0]]].astype(np.float64)
     b = vectors[[row[int(x)] for x in picked[:, 1]]].astype(np.float64)
     distance = np.sqrt(((a - b) ** 2).sum(axis=1))
-    images = source.generate(wanted)
-    ids = images.identities
-    samples = [
-        (int(idx), encode_png(images.images[k]), None if ids is None else int(ids[k]))
-        for k, idx in enumerate(wanted.tolist())
-    ]
+    # Their PNGs are stored already: each step stores all of its samples.
     return AuditChunk(
         samples_done=task.n,
         pairs=[],
-        samples=samples,
         random_pairs=list(
             zip(picked[:, 0].tolist(), picked[:, 1].tolist(), distance.tolist(), strict=True)
         ),
