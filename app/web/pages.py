@@ -238,6 +238,14 @@ def _point(item: CompareItem) -> dict[str, Any]:
     }
 
 
+@router.get("/paper", response_class=HTMLResponse)
+def paper_page(request: Request, viewer: ViewerDep) -> Response:
+    """The paper's protocol from batches the user drew and inspected (POST /api/paper-protocol)."""
+    if viewer is None:
+        return to_login(request)
+    return _page(request, "paper.html", {"viewer": viewer})
+
+
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(
     request: Request,
