@@ -236,6 +236,8 @@ class JobRunner:
                     close = getattr(steps, "close", None)
                     if close is not None:
                         close()  # stops the job's code where it is (a Ray task is cancelled)
+                if self._lease_lost(job_id):  # its new holder says when it is done
+                    return JobOutcome("elsewhere", f"job {job_id}'s lease was taken over")
                 return self._finish(job_id, subject, "done", None)
 
     # -- audits ------------------------------------------------------------------------------
