@@ -264,11 +264,14 @@ function refreshCounter() {
       const miner = e.stop.limited_by === "miner"
         ? " Limited by the miner: the duplicates it missed leave the interval wide at any pool size; mine with more neighbours per sample."
         : "";
+      // The audit's own target (set on its page, or with PATCH /api/audits/{id}).
+      const aim = `±${+(e.stop.target_relative_half_width * 100).toPrecision(3)}%`;
+      ui.stop.dataset.target = String(e.stop.target_relative_half_width);
       ui.stop.textContent = (e.stop.reached
-        ? `Stopping rule reached: no more labels needed (${neff}).`
+        ? `Stopping rule reached for ${aim}: no more labels needed (${neff}).`
         : e.stop.labels_done
-          ? `Stopping rule: more labels would barely help${miner ? "" : `; extend the pool${more}`} (${neff}).`
-          : `Stopping rule: about ${count(e.stop.labels_to_go)} labels to go${more} (${neff}).`) + miner;
+          ? `Stopping rule, aiming for ${aim}: more labels would barely help${miner ? "" : `; extend the pool${more}`} (${neff}).`
+          : `Stopping rule, aiming for ${aim}: about ${count(e.stop.labels_to_go)} labels to go${more} (${neff}).`) + miner;
       const c = current();
       if (c && c.pair.origin !== "random") {
         ui.rank.textContent = `rank ${count(c.pair.rank)} of ${count(e.candidate_pairs)}`;

@@ -65,3 +65,8 @@ def test_import_labels_then_extend_from_the_audit_page(
     assert grown["status"] == "done" and grown["progress"]["samples_done"] == 500
     page.reload()
     page.locator(".audit-meta [data-done]").filter(has_text="500").wait_for()
+    # The review page states the audit's own aim. (Last: its first hand-out stores the review
+    # design, which moves the estimate the checks above compare.)
+    page.add_init_script("localStorage.setItem('birthday.annotator', 'ada')")
+    page.goto(f"/audits/{second['id']}/review")
+    page.locator('[data-stop][data-target="0.075"]', has_text="±7.5%").wait_for()
