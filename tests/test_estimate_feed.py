@@ -227,3 +227,32 @@ def test_an_infinite_figure_is_null_in_the_body_as_in_the_api(db: Database) -> N
     body = estimate_body(real.model_copy(update={"n_eff_high": float("inf")}))
     assert body["n_eff_high"] is None
     json.dumps(body, allow_nan=False)  # valid JSON for any client
+
+
+def test_a_review_design_stored_by_a_handout_reaches_the_stream(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first hand-out stores the review design, and the estimate moves with it: pages
+    following the audit get the new one at once, not at the next recheck."""
+    monkeypatch.setattr(fastapi.routing, "_PING_INTERVAL", 0.5)
+    feed = client.app.state.birthday.feed  # type: ignore[attr-defined]
+    monkeypatch.setattr(feed, "_recheck_s", 3600.0)
+    response = client.post(
+        "/api/audits", json={"synthetic": {"support": 300}, "n": 400, "neighbours": 3}
+    )
+    audit_id = wait_for_audit(client, response.json()["id"])["id"]
+    for pair in all_pairs(client, audit_id)[:5]:  # labels given outside the queue
+        body = {"label": "duplicate", "annotator": "other"}
+        assert client.post(f"/api/pairs/{pair['id']}/judgements", json=body).status_code == 201
+    with client.stream("GET", f"/api/audits/{audit_id}/events") as stream:
+        events = sse_events(stream.iter_lines(), timeout=30)
+        assert next(events)[0] == "progress"
+        kind, _, before = next(events)
+        assert kind == "estimate"
+        handed = client.get(f"/api/audits/{audit_id}/next-pairs", params={"annotator": "ada"})
+        assert handed.status_code == 200 and handed.json()["items"]
+        expected = client.get(f"/api/audits/{audit_id}/estimate").json()
+        assert expected != before  # the stored design moved it
+        for kind, _, estimate in events:
+            if kind == "estimate" and estimate == expected:
+                break

@@ -42,7 +42,7 @@ from app.services.export import (
     write_judgements,
     write_pairs,
 )
-from app.services.review import next_pair_for, next_pairs_for
+from app.services.review import next_pairs_for
 from app.services.second_look import second_looks
 from app.store import audits as audit_store
 from app.store import pairs as pair_store
@@ -244,10 +244,12 @@ def next_pair(
     rule says no more labels are needed (or nothing is left to hand out yet).
 
     `target` overrides the audit's own stopping target for this call."""
-    ranked = next_pair_for(state.db, audit_id, principal.name or annotator, target)
-    if ranked is None:
+    handed = next_pairs_for(state.db, audit_id, principal.name or annotator, 1, target)
+    if handed.design_changed:
+        state.feed.changed(audit_id)  # pages following the audit get the estimate it moves
+    if not handed.pairs:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return pair_public(request, ranked.pair, ranked.rank)
+    return pair_public(request, handed.pairs[0].pair, handed.pairs[0].rank)
 
 
 @router.get("/{audit_id}/next-pairs", response_model=NextPairs)
@@ -263,6 +265,8 @@ def next_pairs(
     """Up to `limit` pairs in the order the review design wants them (for prefetching), each
     leased to this annotator for a minute; `stop` when no more labels are needed."""
     handed = next_pairs_for(state.db, audit_id, principal.name or annotator, limit, target)
+    if handed.design_changed:
+        state.feed.changed(audit_id)  # pages following the audit get the estimate it moves
     return NextPairs(
         items=[pair_public(request, r.pair, r.rank) for r in handed.pairs], stop=handed.stop
     )

@@ -93,6 +93,7 @@ def _audit_lock(db: Database, audit_id: int) -> threading.Lock:
 class Handed:
     pairs: list[RankedPair]
     stop: bool  # the stopping rule says no more labels are needed
+    design_changed: bool = False  # a new review design was stored: the estimate moves with it
 
 
 def _ranks(state: ReviewState) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -141,7 +142,8 @@ def next_pairs_for(
         if not handouts and others:
             # Everyone else's leased pairs are all that is left: hand one out rather than stall.
             handouts, design = _plan(state, assessment, limit, judged)
-        if design != state.design or not state.design_stored:
+        design_changed = design != state.design or not state.design_stored
+        if design_changed:
             store_design(db, audit_id, design)
         check = _implied_check(state, assessment, leases.held_by(who), judged | others)
         if check is not None:
@@ -156,7 +158,7 @@ def next_pairs_for(
             leases.take(pid, who)
             rank = _rank(state, h.index) if h.kind == "candidate" else None
             out.append(RankedPair(rows[pid], rank))
-        return Handed(out, stop=False)
+        return Handed(out, stop=False, design_changed=design_changed)
 
 
 def prepare_queue(state: ReviewState, assessment: Assessment) -> None:
@@ -226,10 +228,3 @@ def _implied_check(
 def _pair_id(state: ReviewState, handout: Handout) -> int:
     ids = state.candidate_ids if handout.kind == "candidate" else state.random_ids
     return int(ids[handout.index])
-
-
-def next_pair_for(
-    db: Database, audit_id: int, annotator: str | None, target: float | None = None
-) -> RankedPair | None:
-    handed = next_pairs_for(db, audit_id, annotator, 1, target)
-    return handed.pairs[0] if handed.pairs else None
