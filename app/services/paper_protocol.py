@@ -19,7 +19,7 @@ from scipy.stats import beta, chi2
 
 from app.estimate.secondary import uniform_batch_mle
 
-MAX_BATCH_SIZE = 1_000_000
+MAX_BATCH_SIZE = 100_000  # the paper used hundreds; the MLE costs O(largest size) per step
 MAX_BATCHES = 1_000_000
 
 
