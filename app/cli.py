@@ -39,6 +39,8 @@ DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data directory (default: BIRTHDAY_DATA_DIR or ./data)."),
 ]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")]
+LevelOption = Annotated[float, typer.Option(help="Confidence level of intervals, in (0.5, 1).")]
 
 
 class ExportOriginChoice(StrEnum):
@@ -674,10 +676,8 @@ def _print_sweep(result: SweepPublic) -> None:
 def estimate(
     audit_id: Annotated[int, typer.Argument(metavar="AUDIT")],
     data_dir: DataDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
-    level: Annotated[
-        float, typer.Option(help="Confidence level of the interval, in (0.5, 1).")
-    ] = 0.95,
+    as_json: JsonFlag = False,
+    level: LevelOption = 0.95,
     target: Annotated[
         float | None,
         typer.Option(
@@ -838,10 +838,8 @@ def paper_protocol_command(
             help="Per batch size: HITS of BATCHES fresh batches of SIZE held a near-duplicate.",
         ),
     ],
-    level: Annotated[
-        float, typer.Option(help="Confidence level of the intervals, in (0.5, 1).")
-    ] = 0.95,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
+    level: LevelOption = 0.95,
+    as_json: JsonFlag = False,
     data_dir: DataDir = None,
 ) -> None:
     """The paper's protocol from batches you drew and inspected (POST /api/paper-protocol):
@@ -901,10 +899,8 @@ def compare(
     audit_ids: Annotated[
         list[str], typer.Argument(metavar="AUDIT...", help="Ids, or a comma list.")
     ],
-    level: Annotated[
-        float, typer.Option(help="Confidence level of the intervals, in (0.5, 1).")
-    ] = 0.95,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
+    level: LevelOption = 0.95,
+    as_json: JsonFlag = False,
     data_dir: DataDir = None,
 ) -> None:
     """Print several audits' support-size estimates side by side (GET /api/compare)."""
@@ -974,13 +970,11 @@ def compare(
 @cli.command("sweep-support")
 def sweep_support_command(
     sweep_id: Annotated[int, typer.Argument(metavar="SWEEP")],
-    level: Annotated[
-        float, typer.Option(help="Confidence level of the intervals, in (0.5, 1).")
-    ] = 0.95,
+    level: LevelOption = 0.95,
     embedder: Annotated[
         str | None, typer.Option(help="Only audits with this embedder (pixels, clip, ...).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
+    as_json: JsonFlag = False,
     data_dir: DataDir = None,
 ) -> None:
     """Print a sweep's support per cell and N_eff ~ width^b per loss (GET
