@@ -30,6 +30,7 @@ from app.jobs.events import EventBus
 from app.jobs.runner import JobRunner
 from app.services.builtin import register_builtin_generators
 from app.services.estimate_feed import EstimateFeed
+from app.services.sample_images import SampleImages
 from app.services.warmup import Warmup
 from app.settings import Settings
 from app.store.db import Database
@@ -57,7 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     events = EventBus()
     runner = JobRunner(db, settings, events)
     feed = EstimateFeed(db, events.publish)
-    state = AppState(settings=settings, db=db, runner=runner, events=events, feed=feed)
+    samples = SampleImages(db, settings)
+    state = AppState(
+        settings=settings, db=db, runner=runner, events=events, feed=feed, samples=samples
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             warmup.stop()
             feed.stop()
             runner.stop()
+            samples.close()
             db.dispose()
 
     app = FastAPI(title="birthday", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
             "audit-page figures, are built in the background at start-up; 0: none."
         ),
     )
+    sample_images: Literal["auto", "stored"] = Field(
+        default="auto",
+        description="auto: keep PNGs only of samples this process cannot regenerate cheaply "
+        "(TorchScript and ONNX run only in workers; a compressed .npz reads from its start) and "
+        "draw the rest from (source, seed, i) when shown; stored: keep every sample's PNG.",
+    )
+    sample_image_cache_bytes: int = Field(
+        default=64 * 1024**2, ge=0, description="Regenerated sample PNGs kept in memory."
+    )
     sqlite_busy_timeout_ms: int = 5000
     max_embedding_bytes: int = Field(
         default=8 * 1024**3,

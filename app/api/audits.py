@@ -46,7 +46,6 @@ from app.services.review import next_pairs_for
 from app.services.second_look import second_looks
 from app.store import audits as audit_store
 from app.store import pairs as pair_store
-from app.store.errors import NotFound
 from app.store.models import CandidatePair
 
 # The audit's own stopping target (PATCH /api/audits/{id}) unless a call asks for another.
@@ -144,15 +143,11 @@ def import_labels(
     responses={200: {"content": {"image/png": {}}}},
 )
 def get_sample_png(state: StateDep, audit_id: AuditId, idx: SampleIndex) -> Response:
-    """Sample idx of the pool at full resolution (stored for every sample in a candidate pair)."""
-    with state.db.read() as session:
-        audit_store.get_audit(session, audit_id)
-        sample = audit_store.get_sample(session, audit_id, idx)
-        if sample is None:
-            raise NotFound(f"sample of audit {audit_id}", idx)
-        return Response(
-            sample.png, media_type="image/png", headers={"Cache-Control": "max-age=86400"}
-        )
+    """Sample idx of the pool at full resolution: stored, or drawn again from (source, seed, idx)
+    for sources the server can draw from itself (`BIRTHDAY_SAMPLE_IMAGES`). 409 when it cannot
+    be drawn as audited (the generator's file changed)."""
+    png = state.samples.png(audit_id, idx)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
 
 @router.get("/{audit_id}/pairs", response_model=PairPage)

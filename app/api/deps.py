@@ -10,6 +10,7 @@ from fastapi import Depends, Path, Request
 from app.jobs.events import EventBus
 from app.jobs.runner import JobRunner
 from app.services.estimate_feed import EstimateFeed
+from app.services.sample_images import SampleImages
 from app.settings import Settings
 from app.store.db import Database
 
@@ -21,6 +22,7 @@ class AppState:
     runner: JobRunner
     events: EventBus
     feed: EstimateFeed  # live estimates for the audits' event streams
+    samples: SampleImages  # pool images, stored or drawn again
 
 
 def get_state(request: Request) -> AppState:

@@ -46,6 +46,9 @@ class AuditTask:
     # random_from <= j < n; None when this pool size already has its generation.
     random_pairs: int = 0
     random_from: int | None = None
+    # False: the API process regenerates samples when shown; only each step's first sample is
+    # stored, the anchor that shows a regenerated image is still the audited one.
+    store_images: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +58,7 @@ class AuditTask:
 class AuditChunk:
     samples_done: int
     pairs: list[tuple[int, int, float]]
-    samples: list[tuple[int, bytes, int | None]] = field(default_factory=list)
+    samples: list[tuple[int, bytes | None, int | None]] = field(default_factory=list)
     random_pairs: list[tuple[int, int, float]] = field(default_factory=list)
     pool_size: int | None = None  # set on the step that closes a generation of random pairs
 
@@ -157,7 +160,7 @@ def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
             pairs=list(
                 zip(batch.i.tolist(), batch.j.tolist(), batch.distance.tolist(), strict=True)
             ),
-            samples=_thumbnails(chunk, start),
+            samples=_thumbnails(chunk, start, task.store_images),
         )
     if task.random_from is not None:
         yield _random_generation(task, cache)
@@ -221,13 +224,23 @@ def _cached_vectors(cache: EmbeddingCache, indices: NDArray[np.int64]) -> NDArra
     return out
 
 
-def _thumbnails(chunk: Any, start: int) -> list[tuple[int, bytes, int | None]]:
-    """PNGs of this step's samples, all of them: every sample has its k neighbours, so each is
-    in a pair, and an older sample's PNG is always stored by its own step. A later step never
-    regenerates one (after a resume or an extension that cost a generator pass per step, and
-    a pass through the archive from its start for a deflated .npz)."""
+def _thumbnails(
+    chunk: Any, start: int, store_images: bool
+) -> list[tuple[int, bytes | None, int | None]]:
+    """This step's samples with their PNGs, or (store_images False) with the first one's only.
+
+    Every sample has its k neighbours, so each is in a pair, and an older sample's image is
+    always kept by its own step. A later step never regenerates one (after a resume or an
+    extension that cost a generator pass per step, and a pass through the archive from its start
+    for a deflated .npz). A step's first PNG is kept even when the rest are regenerated on demand:
+    the API checks a regenerated anchor against it before it shows any regenerated sample.
+    """
     ids = chunk.identities
     return [
-        (start + k, encode_png(image), None if ids is None else int(ids[k]))
+        (
+            start + k,
+            encode_png(image) if store_images or k == 0 else None,
+            None if ids is None else int(ids[k]),
+        )
         for k, image in enumerate(chunk.images)
     ]

@@ -23,13 +23,14 @@ from app.jobs.events import Event, EventBus
 from app.jobs.executors import Executor, WorkerLost, make_executor
 from app.jobs.train import TrainStep, TrainTask, run_training
 from app.settings import Settings
-from app.sources.factory import SourceSpec
+from app.sources.factory import SourceSpec, cheap_to_regenerate
 from app.store import audits as audit_store
 from app.store import generators as generator_store
 from app.store import jobs as job_store
 from app.store import training as training_store
 from app.store.audits import ChunkRows
 from app.store.db import Database
+from app.store.models import Audit
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,21 @@ def _shape(values: list[int] | None) -> tuple[int, int, int] | None:
     if values is None or len(values) != 3:
         return None
     return int(values[0]), int(values[1]), int(values[2])
+
+
+def audit_source_spec(session: Session, audit: Audit) -> SourceSpec:
+    """What the audit samples from, as the job (and the API, redrawing a sample) builds it."""
+    if audit.generator_id is None:
+        return SourceSpec(synthetic=dict(audit.synthetic or {}))
+    generator = generator_store.get_generator(session, audit.generator_id)
+    return SourceSpec(
+        path=generator.path,
+        format=generator.format,
+        architecture=generator.architecture,
+        options=dict(generator.options or {}),
+        latent_dim=generator.latent_dim,
+        image_shape=_shape(generator.image_shape),
+    )
 
 
 class JobRunner:
@@ -244,18 +260,7 @@ class JobRunner:
     def audit_task(self, audit_id: int) -> AuditTask:
         with self.db.read() as session:
             audit = audit_store.get_audit(session, audit_id)
-            if audit.generator_id is not None:
-                generator = generator_store.get_generator(session, audit.generator_id)
-                source = SourceSpec(
-                    path=generator.path,
-                    format=generator.format,
-                    architecture=generator.architecture,
-                    options=dict(generator.options or {}),
-                    latent_dim=generator.latent_dim,
-                    image_shape=_shape(generator.image_shape),
-                )
-            else:
-                source = SourceSpec(synthetic=dict(audit.synthetic or {}))
+            source = audit_source_spec(session, audit)
             return AuditTask(
                 audit_id=audit.id,
                 source=source,
@@ -271,6 +276,8 @@ class JobRunner:
                 models_dir=str(self.settings.models_dir.resolve()),
                 random_pairs=audit.random_pairs,
                 random_from=_random_from(audit.pool_sizes, audit.n),
+                store_images=self.settings.sample_images == "stored"
+                or not cheap_to_regenerate(source, self.settings.models_dir),
             )
 
     def _run_audit(self, job_id: int, on_progress: ProgressCallback | None) -> JobOutcome:

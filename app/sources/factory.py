@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.sources.archive import NpzSource
+from app.sources.archive import NpzSource, inspect_npz
 from app.sources.base import Source
 from app.sources.checkpoint import CheckpointSource
 from app.sources.isolated import IsolatedSource
@@ -56,3 +56,23 @@ def build_source(
     return CheckpointSource(
         path, spec.format, spec.architecture, spec.options or None, seed, device=device
     )
+
+
+def cheap_to_regenerate(spec: SourceSpec, models_dir: Path) -> bool:
+    """Whether the API process may draw sample i itself when it is shown, so that the audit need
+    not store its PNG: synthetic sources, built-in architectures (weights only, no code) and
+    archives with random access. TorchScript and ONNX run only in workers, and a compressed
+    `.npz` would be read from its start for every image."""
+    if spec.synthetic is not None:
+        return True
+    if spec.format in ("safetensors", "state_dict"):
+        return True
+    if spec.format == "samples" and spec.path is not None:
+        path = models_dir / spec.path
+        if path.suffix != ".npz":
+            return True
+        try:
+            return inspect_npz(path).stored
+        except (OSError, ValueError):
+            return False
+    return False

@@ -21,7 +21,7 @@ class ChunkRows:
 
     samples_done: int
     pairs: Sequence[tuple[int, int, float]]
-    samples: Sequence[tuple[int, bytes, int | None]]
+    samples: Sequence[tuple[int, bytes | None, int | None]]  # PNG None: regenerated
     # The run's last step: random non-candidate pairs for the pool of `pool_size` samples.
     random_pairs: Sequence[tuple[int, int, float]] = ()
     pool_size: int | None = None

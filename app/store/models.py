@@ -97,13 +97,14 @@ class Audit(Base):
 
 
 class Sample(Base):
-    """A pool sample that appears in a candidate pair; the rest can be regenerated from the seed."""
+    """A pool sample that appears in a candidate pair."""
 
     __tablename__ = "samples"
 
     audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"), primary_key=True)
     idx: Mapped[int] = mapped_column(Integer, primary_key=True)
-    png: Mapped[bytes] = mapped_column(LargeBinary)
+    # None: drawn again from (source, seed, idx) when shown (app/services/sample_images.py).
+    png: Mapped[bytes | None] = mapped_column(LargeBinary)
     # True identity for sources that know it (synthetic); never shown to reviewers.
     identity: Mapped[int | None] = mapped_column(Integer)
 

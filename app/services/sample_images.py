@@ -1,0 +1,166 @@
+"""Pool sample PNGs for the API: the stored one, or sample i drawn again from (source, seed, i).
+
+An audit of a source this process can draw from cheaply (synthetic, built-in architectures,
+archives with random access) keeps only each job step's first PNG, its anchor; the rest are drawn
+again when shown, which keeps a pool of 10^6 from filling the store with its images. Before the
+first redrawn image of an audit is served, its anchor is drawn again and compared with the stored
+one: a generator file replaced under the same path would otherwise show images other than those
+audited. Redrawing runs on this process's CPU: a pool drawn on a GPU may differ by rounding
+(a grey level here and there), which the comparison allows and no reviewer can see.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import select
+
+from app.jobs.runner import audit_source_spec
+from app.settings import Settings
+from app.sources.base import Source
+from app.sources.factory import SourceSpec, build_source
+from app.sources.thumbnails import encode_png, to_uint8
+from app.store import audits as audit_store
+from app.store.db import Database
+from app.store.errors import Conflict, NotFound
+from app.store.models import Sample
+
+# Mean absolute difference, in grey levels, a redrawn anchor may show: rounding between devices
+# moves a few pixels by one level (mean << 0.1); another generator moves most pixels by many.
+ANCHOR_TOLERANCE = 0.5
+SOURCES_KEPT = 2  # loaded generators held at once (each may be a few hundred MB)
+
+
+@dataclass
+class _Loaded:
+    source: Source
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    checked: set[int] = field(default_factory=set)  # audits whose anchor matched
+
+
+class SampleImages:
+    """Thread-safe: requests for sample images run on the server's thread pool."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._sources: OrderedDict[str, _Loaded] = OrderedDict()
+        self._pngs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._png_bytes = 0
+
+    def png(self, audit_id: int, idx: int) -> bytes:
+        with self.db.read() as session:
+            audit = audit_store.get_audit(session, audit_id)
+            sample = audit_store.get_sample(session, audit_id, idx)
+            if sample is None:
+                raise NotFound(f"sample of audit {audit_id}", idx)
+            if sample.png is not None:
+                return sample.png
+            spec = audit_source_spec(session, audit)
+            seed = audit.seed
+        # Sample i is a pure function of (source, seed, i): audits of one source and seed share
+        # their images, and an audit id reused after a deletion finds nothing of the old one.
+        key = _source_key(spec, seed)
+        cached = self._cached((key, idx))
+        if cached is not None:
+            return cached
+        loaded = self._source(key, spec, seed)
+        self._check_anchor(loaded, audit_id)
+        png = encode_png(self._draw(loaded, idx))
+        self._remember((key, idx), png)
+        return png
+
+    def close(self) -> None:
+        with self._lock:
+            for loaded in self._sources.values():
+                _close(loaded.source)
+            self._sources.clear()
+            self._pngs.clear()
+            self._png_bytes = 0
+
+    # -- sources -------------------------------------------------------------------------
+    def _source(self, key: str, spec: SourceSpec, seed: int) -> _Loaded:
+        with self._lock:
+            loaded = self._sources.get(key)
+            if loaded is not None:
+                self._sources.move_to_end(key)
+                return loaded
+            try:
+                source = build_source(spec, seed, self.settings.models_dir, device="cpu")
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise Conflict(f"this audit's samples cannot be drawn again: {exc}") from exc
+            loaded = _Loaded(source)
+            self._sources[key] = loaded
+            while len(self._sources) > SOURCES_KEPT:
+                _, evicted = self._sources.popitem(last=False)
+                _close(evicted.source)
+            return loaded
+
+    def _draw(self, loaded: _Loaded, idx: int) -> Any:
+        with loaded.lock:
+            return loaded.source.generate(np.array([idx], dtype=np.int64)).images[0]
+
+    def _check_anchor(self, loaded: _Loaded, audit_id: int) -> None:
+        if audit_id in loaded.checked:
+            return
+        with self.db.read() as session:
+            anchor = session.execute(
+                select(Sample.idx, Sample.png)
+                .where(Sample.audit_id == audit_id, Sample.png.is_not(None))
+                .order_by(Sample.idx)
+                .limit(1)
+            ).first()
+        idx, png = anchor if anchor is not None else (None, None)
+        if idx is None or png is None:
+            raise Conflict(f"audit {audit_id} stored no sample to check a redrawn one against")
+        stored = np.asarray(Image.open(io.BytesIO(png)), dtype=np.float64)
+        drawn = to_uint8(self._draw(loaded, int(idx))).astype(np.float64)
+        difference = (
+            float(np.abs(stored - drawn).mean()) if stored.shape == drawn.shape else float("inf")
+        )
+        if difference > ANCHOR_TOLERANCE:
+            raise Conflict(
+                f"audit {audit_id}'s samples cannot be drawn again: its generator's file is not "
+                f"the one audited (stored sample {idx} differs from a fresh draw by "
+                f"{difference:.3g} grey levels on average)"
+            )
+        with self._lock:
+            loaded.checked.add(audit_id)
+
+    # -- images --------------------------------------------------------------------------
+    def _cached(self, key: tuple[str, int]) -> bytes | None:
+        with self._lock:
+            png = self._pngs.get(key)
+            if png is not None:
+                self._pngs.move_to_end(key)
+            return png
+
+    def _remember(self, key: tuple[str, int], png: bytes) -> None:
+        budget = self.settings.sample_image_cache_bytes
+        with self._lock:
+            if key in self._pngs or len(png) > budget:
+                return
+            self._pngs[key] = png
+            self._png_bytes += len(png)
+            while self._png_bytes > budget:
+                _, old = self._pngs.popitem(last=False)
+                self._png_bytes -= len(old)
+
+
+def _source_key(spec: SourceSpec, seed: int) -> str:
+    return json.dumps([dataclasses.asdict(spec), seed], sort_keys=True)
+
+
+def _close(source: Source) -> None:
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()

@@ -1,0 +1,219 @@
+"""Sample images drawn again on demand: which audits keep their PNGs, that a redrawn image is the
+audited one (checked against the source itself), and that a changed generator file is refused."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import func, select
+
+from app.gan.checkpoint import save_generator
+from app.gan.registry import build_generator
+from app.main import create_app
+from app.settings import Settings
+from app.sources.factory import SourceSpec, build_source, cheap_to_regenerate
+from app.sources.synthetic import SyntheticConfig, SyntheticSource
+from app.sources.thumbnails import to_uint8
+from app.store.models import Generator, Sample
+from tests.conftest import assert_problem, wait_for_audit
+
+DCGAN = {"image_size": 16, "channels": 1, "latent_dim": 8, "g_width": 0.25, "d_width": 0.25}
+CHUNK = 250
+
+
+def _settings(tmp_path: Path, **extra: Any) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data", models_dir=tmp_path / "models", chunk_size=CHUNK, **extra
+    )
+
+
+def _audit(client: TestClient, **body: Any) -> dict[str, Any]:
+    payload = {"n": 600, "neighbours": 3, "seed": 5, **body}
+    response = client.post("/api/audits", json=payload)
+    assert response.status_code == 202, response.text
+    audit = wait_for_audit(client, response.json()["id"])
+    assert audit["status"] == "done", audit
+    return audit
+
+
+def _stored(client: TestClient, audit_id: int) -> list[int]:
+    db = client.app.state.birthday.db  # type: ignore[attr-defined]
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(Sample.idx)
+                .where(Sample.audit_id == audit_id, Sample.png.is_not(None))
+                .order_by(Sample.idx)
+            )
+        )
+
+
+def _pixels(client: TestClient, audit_id: int, idx: int) -> np.ndarray:
+    response = client.get(f"/api/audits/{audit_id}/samples/{idx}.png")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+def _save_dcgan(path: Path, seed: int) -> None:
+    """An untrained DCGAN draws flat grey; larger weights give images with structure."""
+    torch.manual_seed(seed)
+    module, _ = build_generator("dcgan", DCGAN)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.mul_(3.0)
+    save_generator(path, module, "dcgan", DCGAN)
+
+
+def _upload_dcgan(client: TestClient, tmp_path: Path, seed: int) -> dict[str, Any]:
+    path = tmp_path / f"g{seed}.safetensors"
+    _save_dcgan(path, seed)
+    response = client.post(
+        "/api/generators",
+        data={"name": f"g{seed}", "format": "safetensors", "architecture": "dcgan"},
+        files={"file": ("g.safetensors", path.read_bytes())},
+    )
+    assert response.status_code == 201, response.text
+    generator: dict[str, Any] = response.json()
+    return generator
+
+
+def test_a_synthetic_audit_keeps_one_png_per_step_and_redraws_the_rest_exactly(
+    tmp_path: Path,
+) -> None:
+    synthetic = {"support": 200, "noise": 0.05}
+    with TestClient(create_app(_settings(tmp_path))) as client:
+        audit = _audit(client, synthetic=synthetic)
+        assert _stored(client, audit["id"]) == [0, 250, 500]  # each step's anchor
+        truth = SyntheticSource(SyntheticConfig(**synthetic), seed=5)
+        for idx in (0, 1, 249, 251, 377, 599):
+            expected = to_uint8(truth.generate(np.array([idx])).images[0])
+            assert np.array_equal(_pixels(client, audit["id"], idx), expected), idx
+        # Asked again: the same bytes (from the cache), and a sample past the pool is a 404.
+        first = client.get(f"/api/audits/{audit['id']}/samples/377.png").content
+        assert client.get(f"/api/audits/{audit['id']}/samples/377.png").content == first
+        assert_problem(client.get(f"/api/audits/{audit['id']}/samples/600.png"), 404)
+
+
+def test_stored_mode_keeps_every_png(tmp_path: Path) -> None:
+    with TestClient(create_app(_settings(tmp_path, sample_images="stored"))) as client:
+        audit = _audit(client, synthetic={"support": 200}, n=300)
+        assert _stored(client, audit["id"]) == list(range(300))
+
+
+def test_a_checkpoint_audit_redraws_what_the_worker_drew(tmp_path: Path) -> None:
+    """The pool's images as the audit's worker drew them (a second audit in stored mode, same
+    generator and seed) are the images the first audit's server draws again."""
+    with TestClient(create_app(_settings(tmp_path))) as client:
+        generator = _upload_dcgan(client, tmp_path, seed=1)
+        redrawn = _audit(client, generator_id=generator["id"], n=300)
+        assert _stored(client, redrawn["id"]) == [0, 250]
+        images = {idx: _pixels(client, redrawn["id"], idx) for idx in (3, 120, 299)}
+        assert all(image.std() > 5 for image in images.values())  # not flat grey
+    with TestClient(create_app(_settings(tmp_path, sample_images="stored"))) as client:
+        stored = _audit(client, generator_id=generator["id"], n=300)
+        assert len(_stored(client, stored["id"])) == 300
+        for idx, pixels in images.items():
+            assert np.array_equal(_pixels(client, stored["id"], idx), pixels), idx
+
+
+def test_a_changed_generator_file_is_refused_not_shown(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        generator = _upload_dcgan(client, tmp_path, seed=1)
+        audit = _audit(client, generator_id=generator["id"], n=300)
+        db = client.app.state.birthday.db  # type: ignore[attr-defined]
+        with db.read() as session:
+            relative = session.get(Generator, generator["id"]).path
+    # Another generator of the same architecture under the audited file's name.
+    _save_dcgan(settings.models_dir / relative, seed=2)
+    with TestClient(create_app(settings)) as client:
+        problem = assert_problem(client.get(f"/api/audits/{audit['id']}/samples/7.png"), 409)
+        assert "not the one audited" in problem["detail"]
+        # The stored anchor is still served: it is what was audited.
+        assert client.get(f"/api/audits/{audit['id']}/samples/0.png").status_code == 200
+
+
+def _npz(path: Path, compressed: bool) -> Path:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(300, 12, 12, 1), dtype=np.uint8)
+    (np.savez_compressed if compressed else np.savez)(path, images=images)
+    return path
+
+
+@pytest.mark.parametrize(("compressed", "stored"), [(False, [0, 250]), (True, list(range(300)))])
+def test_archives_keep_pngs_only_where_random_access_is_dear(
+    tmp_path: Path, compressed: bool, stored: list[int]
+) -> None:
+    archive = _npz(tmp_path / "pool.npz", compressed)
+    with TestClient(create_app(_settings(tmp_path))) as client:
+        response = client.post(
+            "/api/generators",
+            data={"name": "pool", "format": "samples"},
+            files={"file": ("pool.npz", archive.read_bytes())},
+        )
+        assert response.status_code == 201, response.text
+        audit = _audit(client, generator_id=response.json()["id"], n=300)
+        assert _stored(client, audit["id"]) == stored
+        truth = np.load(archive)["images"]
+        for idx in (1, 200, 299):
+            assert np.array_equal(_pixels(client, audit["id"], idx), truth[idx, :, :, 0]), idx
+
+
+def test_which_sources_the_server_draws_itself(tmp_path: Path) -> None:
+    models = tmp_path
+    assert cheap_to_regenerate(SourceSpec(synthetic={"support": 10}), models)
+    assert cheap_to_regenerate(SourceSpec(path="g.safetensors", format="safetensors"), models)
+    assert cheap_to_regenerate(SourceSpec(path="g.pt", format="state_dict"), models)
+    assert cheap_to_regenerate(SourceSpec(path="pool.zip", format="samples"), models)
+    # Code and graphs run in workers only; an unreadable archive is stored, not guessed at.
+    assert not cheap_to_regenerate(SourceSpec(path="g.pt", format="torchscript"), models)
+    assert not cheap_to_regenerate(SourceSpec(path="g.onnx", format="onnx"), models)
+    assert not cheap_to_regenerate(SourceSpec(path="missing.npz", format="samples"), models)
+
+
+def test_the_store_holds_a_fraction_of_the_bytes(tmp_path: Path) -> None:
+    def png_bytes(mode: str) -> int:
+        settings = _settings(tmp_path / mode, sample_images=mode)
+        with TestClient(create_app(settings)) as client:
+            audit = _audit(client, synthetic={"support": 500, "image_size": 32}, n=500)
+            db = client.app.state.birthday.db  # type: ignore[attr-defined]
+            with db.read() as session:
+                total = session.scalar(
+                    select(func.sum(func.length(Sample.png))).where(Sample.audit_id == audit["id"])
+                )
+            return int(total or 0)
+
+    stored, redrawn = png_bytes("stored"), png_bytes("auto")
+    assert redrawn * 100 <= stored  # 2 anchors of 500 images
+
+
+def test_a_worker_built_source_matches_the_servers_draw_on_every_pixel(tmp_path: Path) -> None:
+    """The server draws on its CPU with the job's own source code path (build_source)."""
+    spec = SourceSpec(synthetic={"support": 50, "channels": 3, "image_size": 8})
+    worker = build_source(spec, 9, tmp_path)
+    server = build_source(spec, 9, tmp_path, device="cpu")
+    indices = np.arange(40, dtype=np.int64)
+    batch = worker.generate(indices).images
+    for idx in (0, 17, 39):
+        one = server.generate(np.array([idx], dtype=np.int64)).images[0]
+        assert np.array_equal(to_uint8(one), to_uint8(batch[idx]))
+
+
+def test_a_downgrade_refuses_to_drop_audits_whose_pngs_are_redrawn(tmp_path: Path) -> None:
+    from alembic import command
+    from app.store.migrate import alembic_config
+
+    settings = _settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        _audit(client, synthetic={"support": 100}, n=300)
+    config = alembic_config(settings.resolved_database_url())
+    with pytest.raises(RuntimeError, match="no stored PNG"):
+        command.downgrade(config, "0006")
