@@ -64,7 +64,12 @@ def test_onnx_is_probed_and_audited_outside_the_api_process(
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("the API process ran the ONNX graph")
 
+    def unparsed(*_: object, **__: object) -> None:
+        raise AssertionError("the API process parsed the ONNX file")
+
     monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+    monkeypatch.setattr(onnx, "load", unparsed)
+    monkeypatch.setattr(onnx, "load_model", unparsed)
     response = upload(client, generator_model().SerializeToString())
     assert response.status_code == 201, response.text  # type: ignore[attr-defined]
     generator = response.json()  # type: ignore[attr-defined]
@@ -206,3 +211,24 @@ def test_a_torch_export_of_a_dcgan_samples_as_the_module_does(tmp_path: Path) ->
     with torch.no_grad():
         want = module(torch.from_numpy(z)).clamp(-1, 1)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_the_files_reader_dying_or_hanging_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from app.sources import onnx_graph
+
+    path = tmp_path / "g.onnx"
+    path.write_bytes(generator_model().SerializeToString())
+    assert onnx_graph.inspect_onnx_isolated(path, None) == LATENT
+    with pytest.raises(ValueError, match="longer than 0.001 s"):
+        onnx_graph.inspect_onnx_isolated(path, None, timeout=0.001)
+
+    def killed(command: list[str], **_: object) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.CompletedProcess(command, -11, stdout=b"", stderr=b"")
+
+    monkeypatch.setattr(subprocess, "run", killed)
+    with pytest.raises(ValueError, match="stopped its reader"):
+        onnx_graph.inspect_onnx_isolated(path, None)

@@ -4,6 +4,7 @@ audited one (checked against the source itself), and that a changed generator fi
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -141,29 +142,40 @@ def test_a_changed_generator_file_is_refused_not_shown(tmp_path: Path) -> None:
         assert client.get(f"/api/audits/{audit['id']}/samples/0.png").status_code == 200
 
 
-def _npz(path: Path, compressed: bool) -> Path:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(300, 12, 12, 1), dtype=np.uint8)
-    (np.savez_compressed if compressed else np.savez)(path, images=images)
-    return path
+def _archive(directory: Path, kind: str) -> tuple[Path, np.ndarray]:
+    """300 grey 12x12 images as an uncompressed or compressed .npz, or a .zip of PNGs."""
+    images = np.random.default_rng(0).integers(0, 256, size=(300, 12, 12, 1), dtype=np.uint8)
+    if kind == "zip":
+        path = directory / "pool.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            for k, image in enumerate(images):
+                buffer = io.BytesIO()
+                Image.fromarray(image[:, :, 0]).save(buffer, format="PNG")
+                archive.writestr(f"{k:05d}.png", buffer.getvalue())
+        return path, images
+    path = directory / "pool.npz"
+    (np.savez_compressed if kind == "npz_compressed" else np.savez)(path, images=images)
+    return path, images
 
 
-@pytest.mark.parametrize(("compressed", "stored"), [(False, [0, 250]), (True, list(range(300)))])
+@pytest.mark.parametrize(
+    ("kind", "stored"),
+    [("npz", [0, 250]), ("zip", [0, 250]), ("npz_compressed", list(range(300)))],
+)
 def test_archives_keep_pngs_only_where_random_access_is_dear(
-    tmp_path: Path, compressed: bool, stored: list[int]
+    tmp_path: Path, kind: str, stored: list[int]
 ) -> None:
-    archive = _npz(tmp_path / "pool.npz", compressed)
+    archive, truth = _archive(tmp_path, kind)
     with TestClient(create_app(_settings(tmp_path))) as client:
         response = client.post(
             "/api/generators",
             data={"name": "pool", "format": "samples"},
-            files={"file": ("pool.npz", archive.read_bytes())},
+            files={"file": (archive.name, archive.read_bytes())},
         )
         assert response.status_code == 201, response.text
         audit = _audit(client, generator_id=response.json()["id"], n=300)
         assert _stored(client, audit["id"]) == stored
-        truth = np.load(archive)["images"]
-        for idx in (1, 200, 299):
+        for idx in (1, 200, 299, 17):
             assert np.array_equal(_pixels(client, audit["id"], idx), truth[idx, :, :, 0]), idx
 
 
@@ -217,3 +229,18 @@ def test_a_downgrade_refuses_to_drop_audits_whose_pngs_are_redrawn(tmp_path: Pat
     config = alembic_config(settings.resolved_database_url())
     with pytest.raises(RuntimeError, match="no stored PNG"):
         command.downgrade(config, "0006")
+
+
+def test_the_bench_measures_both_modes_on_a_small_pool(tmp_path: Path) -> None:
+    from tests.bench_modules import load_bench
+
+    bench = load_bench("sample_images")
+    sizes = {}
+    for mode in ("stored", "auto"):
+        result, images, audit_id = bench.run("digits", mode, 1200, tmp_path)
+        sizes[mode] = result.png_bytes
+        if mode == "auto":
+            first, drawn, cached = bench.serve(images, audit_id, 1200)
+            assert len(drawn) == len(cached) == bench.SHOWN - 1
+        images.close()
+    assert 0 < sizes["auto"] * 100 < sizes["stored"]  # two anchors of 1,200 PNGs

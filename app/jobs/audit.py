@@ -21,7 +21,7 @@ from app.embed.factory import make_embedder
 from app.estimate.design import sample_noncandidate_pairs
 from app.mining.factory import make_miner
 from app.mining.types import Miner, PairBatch
-from app.sources.base import Source
+from app.sources.base import Source, close_source
 from app.sources.factory import SourceSpec, build_source
 from app.sources.thumbnails import encode_png
 
@@ -136,34 +136,39 @@ def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
     """Yield one AuditChunk per step from `resume_from` to `task.n`."""
     models_dir = Path(task.models_dir)
     source = build_source(task.source, task.seed, models_dir, device=task.device)
-    if source.max_samples is not None and task.n > source.max_samples:
-        raise ValueError(
-            f"the source has only {source.max_samples} samples, the audit asks for {task.n}"
+    try:
+        if source.max_samples is not None and task.n > source.max_samples:
+            raise ValueError(
+                f"the source has only {source.max_samples} samples, the audit asks for {task.n}"
+            )
+        probe_source(source)
+        embedder = make_embedder(
+            task.embedder, task.embedder_options, source.image_shape, models_dir
         )
-    probe_source(source)
-    embedder = make_embedder(task.embedder, task.embedder_options, source.image_shape, models_dir)
-    miner: Miner = make_miner(task.miner, capacity=task.n, dim=embedder.dim)  # type: ignore[arg-type]
-    cache = EmbeddingCache(Path(task.scratch_dir) / f"audit_{task.audit_id}")
-    # Rebuild the index over the part of the pool that is already stored.
-    for start, stop in chunk_bounds(0, resume_from, task.chunk_size):
-        vectors = cache.load(start, stop)
-        if vectors is None:
-            _, vectors = _embed(source, embedder, start, stop)
+        miner: Miner = make_miner(task.miner, capacity=task.n, dim=embedder.dim)  # type: ignore[arg-type]
+        cache = EmbeddingCache(Path(task.scratch_dir) / f"audit_{task.audit_id}")
+        # Rebuild the index over the part of the pool that is already stored.
+        for start, stop in chunk_bounds(0, resume_from, task.chunk_size):
+            vectors = cache.load(start, stop)
+            if vectors is None:
+                _, vectors = _embed(source, embedder, start, stop)
+                cache.save(start, stop, vectors)
+            miner.add(vectors)
+        for start, stop in chunk_bounds(resume_from, task.n, task.chunk_size):
+            chunk, vectors = _embed(source, embedder, start, stop)
             cache.save(start, stop, vectors)
-        miner.add(vectors)
-    for start, stop in chunk_bounds(resume_from, task.n, task.chunk_size):
-        chunk, vectors = _embed(source, embedder, start, stop)
-        cache.save(start, stop, vectors)
-        batch: PairBatch = miner.add_and_query(vectors, task.neighbours)
-        yield AuditChunk(
-            samples_done=stop,
-            pairs=list(
-                zip(batch.i.tolist(), batch.j.tolist(), batch.distance.tolist(), strict=True)
-            ),
-            samples=_thumbnails(chunk, start, task.store_images),
-        )
-    if task.random_from is not None:
-        yield _random_generation(task, cache)
+            batch: PairBatch = miner.add_and_query(vectors, task.neighbours)
+            yield AuditChunk(
+                samples_done=stop,
+                pairs=list(
+                    zip(batch.i.tolist(), batch.j.tolist(), batch.distance.tolist(), strict=True)
+                ),
+                samples=_thumbnails(chunk, start, task.store_images),
+            )
+        if task.random_from is not None:
+            yield _random_generation(task, cache)
+    finally:
+        close_source(source)
 
 
 def draw_random_pairs(n: int, new_from: int, m: int, seed: int) -> NDArray[np.int64]:

@@ -25,7 +25,7 @@ from app.gan.registry import canonical_options
 from app.settings import Settings
 from app.sources.archive import describe_npz, sample_archive_kind
 from app.sources.isolated import probe_isolated
-from app.sources.onnx_graph import inspect_onnx
+from app.sources.onnx_graph import inspect_onnx_isolated
 from app.sources.zip_archive import inspect_zip
 from app.store.db import Database
 from app.store.errors import Conflict
@@ -158,7 +158,7 @@ def _inspect(
         # Loaded and run in a child process only: never in this (the API) process.
         return probe_isolated(path, "torchscript", latent), latent, None, {}
     if fmt == "onnx":
-        latent = inspect_onnx(path, options.pop("latent_dim", None))
+        latent = inspect_onnx_isolated(path, options.pop("latent_dim", None))
         return probe_isolated(path, "onnx", latent), latent, None, {}
     if fmt == "safetensors":
         module, spec = load_generator_safetensors(path, architecture, options or None)

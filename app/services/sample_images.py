@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from app.jobs.runner import audit_source_spec
 from app.settings import Settings
-from app.sources.base import Source
+from app.sources.base import Source, close_source
 from app.sources.factory import SourceSpec, build_source
 from app.sources.thumbnails import encode_png, to_uint8
 from app.store import audits as audit_store
@@ -82,7 +82,7 @@ class SampleImages:
     def close(self) -> None:
         with self._lock:
             for loaded in self._sources.values():
-                _close(loaded.source)
+                close_source(loaded.source)
             self._sources.clear()
             self._pngs.clear()
             self._png_bytes = 0
@@ -102,7 +102,7 @@ class SampleImages:
             self._sources[key] = loaded
             while len(self._sources) > SOURCES_KEPT:
                 _, evicted = self._sources.popitem(last=False)
-                _close(evicted.source)
+                close_source(evicted.source)
             return loaded
 
     def _draw(self, loaded: _Loaded, idx: int) -> Any:
@@ -158,9 +158,3 @@ class SampleImages:
 
 def _source_key(spec: SourceSpec, seed: int) -> str:
     return json.dumps([dataclasses.asdict(spec), seed], sort_keys=True)
-
-
-def _close(source: Source) -> None:
-    close = getattr(source, "close", None)
-    if close is not None:
-        close()

@@ -38,3 +38,10 @@ def check_indices(indices: NDArray[np.int64], max_samples: int | None) -> None:
         raise ValueError("sample indices must be non-negative")
     if max_samples is not None and indices.size and int(indices.max()) >= max_samples:
         raise ValueError(f"this source has only {max_samples} samples")
+
+
+def close_source(source: Source) -> None:
+    """Let go of what a source holds open (an archive, a generator process), where it holds any."""
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()

@@ -3,17 +3,44 @@
 ONNX is how users bring an architecture of their own without code (DESIGN.md). The file is parsed
 with the onnx package (a protobuf: no code runs) and refused before any runtime sees it when it
 points outside itself (external data files are read from paths the file names) or does not
-look like a generator: one float input (B, latent_dim), at least one output. The graph is then
-run only in the generator worker process (generator_worker), which probes its output shape.
+look like a generator: one float input (B, latent_dim), at least one output. The parse itself
+runs in a child process (`inspect_onnx_isolated`): a protobuf parser fed hostile bytes may crash
+or recurse deeply (protobuf's own advisories), and a model of a few hundred MB is held whole while
+it is read; neither belongs in the API process. The graph is then run only in the generator
+worker process (generator_worker), which probes its output shape.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
-__all__ = ["inspect_onnx"]
+__all__ = ["inspect_onnx", "inspect_onnx_isolated"]
 
 MAX_INPUTS = 1
+INSPECT_TIMEOUT_S = 120.0
+
+
+def inspect_onnx_isolated(
+    path: Path, latent_dim: int | None, timeout: float = INSPECT_TIMEOUT_S
+) -> int:
+    """`inspect_onnx` in a child process: its answer, or its error as a ValueError."""
+    command = [sys.executable, "-m", "app.sources.onnx_graph", str(path), json.dumps(latent_dim)]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ValueError(f"reading the ONNX file took longer than {timeout:g} s") from exc
+    try:
+        answer = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    except (IndexError, ValueError, UnicodeDecodeError):
+        raise ValueError(
+            f"not an ONNX model: reading it stopped its reader (exit status {done.returncode})"
+        ) from None
+    if "error" in answer:
+        raise ValueError(str(answer["error"]))
+    return int(answer["latent_dim"])
 
 
 def inspect_onnx(path: Path, latent_dim: int | None) -> int:
@@ -62,3 +89,16 @@ def inspect_onnx(path: Path, latent_dim: int | None) -> int:
     if latent < 1:
         raise ValueError(f"latent_dim must be >= 1, got {latent}")
     return int(latent)
+
+
+def _main(arguments: list[str]) -> None:
+    path, latent_dim = Path(arguments[0]), json.loads(arguments[1])
+    try:
+        answer: dict[str, object] = {"latent_dim": inspect_onnx(path, latent_dim)}
+    except ValueError as exc:
+        answer = {"error": str(exc)}
+    print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
