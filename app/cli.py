@@ -4,6 +4,7 @@ services as the API, from a terminal."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -373,6 +374,53 @@ def extend(
         _fail(str(exc))
         return
     _run_audit_job(db, settings, audit_id, job.id, audit.n)
+
+
+@cli.command("prune-images")
+def prune_images(
+    audit_ids: Annotated[list[int], typer.Argument(metavar="AUDIT...")],
+    vacuum: Annotated[
+        bool,
+        typer.Option(
+            help="Then rewrite the SQLite file so the disk gets the space back (VACUUM: a while "
+            "on a large store, and as much free disk as the store's size)."
+        ),
+    ] = False,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Drop the stored sample PNGs the server can draw again, one anchor per job step kept.
+
+    For audits made with every PNG stored (before images were drawn on demand, or with
+    BIRTHDAY_SAMPLE_IMAGES=stored). A spread of stored samples is drawn again and compared
+    first: an audit whose generator file changed keeps its images.
+    """
+    from app.services.image_pruning import prune_sample_images
+
+    settings = _settings(data_dir)
+    db = _open(settings)
+    results = []
+    for audit_id in audit_ids:
+        try:
+            result = prune_sample_images(db, settings, audit_id)
+        except (NotFound, Conflict) as exc:
+            _fail(str(exc))
+            return
+        results.append(result)
+        if not as_json:
+            console.print(
+                f"audit {audit_id}: {result.dropped:,} PNGs dropped "
+                f"({result.bytes_freed / 1e6:,.1f} MB), {result.kept:,} kept; "
+                f"{result.checked} drawn again and matched first"
+            )
+    if vacuum:
+        try:
+            db.vacuum()
+        except ValueError as exc:
+            _fail(str(exc))
+            return
+    if as_json:
+        console.print_json(json.dumps([dataclasses.asdict(r) for r in results]))
 
 
 @cli.command("set-target")

@@ -122,11 +122,8 @@ class SampleImages:
         idx, png = anchor if anchor is not None else (None, None)
         if idx is None or png is None:
             raise Conflict(f"audit {audit_id} stored no sample to check a redrawn one against")
-        stored = np.asarray(Image.open(io.BytesIO(png)), dtype=np.float64)
-        drawn = to_uint8(self._draw(loaded, int(idx))).astype(np.float64)
-        difference = (
-            float(np.abs(stored - drawn).mean()) if stored.shape == drawn.shape else float("inf")
-        )
+        with loaded.lock:
+            difference = drawn_difference(loaded.source, int(idx), png)
         if difference > ANCHOR_TOLERANCE:
             raise Conflict(
                 f"audit {audit_id}'s samples cannot be drawn again: its generator's file is not "
@@ -154,6 +151,16 @@ class SampleImages:
             while self._png_bytes > budget:
                 _, old = self._pngs.popitem(last=False)
                 self._png_bytes -= len(old)
+
+
+def drawn_difference(source: Source, idx: int, png: bytes) -> float:
+    """Mean absolute difference, in grey levels, between a stored PNG and sample idx drawn again."""
+    stored = np.asarray(Image.open(io.BytesIO(png)), dtype=np.float64)
+    image = source.generate(np.array([idx], dtype=np.int64)).images[0]
+    drawn = to_uint8(image).astype(np.float64)
+    if stored.shape != drawn.shape:
+        return float("inf")
+    return float(np.abs(stored - drawn).mean())
 
 
 def _source_key(spec: SourceSpec, seed: int) -> str:

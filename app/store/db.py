@@ -83,6 +83,21 @@ class Database:
         with self.write() as session:
             session.execute(text("ANALYZE pairs"))
 
+    def vacuum(self) -> None:
+        """Rewrite a SQLite file without its free pages (after large deletions). It runs
+        outside any transaction, on the writer's engine: other writers wait for it."""
+        if not self.is_sqlite:
+            raise ValueError("VACUUM here is for SQLite; PostgreSQL's autovacuum reuses the space")
+        with self._write_lock:
+            raw = self.write_engine.raw_connection()
+            try:
+                driver = raw.driver_connection
+                assert driver is not None
+                driver.commit()  # VACUUM cannot run inside a transaction
+                driver.execute("VACUUM")
+            finally:
+                raw.close()
+
     def dispose(self) -> None:
         self.read_engine.dispose()
         self.write_engine.dispose()
