@@ -244,3 +244,31 @@ def test_the_bench_measures_both_modes_on_a_small_pool(tmp_path: Path) -> None:
             assert len(drawn) == len(cached) == bench.SHOWN - 1
         images.close()
     assert 0 < sizes["auto"] * 100 < sizes["stored"]  # two anchors of 1,200 PNGs
+
+
+def test_concurrent_requests_across_more_sources_than_are_kept_all_get_their_images(
+    tmp_path: Path,
+) -> None:
+    """Three audits (three seeds: three sources, one more than the server keeps loaded) drawn
+    from eight threads at once: every image is its own sample, whatever was evicted meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    synthetic = {"support": 100, "noise": 0.1}
+    settings = _settings(tmp_path, sample_image_cache_bytes=0)  # every request draws
+    with TestClient(create_app(settings)) as client:
+        audits = {
+            seed: _audit(client, synthetic=synthetic, n=300, seed=seed)["id"] for seed in (1, 2, 3)
+        }
+        images = client.app.state.birthday.samples  # type: ignore[attr-defined]
+        requests = [(seed, idx) for idx in range(1, 120, 7) for seed in audits]
+
+        def draw(request: tuple[int, int]) -> np.ndarray:
+            seed, idx = request
+            png = images.png(audits[seed], idx)
+            return np.asarray(Image.open(io.BytesIO(png)))
+
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(draw, requests))
+    for (seed, idx), pixels in zip(requests, got, strict=True):
+        truth = SyntheticSource(SyntheticConfig(**synthetic), seed=seed)
+        assert np.array_equal(pixels, to_uint8(truth.generate(np.array([idx])).images[0]))

@@ -54,6 +54,7 @@ class SampleImages:
         self.settings = settings
         self._lock = threading.Lock()
         self._sources: OrderedDict[str, _Loaded] = OrderedDict()
+        self._building: dict[str, threading.Lock] = {}
         self._pngs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._png_bytes = 0
 
@@ -89,21 +90,36 @@ class SampleImages:
 
     # -- sources -------------------------------------------------------------------------
     def _source(self, key: str, spec: SourceSpec, seed: int) -> _Loaded:
+        """The loaded source, built once per key; building (seconds for a large generator or
+        an archive of 10^6 members) holds up only the requests that need that source."""
         with self._lock:
             loaded = self._sources.get(key)
             if loaded is not None:
                 self._sources.move_to_end(key)
                 return loaded
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                loaded = self._sources.get(key)
+            if loaded is not None:
+                return loaded
             try:
                 source = build_source(spec, seed, self.settings.models_dir, device="cpu")
             except (OSError, ValueError, RuntimeError) as exc:
+                with self._lock:
+                    self._building.pop(key, None)
                 raise Conflict(f"this audit's samples cannot be drawn again: {exc}") from exc
             loaded = _Loaded(source)
-            self._sources[key] = loaded
-            while len(self._sources) > SOURCES_KEPT:
-                _, evicted = self._sources.popitem(last=False)
-                close_source(evicted.source)
-            return loaded
+            with self._lock:
+                self._sources[key] = loaded
+                self._building.pop(key, None)
+                evicted = []
+                while len(self._sources) > SOURCES_KEPT:
+                    evicted.append(self._sources.popitem(last=False)[1])
+        for old in evicted:
+            with old.lock:  # a draw in flight finishes first
+                close_source(old.source)
+        return loaded
 
     def _draw(self, loaded: _Loaded, idx: int) -> Any:
         with loaded.lock:
