@@ -272,3 +272,32 @@ def test_concurrent_requests_across_more_sources_than_are_kept_all_get_their_ima
     for (seed, idx), pixels in zip(requests, got, strict=True):
         truth = SyntheticSource(SyntheticConfig(**synthetic), seed=seed)
         assert np.array_equal(pixels, to_uint8(truth.generate(np.array([idx])).images[0]))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped"])
+def test_an_archive_damaged_after_its_audit_is_a_conflict_not_a_crash(
+    tmp_path: Path, damage: str
+) -> None:
+    archive, _ = _archive(tmp_path, "zip")
+    settings = _settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        response = client.post(
+            "/api/generators",
+            data={"name": "pool", "format": "samples"},
+            files={"file": (archive.name, archive.read_bytes())},
+        )
+        assert response.status_code == 201, response.text
+        audit = _audit(client, generator_id=response.json()["id"], n=300)
+    (stored,) = (settings.models_dir / "uploads").glob("*")
+    content = stored.read_bytes()
+    if damage == "flipped":  # one byte inside sample 5's PNG: its CRC no longer holds
+        with zipfile.ZipFile(stored) as opened:
+            info = opened.getinfo("00005.png")
+        at = info.header_offset + 30 + len(info.filename) + 40
+        content = content[:at] + bytes([content[at] ^ 0xFF]) + content[at + 1 :]
+        stored.write_bytes(content)
+    else:
+        stored.write_bytes(b"not a zip at all" * 64 if damage == "garbage" else content[:-400])
+    with TestClient(create_app(settings)) as client:
+        problem = assert_problem(client.get(f"/api/audits/{audit['id']}/samples/5.png"), 409)
+        assert "cannot be drawn again" in problem["detail"]

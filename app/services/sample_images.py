@@ -123,7 +123,10 @@ class SampleImages:
 
     def _draw(self, loaded: _Loaded, idx: int) -> Any:
         with loaded.lock:
-            return loaded.source.generate(np.array([idx], dtype=np.int64)).images[0]
+            try:
+                return loaded.source.generate(np.array([idx], dtype=np.int64)).images[0]
+            except (OSError, ValueError, RuntimeError) as exc:  # the file changed or broke since
+                raise Conflict(f"sample {idx} cannot be drawn again: {exc}") from exc
 
     def _check_anchor(self, loaded: _Loaded, audit_id: int) -> None:
         if audit_id in loaded.checked:
@@ -139,7 +142,10 @@ class SampleImages:
         if idx is None or png is None:
             raise Conflict(f"audit {audit_id} stored no sample to check a redrawn one against")
         with loaded.lock:
-            difference = drawn_difference(loaded.source, int(idx), png)
+            try:
+                difference = drawn_difference(loaded.source, int(idx), png)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise Conflict(f"audit {audit_id}'s samples cannot be drawn again: {exc}") from exc
         if difference > ANCHOR_TOLERANCE:
             raise Conflict(
                 f"audit {audit_id}'s samples cannot be drawn again: its generator's file is not "
