@@ -24,7 +24,7 @@ from app.store.errors import Conflict
 from app.store.models import Sample
 from tests.conftest import wait_for_audit
 from tests.test_cli import run as run_cli
-from tests.test_sample_images import _archive, _save_dcgan, _upload_dcgan
+from tests.test_sample_images import _archive, _save_dcgan, _upload_archive, _upload_dcgan
 
 CHUNK = 250
 
@@ -100,13 +100,7 @@ def test_pngs_the_server_cannot_draw_and_running_audits_are_left_alone(tmp_path:
     settings = _settings(tmp_path)
     archive, _ = _archive(tmp_path, "npz_compressed")
     with TestClient(create_app(settings)) as client:
-        response = client.post(
-            "/api/generators",
-            data={"name": "pool", "format": "samples"},
-            files={"file": (archive.name, archive.read_bytes())},
-        )
-        assert response.status_code == 201, response.text
-        audit_id = _stored_audit(client, generator_id=response.json()["id"], n=300)
+        audit_id = _stored_audit(client, generator_id=_upload_archive(client, archive), n=300)
         db: Database = client.app.state.birthday.db  # type: ignore[attr-defined]
         with pytest.raises(Conflict, match="only copy") as refused:
             prune_sample_images(db, settings, audit_id)

@@ -142,6 +142,16 @@ def test_a_changed_generator_file_is_refused_not_shown(tmp_path: Path) -> None:
         assert client.get(f"/api/audits/{audit['id']}/samples/0.png").status_code == 200
 
 
+def _upload_archive(client: TestClient, archive: Path) -> int:
+    response = client.post(
+        "/api/generators",
+        data={"name": "pool", "format": "samples"},
+        files={"file": (archive.name, archive.read_bytes())},
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
 def _archive(directory: Path, kind: str) -> tuple[Path, np.ndarray]:
     """300 grey 12x12 images as an uncompressed or compressed .npz, or a .zip of PNGs."""
     images = np.random.default_rng(0).integers(0, 256, size=(300, 12, 12, 1), dtype=np.uint8)
@@ -167,13 +177,7 @@ def test_archives_keep_pngs_only_where_random_access_is_dear(
 ) -> None:
     archive, truth = _archive(tmp_path, kind)
     with TestClient(create_app(_settings(tmp_path))) as client:
-        response = client.post(
-            "/api/generators",
-            data={"name": "pool", "format": "samples"},
-            files={"file": (archive.name, archive.read_bytes())},
-        )
-        assert response.status_code == 201, response.text
-        audit = _audit(client, generator_id=response.json()["id"], n=300)
+        audit = _audit(client, generator_id=_upload_archive(client, archive), n=300)
         assert _stored(client, audit["id"]) == stored
         for idx in (1, 200, 299, 17):
             assert np.array_equal(_pixels(client, audit["id"], idx), truth[idx, :, :, 0]), idx
@@ -281,13 +285,7 @@ def test_an_archive_damaged_after_its_audit_is_a_conflict_not_a_crash(
     archive, _ = _archive(tmp_path, "zip")
     settings = _settings(tmp_path)
     with TestClient(create_app(settings)) as client:
-        response = client.post(
-            "/api/generators",
-            data={"name": "pool", "format": "samples"},
-            files={"file": (archive.name, archive.read_bytes())},
-        )
-        assert response.status_code == 201, response.text
-        audit = _audit(client, generator_id=response.json()["id"], n=300)
+        audit = _audit(client, generator_id=_upload_archive(client, archive), n=300)
     (stored,) = (settings.models_dir / "uploads").glob("*")
     content = stored.read_bytes()
     if damage == "flipped":  # one byte inside sample 5's PNG: its CRC no longer holds
