@@ -299,3 +299,43 @@ def test_an_archive_damaged_after_its_audit_is_a_conflict_not_a_crash(
     with TestClient(create_app(settings)) as client:
         problem = assert_problem(client.get(f"/api/audits/{audit['id']}/samples/5.png"), 409)
         assert "cannot be drawn again" in problem["detail"]
+
+
+def test_gpu_draws_use_float32_convolutions_and_leave_the_flags_as_they_were() -> None:
+    from app.sources.checkpoint import full_precision
+
+    before = torch.backends.cudnn.allow_tf32
+    with full_precision("cuda:0"):
+        assert torch.backends.cudnn.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 == before
+    with full_precision("cpu"):
+        assert torch.backends.cudnn.allow_tf32 == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_gpu_drawn_sample_is_the_cpu_drawn_one_to_rounding(tmp_path: Path) -> None:
+    """What the anchor check relies on when workers draw on a GPU and the server on its CPU:
+    a CelebA-sized DCGAN's samples agree to well within ANCHOR_TOLERANCE."""
+    from app.services.sample_images import ANCHOR_TOLERANCE
+    from app.sources.checkpoint import CheckpointSource
+
+    torch.manual_seed(0)
+    module, _ = build_generator("dcgan", {})
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.mul_(3.0)
+    path = tmp_path / "g.safetensors"
+    save_generator(path, module, "dcgan", {})
+    indices = np.arange(64, dtype=np.int64)
+    gpu = CheckpointSource(path, "safetensors", None, None, seed=3, device="cuda")
+    cpu = CheckpointSource(path, "safetensors", None, None, seed=3, device="cpu")
+    drawn_gpu = gpu.generate(indices).images
+    differences = [
+        np.abs(
+            to_uint8(drawn_gpu[k]).astype(float)
+            - to_uint8(cpu.generate(indices[k : k + 1]).images[0]).astype(float)
+        )
+        for k in range(0, 64, 9)
+    ]
+    assert max(float(d.mean()) for d in differences) < ANCHOR_TOLERANCE / 5
+    assert max(float(d.max()) for d in differences) <= 2

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,24 @@ from app.gan.checkpoint import load_generator_safetensors, load_generator_state_
 from app.sources.base import SampleChunk, check_indices, sample_rng
 
 _LATENT_STREAM = 3
+
+
+@contextmanager
+def full_precision(device: str) -> Iterator[None]:
+    """float32 convolutions on a GPU: cuDNN uses TF32 by default (about 3 significant digits),
+    which would move a GPU-drawn pool by more than rounding from the same samples drawn again
+    on the server's CPU to be shown (app/services/sample_images.py)."""
+    if not device.startswith("cuda"):
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(
+        enabled=cudnn.enabled,
+        benchmark=cudnn.benchmark,
+        deterministic=cudnn.deterministic,
+        allow_tf32=False,
+    ):
+        yield
 
 
 def default_device() -> str:
@@ -63,8 +83,9 @@ class CheckpointSource:
         check_indices(indices, self.max_samples)
         z = self.latents(indices)
         outputs = []
-        for start in range(0, len(z), self.batch_size):
-            batch = z[start : start + self.batch_size].to(self.device)
-            outputs.append(self.module(batch).float().clamp(-1, 1).cpu())
+        with full_precision(self.device):
+            for start in range(0, len(z), self.batch_size):
+                batch = z[start : start + self.batch_size].to(self.device)
+                outputs.append(self.module(batch).float().clamp(-1, 1).cpu())
         images = torch.cat(outputs) if outputs else torch.empty((0, *self.image_shape))
         return SampleChunk(images=images.reshape(-1, *self.image_shape), identities=None)
