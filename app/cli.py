@@ -378,7 +378,14 @@ def extend(
 
 @cli.command("prune-images")
 def prune_images(
-    audit_ids: Annotated[list[int], typer.Argument(metavar="AUDIT...")],
+    audit_ids: Annotated[list[int] | None, typer.Argument(metavar="[AUDIT...]")] = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every audit of the store; those whose PNGs must stay are listed, not failed.",
+        ),
+    ] = False,
     vacuum: Annotated[
         bool,
         typer.Option(
@@ -396,17 +403,29 @@ def prune_images(
     first: an audit whose generator file changed keeps its images.
     """
     from app.services.image_pruning import prune_sample_images
+    from app.store.audits import list_audits
 
+    if every == bool(audit_ids):
+        _fail("name the audits to prune, or give --all")
+        return
     settings = _settings(data_dir)
     db = _open(settings)
-    results = []
-    for audit_id in audit_ids:
+    if every:
+        with db.read() as session:
+            audit_ids = sorted(audit.id for audit in list_audits(session))
+    results, kept = [], []
+    for audit_id in audit_ids or []:
         try:
             result = prune_sample_images(db, settings, audit_id)
         except (NotFound, Conflict) as exc:
-            _fail(str(exc))
-            return
-        results.append(result)
+            if not every:
+                _fail(str(exc))
+                return
+            kept.append({"audit_id": audit_id, "reason": str(exc)})
+            if not as_json:
+                console.print(f"audit {audit_id}: kept as is: {exc}")
+            continue
+        results.append(dataclasses.asdict(result))
         if not as_json:
             console.print(
                 f"audit {audit_id}: {result.dropped:,} PNGs dropped "
@@ -420,7 +439,7 @@ def prune_images(
             _fail(str(exc))
             return
     if as_json:
-        console.print_json(json.dumps([dataclasses.asdict(r) for r in results]))
+        console.print_json(json.dumps({"pruned": results, "kept_as_is": kept}))
 
 
 @cli.command("set-target")

@@ -120,10 +120,30 @@ def test_the_cli_prunes_and_vacuums(tmp_path: Path) -> None:
     size_before = store.stat().st_size
     done = run_cli("prune-images", str(audit_id), "--vacuum", "--json", data_dir=data)
     assert done.returncode == 0, done.stderr
-    (result,) = json.loads(done.stdout)
+    answer = json.loads(done.stdout)
+    (result,) = answer["pruned"]
+    assert answer["kept_as_is"] == []
     assert result["audit_id"] == audit_id and result["kept"] == 2 and result["dropped"] == 1498
     assert store.stat().st_size < size_before - result["bytes_freed"] // 2
     missing = run_cli("prune-images", "999", data_dir=data)
     assert missing.returncode == 2 and "audit 999 does not exist" in " ".join(
         missing.stderr.split()
     )
+    neither = run_cli("prune-images", data_dir=data)
+    assert neither.returncode == 2 and "--all" in neither.stderr
+
+
+def test_the_cli_prunes_every_audit_and_lists_those_it_keeps(tmp_path: Path) -> None:
+    data = tmp_path / "cli"
+    settings = Settings(data_dir=data, models_dir=data / "models", sample_images="stored")
+    archive, _ = _archive(tmp_path, "npz_compressed")
+    with TestClient(create_app(settings)) as client:
+        drawable = _stored_audit(client, synthetic={"support": 300}, n=500)
+        archived = _stored_audit(client, generator_id=_upload_archive(client, archive), n=300)
+    done = run_cli("prune-images", "--all", "--json", data_dir=data)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert [r["audit_id"] for r in answer["pruned"]] == [drawable]
+    assert answer["pruned"][0]["dropped"] == 499
+    (kept,) = answer["kept_as_is"]
+    assert kept["audit_id"] == archived and "only copy" in kept["reason"]
