@@ -339,3 +339,21 @@ def test_a_gpu_drawn_sample_is_the_cpu_drawn_one_to_rounding(tmp_path: Path) -> 
     ]
     assert max(float(d.mean()) for d in differences) < ANCHOR_TOLERANCE / 5
     assert max(float(d.max()) for d in differences) <= 2
+
+
+def test_each_step_is_checked_against_its_own_anchor(tmp_path: Path) -> None:
+    """An archive rewritten after its audit with its second step's images changed: the first
+    step's samples are still shown, the second step's are refused."""
+    archive, images = _archive(tmp_path, "npz")
+    settings = _settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        audit = _audit(client, generator_id=_upload_archive(client, archive), n=300)
+    (stored,) = (settings.models_dir / "uploads").glob("*")
+    changed = images.copy()
+    changed[CHUNK:] = 255 - changed[CHUNK:]
+    with stored.open("wb") as out:
+        np.savez(out, images=changed)
+    with TestClient(create_app(settings)) as client:
+        assert np.array_equal(_pixels(client, audit["id"], 5), images[5, :, :, 0])
+        problem = assert_problem(client.get(f"/api/audits/{audit['id']}/samples/260.png"), 409)
+        assert f"stored sample {CHUNK} differs" in problem["detail"]

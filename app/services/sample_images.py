@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.jobs.runner import audit_source_spec
 from app.settings import Settings
@@ -43,7 +44,7 @@ SOURCES_KEPT = 2  # loaded generators held at once (each may be a few hundred MB
 class _Loaded:
     source: Source
     lock: threading.Lock = field(default_factory=threading.Lock)
-    checked: set[int] = field(default_factory=set)  # audits whose anchor matched
+    checked: set[tuple[int, int]] = field(default_factory=set)  # (audit, anchor) that matched
 
 
 class SampleImages:
@@ -68,6 +69,7 @@ class SampleImages:
                 return sample.png
             spec = audit_source_spec(session, audit)
             seed = audit.seed
+            anchor = _anchor(session, audit_id, idx)
         # Sample i is a pure function of (source, seed, i): audits of one source and seed share
         # their images, and an audit id reused after a deletion finds nothing of the old one.
         key = _source_key(spec, seed)
@@ -75,7 +77,7 @@ class SampleImages:
         if cached is not None:
             return cached
         loaded = self._source(key, spec, seed)
-        self._check_anchor(loaded, audit_id)
+        self._check_anchor(loaded, audit_id, anchor)
         png = encode_png(self._draw(loaded, idx))
         self._remember((key, idx), png)
         return png
@@ -128,32 +130,29 @@ class SampleImages:
             except (OSError, ValueError, RuntimeError) as exc:  # the file changed or broke since
                 raise Conflict(f"sample {idx} cannot be drawn again: {exc}") from exc
 
-    def _check_anchor(self, loaded: _Loaded, audit_id: int) -> None:
-        if audit_id in loaded.checked:
-            return
-        with self.db.read() as session:
-            anchor = session.execute(
-                select(Sample.idx, Sample.png)
-                .where(Sample.audit_id == audit_id, Sample.png.is_not(None))
-                .order_by(Sample.idx)
-                .limit(1)
-            ).first()
-        idx, png = anchor if anchor is not None else (None, None)
-        if idx is None or png is None:
+    def _check_anchor(
+        self, loaded: _Loaded, audit_id: int, anchor: tuple[int, bytes] | None
+    ) -> None:
+        """The sample's anchor must match a fresh draw, checked once per anchor: every image
+        shown has a stored neighbour from its own job step that was drawn again and matched."""
+        if anchor is None:
             raise Conflict(f"audit {audit_id} stored no sample to check a redrawn one against")
+        at, png = anchor
+        if (audit_id, at) in loaded.checked:
+            return
         with loaded.lock:
             try:
-                difference = drawn_difference(loaded.source, int(idx), png)
+                difference = drawn_difference(loaded.source, at, png)
             except (OSError, ValueError, RuntimeError) as exc:
                 raise Conflict(f"audit {audit_id}'s samples cannot be drawn again: {exc}") from exc
         if difference > ANCHOR_TOLERANCE:
             raise Conflict(
                 f"audit {audit_id}'s samples cannot be drawn again: its generator's file is not "
-                f"the one audited (stored sample {idx} differs from a fresh draw by "
+                f"the one audited (stored sample {at} differs from a fresh draw by "
                 f"{difference:.3g} grey levels on average)"
             )
         with self._lock:
-            loaded.checked.add(audit_id)
+            loaded.checked.add((audit_id, at))
 
     # -- images --------------------------------------------------------------------------
     def _cached(self, key: tuple[str, int]) -> bytes | None:
@@ -173,6 +172,19 @@ class SampleImages:
             while self._png_bytes > budget:
                 _, old = self._pngs.popitem(last=False)
                 self._png_bytes -= len(old)
+
+
+def _anchor(session: Session, audit_id: int, idx: int) -> tuple[int, bytes] | None:
+    """The stored PNG nearest below idx: its job step's first sample."""
+    row = session.execute(
+        select(Sample.idx, Sample.png)
+        .where(Sample.audit_id == audit_id, Sample.idx <= idx, Sample.png.is_not(None))
+        .order_by(Sample.idx.desc())
+        .limit(1)
+    ).first()
+    if row is None or row[1] is None:
+        return None
+    return int(row[0]), bytes(row[1])
 
 
 def drawn_difference(source: Source, idx: int, png: bytes) -> float:
