@@ -147,3 +147,34 @@ def test_the_cli_prunes_every_audit_and_lists_those_it_keeps(tmp_path: Path) -> 
     assert answer["pruned"][0]["dropped"] == 499
     (kept,) = answer["kept_as_is"]
     assert kept["audit_id"] == archived and "only copy" in kept["reason"]
+
+
+def _anchors(db: Database, audit_id: int) -> list[int]:
+    with db.read() as session:
+        return sorted(
+            session.scalars(
+                select(Sample.idx).where(Sample.audit_id == audit_id, Sample.png.is_not(None))
+            )
+        )
+
+
+def _extended(client: TestClient) -> int:
+    audit_id = _stored_audit(client, synthetic={"support": 200})
+    response = client.post(f"/api/audits/{audit_id}/extend", json={"n_more": 200})
+    assert response.status_code == 202, response.text
+    assert wait_for_audit(client, audit_id)["status"] == "done"
+    return audit_id
+
+
+def test_an_extended_audit_keeps_the_anchors_a_new_one_would_store(tmp_path: Path) -> None:
+    """Steps of an extension start where the pool ended (600), not at a multiple of the chunk."""
+    with TestClient(create_app(_settings(tmp_path / "auto"))) as client:
+        drawn = _anchors(client.app.state.birthday.db, _extended(client))  # type: ignore[attr-defined]
+    assert drawn == [0, 250, 500, 600, 750]
+    settings = _settings(tmp_path / "stored", sample_images="stored")
+    with TestClient(create_app(settings)) as client:
+        db: Database = client.app.state.birthday.db  # type: ignore[attr-defined]
+        audit_id = _extended(client)
+        assert len(_anchors(db, audit_id)) == 800
+        prune_sample_images(db, settings, audit_id)
+        assert _anchors(db, audit_id) == drawn

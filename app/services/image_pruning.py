@@ -2,7 +2,7 @@
 
 Audits made before sample images were drawn on demand, or with `BIRTHDAY_SAMPLE_IMAGES=stored`,
 keep every sample's PNG: about 3 KB each at 64x64 RGB, gigabytes at 10^6. Pruning keeps each job
-step's anchor (the first sample of each chunk, as a new audit would) and drops the rest, once a
+step's anchor (the first sample of each step, as a new audit would) and drops the rest, once a
 spread of stored samples has been drawn again and matched: an audit whose generator file changed
 keeps its images, since they could not be drawn again as audited.
 """
@@ -44,9 +44,11 @@ def prune_sample_images(db: Database, settings: Settings, audit_id: int) -> Prun
             raise Conflict(f"audit {audit_id} is {audit.status}; prune its images when it is done")
         spec = audit_source_spec(session, audit)
         seed, chunk = audit.seed, audit.chunk_size
-        droppable = (
-            (Sample.audit_id == audit_id) & Sample.png.is_not(None) & (Sample.idx % chunk != 0)
-        )
+        # Each job step's first sample: the multiples of the chunk size, and where an extension
+        # began (a step then starts at the old pool size).
+        starts = [int(size) for size in audit.pool_sizes or []]
+        step_start = (Sample.idx % chunk == 0) | Sample.idx.in_(starts)
+        droppable = (Sample.audit_id == audit_id) & Sample.png.is_not(None) & ~step_start
         stored = list(session.scalars(select(Sample.idx).where(droppable).order_by(Sample.idx)))
     if not cheap_to_regenerate(spec, settings.models_dir):
         raise Conflict(
@@ -62,7 +64,7 @@ def prune_sample_images(db: Database, settings: Settings, audit_id: int) -> Prun
             rows = (
                 (Sample.audit_id == audit_id)
                 & Sample.idx.between(batch[0], batch[-1])
-                & (Sample.idx % chunk != 0)
+                & ~step_start
                 & Sample.png.is_not(None)
             )
             count, size = session.execute(
