@@ -238,7 +238,7 @@ def _thumbnails(
     always kept by its own step. A later step never regenerates one (after a resume or an
     extension that cost a generator pass per step, and a pass through the archive from its start
     for a deflated .npz). A step's first PNG is kept even when the rest are regenerated on demand:
-    the API checks a regenerated anchor against it before it shows any regenerated sample.
+    the API draws it again and compares before it shows any other sample of the step.
     """
     ids = chunk.identities
     return [

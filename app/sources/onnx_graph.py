@@ -38,6 +38,8 @@ def inspect_onnx_isolated(
         raise ValueError(
             f"not an ONNX model: reading it stopped its reader (exit status {done.returncode})"
         ) from None
+    if not isinstance(answer, dict):
+        raise ValueError(f"not an ONNX model: its reader answered {answer!r}")
     if "error" in answer:
         raise ValueError(str(answer["error"]))
     return int(answer["latent_dim"])
