@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Batches a Ray task may run ahead of the API process before it waits: an audit chunk carries
-# its pairs and thumbnails, so an unbounded lead would pile them up in the object store.
+# its pairs and PNGs (all of them for sources the API cannot draw), so an unbounded lead would
+# pile them up in the object store.
 RAY_BACKPRESSURE_BATCHES = 4
 
 _NOT_INSTALLED = "jobs on Ray were asked for, but Ray is not installed: pip install -e '.[ray]'"
