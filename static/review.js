@@ -157,7 +157,25 @@ function render() {
     .then(() => {
       if (current()?.pair.id === pair.id) render();
     })
-    .catch(() => problem(`The images of pair ${pair.id} did not load.`));
+    .catch(() => imageProblem(pair));
+}
+
+// Why an image did not load: the server's problem detail (e.g. a 409 when the generator's file
+// changed since the audit, so the sample cannot be drawn again as audited).
+async function imageProblem(pair) {
+  let why = "";
+  for (const url of pair.image_urls) {
+    try {
+      const response = await fetch(url);
+      if (response.ok) continue;
+      const body = await response.json().catch(() => null);
+      why = body?.detail || `${response.status} ${response.statusText}`;
+    } catch (error) {
+      why = `network error: ${error.message}`;
+    }
+    break;
+  }
+  if (current()?.pair.id === pair.id) problem(`The images of pair ${pair.id} did not load${why ? `: ${why}` : "."}`);
 }
 
 function show(a, b) {

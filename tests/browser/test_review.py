@@ -243,3 +243,25 @@ def test_review_says_when_nothing_is_left(
     reviewed = audit["progress"]["candidate_pairs"] + len(random)
     assert page.inner_text("[data-reviewed]") == str(reviewed)
     assert not page.is_visible(VIEW)
+
+
+def test_an_image_that_cannot_be_drawn_says_why(
+    page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
+) -> None:
+    """The server's reason (here a 409: the generator's file changed since the audit) is shown,
+    not only that the images did not load."""
+    import json
+
+    audit = audit_factory(synthetic={"support": 50}, n=40, neighbours=1, seed=11)
+    detail = "audit 1's samples cannot be drawn again: its generator's file is not the one audited"
+
+    def refuse(route: Route) -> None:
+        body = json.dumps({"title": "Conflict", "status": 409, "detail": detail})
+        route.fulfill(status=409, content_type="application/problem+json", body=body)
+
+    page.route(re.compile(r".*/samples/\d+\.png$"), refuse)
+    page.add_init_script("localStorage.setItem('birthday.annotator', 'ada')")
+    page.goto(f"/audits/{audit['id']}/review")
+    alert = page.locator("[data-problem]")
+    alert.filter(has_text="not the one audited").wait_for()
+    assert "did not load: audit 1's samples cannot be drawn again" in alert.inner_text()
