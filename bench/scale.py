@@ -1,6 +1,6 @@
 """Audit throughput on the in-process worker and on Ray with 1 and 2 job slots.
 
-Samples per second from generation to stored pairs (sampling, embedding, mining, thumbnails and
+Samples per second from generation to stored pairs (sampling, embedding, mining, anchor PNGs and
 the store's writes, which stay in this process), for several audits submitted at once to the
 JobRunner the API uses, on a fresh SQLite store per configuration:
 
