@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     sample_image_cache_bytes: int = Field(
         default=64 * 1024**2, ge=0, description="Regenerated sample PNGs kept in memory."
     )
+    sample_image_threads: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="Threads serving sample images (their own: a burst of images, a review page "
+        "prefetching its next pairs, never holds up the threads that take judgements).",
+    )
     sqlite_busy_timeout_ms: int = 5000
     max_embedding_bytes: int = Field(
         default=8 * 1024**3,

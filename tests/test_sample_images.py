@@ -23,7 +23,7 @@ from app.sources.factory import SourceSpec, build_source, cheap_to_regenerate
 from app.sources.synthetic import SyntheticConfig, SyntheticSource
 from app.sources.thumbnails import to_uint8
 from app.store.models import Generator, Sample
-from tests.conftest import assert_problem, wait_for_audit
+from tests.conftest import assert_problem, wait_for, wait_for_audit
 
 DCGAN = {"image_size": 16, "channels": 1, "latent_dim": 8, "g_width": 0.25, "d_width": 0.25}
 CHUNK = 250
@@ -357,3 +357,46 @@ def test_each_step_is_checked_against_its_own_anchor(tmp_path: Path) -> None:
         assert np.array_equal(_pixels(client, audit["id"], 5), images[5, :, :, 0])
         problem = assert_problem(client.get(f"/api/audits/{audit['id']}/samples/260.png"), 409)
         assert f"stored sample {CHUNK} differs" in problem["detail"]
+
+
+def test_a_burst_of_image_requests_leaves_the_servers_threads_to_other_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fifty image requests whose draws are held (more than the server's 40 worker threads):
+    an audit read, a synchronous route like a judgement, still gets its answer, and every image
+    comes once the draws go on. Images are drawn on the service's own threads."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.services.sample_images import SampleImages
+
+    release = threading.Event()
+    drawing: list[str] = []
+    original = SampleImages._draw
+
+    def held(self: SampleImages, loaded: Any, idx: int) -> Any:
+        drawing.append(threading.current_thread().name)
+        release.wait(60)
+        return original(self, loaded, idx)
+
+    monkeypatch.setattr(SampleImages, "_draw", held)
+    with TestClient(create_app(_settings(tmp_path))) as client:
+        audit = _audit(client, synthetic={"support": 200}, n=300)
+        url = f"/api/audits/{audit['id']}/samples"
+        with ThreadPoolExecutor(50) as pool:
+            images = [pool.submit(client.get, f"{url}/{i}.png") for i in range(1, 51)]
+            wait_for(lambda: len(drawing) >= 1, timeout=30, what="a draw to start")
+            answer: list[Any] = []
+            reader = threading.Thread(
+                target=lambda: answer.append(client.get(f"/api/audits/{audit['id']}"))
+            )
+            reader.start()
+            reader.join(timeout=30)
+            blocked = reader.is_alive()
+            release.set()
+            reader.join()
+            results = [future.result() for future in images]
+    assert not blocked, "the audit read waited for the held image draws"
+    assert answer[0].status_code == 200
+    assert [r.status_code for r in results] == [200] * 50
+    assert drawing and all(name.startswith("sample-images") for name in drawing)

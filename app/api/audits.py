@@ -142,11 +142,11 @@ def import_labels(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
 )
-def get_sample_png(state: StateDep, audit_id: AuditId, idx: SampleIndex) -> Response:
+async def get_sample_png(state: StateDep, audit_id: AuditId, idx: SampleIndex) -> Response:
     """Sample idx of the pool at full resolution: stored, or drawn again from (source, seed, idx)
     for sources the server can draw from itself (`BIRTHDAY_SAMPLE_IMAGES`). 409 when it cannot
     be drawn as audited (the generator's file changed)."""
-    png = state.samples.png(audit_id, idx)
+    png = await state.samples.png_async(audit_id, idx)
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
 

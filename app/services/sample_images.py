@@ -11,11 +11,13 @@ audited. Redrawing runs on this process's CPU: a pool drawn on a GPU may differ 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import json
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,13 @@ class SampleImages:
         self._building: dict[str, threading.Lock] = {}
         self._pngs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._png_bytes = 0
+        self._threads = self._new_threads()
+
+    async def png_async(self, audit_id: int, idx: int) -> bytes:
+        """`png` on this service's own threads, not the server's pool: the API's synchronous
+        routes (judgements among them) share that pool, and draws of one source queue on its
+        lock, so a burst of image requests would otherwise hold every thread while it waits."""
+        return await asyncio.wrap_future(self._threads.submit(self.png, audit_id, idx))
 
     def png(self, audit_id: int, idx: int) -> bytes:
         with self.db.read() as session:
@@ -82,7 +91,15 @@ class SampleImages:
         self._remember((key, idx), png)
         return png
 
+    def _new_threads(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(
+            self.settings.sample_image_threads, thread_name_prefix="sample-images"
+        )
+
     def close(self) -> None:
+        """Let go of loaded sources and pending draws; an app started again starts afresh."""
+        threads, self._threads = self._threads, self._new_threads()
+        threads.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for loaded in self._sources.values():
                 close_source(loaded.source)
