@@ -265,3 +265,28 @@ def test_an_image_that_cannot_be_drawn_says_why(
     alert = page.locator("[data-problem]")
     alert.filter(has_text="not the one audited").wait_for()
     assert "did not load: audit 1's samples cannot be drawn again" in alert.inner_text()
+
+
+def test_a_page_of_sample_images_says_why_they_did_not_load(
+    page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
+) -> None:
+    """The audit page's duplicate gallery: its images refused (a 409), one alert gives the
+    server's reason at the top of the page."""
+    import json
+
+    audit = audit_factory(synthetic={"support": 20}, n=60, neighbours=2, seed=13)
+    pair = all_pairs(api, audit["id"])[0]
+    body = {"label": "duplicate", "annotator": "bot"}
+    assert api.post(f"/api/pairs/{pair['id']}/judgements", json=body).status_code == 201
+    detail = "sample 3 cannot be drawn again: the archive ends before its declared size"
+
+    def refuse(route: Route) -> None:
+        problem = json.dumps({"title": "Conflict", "status": 409, "detail": detail})
+        route.fulfill(status=409, content_type="application/problem+json", body=problem)
+
+    page.route(re.compile(r".*/samples/\d+\.png$"), refuse)
+    page.goto(f"/audits/{audit['id']}")
+    alert = page.locator("[data-image-problem]")
+    alert.wait_for()
+    assert alert.inner_text() == f"Some sample images did not load: {detail}"
+    assert page.locator("[data-image-problem]").count() == 1
