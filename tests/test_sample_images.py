@@ -278,15 +278,23 @@ def test_concurrent_requests_across_more_sources_than_are_kept_all_get_their_ima
         assert np.array_equal(pixels, to_uint8(truth.generate(np.array([idx])).images[0]))
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped"])
-def test_an_archive_damaged_after_its_audit_is_a_conflict_not_a_crash(
-    tmp_path: Path, damage: str
-) -> None:
-    archive, _ = _archive(tmp_path, "zip")
+def _audited_archive(
+    tmp_path: Path, kind: str
+) -> tuple[Settings, dict[str, Any], Path, np.ndarray]:
+    """An archive uploaded and audited: the settings, the audit, the stored file, its images."""
+    archive, images = _archive(tmp_path, kind)
     settings = _settings(tmp_path)
     with TestClient(create_app(settings)) as client:
         audit = _audit(client, generator_id=_upload_archive(client, archive), n=300)
     (stored,) = (settings.models_dir / "uploads").glob("*")
+    return settings, audit, stored, images
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped"])
+def test_an_archive_damaged_after_its_audit_is_a_conflict_not_a_crash(
+    tmp_path: Path, damage: str
+) -> None:
+    settings, audit, stored, _ = _audited_archive(tmp_path, "zip")
     content = stored.read_bytes()
     if damage == "flipped":  # one byte inside sample 5's PNG: its CRC no longer holds
         with zipfile.ZipFile(stored) as opened:
@@ -344,11 +352,7 @@ def test_a_gpu_drawn_sample_is_the_cpu_drawn_one_to_rounding(tmp_path: Path) -> 
 def test_each_step_is_checked_against_its_own_anchor(tmp_path: Path) -> None:
     """An archive rewritten after its audit with its second step's images changed: the first
     step's samples are still shown, the second step's are refused."""
-    archive, images = _archive(tmp_path, "npz")
-    settings = _settings(tmp_path)
-    with TestClient(create_app(settings)) as client:
-        audit = _audit(client, generator_id=_upload_archive(client, archive), n=300)
-    (stored,) = (settings.models_dir / "uploads").glob("*")
+    settings, audit, stored, images = _audited_archive(tmp_path, "npz")
     changed = images.copy()
     changed[CHUNK:] = 255 - changed[CHUNK:]
     with stored.open("wb") as out:

@@ -50,7 +50,8 @@ class _Loaded:
 
 
 class SampleImages:
-    """Thread-safe: requests for sample images run on the server's thread pool."""
+    """Thread-safe: images are drawn on this service's own threads (`png_async`), and `png`
+    may be called from any thread."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
