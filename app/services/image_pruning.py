@@ -15,10 +15,10 @@ import numpy as np
 from sqlalchemy import func, select, update
 
 from app.jobs.runner import audit_source_spec
-from app.services.sample_images import ANCHOR_TOLERANCE, drawn_difference
+from app.services.sample_images import check_redraw, open_source
 from app.settings import Settings
 from app.sources.base import close_source
-from app.sources.factory import SourceSpec, build_source, cheap_to_regenerate
+from app.sources.factory import SourceSpec, cheap_to_regenerate
 from app.store import audits as audit_store
 from app.store.db import Database
 from app.store.errors import Conflict
@@ -98,22 +98,12 @@ def _check_draws(
             select(Sample.idx, Sample.png).where(Sample.audit_id == audit_id, Sample.idx.in_(picks))
         ).all()
     pngs = {int(idx): png for idx, png in rows}
-    try:
-        source = build_source(spec, seed, settings.models_dir, device="cpu")
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise Conflict(f"audit {audit_id}'s samples cannot be drawn again: {exc}") from exc
+    source = open_source(spec, seed, settings)
     try:
         for idx in picks:
             png = pngs.get(idx)
-            if png is None:
-                continue
-            difference = drawn_difference(source, idx, png)
-            if difference > ANCHOR_TOLERANCE:
-                raise Conflict(
-                    f"audit {audit_id}'s generator file is not the one audited (sample {idx} "
-                    f"differs from a fresh draw by {difference:.3g} grey levels on average): "
-                    "its stored PNGs are kept"
-                )
+            if png is not None:
+                check_redraw(source, audit_id, idx, png)
     finally:
         close_source(source)
     return len(picks)

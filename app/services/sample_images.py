@@ -124,11 +124,11 @@ class SampleImages:
             if loaded is not None:
                 return loaded
             try:
-                source = build_source(spec, seed, self.settings.models_dir, device="cpu")
-            except (OSError, ValueError, RuntimeError) as exc:
+                source = open_source(spec, seed, self.settings)
+            except Conflict:
                 with self._lock:
                     self._building.pop(key, None)
-                raise Conflict(f"this audit's samples cannot be drawn again: {exc}") from exc
+                raise
             loaded = _Loaded(source)
             with self._lock:
                 self._sources[key] = loaded
@@ -159,16 +159,7 @@ class SampleImages:
         if (audit_id, at) in loaded.checked:
             return
         with loaded.lock:
-            try:
-                difference = drawn_difference(loaded.source, at, png)
-            except (OSError, ValueError, RuntimeError) as exc:
-                raise Conflict(f"audit {audit_id}'s samples cannot be drawn again: {exc}") from exc
-        if difference > ANCHOR_TOLERANCE:
-            raise Conflict(
-                f"audit {audit_id}'s samples cannot be drawn again: its generator's file is not "
-                f"the one audited (stored sample {at} differs from a fresh draw by "
-                f"{difference:.3g} grey levels on average)"
-            )
+            check_redraw(loaded.source, audit_id, at, png)
         with self._lock:
             loaded.checked.add((audit_id, at))
 
@@ -205,14 +196,33 @@ def _anchor(session: Session, audit_id: int, idx: int) -> tuple[int, bytes] | No
     return int(row[0]), bytes(row[1])
 
 
-def drawn_difference(source: Source, idx: int, png: bytes) -> float:
-    """Mean absolute difference, in grey levels, between a stored PNG and sample idx drawn again."""
+def open_source(spec: SourceSpec, seed: int, settings: Settings) -> Source:
+    """The audit's source on this process's CPU, or a Conflict saying why it cannot be."""
+    try:
+        return build_source(spec, seed, settings.models_dir, device="cpu")
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise Conflict(f"this audit's samples cannot be drawn again: {exc}") from exc
+
+
+def check_redraw(source: Source, audit_id: int, idx: int, png: bytes) -> None:
+    """Sample idx drawn again must be its stored PNG, to rounding (ANCHOR_TOLERANCE, mean
+    absolute difference in grey levels); a Conflict says why not."""
+    try:
+        drawn = to_uint8(source.generate(np.array([idx], dtype=np.int64)).images[0])
+    except (OSError, ValueError, RuntimeError) as exc:  # the file changed or broke since
+        raise Conflict(f"audit {audit_id}'s samples cannot be drawn again: {exc}") from exc
     stored = np.asarray(Image.open(io.BytesIO(png)), dtype=np.float64)
-    image = source.generate(np.array([idx], dtype=np.int64)).images[0]
-    drawn = to_uint8(image).astype(np.float64)
-    if stored.shape != drawn.shape:
-        return float("inf")
-    return float(np.abs(stored - drawn).mean())
+    difference = (
+        float(np.abs(stored - drawn.astype(np.float64)).mean())
+        if stored.shape == drawn.shape
+        else float("inf")
+    )
+    if difference > ANCHOR_TOLERANCE:
+        raise Conflict(
+            f"audit {audit_id}'s samples cannot be drawn again: its generator's file is not "
+            f"the one audited (stored sample {idx} differs from a fresh draw by "
+            f"{difference:.3g} grey levels on average)"
+        )
 
 
 def _source_key(spec: SourceSpec, seed: int) -> str:
