@@ -560,7 +560,10 @@ def _steps_progress(label: str) -> Progress:
 @cli.command()
 def train(
     dataset: Annotated[
-        str, typer.Option(help="ring8, grid25, spiral, digits, stacked_digits, ...")
+        str,
+        typer.Option(
+            help="ring8, grid25, spiral, digits, stacked_digits, mnist, stacked_mnist, ..."
+        ),
     ],
     loss: Annotated[
         str, typer.Option(help="sgan_nonsaturating, rsgan, rasgan, veegan, bigan, ...")
@@ -574,6 +577,7 @@ def train(
     steps: Annotated[int, typer.Option(help="Generator updates.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of init, batches and noise.")] = 0,
     image_size: Annotated[int | None, typer.Option(help="Image datasets: side in pixels.")] = None,
+    dataset_options: DatasetOptions = None,
     data_dir: DataDir = None,
 ) -> None:
     """Train a GAN headless; prints its generator id (ready to audit) and its mode metrics."""
@@ -593,7 +597,7 @@ def train(
             g_width=g_width,
             steps=steps,
             seed=seed,
-            dataset_options={"image_size": image_size} if image_size else {},
+            dataset_options=_dataset_options(image_size, dataset_options),
         )
         db = _open(settings)
         run, job = create_run(db, settings.data_dir, body)
@@ -622,6 +626,25 @@ def train(
             console.print_json(data=finished.modes)
 
 
+DatasetOptions = Annotated[
+    str | None,
+    typer.Option(
+        help='Dataset options as JSON, e.g. \'{"path": "mnist.npz"}\' (a path under '
+        "the data directory's datasets/)."
+    ),
+]
+
+
+def _dataset_options(image_size: int | None, text: str | None) -> dict[str, Any]:
+    """--dataset-options with --image-size folded in (the two must not disagree)."""
+    options = _json_object(text, "--dataset-options") if text else {}
+    if image_size is not None:
+        if options.get("image_size", image_size) != image_size:
+            _fail("--image-size and --dataset-options' image_size disagree")
+        options["image_size"] = image_size
+    return options
+
+
 def _split(values: list[str] | None, cast: type[int] | type[float], option: str) -> list[Any]:
     """Repeated options and comma lists alike: --d-width 0.5 --d-width 1 or --d-width 0.5,1."""
     try:
@@ -633,7 +656,7 @@ def _split(values: list[str] | None, cast: type[int] | type[float], option: str)
 
 @cli.command()
 def sweep(
-    dataset: Annotated[str, typer.Option(help="ring8, grid25, spiral, digits, ...")],
+    dataset: Annotated[str, typer.Option(help="ring8, grid25, digits, stacked_mnist, ...")],
     loss: Annotated[
         list[str], typer.Option(help="A loss to train; repeat it (or give a comma list).")
     ],
@@ -646,6 +669,7 @@ def sweep(
     g_width: Annotated[float, typer.Option(help="Generator width, every run.")] = 1.0,
     steps: Annotated[int, typer.Option(help="Generator updates per run.")] = 2000,
     image_size: Annotated[int | None, typer.Option(help="Image datasets: side in pixels.")] = None,
+    dataset_options: DatasetOptions = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep as JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -663,7 +687,7 @@ def sweep(
         "losses": [name.strip() for value in loss for name in value.split(",") if name.strip()],
         "g_width": g_width,
         "steps": steps,
-        "dataset_options": {"image_size": image_size} if image_size else {},
+        "dataset_options": _dataset_options(image_size, dataset_options),
     }
     for option, key, values, cast in (
         ("--latent-dim", "latent_dims", latent_dim, int),

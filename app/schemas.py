@@ -401,7 +401,9 @@ class TrainingRunCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(description="ring8, grid25, spiral, normal, digits, stacked_digits, ...")
+    dataset: str = Field(
+        description="ring8, grid25, spiral, normal, digits, stacked_digits, mnist, stacked_mnist, ..."
+    )
     loss: str = Field(
         description="sgan_saturating, sgan_nonsaturating, lsgan, wgan_gp, hinge, rsgan, rasgan, "
         "ralsgan, rahingegan, veegan or bigan"

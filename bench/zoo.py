@@ -71,12 +71,11 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.embed.digits import CLASSIFIER_FILE
 from app.estimate.across_runs import LogEstimate, cell_means, log_scale_variance, width_trend
 from app.estimate.simpson import SupportEstimate, estimate_support
 from app.gan.checkpoint import save_generator
 from app.gan.datasets import make_dataset
-from app.gan.digit_classifier import digit_probabilities, load_or_train_digit_classifier
+from app.gan.digit_classifier import DIGIT_SETS, digit_probabilities, load_or_train_digit_classifier
 from app.gan.evaluation import ModeReport, generate, measure_modes
 from app.gan.metrics import CurveCoverage, DigitModeCoverage, ModeCoverage
 from app.gan.training import TrainConfig, TrainFinished, train
@@ -215,7 +214,7 @@ class AuditApp:
         )
         if classifier_path is not None:
             # the digits embedder loads the classifier from here; a copy saves training it again
-            cached = settings.models_dir / CLASSIFIER_FILE
+            cached = settings.models_dir / DIGIT_SETS["sklearn"].cache_file
             cached.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(classifier_path, cached)
         self.client = TestClient(create_app(settings))

@@ -10,10 +10,14 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
+from sqlalchemy import select
+
 from app.settings import Settings
 from app.store import pairs as pair_store
 from app.store.db import Database
 from app.store.judgements import post_judgement
+from app.store.models import TrainingRun
 
 BIRTHDAY = str(Path(sys.executable).parent / "birthday")
 
@@ -148,6 +152,28 @@ def test_train_prints_an_auditable_generator(tmp_path: Path) -> None:
     assert '"n_modes": 8' in result.stdout
     bad = run("train", "--dataset", "nope", "--loss", "rsgan", data_dir=tmp_path)
     assert bad.returncode == 2 and "unknown dataset" in bad.stderr
+
+
+def test_train_takes_dataset_options_and_refuses_bad_ones(tmp_path: Path) -> None:
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, size=(20, 16, 16, 1), dtype=np.uint8)
+    np.savez(datasets / "tiny.npz", images=pixels)
+    common = ["train", "--loss", "lsgan", "--architecture", "dcgan", "--steps", "2"]
+    result = run(
+        *common, "--dataset", "npz", "--dataset-options", '{"path": "tiny.npz"}', data_dir=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    with Database(Settings(data_dir=tmp_path).resolved_database_url()).read() as session:
+        run_row = session.scalars(select(TrainingRun)).one()
+        assert run_row.config["dataset_options"]["path"] == str((datasets / "tiny.npz").resolve())
+    for args, message in (
+        (["--dataset-options", "nope"], "--dataset-options is not JSON"),
+        (["--dataset-options", '{"image_size": 32}', "--image-size", "64"], "disagree"),
+        (["--dataset-options", '{"path": "../tiny.npz"}'], "inside the datasets directory"),
+    ):
+        bad = run(*common, "--dataset", "mnist", *args, data_dir=tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
 
 
 def test_sweep_prints_its_cells_and_agrees_with_the_api(tmp_path: Path) -> None:

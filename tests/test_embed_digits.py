@@ -12,16 +12,18 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.embed import make_embedder
-from app.embed.digits import CLASSIFIER_FILE, DigitEmbedder
+from app.embed.digits import DigitEmbedder
 from app.gan.digit_classifier import (
+    DIGIT_SETS,
     digit_probabilities,
     load_or_train_digit_classifier,
     split_digits,
 )
 from app.gan.digits import digit_arrays
-from app.jobs import train as train_job
 from app.settings import Settings
 from tests.conftest import wait_for_audit
+
+CLASSIFIER_FILE = DIGIT_SETS["sklearn"].cache_file  # where the train job caches it too
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +58,6 @@ def pick(
     by_class: list[torch.Tensor], triple: tuple[int, ...], rng: np.random.Generator
 ) -> list[int]:
     return [int(rng.choice(by_class[c].numpy())) for c in triple]
-
-
-def test_the_classifier_path_is_the_train_jobs() -> None:
-    assert CLASSIFIER_FILE == train_job.CLASSIFIER_FILE
 
 
 def test_rows_are_per_channel_probabilities(classifier_file: Path) -> None:
@@ -142,7 +140,8 @@ def test_factory_builds_it_at_the_models_dirs_builtin_path(models_dir: Path) -> 
 @pytest.mark.parametrize(
     ("options", "shape", "message"),
     [
-        ({"resize": 8}, (3, 8, 8), "unknown option.*'resize'.*allowed: batch_size"),
+        ({"resize": 8}, (3, 8, 8), "unknown option.*'resize'.*allowed: batch_size, classifier"),
+        ({"classifier": "emnist"}, (3, 8, 8), "'classifier' must be one of 'sklearn', 'mnist'"),
         ({"weights": "x.pt"}, (3, 8, 8), "unknown option.*'weights'"),
         ({"batch_size": 0}, (3, 8, 8), "'batch_size' must be a positive integer"),
         ({}, (3, 4, 4), "at least 8x8"),

@@ -13,8 +13,9 @@ from typing import Any
 import torch
 
 from app.embed.base import Embedder, check_image_shape
-from app.embed.digits import CLASSIFIER_FILE, DigitEmbedder
+from app.embed.digits import DigitEmbedder
 from app.embed.pixels import PixelEmbedder
+from app.gan.digit_classifier import DIGIT_SETS
 
 EMBEDDER_KINDS = ("pixels", "clip", "efficientnet", "digits", "discriminator")
 
@@ -22,7 +23,7 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "pixels": frozenset({"crop", "resize", "normalize", "batch_size"}),
     "clip": frozenset({"model", "weights", "tag", "batch_size"}),
     "efficientnet": frozenset({"weights", "batch_size"}),
-    "digits": frozenset({"batch_size"}),
+    "digits": frozenset({"classifier", "batch_size"}),
     "discriminator": frozenset({"weights", "normalize", "batch_size"}),
 }
 
@@ -55,12 +56,7 @@ def make_embedder(
     if kind == "clip":
         return _clip(options, models_dir, device)
     if kind == "digits":
-        return DigitEmbedder(
-            image_shape,
-            Path(models_dir) / CLASSIFIER_FILE,
-            device,
-            batch_size=_optional_int(options, "batch_size") or 4096,
-        )
+        return _digits(options, image_shape, models_dir, device)
     if kind == "discriminator":
         return _discriminator(options, image_shape, models_dir, device)
     return _efficientnet(options, models_dir, device)
@@ -85,6 +81,27 @@ def resolve_weights(models_dir: Path, relative: str) -> Path:
             f"weights file {relative!r} not found in the models directory {models_dir}"
         )
     return resolved
+
+
+def _digits(
+    options: Mapping[str, Any],
+    image_shape: tuple[int, int, int],
+    models_dir: Path,
+    device: str | torch.device | None,
+) -> Embedder:
+    """Option `classifier`: the digit set its classifier learnt, "sklearn" (default) or "mnist"."""
+    digits = options.get("classifier", "sklearn")
+    if digits not in DIGIT_SETS:
+        raise ValueError(
+            f"option 'classifier' must be one of {', '.join(map(repr, DIGIT_SETS))}, got {digits!r}"
+        )
+    return DigitEmbedder(
+        image_shape,
+        Path(models_dir) / DIGIT_SETS[digits].cache_file,
+        device,
+        batch_size=_optional_int(options, "batch_size") or 4096,
+        digits=digits,
+    )
 
 
 def _pixels(

@@ -2,8 +2,8 @@
 
 Toy 2D data with known modes is the testbed of Unrolled GAN and VEEGAN's mode-collapse tables;
 each toy dataset says where its modes are, so `app.gan.metrics.mode_coverage` can count how many a
-generator captured. Image data (sklearn digits, stacked digits, local `.npz` files and image
-folders) lives in `digits.py` and `image_data.py`. Every dataset is sampled i.i.d. with an
+generator captured. Image data (sklearn digits, stacked digits, MNIST, stacked MNIST, local `.npz` files
+and image folders) lives in `digits.py`, `mnist.py` and `image_data.py`. Every dataset is sampled i.i.d. with an
 explicit `torch.Generator`, so every draw is reproducible.
 """
 
@@ -19,6 +19,7 @@ import torch
 
 from app.gan.digits import digits_dataset, stacked_digits_dataset
 from app.gan.image_data import image_folder_dataset, npz_dataset
+from app.gan.mnist import mnist_dataset, stacked_mnist_dataset
 
 
 class Dataset(Protocol):
@@ -132,6 +133,8 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     **{name: _toy(name) for name in TOY_DATASETS},
     "digits": digits_dataset,  # options: image_size (8, 16, 32, 64)
     "stacked_digits": stacked_digits_dataset,  # options: image_size (8, 16, 32, 64)
+    "mnist": mnist_dataset,  # options: image_size (32, 64), path (a keras-style mnist.npz)
+    "stacked_mnist": stacked_mnist_dataset,  # options: image_size (32, 64), path
     "npz": npz_dataset,  # options: path, key, labels_key, image_size, max_images
     "folder": image_folder_dataset,  # options: path, image_size, channels, max_images
 }

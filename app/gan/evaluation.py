@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from app.gan.datasets import Dataset, ToyDataset, spiral_curve
-from app.gan.digit_classifier import digit_probabilities
-from app.gan.digits import StackedDigits
+from app.gan.digit_classifier import DATASET_DIGITS, digit_probabilities
 from app.gan.metrics import (
     CurveCoverage,
     DigitModeCoverage,
@@ -47,13 +46,13 @@ def measure_modes(
     dataset: Dataset, samples: torch.Tensor, classifier: nn.Module | None = None
 ) -> ModeReport:
     """The mode metric that fits `dataset`: VEEGAN's for the 2D mixtures, coverage of 20 equally
-    likely segments for the spiral, the classifier's mode histogram for digits and stacked digits
-    (then `classifier` is required, e.g. `load_or_train_digit_classifier(path).model`)."""
+    likely segments for the spiral, the classifier's mode histogram for the digit datasets (then
+    `classifier` is required: `load_or_train_digit_classifier(path, digits=DATASET_DIGITS[name])`)."""
     if isinstance(dataset, ToyDataset):
         if dataset.means is None:
             return curve_coverage(samples, spiral_curve(), dataset.std)
         return mode_coverage(samples, dataset.means, dataset.std)
-    if isinstance(dataset, StackedDigits) or dataset.name == "digits":
+    if dataset.name in DATASET_DIGITS:
         if classifier is None:
             raise ValueError(f"counting the modes of {dataset.name!r} needs a digit classifier")
         return digit_mode_coverage(digit_probabilities(classifier, samples))

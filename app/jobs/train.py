@@ -26,7 +26,7 @@ from PIL import Image
 
 from app.gan.checkpoint import save_discriminator, save_generator
 from app.gan.datasets import make_dataset
-from app.gan.digit_classifier import load_or_train_digit_classifier
+from app.gan.digit_classifier import DATASET_DIGITS, digit_set, load_or_train_digit_classifier
 from app.gan.evaluation import generate, measure_modes
 from app.gan.registry import generator_spec
 from app.gan.resume import load_train_state, save_train_state
@@ -43,7 +43,6 @@ from app.gan.training import (
 log = logging.getLogger(__name__)
 
 MODE_SAMPLES = 2500  # samples drawn to count modes (VEEGAN's tables use 2,500 on 2D data)
-CLASSIFIER_FILE = "builtin/digit_classifier.pt"
 CHECKPOINT_EVERY = 500  # steps between resumable states of a run with sample_every = 0
 
 
@@ -109,8 +108,11 @@ def mode_metrics(config: TrainConfig, finished: TrainFinished, models_dir: Path)
     spec = generator_spec(finished.architecture, finished.options)
     samples = generate(finished.generator, spec.latent_dim, MODE_SAMPLES, seed=config.seed)
     classifier = None
-    if config.dataset in ("digits", "stacked_digits"):
-        classifier = load_or_train_digit_classifier(models_dir / CLASSIFIER_FILE).model
+    if config.dataset in DATASET_DIGITS:
+        digits = digit_set(DATASET_DIGITS[config.dataset])
+        classifier = load_or_train_digit_classifier(
+            models_dir / digits.cache_file, digits=digits.name
+        ).model
     try:
         report = measure_modes(dataset, samples, classifier)
     except ValueError:

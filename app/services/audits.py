@@ -8,12 +8,14 @@ from typing import Any
 from sqlalchemy import select
 
 from app.embed.factory import make_embedder
+from app.gan.digit_classifier import DATASET_DIGITS
 from app.schemas import AuditCreate, AuditPublic, Progress
 from app.settings import Settings
 from app.sources.factory import synthetic_config
 from app.store import audits as audit_store
 from app.store import generators as generator_store
 from app.store import jobs as job_store
+from app.store import training as training_store
 from app.store.db import Database
 from app.store.errors import Conflict
 from app.store.models import Audit, Generator, Job
@@ -53,15 +55,28 @@ def create_audit(db: Database, settings: Settings, body: AuditCreate) -> tuple[A
         return audit_store.create_audit(session, **fields)
 
 
+def embedder_options(db: Database, body: AuditCreate) -> dict[str, Any]:
+    """The options as given, and for the digits embedder of a generator trained here on digits
+    the classifier of its training data (MNIST's for stacked MNIST) unless one is named."""
+    options = dict(body.embedder_options)
+    if body.embedder != "digits" or "classifier" in options or body.generator_id is None:
+        return options
+    with db.read() as session:
+        run = training_store.run_of_generator(session, body.generator_id)
+        dataset = None if run is None else run.config.get("dataset")
+    if dataset in DATASET_DIGITS:
+        options["classifier"] = DATASET_DIGITS[dataset]
+    return options
+
+
 def audit_fields(db: Database, settings: Settings, body: AuditCreate) -> dict[str, Any]:
     """The stored fields of an audit, once everything the worker would trip on is checked."""
     image_shape = _image_shape(db, body)
     c, h, w = image_shape
+    options = embedder_options(db, body)
     # Building the embedder checks its options (and a CLIP weights file) before any work is queued.
     try:
-        embedder = make_embedder(
-            body.embedder, body.embedder_options, (c, h, w), settings.models_dir
-        )
+        embedder = make_embedder(body.embedder, options, (c, h, w), settings.models_dir)
     except FileNotFoundError as exc:
         weights = body.embedder_options.get("weights")
         raise ValueError(f"weights file {weights!r} not found under the models directory") from exc
@@ -72,7 +87,7 @@ def audit_fields(db: Database, settings: Settings, body: AuditCreate) -> dict[st
         "n": body.n,
         "seed": body.seed,
         "embedder": body.embedder,
-        "embedder_options": body.embedder_options,
+        "embedder_options": options,
         "miner": body.miner,
         "neighbours": body.neighbours or settings.neighbours,
         "chunk_size": body.chunk_size or settings.chunk_size,

@@ -15,7 +15,8 @@ from app.store import training as training_store
 from app.store.db import Database
 from app.store.models import Generator, Job, TrainingRun
 
-LOCAL_DATASETS = ("npz", "folder")
+LOCAL_DATASETS = ("npz", "folder")  # datasets read from a path they must be given
+FILE_OPTIONAL_DATASETS = ("mnist", "stacked_mnist")  # a path replaces their packaged digits
 
 
 def _local_path(data_dir: Path, relative: object) -> str:
@@ -30,8 +31,9 @@ def _local_path(data_dir: Path, relative: object) -> str:
 
 def _config(body: TrainingRunCreate, data_dir: Path) -> dict[str, Any]:
     fields = body.model_dump()
-    if fields["dataset"] in LOCAL_DATASETS:
-        options = dict(fields["dataset_options"])
+    dataset, given = fields["dataset"], fields["dataset_options"]
+    if dataset in LOCAL_DATASETS or (dataset in FILE_OPTIONAL_DATASETS and "path" in given):
+        options = dict(given)
         options["path"] = _local_path(data_dir, options.get("path"))
         fields["dataset_options"] = options
     train_config(fields)  # refuses unknown datasets, losses and options before anything is queued

