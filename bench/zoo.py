@@ -49,6 +49,7 @@ embedder would find stacked-digit modes.
     python bench/zoo.py --quick          # ~3 minutes on 2 cores
     python bench/zoo.py                  # ~14 minutes on 2 cores
     python bench/zoo.py --only stacked --classifier /tmp/digits.safetensors
+    python bench/zoo.py --only stacked --stacked-data stacked_mnist --quick   # MNIST at 32x32
 """
 
 from __future__ import annotations
@@ -75,7 +76,12 @@ from app.estimate.across_runs import LogEstimate, cell_means, log_scale_variance
 from app.estimate.simpson import SupportEstimate, estimate_support
 from app.gan.checkpoint import save_generator
 from app.gan.datasets import make_dataset
-from app.gan.digit_classifier import DIGIT_SETS, digit_probabilities, load_or_train_digit_classifier
+from app.gan.digit_classifier import (
+    DATASET_DIGITS,
+    DIGIT_SETS,
+    digit_probabilities,
+    load_or_train_digit_classifier,
+)
 from app.gan.evaluation import ModeReport, generate, measure_modes
 from app.gan.metrics import CurveCoverage, DigitModeCoverage, ModeCoverage
 from app.gan.training import TrainConfig, TrainFinished, train
@@ -147,10 +153,13 @@ def toy_config(dataset: str, loss: str, latent_dim: int, steps: int, seed: int) 
     )
 
 
-def stacked_config(d_width: float, steps: int, seed: int) -> TrainConfig:
-    """DCGAN at 8x8 (one stride-2 stage each way), base width 64, DCGAN's Adam settings."""
+def stacked_config(
+    d_width: float, steps: int, seed: int, dataset: str = "stacked_digits"
+) -> TrainConfig:
+    """DCGAN at the dataset's side (8x8 stacked digits: one stride-2 stage each way; 32x32
+    stacked MNIST: three), base width 64, DCGAN's Adam settings."""
     return TrainConfig(
-        dataset="stacked_digits",
+        dataset=dataset,
         architecture="dcgan",
         loss="sgan_nonsaturating",
         latent_dim=100,
@@ -205,16 +214,21 @@ class AuditApp:
     """The app in-process over a scratch directory, driven only through its REST API."""
 
     def __init__(
-        self, scratch: Path, classifier: torch.nn.Module, classifier_path: Path | None = None
+        self,
+        scratch: Path,
+        classifier: torch.nn.Module,
+        classifier_path: Path | None = None,
+        digits: str = "sklearn",
     ) -> None:
         self.scratch = scratch
         self.classifier = classifier
+        self.digits = digits
         settings = Settings(
             data_dir=scratch / "data", models_dir=scratch / "models", resume_jobs=False
         )
         if classifier_path is not None:
             # the digits embedder loads the classifier from here; a copy saves training it again
-            cached = settings.models_dir / DIGIT_SETS["sklearn"].cache_file
+            cached = settings.models_dir / DIGIT_SETS[digits].cache_file
             cached.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(classifier_path, cached)
         self.client = TestClient(create_app(settings))
@@ -268,6 +282,8 @@ class AuditApp:
             "neighbours": plan.neighbours,
             "seed": seed,
         }
+        if plan.embedder == "digits":  # an uploaded generator: its training data is not known
+            body["embedder_options"] = {"classifier": self.digits}
         audit_id = int(self._ok(self.client.post("/api/audits", json=body), 202)["id"])
         deadline = time.monotonic() + AUDIT_TIMEOUT_S
         while (audit := self._ok(self.client.get(f"/api/audits/{audit_id}"), 200))["status"] in (
@@ -443,11 +459,19 @@ def covers_cell(results: Sequence[AuditResult], truths: Sequence[float]) -> str:
 
 
 def stacked_table(
-    scale: Scale, classifier_path: Path, scratch: Path, plans: Sequence[AuditPlan]
+    scale: Scale,
+    classifier_path: Path,
+    scratch: Path,
+    plans: Sequence[AuditPlan],
+    data: str = "stacked_digits",
 ) -> str:
-    classifier = load_or_train_digit_classifier(classifier_path)
-    print(f"  digit classifier: held-out accuracy {classifier.held_out_accuracy:.3f}", flush=True)
-    dataset = make_dataset("stacked_digits")
+    digits = DATASET_DIGITS[data]
+    classifier = load_or_train_digit_classifier(classifier_path, digits=digits)
+    print(
+        f"  {digits} digit classifier: held-out accuracy {classifier.held_out_accuracy:.3f}",
+        flush=True,
+    )
+    dataset = make_dataset(data)
     real, _ = dataset.sample(10_000, torch.Generator().manual_seed(0))
     reference = measure_modes(dataset, real, classifier.model)
     assert isinstance(reference, DigitModeCoverage)
@@ -466,12 +490,12 @@ def stacked_table(
     # log N_eff per run, for N_eff ~ width^b: the 10k reference's, and each audit plan's.
     points: dict[str, list[LogEstimate]] = {"N_eff, 10k samples": []}
     points.update({plan_name(plan): [] for plan in plans})
-    with AuditApp(scratch / "app", classifier.model, classifier_path) as app:
+    with AuditApp(scratch / "app", classifier.model, classifier_path, digits) as app:
         for d_width in (0.25, 0.5, 1.0):
             modes, kl, confident, n_eff = [], [], [], []
             results: dict[AuditPlan, list[AuditResult]] = {plan: [] for plan in plans}
             for seed in scale.stacked_seeds:
-                config = stacked_config(d_width, scale.stacked_steps, seed)
+                config = stacked_config(d_width, scale.stacked_steps, seed, data)
                 done = trained(config)
                 report = measured(config, done, 10_000, classifier.model)
                 assert isinstance(report, DigitModeCoverage)
@@ -487,7 +511,7 @@ def stacked_table(
                     f"{report.kl_to_uniform:.3f}, N_eff(10k) {n_eff[-1]:.0f}",
                     flush=True,
                 )
-                generator_id = app.upload(f"stacked_dw{d_width:g}_seed{seed}", done)
+                generator_id = app.upload(f"{data}_dw{d_width:g}_seed{seed}", done)
                 for plan in plans:
                     # the same pool seed: the pixels pool is the first samples of the digits pool
                     result = app.audit(generator_id, plan, seed=20_000 + seed)
@@ -641,6 +665,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--classifier", type=Path, help="digit-classifier cache (default: a temporary file)"
     )
     parser.add_argument(
+        "--stacked-data",
+        choices=["stacked_digits", "stacked_mnist"],
+        default="stacked_digits",
+        help="the stacked table's data: sklearn digits at 8x8 (default) or MNIST at 32x32",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (tiny networks: 1 is fastest)"
     )
     parser.add_argument(
@@ -676,17 +706,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     scale = QUICK if args.quick else FULL
     sections = args.only or ["toy", "latent", "stacked"]
+    side = make_dataset(args.stacked_data).sample_shape[-1] if "stacked" in sections else 0
     with tempfile.TemporaryDirectory() as scratch:
         classifier_path = args.classifier or Path(scratch) / "digits.safetensors"
         tables: dict[str, Callable[[], str]] = {
             "toy": lambda: toy_table(scale),
             "latent": lambda: latent_table(scale),
-            "stacked": lambda: stacked_table(scale, classifier_path, Path(scratch), plans),
+            "stacked": lambda: stacked_table(
+                scale, classifier_path, Path(scratch), plans, args.stacked_data
+            ),
         }
         titles = {
             "toy": f"2D mixtures: {len(scale.seeds)} seeds x {scale.toy_steps} steps, latent 2",
             "latent": f"latent size, SGAN: {len(scale.latent_seeds)} seeds x {scale.latent_steps} steps",
-            "stacked": f"stacked digits vs discriminator width, DCGAN 8x8: {len(scale.stacked_seeds)} seeds x {scale.stacked_steps} steps; audits: "
+            "stacked": f"{args.stacked_data} vs discriminator width, DCGAN {side}x{side}: {len(scale.stacked_seeds)} seeds x {scale.stacked_steps} steps; audits: "
             + "; ".join(f"{p.embedder} n={p.n}, k={p.neighbours}" for p in plans),
         }
         for name in sections:

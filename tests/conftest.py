@@ -28,6 +28,16 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def mnist_classifier_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The MNIST digit classifier, trained once for the whole run (~25 s on two cores)."""
+    from app.gan.digit_classifier import DIGIT_SETS, load_or_train_digit_classifier
+
+    path = tmp_path_factory.mktemp("mnist-classifier") / DIGIT_SETS["mnist"].cache_file
+    load_or_train_digit_classifier(path, digits="mnist")
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated store of each kind (PostgreSQL skipped without a test server)."""

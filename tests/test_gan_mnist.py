@@ -33,12 +33,9 @@ from tests.conftest import assert_problem, wait_for, wait_for_audit
 MNIST_FILE = DIGIT_SETS["mnist"].cache_file
 
 
-@pytest.fixture(scope="module")
-def classifier_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The MNIST classifier trained once for the module (~25 s), at its builtin path."""
-    models = tmp_path_factory.mktemp("models")
-    load_or_train_digit_classifier(models / MNIST_FILE, digits="mnist")
-    return models / MNIST_FILE
+@pytest.fixture
+def classifier_file(mnist_classifier_file: Path) -> Path:
+    return mnist_classifier_file
 
 
 def install_classifier(classifier_file: Path, models_dir: Path) -> None:

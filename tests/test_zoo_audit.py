@@ -3,6 +3,7 @@ the classifier oracle, and the Simpson figure it is compared with."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,22 @@ def test_a_trained_generator_is_audited_through_the_api(tmp_path: Path, embedder
     )
     if result.n_eff is not None:
         assert result.low is not None and result.low <= result.n_eff
+
+
+def test_stacked_mnist_is_audited_with_the_mnist_classifier(
+    tmp_path: Path, mnist_classifier_file: Path
+) -> None:
+    config = zoo.stacked_config(0.25, 2, 0, "stacked_mnist")
+    config = dataclasses.replace(config, architecture_options={"base_width": 8}, batch_size=8)
+    done = zoo.trained(config)
+    classifier = load_or_train_digit_classifier(mnist_classifier_file, digits="mnist").model
+    n = 20
+    with zoo.AuditApp(tmp_path, classifier, mnist_classifier_file, "mnist") as app:
+        generator_id = app.upload("tiny", done)
+        audit = app.audit(generator_id, zoo.AuditPlan("digits", n=n, neighbours=n - 1), seed=3)
+        options = app.client.get("/api/audits").json()[0]["embedder_options"]
+    assert options == {"classifier": "mnist"}
+    assert 0 <= audit.duplicates <= audit.oracle_duplicates <= n * (n - 1) // 2
 
 
 def test_the_width_table_fits_what_the_support_figure_fits() -> None:
