@@ -87,6 +87,14 @@ def wait_for_audit(
     return wait_for(finished, timeout, what=f"audit {audit_id} to finish")
 
 
+def wait_for_run(client: TestClient, run_id: int, timeout: float = 300) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        run = client.get(f"/api/training-runs/{run_id}").json()
+        return run if run["status"] in ("done", "failed", "cancelled") else None
+
+    return wait_for(finished, timeout, what=f"training run {run_id}")
+
+
 def assert_problem(response: httpx.Response, status: int) -> dict:
     """Every error is an RFC 9457 problem-details body with the right status."""
     assert response.status_code == status, response.text

@@ -28,7 +28,7 @@ from app.gan.evaluation import measure_modes
 from app.gan.metrics import DigitModeCoverage
 from app.gan.mnist import mnist_arrays, mnist_digits, stacked_mnist_dataset
 from app.settings import Settings
-from tests.conftest import assert_problem, wait_for, wait_for_audit
+from tests.conftest import assert_problem, wait_for_audit, wait_for_run
 
 MNIST_FILE = DIGIT_SETS["mnist"].cache_file
 
@@ -225,14 +225,6 @@ def test_the_factory_picks_the_classifier_by_option(tmp_path: Path) -> None:
     assert isinstance(default, DigitEmbedder)
     assert default.classifier_path == tmp_path / DIGIT_SETS["sklearn"].cache_file
     assert not (tmp_path / MNIST_FILE).exists()  # built, not trained: options checked only
-
-
-def wait_for_run(client: TestClient, run_id: int) -> dict[str, Any]:
-    def finished() -> dict[str, Any] | None:
-        run = client.get(f"/api/training-runs/{run_id}").json()
-        return run if run["status"] in ("done", "failed", "cancelled") else None
-
-    return wait_for(finished, 300, what=f"training run {run_id}")
 
 
 def test_a_stacked_mnist_run_counts_1000_modes_and_its_audit_reads_mnist(

@@ -271,7 +271,7 @@ def test_config_errors_say_what_to_do(fields: dict[str, Any], message: str) -> N
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"dataset": "mnist"}, "unknown dataset 'mnist'; known: ring8"),
+        ({"dataset": "emnist"}, "unknown dataset 'emnist'; known: ring8"),
         ({"dataset": "digits"}, "architecture 'mlp' takes vector data.*use architecture='dcgan'"),
         ({"dataset": "ring8", "architecture": "dcgan"}, "takes square images.*image_size="),
         ({"dataset": "ring8", "dataset_options": {"std": 1}}, "unknown option.*std.*ring8"),

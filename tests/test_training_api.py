@@ -8,15 +8,7 @@ import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import assert_problem, sse_events, wait_for, wait_for_audit
-
-
-def wait_for_run(client: TestClient, run_id: int, timeout: float = 300) -> dict[str, Any]:
-    def finished() -> dict[str, Any] | None:
-        run = client.get(f"/api/training-runs/{run_id}").json()
-        return run if run["status"] in ("done", "failed", "cancelled") else None
-
-    return wait_for(finished, timeout, what=f"training run {run_id}")
+from tests.conftest import assert_problem, sse_events, wait_for, wait_for_audit, wait_for_run
 
 
 def test_train_on_the_ring_then_read_curves_grids_and_modes(client: TestClient) -> None:
