@@ -99,6 +99,19 @@ def test_mlp_shapes_and_widths() -> None:
     assert layers(discriminator, nn.Linear)[0].out_features == 16
 
 
+def test_an_mlp_draws_images_in_range_and_judges_them_flat() -> None:
+    options = {"data_dim": 3 * 8 * 8, "channels": 3, "image_size": 8, "latent_dim": 4, "hidden": 16}
+    generator, spec = build_generator("mlp", options)
+    discriminator = build_discriminator("mlp", options)
+    assert spec == GeneratorSpec(4, (3, 8, 8))
+    with torch.no_grad():
+        images = generator(10 * torch.randn(6, 4))  # large z: the output still saturates in range
+        assert images.shape == (6, 3, 8, 8)
+        assert float(images.min()) >= -1 and float(images.max()) <= 1
+        assert torch.equal(discriminator(images), discriminator(images.flatten(1)))
+    assert canonical_options("mlp", {})["image_size"] == 0  # vector data by default
+
+
 def test_canonical_options_fill_defaults() -> None:
     options = canonical_options("dcgan", {"image_size": 32})
     assert options == {
@@ -127,7 +140,11 @@ def test_canonical_options_fill_defaults() -> None:
         ("dcgan", {"g_width": 0.001}, "fewer than 1 unit"),
         ("dcgan", {"ngf": 64}, "unknown option(s) ngf for architecture 'dcgan'; allowed:"),
         ("mlp", {"depth": 0}, "depth must be an integer from 1 to 16"),
-        ("mlp", {"image_size": 64}, "unknown option(s) image_size"),
+        ("mlp", {"image_size": 64}, "channels and image_size go together"),
+        ("mlp", {"channels": 1}, "channels and image_size go together"),
+        ("mlp", {"channels": 2, "image_size": 4, "data_dim": 32}, "channels must be 1 or 3"),
+        ("mlp", {"channels": 1, "image_size": 8, "data_dim": 63}, "data_dim must be channels x"),
+        ("mlp", {"channels": 3, "image_size": 129, "data_dim": 49923}, "image_size must be an"),
         ("mlp", [1, 2], "options must be a JSON object"),
     ],
 )

@@ -272,7 +272,6 @@ def test_config_errors_say_what_to_do(fields: dict[str, Any], message: str) -> N
     ("fields", "message"),
     [
         ({"dataset": "emnist"}, "unknown dataset 'emnist'; known: ring8"),
-        ({"dataset": "digits"}, "architecture 'mlp' takes vector data.*use architecture='dcgan'"),
         ({"dataset": "ring8", "architecture": "dcgan"}, "takes square images.*image_size="),
         ({"dataset": "ring8", "dataset_options": {"std": 1}}, "unknown option.*std.*ring8"),
         ({"dataset": "npz", "architecture": "dcgan"}, "dataset 'npz' needs option.*path"),
@@ -283,6 +282,19 @@ def test_data_that_does_not_fit_is_refused_before_training(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         train(TrainConfig(**fields))
+
+
+def test_an_mlp_takes_square_images_flat_and_refuses_others(tmp_path: Path) -> None:
+    np.savez(tmp_path / "wide.npz", images=np.zeros((4, 8, 12, 1), np.uint8))
+    wide = {"dataset": "npz", "dataset_options": {"path": str(tmp_path / "wide.npz")}}
+    with pytest.raises(ValueError, match="'mlp' takes vectors or square images.*shape"):
+        train(TrainConfig(**wide))
+    for loss in ("sgan_nonsaturating", "veegan", "bigan"):
+        done = finished(run(loss=loss, dataset="digits", steps=2, latent_dim=4, batch_size=8))
+        assert done.options["image_size"] == 8 and done.options["data_dim"] == 64
+        with torch.no_grad():
+            assert done.generator(torch.randn(3, 4)).shape == (3, 1, 8, 8)
+        assert (done.discriminator is None) == (loss != "sgan_nonsaturating")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")

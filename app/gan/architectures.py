@@ -1,4 +1,5 @@
-"""Generator and discriminator networks: DCGAN for small square images, an MLP for vector data.
+"""Generator and discriminator networks: DCGAN for small square images, an MLP for vector data
+or for images taken as flat vectors (the original GAN's MNIST networks, VEEGAN's and BiGAN's).
 
 The DCGAN layers follow pytorch/examples `dcgan/main.py` (a `main` Sequential with the same layer
 order), so a 64x64 state_dict saved by that script loads into `DCGANGenerator` unchanged.
@@ -16,6 +17,7 @@ from torch import nn
 DCGAN_IMAGE_SIZES = (8, 16, 32, 64)
 MAX_LATENT_DIM = 512
 MAX_WIDTH = 16.0
+MAX_MLP_IMAGE_SIZE = 128  # 3 x 128^2 = 49,152 inputs, within data_dim's 65,536
 
 
 @dataclass(frozen=True)
@@ -58,22 +60,46 @@ class DCGANConfig:
 
 @dataclass(frozen=True)
 class MLPConfig:
-    """Options of the MLP pair for vector data such as the toy 2D mixtures."""
+    """Options of the MLP pair for vector data such as the toy 2D mixtures, or for images."""
 
-    data_dim: int = 2  # length of one sample vector
+    data_dim: int = 2  # length of one sample vector (channels x image_size^2 for images)
     latent_dim: int = 2  # size of z ~ N(0, I)
     hidden: int = 128  # units per hidden layer at width 1
     depth: int = 2  # number of hidden layers in each network
     g_width: float = 1.0  # generator width multiplier
     d_width: float = 1.0  # discriminator width multiplier
+    channels: int = 0  # images: 1 or 3; 0 for vector data
+    image_size: int = 0  # images: side of the square image; 0 for vector data
 
     def __post_init__(self) -> None:
         _check_int("data_dim", self.data_dim, 1, 65536)
+        _check_int("channels", self.channels, 0, 3)
+        _check_int("image_size", self.image_size, 0, MAX_MLP_IMAGE_SIZE)
+        if (self.channels == 0) != (self.image_size == 0):
+            raise ValueError(
+                "channels and image_size go together: both 0 for vector data, both set for images"
+            )
+        if self.image_size:
+            if self.channels not in (1, 3):
+                raise ValueError(f"channels must be 1 or 3 for images, got {self.channels}")
+            flat = self.channels * self.image_size**2
+            if self.data_dim != flat:
+                raise ValueError(
+                    f"data_dim must be channels x image_size^2 = {flat} for images, "
+                    f"got {self.data_dim}"
+                )
         _check_int("latent_dim", self.latent_dim, 1, MAX_LATENT_DIM)
         _check_int("hidden", self.hidden, 1, 8192)
         _check_int("depth", self.depth, 1, 16)
         for name in ("g_width", "d_width"):
             _check_width(name, getattr(self, name), self.hidden)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """One sample: (channels, image_size, image_size) for images, (data_dim,) for vectors."""
+        if self.image_size:
+            return (self.channels, self.image_size, self.image_size)
+        return (self.data_dim,)
 
     @property
     def g_hidden(self) -> int:
@@ -188,7 +214,8 @@ def mlp(sizes: list[int], activation: Callable[[], nn.Module]) -> nn.Sequential:
 
 
 class MLPGenerator(nn.Module):
-    """z (B, latent_dim) -> samples (B, data_dim); linear output, since toy data is unbounded."""
+    """z (B, latent_dim) -> samples (B, data_dim), linear since toy data is unbounded; or images
+    (B, C, S, S) through tanh into [-1, 1], as DCGAN's."""
 
     def __init__(self, config: MLPConfig) -> None:
         super().__init__()
@@ -197,11 +224,14 @@ class MLPGenerator(nn.Module):
         self.main = mlp(sizes, nn.ReLU)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z)
+        x = self.main(z)
+        if not self.config.image_size:
+            return x
+        return torch.tanh(x).reshape(-1, *self.config.output_shape)
 
 
 class MLPDiscriminator(nn.Module):
-    """Samples (B, data_dim) -> logits (B,)."""
+    """Samples (B, data_dim), or images (B, C, S, S) taken flat -> logits (B,)."""
 
     def __init__(self, config: MLPConfig) -> None:
         super().__init__()
@@ -210,4 +240,4 @@ class MLPDiscriminator(nn.Module):
         self.main = mlp(sizes, leaky_relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x).reshape(-1)
+        return self.main(x.flatten(1)).reshape(-1)

@@ -55,7 +55,7 @@ ARCHITECTURES: dict[str, Architecture[Any]] = {
         config_type=MLPConfig,
         generator=MLPGenerator,
         discriminator=MLPDiscriminator,
-        output_shape=lambda c: (c.data_dim,),
+        output_shape=lambda c: c.output_shape,
     ),
 }
 

@@ -26,7 +26,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from app.gan.architectures import DCGAN_IMAGE_SIZES, MLPConfig
+from app.gan.architectures import DCGAN_IMAGE_SIZES, MAX_MLP_IMAGE_SIZE, MLPConfig
 from app.gan.bigan import BiGAN, bigan_step
 from app.gan.datasets import Dataset, make_dataset
 from app.gan.losses import LOSSES, LossPair, gradient_penalty
@@ -57,7 +57,7 @@ class TrainConfig:
     dataset: str = "ring8"  # a name `make_dataset` knows: ring8, grid25, spiral, digits, ...
     dataset_options: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"image_size": 16}
     loss: str = "sgan_nonsaturating"  # a key of losses.LOSSES, or "veegan" or "bigan"
-    architecture: str = "mlp"  # "mlp" for vector data, "dcgan" for square images
+    architecture: str = "mlp"  # "mlp" for vectors or flat images, "dcgan" for square images
     latent_dim: int | None = None  # size of z ~ N(0, I); None: the architecture's default
     d_width: float = 1.0  # discriminator width multiplier (the paper's RQ2 knob)
     g_width: float = 1.0  # generator width multiplier
@@ -88,8 +88,8 @@ class TrainConfig:
             raise ValueError(f"unknown architecture {self.architecture!r}; known: {known}")
         if self.loss in JOINT_MODELS and self.architecture != "mlp":
             raise ValueError(
-                f"loss {self.loss!r} has MLP networks only; use architecture='mlp' with vector "
-                "data (ring8, grid25, spiral, normal)"
+                f"loss {self.loss!r} has MLP networks only; use architecture='mlp' (images are "
+                "taken as flat vectors)"
             )
         if not isinstance(self.dataset, str):
             raise ValueError(f"dataset must be a name, got {self.dataset!r}")
@@ -139,7 +139,10 @@ class TrainConfig:
         options.update(g_width=self.g_width, d_width=self.d_width)
         if self.latent_dim is not None:
             options["latent_dim"] = self.latent_dim
-        if self.architecture == "mlp":
+        if self.architecture == "mlp" and len(sample_shape) == 3:
+            channels, side = sample_shape[0], sample_shape[-1]
+            options.update(data_dim=channels * side * side, channels=channels, image_size=side)
+        elif self.architecture == "mlp":
             options["data_dim"] = sample_shape[0]
         else:
             options.update(channels=sample_shape[0], image_size=sample_shape[-1])
@@ -312,10 +315,17 @@ def _device(name: str) -> torch.device:
 
 def _checked_options(config: TrainConfig, dataset: Dataset) -> dict[str, Any]:
     shape = dataset.sample_shape
-    if config.architecture == "mlp" and len(shape) != 1:
+    if config.architecture == "mlp" and len(shape) == 3:
+        if shape[1] != shape[2] or shape[0] not in (1, 3) or shape[1] > MAX_MLP_IMAGE_SIZE:
+            raise ValueError(
+                f"architecture 'mlp' takes vectors or square images of 1 or 3 channels up to "
+                f"{MAX_MLP_IMAGE_SIZE}x{MAX_MLP_IMAGE_SIZE}, but dataset {config.dataset!r} has "
+                f"samples of shape {shape}"
+            )
+    elif config.architecture == "mlp" and len(shape) != 1:
         raise ValueError(
-            f"architecture 'mlp' takes vector data, but dataset {config.dataset!r} has samples "
-            f"of shape {shape}; use architecture='dcgan'"
+            f"architecture 'mlp' takes vectors or square images, but dataset {config.dataset!r} "
+            f"has samples of shape {shape}"
         )
     if config.architecture == "dcgan":
         if len(shape) != 3 or shape[1] != shape[2] or shape[1] not in DCGAN_IMAGE_SIZES:

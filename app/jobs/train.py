@@ -172,8 +172,9 @@ def run_training(task: TrainTask) -> Iterator[TrainStep]:
             relative = f"trained/run_{task.run_id}.safetensors"
             (models_dir / "trained").mkdir(parents=True, exist_ok=True)
             spec = generator_spec(event.architecture, event.options)
-            if event.discriminator is not None and len(spec.output_shape) == 3:
-                # Saved before the generator is recorded: a finished run always has it.
+            if event.discriminator is not None and event.architecture == "dcgan":
+                # Saved before the generator is recorded: a finished run always has it. Only a
+                # DCGAN's embeds images (app.embed.discriminator); an MLP's sees flat pixels.
                 save_discriminator(
                     models_dir / discriminator_file(task.run_id),
                     event.discriminator.cpu(),
