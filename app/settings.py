@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         description="Threads serving sample images (their own: a burst of images, a review page "
         "prefetching its next pairs, never holds up the threads that take judgements).",
     )
+    sample_image_queue: int = Field(
+        default=256,
+        ge=1,
+        description="Sample-image requests waiting or being served at once; more get a 503 with "
+        "Retry-After (drawing runs on the server's CPU, and a public server takes anyone's).",
+    )
     sqlite_busy_timeout_ms: int = 5000
     max_embedding_bytes: int = Field(
         default=8 * 1024**3,

@@ -404,3 +404,43 @@ def test_a_burst_of_image_requests_leaves_the_servers_threads_to_other_requests(
     assert answer[0].status_code == 200
     assert [r.status_code for r in results] == [200] * 50
     assert drawing and all(name.startswith("sample-images") for name in drawing)
+
+
+def test_image_requests_beyond_the_queue_are_told_to_come_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With three requests held (one drawing, two waiting), three more get a 503 problem with
+    Retry-After at once instead of queueing; once the draws go on, a request is served again."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.services.sample_images import SampleImages
+
+    release = threading.Event()
+    original = SampleImages._draw
+
+    def held(self: SampleImages, loaded: Any, idx: int) -> Any:
+        release.wait(60)
+        return original(self, loaded, idx)
+
+    monkeypatch.setattr(SampleImages, "_draw", held)
+    settings = _settings(tmp_path, sample_image_queue=3, sample_image_threads=1)
+    with TestClient(create_app(settings)) as client:
+        audit = _audit(client, synthetic={"support": 200}, n=300)
+        url = f"/api/audits/{audit['id']}/samples"
+        with ThreadPoolExecutor(6) as pool:
+            requests = [pool.submit(client.get, f"{url}/{i}.png") for i in range(1, 7)]
+            wait_for(
+                lambda: sum(f.done() for f in requests) >= 3, timeout=30, what="three refusals"
+            )
+            refused = [f.result() for f in requests if f.done()]
+            release.set()
+            results = [f.result() for f in requests]
+        assert len(refused) == 3
+        for response in refused:
+            problem = assert_problem(response, 503)
+            assert "try again" in problem["detail"]
+            assert response.headers["retry-after"] == "1"
+        assert sorted(r.status_code for r in results) == [200, 200, 200, 503, 503, 503]
+        again = client.get(f"{url}/7.png")
+        assert again.status_code == 200 and again.content.startswith(b"\x89PNG")

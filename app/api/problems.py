@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app.store.errors import Conflict, Forbidden, NotFound
+from app.store.errors import Busy, Conflict, Forbidden, NotFound
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -60,6 +60,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def on_conflict(_: Request, exc: Conflict) -> JSONResponse:
         return problem(exc.status, str(exc))
+
+    @app.exception_handler(Busy)
+    async def on_busy(_: Request, exc: Busy) -> JSONResponse:
+        response = problem(503, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(Forbidden)
     async def on_forbidden(_: Request, exc: Forbidden) -> JSONResponse:

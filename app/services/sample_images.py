@@ -33,7 +33,7 @@ from app.sources.factory import SourceSpec, build_source
 from app.sources.thumbnails import encode_png, to_uint8
 from app.store import audits as audit_store
 from app.store.db import Database
-from app.store.errors import Conflict, NotFound
+from app.store.errors import Busy, Conflict, NotFound
 from app.store.models import Sample
 
 # Mean absolute difference, in grey levels, a redrawn anchor may show: rounding between devices
@@ -62,12 +62,34 @@ class SampleImages:
         self._pngs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._png_bytes = 0
         self._threads = self._new_threads()
+        self._pending = 0  # requests submitted to the threads and not yet finished
+        self._pending_lock = threading.Lock()
 
     async def png_async(self, audit_id: int, idx: int) -> bytes:
         """`png` on this service's own threads, not the server's pool: the API's synchronous
         routes (judgements among them) share that pool, and draws of one source queue on its
-        lock, so a burst of image requests would otherwise hold every thread while it waits."""
-        return await asyncio.wrap_future(self._threads.submit(self.png, audit_id, idx))
+        lock, so a burst of image requests would otherwise hold every thread while it waits.
+
+        At most `sample_image_queue` requests wait at once; beyond them, Busy (a 503): drawing
+        costs CPU, and a queue without a bound would let one client's burst grow it for ever.
+        """
+        with self._pending_lock:
+            if self._pending >= self.settings.sample_image_queue:
+                raise Busy(
+                    f"{self._pending} sample images are being drawn or waiting; try again shortly"
+                )
+            self._pending += 1
+        try:
+            future = self._threads.submit(self.png, audit_id, idx)
+        except BaseException:
+            self._finished()
+            raise
+        future.add_done_callback(lambda _: self._finished())
+        return await asyncio.wrap_future(future)
+
+    def _finished(self) -> None:
+        with self._pending_lock:
+            self._pending -= 1
 
     def png(self, audit_id: int, idx: int) -> bytes:
         with self.db.read() as session:

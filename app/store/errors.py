@@ -17,5 +17,13 @@ class Conflict(ValueError):
         self.status = status
 
 
+class Busy(RuntimeError):
+    """Too much work is already waiting; the caller may try again shortly (HTTP 503)."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Forbidden(PermissionError):
     """The caller is known but may not do this (HTTP 403)."""
