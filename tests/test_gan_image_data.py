@@ -131,6 +131,8 @@ def test_make_dataset_names_and_options() -> None:
         "normal",
         "digits",
         "stacked_digits",
+        "mnist",
+        "stacked_mnist",
         "npz",
         "folder",
     ]

@@ -62,9 +62,9 @@ class DigitClassifier(nn.Module):
 class MnistClassifier(nn.Module):
     """Digits (B, 1, S, S) in [-1, 1] -> logits (B, 10), read at 32x32 (MNIST padded).
 
-    A 28x28 digit is padded with background, as the MNIST datasets are; another side is
-    resized to 32. Downsampled
-    early (~1.9M multiply-adds a digit), since a stacked-MNIST audit classifies three digits a sample.
+    A 28x28 digit is padded with background, as the MNIST datasets are; another side is resized
+    to 32. It pools early (~1.9M multiply-adds a digit): a stacked-MNIST audit classifies three
+    digits a sample.
     """
 
     def __init__(self) -> None:
