@@ -334,3 +334,38 @@ def test_mlp_runs_on_stacked_mnist_are_counted_and_audited(
     assert wait_for_audit(client, audit["id"])["status"] == "done"
     image = client.get(f"/api/audits/{audit['id']}/samples/5.png")
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+
+
+def test_an_uploaded_28x28_mlp_generator_is_audited_with_the_mnist_classifier(
+    settings: Settings, client: TestClient, classifier_file: Path, tmp_path: Path
+) -> None:
+    """A researcher's own MNIST MLP GAN (the original GAN's networks, 28x28 output) as a
+    safetensors state_dict: it loads as an image generator and the digits embedder reads it."""
+    from app.gan.checkpoint import save_generator
+    from app.gan.registry import build_generator
+
+    install_classifier(classifier_file, settings.models_dir)
+    options = {"data_dim": 784, "channels": 1, "image_size": 28, "latent_dim": 10, "hidden": 64}
+    module, _ = build_generator("mlp", options)
+    path = tmp_path / "mnist_mlp.safetensors"
+    save_generator(path, module, "mlp", options)
+    response = client.post(
+        "/api/generators",
+        data={"name": "mnist mlp", "format": "safetensors", "architecture": "mlp"},
+        files={"file": (path.name, path.read_bytes())},
+    )
+    assert response.status_code == 201, response.text
+    generator = response.json()
+    assert generator["image_shape"] == [1, 28, 28] and generator["latent_dim"] == 10
+    body = {
+        "generator_id": generator["id"],
+        "n": 60,
+        "embedder": "digits",
+        "embedder_options": {"classifier": "mnist"},
+    }
+    audit = client.post("/api/audits", json=body).json()
+    assert wait_for_audit(client, audit["id"])["status"] == "done"
+    pairs = client.get(f"/api/audits/{audit['id']}/pairs?limit=5").json()["items"]
+    assert pairs and all(0 <= p["distance"] <= 2**0.5 + 1e-6 for p in pairs)
+    image = client.get(f"/api/audits/{audit['id']}/samples/3.png")
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
