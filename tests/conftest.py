@@ -95,6 +95,15 @@ def wait_for_run(client: TestClient, run_id: int, timeout: float = 300) -> dict[
     return wait_for(finished, timeout, what=f"training run {run_id}")
 
 
+def finished_run(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
+    """Start a training run and wait for it; it must have finished, not failed."""
+    response = client.post("/api/training-runs", json=body)
+    assert response.status_code == 202, response.text
+    run = wait_for_run(client, response.json()["id"])
+    assert run["status"] == "done", run
+    return run
+
+
 def assert_problem(response: httpx.Response, status: int) -> dict:
     """Every error is an RFC 9457 problem-details body with the right status."""
     assert response.status_code == status, response.text

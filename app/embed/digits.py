@@ -71,13 +71,6 @@ class DigitEmbedder:
 
     def _rows(self, batch: torch.Tensor) -> torch.Tensor:
         b, c, h, w = batch.shape
-        digits = batch.reshape(b * c, 1, h, w)  # every channel is one digit
-        if h != w:
-            # the classifiers bring square inputs to their side themselves
-            side = self.digits.side
-            if self.digits.name == "sklearn":
-                digits = F.adaptive_avg_pool2d(digits, side)
-            else:
-                digits = F.interpolate(digits, size=(side, side), mode="bilinear").clamp(-1, 1)
+        digits = batch.reshape(b * c, 1, h, w)  # every channel is one digit, read at any (h, w)
         probabilities = F.softmax(self._classifier()(digits), dim=1)  # (B C, 10)
         return probabilities.reshape(b, c * DIGIT_CLASSES)

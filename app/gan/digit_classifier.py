@@ -54,7 +54,7 @@ class DigitClassifier(nn.Module):
         self.head = nn.Linear(32 * 2 * 2, DIGIT_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != DIGIT_SIZE:
+        if x.shape[-2:] != (DIGIT_SIZE, DIGIT_SIZE):
             x = F.adaptive_avg_pool2d(x, DIGIT_SIZE)
         return self.head(self.features(x).flatten(1))
 
@@ -62,8 +62,8 @@ class DigitClassifier(nn.Module):
 class MnistClassifier(nn.Module):
     """Digits (B, 1, S, S) in [-1, 1] -> logits (B, 10), read at 32x32 (MNIST padded).
 
-    A 28x28 digit is padded with background, as the MNIST datasets are; another side is resized
-    to 32. It pools early (~1.9M multiply-adds a digit): a stacked-MNIST audit classifies three
+    A 28x28 digit is padded with background, as the MNIST datasets are; any other (H, W) is
+    resized to 32x32. It pools early (~1.9M multiply-adds a digit): a stacked-MNIST audit classifies three
     digits a sample.
     """
 
@@ -99,9 +99,8 @@ class DigitSet:
     """Digits a classifier is trained on, and how: what a mode count or embedding names."""
 
     name: str  # key in DIGIT_SETS
-    side: int  # side the classifier reads; images of another side are pooled or resized to it
-    network: Callable[[], nn.Module]  # an untrained classifier
-    arrays: Callable[[], tuple[torch.Tensor, torch.Tensor]]  # every digit at `side`, classes
+    network: Callable[[], nn.Module]  # an untrained classifier; it reads digits of any (H, W)
+    arrays: Callable[[], tuple[torch.Tensor, torch.Tensor]]  # every digit, and its class
     epochs: int
     shift: int  # pixels of random shift in training (generated digits are rarely centred)
     cache_file: str  # default cache, relative to the models directory
@@ -111,11 +110,10 @@ DIGIT_SETS: dict[str, DigitSet] = {
     # 60 epochs: the confident fraction of real digits keeps rising after the accuracy settles
     # (measured: 0.99 accuracy, ~0.95 of held-out digits at p >= 0.9)
     "sklearn": DigitSet(
-        "sklearn", DIGIT_SIZE, DigitClassifier, digit_arrays, 60, 1, "builtin/digit_classifier.pt"
+        "sklearn", DigitClassifier, digit_arrays, 60, 1, "builtin/digit_classifier.pt"
     ),
     "mnist": DigitSet(
         "mnist",
-        MNIST_PADDED_SIDE,
         MnistClassifier,
         mnist_arrays,
         40,  # 20 reach the same accuracy (0.98), but only 0.94 of real digits at p >= 0.9, not 0.97
