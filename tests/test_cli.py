@@ -176,6 +176,38 @@ def test_train_takes_dataset_options_and_refuses_bad_ones(tmp_path: Path) -> Non
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
 
 
+def test_digit_classifier_learns_from_a_digits_file_and_names_its_weights(
+    tmp_path: Path,
+) -> None:
+    from app.gan.digit_classifier import source_digest
+    from app.gan.mnist import mnist_digits
+
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    pixels, classes = mnist_digits()
+    np.savez(datasets / "mnist.npz", x_train=pixels[:120], y_train=classes[:120].astype(np.uint8))
+    result = run("digit-classifier", "--data", "mnist.npz", "--json", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    digest = source_digest(datasets / "mnist.npz")
+    weights = f"builtin/mnist_classifier.{digest}.pt"
+    assert body["source"] == digest and body["train_digits"] == 90
+    assert body["embedder_options"] == {"classifier": "mnist", "weights": weights}
+    assert (tmp_path / "models" / weights).is_file()
+    text = run("digit-classifier", "--data", "mnist.npz", data_dir=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "held-out accuracy (90 training digits)" in text.stdout
+    assert f'"weights": "{weights}"' in text.stdout
+    for args, message in (
+        (["--data", "../mnist.npz"], "inside the datasets directory"),
+        (["--data", "gone.npz"], "cannot read it"),
+        (["--digits", "emnist"], "unknown digit set"),
+        (["--digits", "sklearn", "--data", "mnist.npz"], "sklearn's digits only"),
+    ):
+        bad = run("digit-classifier", *args, data_dir=tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+
+
 def test_sweep_prints_its_cells_and_agrees_with_the_api(tmp_path: Path) -> None:
     result = run(
         "sweep", "--dataset", "ring8", "--loss", "rsgan,rasgan", "--d-width", "0.5",

@@ -142,7 +142,8 @@ def test_factory_builds_it_at_the_models_dirs_builtin_path(models_dir: Path) -> 
     [
         ({"resize": 8}, (3, 8, 8), "unknown option.*'resize'.*allowed: batch_size, classifier"),
         ({"classifier": "emnist"}, (3, 8, 8), "'classifier' must be one of 'sklearn', 'mnist'"),
-        ({"weights": "x.pt"}, (3, 8, 8), "unknown option.*'weights'"),
+        ({"weights": "../x.pt"}, (3, 8, 8), "must not contain '..'"),
+        ({"weights": ""}, (3, 8, 8), "weights must be a non-empty path"),
         ({"batch_size": 0}, (3, 8, 8), "'batch_size' must be a positive integer"),
         ({}, (3, 4, 4), "at least 8x8"),
         ({}, (2, 8, 8), "1 or 3 channels"),

@@ -16,12 +16,15 @@ from safetensors import safe_open
 
 from app.embed import make_embedder
 from app.embed.digits import DigitEmbedder
-from app.gan import mnist
+from app.gan import digit_classifier, mnist
 from app.gan.datasets import make_dataset
 from app.gan.digit_classifier import (
     DIGIT_SETS,
+    PACKAGED,
     accuracy_on,
+    load_digit_classifier,
     load_or_train_digit_classifier,
+    source_digest,
     split_digits,
 )
 from app.gan.evaluation import measure_modes
@@ -31,6 +34,18 @@ from app.settings import Settings
 from tests.conftest import assert_problem, finished_run, wait_for_audit
 
 MNIST_FILE = DIGIT_SETS["mnist"].cache_file
+NPZ_RUN = {  # a tiny run on data/datasets/mnist.npz
+    "dataset": "mnist",
+    "loss": "lsgan",
+    "architecture": "dcgan",
+    "latent_dim": 8,
+    "d_width": 0.25,
+    "g_width": 0.25,
+    "steps": 2,
+    "batch_size": 8,
+    "sample_every": 0,
+    "dataset_options": {"path": "mnist.npz"},
+}
 
 
 def install_classifier(mnist_classifier_file: Path, models_dir: Path) -> None:
@@ -222,6 +237,106 @@ def test_the_factory_picks_the_classifier_by_option(tmp_path: Path) -> None:
     assert not (tmp_path / MNIST_FILE).exists()  # built, not trained: options checked only
 
 
+def test_a_digits_file_trains_a_classifier_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All of a keras mnist.npz, not the packaged 5,000: its cache is named by the file's content,
+    says what it learnt from, and a cache of another file at the path is retrained, not used."""
+    source = keras_npz(tmp_path / "mnist.npz", n=300)
+    digest = source_digest(source)
+    spec = DIGIT_SETS["mnist"]
+    cache = tmp_path / spec.cache_file_for(digest)
+    assert cache.name == f"mnist_classifier.{digest}.pt"
+    assert spec.cache_file_for(PACKAGED) == MNIST_FILE
+    trained = load_or_train_digit_classifier(cache, digits="mnist", source=source)
+    train_index, held_out = split_digits(digits="mnist", source=source)
+    assert len(train_index) + len(held_out) == 300
+    assert (trained.source, trained.train_digits) == (digest, len(train_index))
+    assert trained.held_out_accuracy > 0.5  # 225 digits: far above chance (0.1)
+    with safe_open(str(cache), framework="pt") as f:
+        metadata = f.metadata() or {}
+    assert metadata["source"] == digest and metadata["train_digits"] == str(len(train_index))
+    # Read from the cache, with no training, for the same file...
+    monkeypatch.setattr(digit_classifier, "train_digit_classifier", _no_training)
+    again = load_or_train_digit_classifier(cache, digits="mnist", source=source)
+    assert (again.source, again.train_digits) == (digest, trained.train_digits)
+    assert load_digit_classifier(cache, "mnist").source == digest
+    # ... retrained for another (or the packaged digits).
+    other = keras_npz(tmp_path / "other.npz", n=200)
+    assert source_digest(other) != digest
+    with pytest.raises(AssertionError, match="no training expected"):
+        load_or_train_digit_classifier(cache, digits="mnist", source=other)
+    with pytest.raises(AssertionError, match="no training expected"):
+        load_or_train_digit_classifier(cache, digits="mnist")
+    with pytest.raises(ValueError, match="learns from sklearn's digits only"):
+        split_digits(digits="sklearn", source=source)
+    with pytest.raises(ValueError, match="not a digits file's digest"):
+        spec.cache_file_for("../../etc")
+
+
+def _no_training(*args: object, **kwargs: object) -> None:
+    raise AssertionError("no training expected")
+
+
+def test_a_large_digits_file_keeps_the_number_of_gradient_steps() -> None:
+    mnist_set, sklearn_set = DIGIT_SETS["mnist"], DIGIT_SETS["sklearn"]
+    assert mnist_set.epochs_for(3750) == 40  # the packaged split: its own epochs
+    assert mnist_set.epochs_for(225) == 40  # a small file: never more
+    assert mnist_set.epochs_for(30000) == 5  # 150,000 presentations in 5 epochs
+    assert mnist_set.epochs_for(45000) == 5  # all of MNIST: at least MIN_EPOCHS
+    assert sklearn_set.epochs_for(10**6) == sklearn_set.epochs
+
+
+def test_the_digits_embedder_reads_named_weights_and_refuses_the_wrong_ones(
+    tmp_path: Path, mnist_classifier_file: Path
+) -> None:
+    install_classifier(mnist_classifier_file, tmp_path)
+    embedder = make_embedder(
+        "digits", {"classifier": "mnist", "weights": MNIST_FILE}, (3, 32, 32), tmp_path, "cpu"
+    )
+    assert isinstance(embedder, DigitEmbedder) and not embedder.train
+    assert "mnist_classifier.pt" in embedder.name
+    images, _ = mnist_arrays(32)
+    rows = embedder.embed(images[:6].reshape(2, 3, 32, 32))
+    assert rows.shape == (2, 30) and np.allclose(rows.reshape(2, 3, 10).sum(axis=2), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="holds the mnist classifier, not the sklearn one"):
+        make_embedder("digits", {"weights": MNIST_FILE}, (3, 32, 32), tmp_path, "cpu")
+    (tmp_path / "junk.pt").write_bytes(b"not a classifier")
+    with pytest.raises(ValueError, match="is not a digit-classifier cache"):
+        make_embedder(
+            "digits", {"classifier": "mnist", "weights": "junk.pt"}, (3, 32, 32), tmp_path, "cpu"
+        )
+    with pytest.raises(FileNotFoundError):
+        make_embedder(
+            "digits", {"classifier": "mnist", "weights": "gone.pt"}, (3, 32, 32), tmp_path, "cpu"
+        )
+
+
+def test_a_run_on_a_digits_file_counts_and_audits_with_that_files_classifier(
+    settings: Settings, client: TestClient
+) -> None:
+    datasets = settings.data_dir / "datasets"
+    datasets.mkdir(parents=True)
+    source = keras_npz(datasets / "mnist.npz", n=200)
+    body = {**NPZ_RUN, "dataset": "stacked_mnist"}
+    run = finished_run(client, body)
+    digest = source_digest(source)
+    classifier = run["modes"]["classifier"]
+    assert classifier["digits"] == "mnist" and classifier["source"] == digest
+    assert classifier["train_digits"] == len(split_digits(digits="mnist", source=source)[0])
+    assert 0 <= classifier["held_out_accuracy"] <= 1
+    weights = DIGIT_SETS["mnist"].cache_file_for(digest)
+    assert (settings.models_dir / weights).is_file()
+    audit = {"generator_id": run["generator_id"], "n": 60, "embedder": "digits"}
+    created = client.post("/api/audits", json=audit).json()
+    assert created["embedder_options"] == {"classifier": "mnist", "weights": weights}
+    assert wait_for_audit(client, created["id"])["status"] == "done"
+    # Without its weights (deleted) the audit falls back on the packaged digits' classifier.
+    (settings.models_dir / weights).unlink()
+    fallback = client.post("/api/audits", json=audit).json()
+    assert fallback["embedder_options"] == {"classifier": "mnist"}
+
+
 def test_a_stacked_mnist_run_counts_1000_modes_and_its_audit_reads_mnist(
     settings: Settings, client: TestClient, mnist_classifier_file: Path
 ) -> None:
@@ -272,18 +387,7 @@ def test_a_run_reads_a_keras_npz_only_from_the_datasets_directory(
     datasets = settings.data_dir / "datasets"
     datasets.mkdir(parents=True)
     keras_npz(datasets / "mnist.npz", n=40)
-    body = {
-        "dataset": "mnist",
-        "loss": "lsgan",
-        "architecture": "dcgan",
-        "latent_dim": 8,
-        "d_width": 0.25,
-        "g_width": 0.25,
-        "steps": 2,
-        "batch_size": 8,
-        "sample_every": 0,
-        "dataset_options": {"path": "mnist.npz"},
-    }
+    body = NPZ_RUN
     response = client.post("/api/training-runs", json=body)
     assert response.status_code == 202, response.text
     assert response.json()["config"]["dataset_options"]["path"] == str(

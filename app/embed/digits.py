@@ -19,7 +19,11 @@ from numpy.typing import NDArray
 from torch import nn
 
 from app.embed.base import check_fixed_shape, check_image_shape, embed_in_batches, resolve_device
-from app.gan.digit_classifier import digit_set, load_or_train_digit_classifier
+from app.gan.digit_classifier import (
+    digit_set,
+    load_digit_classifier,
+    load_or_train_digit_classifier,
+)
 from app.gan.digits import DIGIT_CLASSES, DIGIT_SIZE
 
 
@@ -29,8 +33,9 @@ class DigitEmbedder:
     Each channel is one digit, brought to the classifier's side the way its datasets are made:
     the sklearn one average-pools to 8x8 (undoing the bilinear upsampling of the larger digit
     datasets), the MNIST one pads 28x28 to 32x32 and resizes other sides. The classifier is
-    loaded from `classifier_path` on the first `embed`, and trained and cached there (5-15 s on
-    CPU) when absent, so constructing one to check an audit's options costs nothing.
+    loaded from `classifier_path` on the first `embed`, and (with `train`) trained and cached
+    there (5-15 s on CPU) when absent, so constructing one to check an audit's options costs
+    nothing; without `train` the file must hold a cache of the digit set's classifier.
     """
 
     def __init__(
@@ -40,6 +45,7 @@ class DigitEmbedder:
         device: str | torch.device | None = None,
         batch_size: int = 4096,
         digits: str = "sklearn",
+        train: bool = True,
     ) -> None:
         channels, height, width = check_image_shape(image_shape)
         if min(height, width) < DIGIT_SIZE:
@@ -52,10 +58,12 @@ class DigitEmbedder:
         self.digits = digit_set(digits)
         self.image_shape = (channels, height, width)
         self.classifier_path = Path(classifier_path)
+        self.train = train
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.dim = channels * DIGIT_CLASSES
-        self.name = f"digits({self.digits.name} classifier, probabilities per channel)"
+        weights = "" if train else f" {self.classifier_path.name}"
+        self.name = f"digits({self.digits.name} classifier{weights}, probabilities per channel)"
         self._model: nn.Module | None = None
 
     def embed(self, images: torch.Tensor) -> NDArray[np.float32]:
@@ -65,7 +73,11 @@ class DigitEmbedder:
 
     def _classifier(self) -> nn.Module:
         if self._model is None:
-            trained = load_or_train_digit_classifier(self.classifier_path, digits=self.digits.name)
+            path, digits = self.classifier_path, self.digits.name
+            if self.train:
+                trained = load_or_train_digit_classifier(path, digits=digits)
+            else:
+                trained = load_digit_classifier(path, digits)
             self._model = trained.model.to(self.device).eval()
         return self._model
 

@@ -15,7 +15,7 @@ import torch
 from app.embed.base import Embedder, check_image_shape
 from app.embed.digits import DigitEmbedder
 from app.embed.pixels import PixelEmbedder
-from app.gan.digit_classifier import DIGIT_SETS
+from app.gan.digit_classifier import DIGIT_SETS, load_digit_classifier
 
 EMBEDDER_KINDS = ("pixels", "clip", "efficientnet", "digits", "discriminator")
 
@@ -23,7 +23,7 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "pixels": frozenset({"crop", "resize", "normalize", "batch_size"}),
     "clip": frozenset({"model", "weights", "tag", "batch_size"}),
     "efficientnet": frozenset({"weights", "batch_size"}),
-    "digits": frozenset({"classifier", "batch_size"}),
+    "digits": frozenset({"classifier", "weights", "batch_size"}),
     "discriminator": frozenset({"weights", "normalize", "batch_size"}),
 }
 
@@ -89,18 +89,28 @@ def _digits(
     models_dir: Path,
     device: str | torch.device | None,
 ) -> Embedder:
-    """Option `classifier`: the digit set its classifier learnt, "sklearn" (default) or "mnist"."""
+    """Option `classifier`: the digit set its classifier learnt, "sklearn" (default) or "mnist";
+    `weights`: a cache of that set's classifier under the models directory (one trained on a
+    digits file, e.g. all of MNIST), read as it is; without it the packaged digits' classifier,
+    trained on first use."""
     digits = options.get("classifier", "sklearn")
     if digits not in DIGIT_SETS:
         raise ValueError(
             f"option 'classifier' must be one of {', '.join(map(repr, DIGIT_SETS))}, got {digits!r}"
         )
+    weights = options.get("weights")
+    if weights is None:
+        path, train = Path(models_dir) / DIGIT_SETS[digits].cache_file, True
+    else:
+        path, train = resolve_weights(models_dir, weights), False
+        load_digit_classifier(path, digits)  # a file of the wrong kind is refused now, not in a job
     return DigitEmbedder(
         image_shape,
-        Path(models_dir) / DIGIT_SETS[digits].cache_file,
+        path,
         device,
         batch_size=_optional_int(options, "batch_size") or 4096,
         digits=digits,
+        train=train,
     )
 
 

@@ -26,7 +26,14 @@ from PIL import Image
 
 from app.gan.checkpoint import save_discriminator, save_generator
 from app.gan.datasets import make_dataset
-from app.gan.digit_classifier import DATASET_DIGITS, digit_set, load_or_train_digit_classifier
+from app.gan.digit_classifier import (
+    DATASET_DIGITS,
+    PACKAGED,
+    TrainedClassifier,
+    digit_set,
+    load_or_train_digit_classifier,
+    source_digest,
+)
 from app.gan.evaluation import generate, measure_modes
 from app.gan.registry import generator_spec
 from app.gan.resume import load_train_state, save_train_state
@@ -107,17 +114,31 @@ def mode_metrics(config: TrainConfig, finished: TrainFinished, models_dir: Path)
     dataset = make_dataset(config.dataset, **dict(config.dataset_options))
     spec = generator_spec(finished.architecture, finished.options)
     samples = generate(finished.generator, spec.latent_dim, MODE_SAMPLES, seed=config.seed)
-    classifier = None
+    trained = None
     if config.dataset in DATASET_DIGITS:
-        digits = digit_set(DATASET_DIGITS[config.dataset])
-        classifier = load_or_train_digit_classifier(
-            models_dir / digits.cache_file, digits=digits.name
-        ).model
+        trained = digit_classifier_of(config, models_dir)
     try:
-        report = measure_modes(dataset, samples, classifier)
+        report = measure_modes(dataset, samples, trained.model if trained else None)
     except ValueError:
         return None  # no known modes (image folders, archives)
-    return {"kind": type(report).__name__, **_jsonable(report)}
+    metrics = {"kind": type(report).__name__, **_jsonable(report)}
+    if trained is not None:
+        metrics["classifier"] = {
+            "digits": trained.digits,
+            "source": trained.source,
+            "train_digits": trained.train_digits,
+            "held_out_accuracy": trained.held_out_accuracy,
+        }
+    return metrics
+
+
+def digit_classifier_of(config: TrainConfig, models_dir: Path) -> TrainedClassifier:
+    """The classifier that counts a digit run's modes: its digit set's, trained on the run's own
+    digits file when it names one (all of MNIST, not the packaged 5,000), cached per file."""
+    digits = digit_set(DATASET_DIGITS[config.dataset])
+    source = config.dataset_options.get("path")  # only MNIST's datasets take one
+    cache = digits.cache_file_for(PACKAGED if source is None else source_digest(source))
+    return load_or_train_digit_classifier(models_dir / cache, digits=digits.name, source=source)
 
 
 def discriminator_file(run_id: int) -> str:

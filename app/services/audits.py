@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from app.embed.factory import make_embedder
-from app.gan.digit_classifier import DATASET_DIGITS
+from app.gan.digit_classifier import DATASET_DIGITS, PACKAGED, digit_set
 from app.schemas import AuditCreate, AuditPublic, Progress
 from app.settings import Settings
 from app.sources.factory import synthetic_config
@@ -55,17 +56,27 @@ def create_audit(db: Database, settings: Settings, body: AuditCreate) -> tuple[A
         return audit_store.create_audit(session, **fields)
 
 
-def embedder_options(db: Database, body: AuditCreate) -> dict[str, Any]:
+def embedder_options(db: Database, body: AuditCreate, models_dir: Path) -> dict[str, Any]:
     """The options as given, and for the digits embedder of a generator trained here on digits
-    the classifier of its training data (MNIST's for stacked MNIST) unless one is named."""
+    the classifier that counted its modes unless one is named: its data's digit set (MNIST's
+    for stacked MNIST), and the weights learnt from its digits file when it had one (all of
+    MNIST), as long as they are still in the models directory."""
     options = dict(body.embedder_options)
     if body.embedder != "digits" or "classifier" in options or body.generator_id is None:
         return options
     with db.read() as session:
         run = training_store.run_of_generator(session, body.generator_id)
         dataset = None if run is None else run.config.get("dataset")
-    if dataset in DATASET_DIGITS:
-        options["classifier"] = DATASET_DIGITS[dataset]
+        modes = None if run is None else run.modes
+    if dataset not in DATASET_DIGITS:
+        return options
+    digits = digit_set(DATASET_DIGITS[dataset])
+    options["classifier"] = digits.name
+    source = ((modes or {}).get("classifier") or {}).get("source", PACKAGED)
+    if source != PACKAGED and "weights" not in options:
+        weights = digits.cache_file_for(source)
+        if (models_dir / weights).is_file():
+            options["weights"] = weights
     return options
 
 
@@ -73,7 +84,7 @@ def audit_fields(db: Database, settings: Settings, body: AuditCreate) -> dict[st
     """The stored fields of an audit, once everything the worker would trip on is checked."""
     image_shape = _image_shape(db, body)
     c, h, w = image_shape
-    options = embedder_options(db, body)
+    options = embedder_options(db, body, settings.models_dir)
     # Building the embedder checks its options (and a CLIP weights file) before any work is queued.
     try:
         embedder = make_embedder(body.embedder, options, (c, h, w), settings.models_dir)

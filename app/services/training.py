@@ -19,7 +19,7 @@ LOCAL_DATASETS = ("npz", "folder")  # datasets read from a path they must be giv
 FILE_OPTIONAL_DATASETS = ("mnist", "stacked_mnist")  # a path replaces their packaged digits
 
 
-def _local_path(data_dir: Path, relative: object) -> str:
+def local_dataset_path(data_dir: Path, relative: object) -> str:
     """Datasets on disk live under data_dir/datasets: no user may point training at any file."""
     if not isinstance(relative, str) or not relative:
         raise ValueError("dataset_options.path must be a path relative to the datasets directory")
@@ -34,7 +34,7 @@ def _config(body: TrainingRunCreate, data_dir: Path) -> dict[str, Any]:
     dataset, given = fields["dataset"], fields["dataset_options"]
     if dataset in LOCAL_DATASETS or (dataset in FILE_OPTIONAL_DATASETS and "path" in given):
         options = dict(given)
-        options["path"] = _local_path(data_dir, options.get("path"))
+        options["path"] = local_dataset_path(data_dir, options.get("path"))
         fields["dataset_options"] = options
     train_config(fields)  # refuses unknown datasets, losses and options before anything is queued
     return fields
