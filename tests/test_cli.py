@@ -103,11 +103,11 @@ def test_audit_with_more_neighbours_then_extend(tmp_path: Path) -> None:
     # A judgement in the k = 2 audit carries over to the k = 8 one (same source and seed).
     from sqlalchemy import select
 
-    from app.cli import _open, _settings
+    from app.cli.common import open_store, settings_for
     from app.store.judgements import post_judgement
     from app.store.models import CandidatePair
 
-    db = _open(_settings(tmp_path))
+    db = open_store(settings_for(tmp_path))
     with db.write() as session:
         pair = session.scalars(
             select(CandidatePair)
