@@ -421,6 +421,28 @@ class TrainingRunCreate(BaseModel):
     sample_every: int = Field(default=500, ge=0)
 
 
+class DatasetChoice(BaseModel):
+    name: str
+    path: Literal["required", "optional", "none"] = Field(
+        description="Whether dataset_options.path names a file or folder under data/datasets/: "
+        "required (npz, folder), optional (mnist, stacked_mnist: a keras-style mnist.npz, all "
+        "60,000 digits, instead of the 5,000 packaged ones) or not taken."
+    )
+
+
+class DatasetFile(BaseModel):
+    path: str = Field(description="Relative to data/datasets/: what dataset_options.path takes.")
+    kind: Literal["npz", "folder"]
+
+
+class DatasetsPublic(BaseModel):
+    datasets: list[DatasetChoice]
+    files: list[DatasetFile] = Field(
+        description="The .npz files and folders directly under data/datasets/, by name (the "
+        "first 500); deeper paths are taken too."
+    )
+
+
 class TrainingProgress(BaseModel):
     step: int
     steps: int

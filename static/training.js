@@ -23,7 +23,7 @@ if (form) {
       g_width: number("g_width"),
       steps: number("steps"),
       seed: number("seed"),
-      dataset_options: number("image_size") ? { image_size: number("image_size") } : {},
+      dataset_options: datasetOptions(data),
     };
     try {
       const run = await api("/api/training-runs", { method: "POST", json: body });
@@ -33,6 +33,35 @@ if (form) {
       problem.hidden = false;
     }
   });
+}
+
+for (const f of [form, document.getElementById("sweep-form")]) if (f) showPathField(f);
+
+// image_size and path (a file under data/datasets/) as the form gives them; neither when blank.
+function datasetOptions(data) {
+  const options = {};
+  const imageSize = Number(data.get("image_size"));
+  if (imageSize) options.image_size = imageSize;
+  const path = String(data.get("path") || "").trim();
+  if (path) options.path = path;
+  return options;
+}
+
+// The data file field shows for the datasets that read one: required (npz, folder) or optional
+// (MNIST: all of a keras mnist.npz instead of the packaged digits).
+function showPathField(form) {
+  const select = form.querySelector('select[name="dataset"]');
+  const field = form.querySelector("[data-path-field]");
+  const input = field.querySelector("input");
+  const update = () => {
+    const use = select.selectedOptions[0]?.dataset.path || "none";
+    field.hidden = use === "none";
+    input.required = use === "required";
+    input.placeholder = use === "required" ? "images.npz or a folder" : "mnist.npz (optional)";
+    if (field.hidden) input.value = "";
+  };
+  select.addEventListener("change", update);
+  update();
 }
 
 const root = document.getElementById("run");
@@ -58,7 +87,6 @@ function startSweep(form) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = new FormData(form);
-    const imageSize = Number(data.get("image_size"));
     const body = {
       dataset: data.get("dataset"),
       architecture: data.get("architecture"),
@@ -68,7 +96,7 @@ function startSweep(form) {
       seeds: numbers(data.get("seeds")),
       g_width: Number(data.get("g_width")),
       steps: Number(data.get("steps")),
-      dataset_options: imageSize ? { image_size: imageSize } : {},
+      dataset_options: datasetOptions(data),
     };
     try {
       const created = await api("/api/sweeps", { method: "POST", json: body });
@@ -293,7 +321,12 @@ function followRun(root) {
         dt.textContent = modeLabels[key] || key;
         dt.title = key;
         const dd = document.createElement("dd");
-        dd.textContent = typeof value === "number" ? Number(value.toPrecision(4)) : String(value);
+        if (key === "classifier") {
+          dd.dataset.classifier = "";
+          dd.textContent = describeClassifier(value);
+        } else {
+          dd.textContent = typeof value === "number" ? Number(value.toPrecision(4)) : String(value);
+        }
         list.append(dt, dd);
       }
       root.querySelector("[data-modes]").hidden = false;
@@ -390,4 +423,11 @@ function followRun(root) {
       embedder_options: { weights: byDiscriminator.dataset.weights },
     }),
   );
+}
+
+// The classifier that counted a digit run's modes, as the page's template words it.
+function describeClassifier(c) {
+  const source = c.source === "packaged" ? "the packaged digits" : `your digits file (${c.source})`;
+  const size = c.train_digits ? ` (${count(c.train_digits)} of them)` : "";
+  return `${c.digits}, learnt from ${source}${size}: ${(100 * c.held_out_accuracy).toFixed(1)}% right on held-out digits`;
 }

@@ -8,6 +8,7 @@ import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 
+from app.settings import Settings
 from tests.conftest import (
     assert_problem,
     finished_run,
@@ -140,6 +141,28 @@ def test_local_datasets_stay_inside_the_datasets_directory(client: TestClient) -
     for path in ("/etc", "../models", ""):
         body = {"dataset": "folder", "loss": "rsgan", "dataset_options": {"path": path}}
         assert_problem(client.post("/api/training-runs", json=body), 422)
+
+
+def test_datasets_say_which_read_from_disk_and_list_the_files_there(
+    client: TestClient, settings: Settings
+) -> None:
+    empty = client.get("/api/datasets").json()
+    assert empty["files"] == []
+    uses = {d["name"]: d["path"] for d in empty["datasets"]}
+    assert uses["npz"] == uses["folder"] == "required"
+    assert uses["mnist"] == uses["stacked_mnist"] == "optional"
+    assert uses["ring8"] == uses["digits"] == "none"
+    root = settings.data_dir / "datasets"
+    (root / "faces").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    for name in ("mnist.npz", "b.npz", "notes.txt"):
+        (root / name).write_bytes(b"")
+    listed = client.get("/api/datasets").json()["files"]
+    assert listed == [
+        {"path": "b.npz", "kind": "npz"},
+        {"path": "faces", "kind": "folder"},
+        {"path": "mnist.npz", "kind": "npz"},
+    ]
 
 
 def test_a_run_streams_its_progress_losses_and_grids(

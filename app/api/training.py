@@ -13,6 +13,7 @@ from app.api.deps import MAX_ID, StateDep
 from app.api.events import event_stream, followed_training_run
 from app.schemas import (
     AuditPublic,
+    DatasetsPublic,
     LossPoint,
     SweepAuditsCreate,
     SweepCreate,
@@ -42,6 +43,13 @@ def _checked(run_id: int) -> int:
     if not 0 <= run_id <= MAX_ID:
         raise NotFound("training run", run_id)
     return run_id
+
+
+@router.get("/datasets", response_model=DatasetsPublic)
+def list_datasets(state: StateDep) -> DatasetsPublic:
+    """The datasets a training run can name, which read from disk, and the files and folders
+    under data/datasets/ they can be pointed at (`dataset_options.path`)."""
+    return training_service.dataset_choices(state.settings.data_dir)
 
 
 @router.post(

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.gan.datasets import DATASETS
 from app.jobs.train import discriminator_file, train_config
-from app.schemas import SweepCreate, TrainingProgress, TrainingRunCreate, TrainingRunPublic
+from app.schemas import (
+    DatasetChoice,
+    DatasetFile,
+    DatasetsPublic,
+    SweepCreate,
+    TrainingProgress,
+    TrainingRunCreate,
+    TrainingRunPublic,
+)
 from app.store import training as training_store
 from app.store.db import Database
 from app.store.models import Generator, Job, TrainingRun
@@ -27,6 +36,37 @@ def local_dataset_path(data_dir: Path, relative: object) -> str:
     if path.is_absolute() or ".." in path.parts or "\\" in relative:
         raise ValueError("dataset_options.path must stay inside the datasets directory")
     return str((data_dir / "datasets" / path).resolve())
+
+
+MAX_LISTED_FILES = 500
+
+
+def dataset_choices(data_dir: Path) -> DatasetsPublic:
+    """The datasets a run can name, and the files and folders under data/datasets/ to point the
+    ones that read from disk at (what the training page offers)."""
+    datasets = [DatasetChoice(name=name, path=_path_use(name)) for name in DATASETS]
+    files: list[DatasetFile] = []
+    root = data_dir / "datasets"
+    try:
+        entries = sorted(root.iterdir(), key=lambda p: p.name)
+    except OSError:  # no datasets directory yet
+        entries = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            files.append(DatasetFile(path=entry.name, kind="folder"))
+        elif entry.suffix == ".npz" and entry.is_file():
+            files.append(DatasetFile(path=entry.name, kind="npz"))
+        if len(files) == MAX_LISTED_FILES:
+            break
+    return DatasetsPublic(datasets=datasets, files=files)
+
+
+def _path_use(dataset: str) -> Literal["required", "optional", "none"]:
+    if dataset in LOCAL_DATASETS:
+        return "required"
+    return "optional" if dataset in FILE_OPTIONAL_DATASETS else "none"
 
 
 def _config(body: TrainingRunCreate, data_dir: Path) -> dict[str, Any]:

@@ -7,8 +7,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.api.deps import MAX_ID, StateDep
 from app.api.training import get_sweep, get_training_run, list_sweeps, list_training_runs
-from app.gan.datasets import DATASETS, TOY_DATASETS
+from app.gan.datasets import TOY_DATASETS
 from app.gan.training import TRAIN_LOSSES
+from app.services.training import dataset_choices
 from app.store.errors import NotFound
 from app.web.access import ViewerDep, to_login
 from app.web.templating import TEMPLATES, not_found_page
@@ -27,6 +28,7 @@ MODE_LABELS = {
     "confident_fraction": "confident share (each channel's class at p >= 0.9)",
     "confident_modes_captured": "modes captured by confident samples",
     "kl_to_uniform": "KL(mode histogram || uniform), nats",
+    "classifier": "digit classifier that counted them",
 }
 
 
@@ -37,7 +39,7 @@ def training_page(request: Request, state: StateDep, viewer: ViewerDep) -> Respo
     context = {
         "runs": list_training_runs(state),
         "sweeps": list_sweeps(state),
-        "datasets": [name for name in DATASETS if name not in ("npz", "folder")],
+        "choices": dataset_choices(state.settings.data_dir),
         "losses": list(TRAIN_LOSSES),
         "viewer": viewer,
     }

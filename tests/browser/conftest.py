@@ -41,12 +41,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def serve_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's home: its data directory is `data/` there (datasets under data/datasets/)."""
+    return tmp_path_factory.mktemp("serve")
+
+
+@pytest.fixture(scope="session")
+def server(serve_home: Path) -> Iterator[str]:
     """Base URL of a `birthday serve` subprocess, killed after the session."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    home = tmp_path_factory.mktemp("serve")
+    home = serve_home
     port = _free_port()
     env = {**os.environ, "BIRTHDAY_MODELS_DIR": str(home / "models")}
     log = (home / "serve.log").open("w")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.browser.conftest import screenshot
@@ -40,6 +42,9 @@ def test_train_then_audit_in_one_click(page: Page, api: httpx.Client) -> None:
     page.locator("[data-audit]:not([hidden])").wait_for(timeout=180_000)
     run = api.get(f"/api/training-runs/{run_id}").json()
     assert run["status"] == "done" and run["modes"]["n_modes"] == 10
+    classifier = page.locator("[data-classifier]")
+    assert classifier.inner_text().startswith("sklearn, learnt from the packaged digits (")
+    assert "% right on held-out digits" in classifier.inner_text()
     assert page.locator("[data-status]").inner_text() == "done"
     lines = page.locator('[data-plot="losses"] .layer.line')
     assert lines.count() >= 2
@@ -303,3 +308,43 @@ def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
     )
     assert api.get(f"/api/audits/{ids[-1]}").json()["n"] == 60
     assert card.locator("[data-support-extend]").is_hidden()
+
+
+def test_the_forms_train_on_a_file_under_the_datasets_directory(
+    page: Page, api: httpx.Client, serve_home: Path
+) -> None:
+    datasets = serve_home / "data" / "datasets"
+    datasets.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(0).integers(0, 256, size=(24, 16, 16, 1), dtype=np.uint8)
+    np.savez(datasets / "tiny.npz", images=pixels)
+    page.goto("/training")
+    form = page.locator("#train-form")
+    dataset, field = form.locator('select[name="dataset"]'), form.locator("[data-path-field]")
+    path = field.locator("input")
+    assert field.is_hidden()  # the first dataset (a toy) reads no file
+    dataset.select_option("mnist")
+    assert field.is_visible() and not path.evaluate("input => input.required")
+    dataset.select_option("npz")
+    assert field.is_visible() and path.evaluate("input => input.required")
+    assert page.locator('#dataset-files option[value="tiny.npz"]').count() == 1
+    sweep_field = page.locator("#sweep-form [data-path-field]")
+    page.locator("#sweep-details summary").click()
+    page.locator('#sweep-form select[name="dataset"]').select_option("stacked_mnist")
+    assert sweep_field.is_visible()
+    path.fill("tiny.npz")
+    form.locator('select[name="architecture"]').select_option("dcgan")
+    form.locator('input[name="latent_dim"]').fill("8")
+    form.locator('input[name="d_width"]').fill("0.25")
+    form.locator('input[name="g_width"]').fill("0.25")
+    form.locator('input[name="steps"]').fill("2")
+    form.locator('button[type="submit"]').click()
+    page.wait_for_url("**/training/*")
+    run_id = int(page.url.rsplit("/", 1)[1])
+    run = api.get(f"/api/training-runs/{run_id}").json()
+    assert run["config"]["dataset"] == "npz"
+    assert run["config"]["dataset_options"]["path"] == str((datasets / "tiny.npz").resolve())
+    wait_for(
+        lambda: api.get(f"/api/training-runs/{run_id}").json()["status"] == "done",
+        timeout=120,
+        what="the run on tiny.npz to finish",
+    )
