@@ -14,6 +14,7 @@ from app.api import (
     annotators,
     audits,
     compare,
+    embedders,
     generators,
     insights,
     jobs,
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         generators,
         audits,
+        embedders,
         event_streams,
         judgements,
         jobs,

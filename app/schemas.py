@@ -443,6 +443,32 @@ class DatasetsPublic(BaseModel):
     )
 
 
+class EmbedderChoice(BaseModel):
+    name: str
+    options: list[str] = Field(description="The keys its embedder_options take.")
+    weights: Literal["required", "optional", "none"] = Field(
+        description="Whether its `weights` option names a file under the models directory."
+    )
+    file_kind: str | None = Field(description="The kind of file in `files` its weights are.")
+
+
+class WeightsFile(BaseModel):
+    path: str = Field(description="Relative to the models directory: what `weights` takes.")
+    kind: Literal["weights", "discriminator", "digit_classifier"] = Field(
+        description="discriminator: a training run's (trained/run_N.discriminator.safetensors); "
+        "digit_classifier: one the project trained (builtin/*classifier*.pt); weights: any "
+        "other checkpoint you put there (open_clip, EfficientNet)."
+    )
+
+
+class EmbeddersPublic(BaseModel):
+    embedders: list[EmbedderChoice]
+    files: list[WeightsFile] = Field(
+        description="Checkpoints under the models directory, by path (the first 500); "
+        "generators (uploads, trained and built-in ones) and training state left out."
+    )
+
+
 class TrainingProgress(BaseModel):
     step: int
     steps: int

@@ -106,6 +106,19 @@ function auditBody(form) {
       problems.push('Embedder options must be a JSON object, e.g. {"weights": "…"}');
     }
   }
+  for (const [key, field] of [
+    ["weights", form.elements.weights],
+    ["model", form.elements.clip_model],
+  ]) {
+    const value = field && !field.closest("label").hidden ? String(field.value).trim() : "";
+    if (!value) continue;
+    body.embedder_options ??= {};
+    const given = body.embedder_options[key];
+    if (given !== undefined && given !== value) {
+      problems.push(`${key} is given twice: ${JSON.stringify(given)} in the options, ${JSON.stringify(value)} in its field`);
+    }
+    body.embedder_options[key] = value;
+  }
   const source = form.elements.source?.value || "generator";
   if (form.dataset.generator) {
     body.generator_id = Number(form.dataset.generator);
@@ -122,7 +135,40 @@ function auditBody(form) {
   return { body, problems };
 }
 
+// The weights field lists the checkpoints under the models directory that fit the chosen
+// embedder (GET /api/embedders), with "default" where its weights are optional; CLIP also
+// names its architecture.
+async function weightsPicker(form) {
+  const select = form.elements.weights;
+  const field = form.querySelector("[data-weights-field]");
+  const model = form.querySelector("[data-model-field]");
+  let choices;
+  try {
+    choices = await api("/api/embedders");
+  } catch {
+    return; // the JSON options still say everything
+  }
+  const update = () => {
+    const embedder = choices.embedders.find((e) => e.name === form.elements.embedder.value);
+    model.hidden = embedder?.name !== "clip";
+    field.hidden = !embedder || embedder.weights === "none";
+    select.replaceChildren();
+    if (field.hidden) return;
+    const files = choices.files.filter((f) => f.kind === embedder.file_kind);
+    if (embedder.weights === "optional") select.append(new Option("default", ""));
+    if (!files.length && embedder.weights === "required") {
+      const none = new Option("none under models/", "");
+      none.disabled = none.selected = true;
+      select.append(none);
+    }
+    for (const f of files) select.append(new Option(f.path, f.path));
+  };
+  form.elements.embedder.addEventListener("change", update);
+  update();
+}
+
 function auditForm(form) {
+  weightsPicker(form);
   const box = form.querySelector("[data-problem]");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

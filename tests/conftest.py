@@ -87,7 +87,9 @@ def wait_for_audit(
     return wait_for(finished, timeout, what=f"audit {audit_id} to finish")
 
 
-def wait_for_run(client: TestClient, run_id: int, timeout: float = 300) -> dict[str, Any]:
+def wait_for_run(
+    client: TestClient | httpx.Client, run_id: int, timeout: float = 300
+) -> dict[str, Any]:
     def finished() -> dict[str, Any] | None:
         run = client.get(f"/api/training-runs/{run_id}").json()
         return run if run["status"] in ("done", "failed", "cancelled") else None
@@ -95,7 +97,7 @@ def wait_for_run(client: TestClient, run_id: int, timeout: float = 300) -> dict[
     return wait_for(finished, timeout, what=f"training run {run_id}")
 
 
-def finished_run(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
+def finished_run(client: TestClient | httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     """Start a training run and wait for it; it must have finished, not failed."""
     response = client.post("/api/training-runs", json=body)
     assert response.status_code == 202, response.text

@@ -1,4 +1,5 @@
-"""make_embedder: builds what the options say and refuses anything it cannot honour."""
+"""make_embedder: builds what the options say and refuses anything it cannot honour; the list of
+embedders and the weights files they can name."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
 from app.embed import PixelEmbedder, make_embedder, resolve_weights
 from app.embed.clip import TINY_CLIP_MODEL
+from app.settings import Settings
 
 SHAPE = (3, 16, 16)
 
@@ -128,3 +131,42 @@ def test_efficientnet_is_refused_with_an_install_hint_when_absent(
     monkeypatch.setattr(efficientnet, "efficientnet_available", lambda: False)
     with pytest.raises(ValueError, match="pip install efficientnet-lite-pytorch"):
         make_embedder("efficientnet", {}, SHAPE, tmp_path, device="cpu")
+
+
+def test_the_embedders_list_says_what_weights_each_takes_and_finds_them(
+    client: TestClient, settings: Settings
+) -> None:
+    models = settings.models_dir
+    for relative in (
+        "clip/ViT-B-32.safetensors",  # weights a user put there
+        "efficientnet/lite0.pth",
+        "trained/run_1.discriminator.safetensors",
+        "trained/run_1.safetensors",  # a trained generator
+        "trained/run_2.state.safetensors",  # a run's resumable state
+        "builtin/digit_classifier.pt",
+        "builtin/mnist_classifier.0123456789abcdef.pt",
+        "builtin/dcgan-digits-16.safetensors",  # a built-in generator
+        "uploads/1-mine.safetensors",  # an uploaded generator
+        ".cache/x.pt",
+        "clip/README.txt",
+    ):
+        (models / relative).parent.mkdir(parents=True, exist_ok=True)
+        (models / relative).write_bytes(b"")
+    body = client.get("/api/embedders").json()
+    uses = {e["name"]: (e["weights"], e["file_kind"]) for e in body["embedders"]}
+    assert uses == {
+        "pixels": ("none", None),
+        "clip": ("required", "weights"),
+        "efficientnet": ("optional", "weights"),
+        "digits": ("optional", "digit_classifier"),
+        "discriminator": ("required", "discriminator"),
+    }
+    options = {e["name"]: e["options"] for e in body["embedders"]}
+    assert options["digits"] == ["batch_size", "classifier", "weights"]
+    assert body["files"] == [
+        {"path": "builtin/digit_classifier.pt", "kind": "digit_classifier"},
+        {"path": "builtin/mnist_classifier.0123456789abcdef.pt", "kind": "digit_classifier"},
+        {"path": "clip/ViT-B-32.safetensors", "kind": "weights"},
+        {"path": "efficientnet/lite0.pth", "kind": "weights"},
+        {"path": "trained/run_1.discriminator.safetensors", "kind": "discriminator"},
+    ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -19,6 +19,17 @@ from app.gan.digit_classifier import DIGIT_SETS, load_digit_classifier
 
 EMBEDDER_KINDS = ("pixels", "clip", "efficientnet", "digits", "discriminator")
 
+# Which file under the models directory each embedder's `weights` option names, and whether it
+# must: "weights" (open_clip or EfficientNet checkpoints a user put there), a training run's
+# discriminator, a digit classifier; None: no weights option.
+WEIGHTS_USE: dict[str, tuple[Literal["required", "optional"], str] | None] = {
+    "pixels": None,
+    "clip": ("required", "weights"),
+    "efficientnet": ("optional", "weights"),
+    "digits": ("optional", "digit_classifier"),
+    "discriminator": ("required", "discriminator"),
+}
+
 _ALLOWED: dict[str, frozenset[str]] = {
     "pixels": frozenset({"crop", "resize", "normalize", "batch_size"}),
     "clip": frozenset({"model", "weights", "tag", "batch_size"}),
@@ -26,6 +37,11 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "digits": frozenset({"classifier", "weights", "batch_size"}),
     "discriminator": frozenset({"weights", "normalize", "batch_size"}),
 }
+
+
+def embedder_option_names(kind: str) -> list[str]:
+    """The options embedder `kind` takes, sorted."""
+    return sorted(_ALLOWED[kind])
 
 
 def make_embedder(

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import screenshot
-from tests.conftest import wait_for_audit
+from tests.conftest import finished_run, wait_for_audit
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -165,3 +165,49 @@ def test_new_audit_form_sets_the_source_and_the_miner(page: Page, api: httpx.Cli
     assert audit["synthetic"]["continuous"] == 0.3 and audit["synthetic"]["support"] == 120
     assert (audit["neighbours"], audit["miner"], audit["n"]) == (7, "auto", 150)
     assert audit["target"] == 0.125
+
+
+def test_the_audit_form_offers_the_weights_each_embedder_can_read(
+    page: Page, api: httpx.Client
+) -> None:
+    run = finished_run(
+        api,
+        {
+            "dataset": "digits",
+            "loss": "lsgan",
+            "architecture": "dcgan",
+            "latent_dim": 8,
+            "d_width": 0.25,
+            "g_width": 0.25,
+            "steps": 2,
+            "batch_size": 8,
+            "sample_every": 0,
+            "dataset_options": {"image_size": 16},
+        },
+    )
+    page.goto("/audits/new")
+    form = page.locator("[data-audit-form]")
+    weights, model = form.locator("[data-weights-field]"), form.locator("[data-model-field]")
+    assert weights.is_hidden() and model.is_hidden()  # pixels read no file
+    form.locator("select[name=generator_id]").select_option(str(run["generator_id"]))
+    form.locator("select[name=embedder]").select_option("discriminator")
+    assert weights.is_visible() and model.is_hidden()
+    offered = weights.locator("option").evaluate_all("options => options.map(o => o.value)")
+    assert run["discriminator"] in offered and "" not in offered  # required: no default
+    form.locator("select[name=embedder]").select_option("clip")
+    assert model.is_visible()
+    form.locator("select[name=embedder]").select_option("digits")
+    assert weights.locator("option").first.inner_text() == "default"  # optional
+    form.locator("select[name=embedder]").select_option("discriminator")
+    weights.locator("select").select_option(run["discriminator"])
+    # The same key in the JSON options and its field, with two values: said, not guessed.
+    form.locator("input[name=embedder_options]").fill('{"weights": "other.safetensors"}')
+    form.locator("input[name=n]").fill("60")
+    form.locator("button[type=submit]").click()
+    form.locator("[data-problem]").filter(has_text="weights is given twice").wait_for()
+    form.locator("input[name=embedder_options]").fill('{"normalize": "none"}')
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/audits/\d+$"))
+    audit = wait_for_audit(api, int(page.url.rsplit("/", 1)[1]))
+    assert audit["embedder"] == "discriminator"
+    assert audit["embedder_options"] == {"normalize": "none", "weights": run["discriminator"]}
