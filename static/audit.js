@@ -332,3 +332,18 @@ new BroadcastChannel(`birthday-audit-${auditId}`).addEventListener("message", ()
 setInterval(() => {
   if (stream && stream.readyState !== EventSource.OPEN) refresh();
 }, POLL_MS);
+
+// An admin deletes the audit (its pairs, samples, judgements and jobs go with it).
+document.querySelector("[data-delete-audit]")?.addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  const box = document.querySelector("[data-delete-problem]");
+  if (!window.confirm(`Delete audit #${auditId} with its pairs, samples and judgements?`)) return;
+  button.disabled = true;
+  try {
+    await api(`/api/audits/${auditId}`, { method: "DELETE" });
+    window.location.assign("/");
+  } catch (error) {
+    showProblem(box, error);
+    button.disabled = false;
+  }
+});

@@ -121,3 +121,24 @@ document.addEventListener("click", async (event) => {
     button.title = error.message;
   }
 });
+
+// An admin deletes a generator no audit uses; the server's reason shows when it refuses.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-delete-generator]");
+  if (!button) return;
+  const id = button.dataset.deleteGenerator;
+  if (!window.confirm(`Delete generator #${id} and its file?`)) return;
+  button.disabled = true;
+  try {
+    await api(`/api/generators/${id}`, { method: "DELETE" });
+    button.closest("tr").remove();
+  } catch (error) {
+    button.disabled = false;
+    button.title = error.message;
+    button.textContent = "not deleted";
+    button.closest("td").append(Object.assign(document.createElement("span"), {
+      className: "error-text",
+      textContent: ` ${error.message}`,
+    }));
+  }
+});

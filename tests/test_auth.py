@@ -117,3 +117,19 @@ def test_loopback_needs_no_login(client: TestClient) -> None:
 def _authed(client: TestClient, headers: dict[str, str]) -> TestClient:
     client.headers.update(headers)
     return client
+
+
+def test_delete_buttons_show_to_admins_only(
+    secured: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, tokens = secured
+    audit = client.post(
+        "/api/audits", json={"synthetic": {"support": 30}, "n": 40}, headers=bearer(tokens["ada"])
+    ).json()
+    for name, shown in (("root", True), ("ada", False)):
+        page = client.get(f"/audits/{audit['id']}", headers=bearer(tokens[name])).text
+        assert ("data-delete-audit" in page) is shown, name
+    assert (
+        client.delete(f"/api/audits/{audit['id']}", headers=bearer(tokens["ada"])).status_code
+        == 403
+    )

@@ -211,3 +211,37 @@ def test_the_audit_form_offers_the_weights_each_embedder_can_read(
     audit = wait_for_audit(api, int(page.url.rsplit("/", 1)[1]))
     assert audit["embedder"] == "discriminator"
     assert audit["embedder_options"] == {"normalize": "none", "weights": run["discriminator"]}
+
+
+def test_an_admin_deletes_generators_and_audits_from_the_pages(
+    page: Page, api: httpx.Client, tmp_path: Path
+) -> None:
+    form = {"name": "to delete", "format": "safetensors", "architecture": "dcgan"}
+    form["options"], form["latent_dim"] = json.dumps(OPTIONS), "8"
+    content = _safetensors(tmp_path)
+
+    def upload() -> int:
+        response = api.post("/api/generators", data=form, files={"file": ("g.bin", content)})
+        assert response.status_code == 201, response.text
+        return int(response.json()["id"])
+
+    unused, used = upload(), upload()
+    audit = api.post("/api/audits", json={"generator_id": used, "n": 40}).json()
+    wait_for_audit(api, audit["id"])
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto("/")
+    page.locator(f'[data-delete-generator="{unused}"]').click()
+    page.locator(f'tr[data-generator="{unused}"]').wait_for(state="detached")
+    assert api.get(f"/api/generators/{unused}").status_code == 404
+    # One an audit uses stays, and the row says why.
+    page.locator(f'[data-delete-generator="{used}"]').click()
+    row = page.locator(f'tr[data-generator="{used}"]')
+    row.locator(".error-text").wait_for()
+    assert "audit" in row.locator(".error-text").inner_text()
+    assert api.get(f"/api/generators/{used}").status_code == 200
+    # The audit goes from its own page, then its generator can go too.
+    page.goto(f"/audits/{audit['id']}")
+    page.locator("[data-delete-audit]").click()
+    page.wait_for_url(re.compile(r"/$"))
+    assert api.get(f"/api/audits/{audit['id']}").status_code == 404
+    assert api.delete(f"/api/generators/{used}").status_code == 204
