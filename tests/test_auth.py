@@ -133,3 +133,32 @@ def test_delete_buttons_show_to_admins_only(
         client.delete(f"/api/audits/{audit['id']}", headers=bearer(tokens["ada"])).status_code
         == 403
     )
+
+
+def test_an_admin_revokes_a_token_over_rest_and_manages_them_on_a_page(
+    secured: tuple[TestClient, dict[str, str]], settings: Settings
+) -> None:
+    client, tokens = secured
+    ada, root = bearer(tokens["ada"]), bearer(tokens["root"])
+    assert_problem(client.delete("/api/annotators/root/token", headers=ada), 403)
+    assert_problem(client.delete("/api/annotators/nobody/token", headers=root), 404)
+    assert client.delete("/api/annotators/ada/token", headers=root).status_code == 204
+    assert_problem(client.get("/api/audits", headers=ada), 401)  # at once
+    listed = client.get("/api/annotators", headers=root).json()
+    assert {"name": "ada", "role": "annotator", "has_token": False} in listed
+    again = client.post("/api/annotators", json={"name": "ada"}, headers=root).json()
+    assert client.get("/api/audits", headers=bearer(again["token"])).status_code == 200
+    # The page: admins only, linked from the navigation for them.
+    page = client.get("/annotators", headers=root)
+    assert page.status_code == 200 and 'data-revoke="ada"' in page.text
+    assert 'href="/annotators"' in page.text
+    refused = client.get("/annotators", headers=bearer(again["token"]))
+    assert refused.status_code == 403 and "Only admins" in refused.text
+    assert 'href="/annotators"' not in client.get("/", headers=bearer(again["token"])).text
+    unknown = subprocess.run(
+        [BIRTHDAY, "annotator", "revoke", "zed", "--data-dir", str(settings.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert unknown.returncode == 2 and "annotator 'zed' does not exist" in unknown.stderr

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
 
 from app.api.auth import AdminDep, PrincipalDep
 from app.api.deps import StateDep
 from app.schemas import AnnotatorCreate, AnnotatorCreated, AnnotatorPublic, Me
-from app.store.annotators import create_annotator, list_annotators
+from app.store.annotators import create_annotator, list_annotators, revoke_token
 
 router = APIRouter(tags=["annotators"])
 
@@ -41,3 +43,14 @@ def list_annotator_accounts(state: StateDep, _: AdminDep) -> list[AnnotatorPubli
             AnnotatorPublic(name=a.name, role=a.role, has_token=a.token_hash is not None)
             for a in list_annotators(session)
         ]
+
+
+@router.delete("/annotators/{name}/token", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_annotator_token(
+    state: StateDep, _: AdminDep, name: Annotated[str, Path(max_length=100)]
+) -> Response:
+    """Revoke an annotator's token (admins): it stops working at once; their judgements stay,
+    and a new token can be created for the same name."""
+    with state.db.write() as session:
+        revoke_token(session, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -48,8 +48,12 @@ def annotator_revoke(
 ) -> None:
     """Revoke an annotator's token; their judgements stay."""
     from app.store.annotators import revoke_token
+    from app.store.errors import NotFound
 
     db = open_store(settings_for(data_dir))
-    with db.write() as session:
-        revoke_token(session, name)
+    try:
+        with db.write() as session:
+            revoke_token(session, name)
+    except NotFound as exc:
+        fail(str(exc))
     console.print(f"token of {name!r} revoked")

@@ -8,7 +8,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.store.errors import Conflict
+from app.store.errors import Conflict, NotFound
 from app.store.models import Annotator
 
 ROLES = ("annotator", "admin")
@@ -41,9 +41,11 @@ def create_annotator(session: Session, name: str, role: str) -> tuple[Annotator,
 
 
 def revoke_token(session: Session, name: str) -> None:
+    """The annotator's token stops working; their judgements stay. NotFound for an unknown name."""
     annotator = session.scalars(select(Annotator).where(Annotator.name == name)).first()
-    if annotator is not None:
-        annotator.token_hash = None
+    if annotator is None:
+        raise NotFound("annotator", repr(name))
+    annotator.token_hash = None
 
 
 def annotator_for_token(session: Session, token: str) -> Annotator | None:

@@ -28,13 +28,14 @@ from app.store import training as training_store
 from app.store.db import Database
 from app.store.errors import NotFound
 from app.store.models import Job, TrainingRun
-from app.web import access, adjudication, second_look, training
+from app.web import access, adjudication, annotators, second_look, training
 from app.web.access import ViewerDep, to_login
 from app.web.templating import TEMPLATES, error_page, not_found_page
 
 router = APIRouter(include_in_schema=False)
 router.include_router(access.router)
 router.include_router(adjudication.router)
+router.include_router(annotators.router)
 router.include_router(second_look.router)
 router.include_router(training.router)
 
