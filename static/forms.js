@@ -155,12 +155,9 @@ async function weightsPicker(form) {
     select.replaceChildren();
     if (field.hidden) return;
     const files = choices.files.filter((f) => f.kind === embedder.file_kind);
+    // Required weights are chosen, never guessed: another run's discriminator would embed quietly.
     if (embedder.weights === "optional") select.append(new Option("default", ""));
-    if (!files.length && embedder.weights === "required") {
-      const none = new Option("none under models/", "");
-      none.disabled = none.selected = true;
-      select.append(none);
-    }
+    else select.append(new Option(files.length ? "choose a checkpoint" : "none under models/", ""));
     for (const f of files) select.append(new Option(f.path, f.path));
   };
   form.elements.embedder.addEventListener("change", update);

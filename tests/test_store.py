@@ -198,3 +198,50 @@ def test_statistics_are_refreshed_on_postgresql_only(db: Database) -> None:
                 text("SELECT reltuples FROM pg_class WHERE relname = 'pairs'")
             ).scalar_one()
             assert tuples == 820  # C(41, 2) pairs, counted by ANALYZE (-1 before it)
+
+
+def _pairs_of(db: Database, audit_id: int) -> set[int]:
+    chunk = ChunkRows(samples_done=5, pairs=[(0, 1, 0.5), (2, 3, 0.25)], samples=[])
+    with db.write() as session:
+        audit_store.record_chunk(session, audit_id, chunk)
+    with db.read() as session:
+        ranked, _ = pair_store.list_pairs(session, audit_id, None, 10, None)
+    return {r.pair.id for r in ranked}
+
+
+def _job_ids(db: Database) -> set[int]:
+    with db.read() as session:
+        return set(session.scalars(text("SELECT id FROM jobs")).all())
+
+
+def test_ids_of_deleted_rows_are_never_handed_out_again(db: Database) -> None:
+    """Delete the newest audit: the next audit, its job and its pairs get new ids (a review page
+    still open on the deleted audit must not judge the new one's pairs, nor the worker take the
+    new job for the deleted one's cancelled job)."""
+    first, second = _audit(db), _audit(db)
+    old_pairs, old_jobs = _pairs_of(db, second), _job_ids(db)
+    with db.write() as session:
+        audit_store.delete_audit_rows(session, second)
+    third = _audit(db)
+    assert third > second > first
+    new_pairs, new_jobs = _pairs_of(db, third), _job_ids(db) - old_jobs
+    assert min(new_pairs) > max(old_pairs)
+    assert new_jobs and min(new_jobs) > max(old_jobs)
+
+
+def test_the_migration_keeps_every_row_and_counts_on_from_the_largest_id(tmp_path: Path) -> None:
+    from alembic import command
+    from app.store.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    command.upgrade(alembic_config(url), "0007")
+    db = Database(url)
+    ids = [_audit(db) for _ in range(3)]
+    pairs = _pairs_of(db, ids[-1])
+    command.upgrade(alembic_config(url), "head")
+    with db.read() as session:
+        assert sorted(a.id for a in audit_store.list_audits(session)) == ids
+    assert _pairs_of(db, ids[-1]) == pairs  # the same rows, not copies with new ids
+    with db.write() as session:
+        audit_store.delete_audit_rows(session, ids[-1])
+    assert _audit(db) == ids[-1] + 1

@@ -230,3 +230,13 @@ def test_the_home_stream_follows_training_runs_beside_audits(client: TestClient)
     assert second == {"training_run_id": run["id"], "step": 20, "steps": 20, "status": "done"}
     assert_problem(client.get("/api/events?training_run=987654"), 404)
     assert_problem(client.get("/api/training-runs/987654/events"), 404)
+
+
+def test_a_job_started_after_the_newest_audit_is_deleted_runs(client: TestClient) -> None:
+    """Deleting an audit cancels its jobs; a job made after it must not inherit that (its id
+    was handed out again on SQLite once)."""
+    audit = client.post("/api/audits", json={"synthetic": {"support": 20}, "n": 30}).json()
+    wait_for_audit(client, audit["id"])
+    assert client.delete(f"/api/audits/{audit['id']}").status_code == 204
+    run = finished_run(client, {"dataset": "ring8", "loss": "rsgan", "steps": 20})
+    assert run["status"] == "done" and run["progress"]["step"] == 20

@@ -190,6 +190,7 @@ class JobRunner:
             finally:
                 with self._lock:
                     self._running.discard(job_id)
+                    self._cancelled.discard(job_id)  # spent: a later job never inherits it
 
     # -- one job -----------------------------------------------------------------------------
     def run_job(self, job_id: int, on_progress: ProgressCallback | None = None) -> JobOutcome:

@@ -36,6 +36,7 @@ class Generator(Base):
     """A source of samples: an uploaded or trained checkpoint, or a sample archive."""
 
     __tablename__ = "generators"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (migration 0008)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -65,6 +66,7 @@ class Audit(Base):
     """One birthday test: a pool of n samples, its candidate pairs and their judgements."""
 
     __tablename__ = "audits"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (migration 0008)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     generator_id: Mapped[int | None] = mapped_column(ForeignKey("generators.id"), index=True)
@@ -123,6 +125,7 @@ class CandidatePair(Base):
         Index(
             "ix_pairs_audit_origin_label_distance", "audit_id", "origin", "label", "distance", "id"
         ),
+        {"sqlite_autoincrement": True},  # ids never reused (migration 0008)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -137,6 +140,7 @@ class CandidatePair(Base):
 
 class Annotator(Base):
     __tablename__ = "annotators"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (migration 0008)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -149,6 +153,7 @@ class Judgement(Base):
     """One human's answer about one pair; undo marks it deleted so the history is kept."""
 
     __tablename__ = "judgements"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (migration 0008)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"), index=True)
@@ -175,6 +180,7 @@ class Job(Base):
     """Work for the worker; its state lives here so an interrupted job resumes after a restart."""
 
     __tablename__ = "jobs"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (migration 0008)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
@@ -198,6 +204,7 @@ class Sweep(Base):
     """A grid of training runs (loss x latent size x discriminator width x seed)."""
 
     __tablename__ = "sweeps"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (migration 0008)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     grid: Mapped[dict[str, Any]] = mapped_column()
@@ -208,6 +215,7 @@ class TrainingRun(Base):
     """One GAN training job; its generator lands in models/ and becomes auditable."""
 
     __tablename__ = "training_runs"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (migration 0008)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     config: Mapped[dict[str, Any]] = mapped_column()  # the TrainConfig fields, JSON

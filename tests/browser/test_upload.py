@@ -193,7 +193,8 @@ def test_the_audit_form_offers_the_weights_each_embedder_can_read(
     form.locator("select[name=embedder]").select_option("discriminator")
     assert weights.is_visible() and model.is_hidden()
     offered = weights.locator("option").evaluate_all("options => options.map(o => o.value)")
-    assert run["discriminator"] in offered and "" not in offered  # required: no default
+    assert offered[0] == "" and run["discriminator"] in offered  # required: chosen, not guessed
+    assert weights.locator("option").first.inner_text() == "choose a checkpoint"
     form.locator("select[name=embedder]").select_option("clip")
     assert model.is_visible()
     form.locator("select[name=embedder]").select_option("digits")
