@@ -54,11 +54,18 @@ def install_classifier(mnist_classifier_file: Path, models_dir: Path) -> None:
 
 
 def keras_npz(path: Path, n: int = 30, **overrides: Any) -> Path:
-    """A small keras-style mnist.npz: the first n packaged digits under keras' names."""
+    """A small keras-style mnist.npz: n packaged digits spread evenly over them (the packaged
+    digits are sorted by class, so every class is there), under keras' names."""
     pixels, classes = mnist_digits()
-    arrays = {"x_train": pixels[:n], "y_train": classes[:n].astype(np.uint8), **overrides}
+    chosen = spread(n)
+    arrays = {"x_train": pixels[chosen], "y_train": classes[chosen].astype(np.uint8), **overrides}
     np.savez(path, **arrays)
     return path
+
+
+def spread(n: int) -> np.ndarray:
+    """n indices spread evenly over the 5,000 packaged digits."""
+    return np.arange(n) * (5000 // n)
 
 
 def test_the_packaged_digits_are_mnists_5000() -> None:
@@ -114,8 +121,9 @@ def test_a_keras_style_npz_replaces_the_packaged_digits(tmp_path: Path) -> None:
     path = keras_npz(tmp_path / "mnist.npz", n=30)
     dataset = make_dataset("mnist", path=str(path))
     assert len(dataset) == 30 and dataset.n_modes == 10
-    packaged, _ = mnist_arrays(32)
-    assert torch.equal(dataset.images, packaged[:30])
+    packaged, classes = mnist_arrays(32)
+    assert torch.equal(dataset.images, packaged[spread(30)])
+    assert set(classes[spread(30)].tolist()) == set(range(10))
 
 
 @pytest.mark.parametrize(
@@ -335,6 +343,25 @@ def test_a_run_on_a_digits_file_counts_and_audits_with_that_files_classifier(
     (settings.models_dir / weights).unlink()
     fallback = client.post("/api/audits", json=audit).json()
     assert fallback["embedder_options"] == {"classifier": "mnist"}
+
+
+def test_a_file_short_of_some_digit_trains_no_classifier_and_a_run_on_it_uses_the_packaged_one(
+    settings: Settings, client: TestClient, mnist_classifier_file: Path
+) -> None:
+    datasets = settings.data_dir / "datasets"
+    datasets.mkdir(parents=True)
+    pixels, classes = mnist_digits()
+    sevens = np.flatnonzero(classes == 7)[:3]  # three 7s: none left to check a classifier on
+    chosen = np.concatenate([np.flatnonzero(classes != 7)[:120], sevens])
+    np.savez(datasets / "few.npz", x_train=pixels[chosen], y_train=classes[chosen].astype(np.uint8))
+    with pytest.raises(ValueError, match=r"at least 4 digits of every class.*\b3\b"):
+        load_or_train_digit_classifier(
+            settings.models_dir / "x.pt", digits="mnist", source=datasets / "few.npz"
+        )
+    assert not (settings.models_dir / "x.pt").exists()
+    install_classifier(mnist_classifier_file, settings.models_dir)
+    run = finished_run(client, {**NPZ_RUN, "dataset_options": {"path": "few.npz"}})
+    assert run["modes"]["classifier"]["source"] == PACKAGED
 
 
 def test_a_stacked_mnist_run_counts_1000_modes_and_its_audit_reads_mnist(

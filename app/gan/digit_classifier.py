@@ -31,6 +31,7 @@ from app.gan.mnist import MNIST_PADDED_SIDE, MNIST_SIDE, mnist_arrays
 CACHE_KIND = "birthday.digit_classifier"
 CACHE_VERSION = "1"  # bump when the network or its training changes, so old caches are retrained
 HELD_OUT_FRACTION = 0.25
+MIN_PER_CLASS = 4  # a digit set with fewer of some class cannot train and check a classifier
 MIN_EPOCHS = 5  # a large digits file trains for fewer epochs (DigitSet.presentations), never fewer
 PACKAGED = "packaged"  # the `source` of a classifier trained on the digits a package ships
 
@@ -243,6 +244,12 @@ def train_digit_classifier(
     """
     spec = digit_set(digits)
     images, classes = spec.arrays(source)
+    per_class = torch.bincount(classes, minlength=DIGIT_CLASSES)
+    if int(per_class.min()) < MIN_PER_CLASS:
+        raise ValueError(
+            f"a classifier needs at least {MIN_PER_CLASS} digits of every class (some to learn "
+            f"from, one to check it on); these have {per_class.tolist()} of 0..9"
+        )
     train_index, held_index = _split(classes, seed)
     rng = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):

@@ -28,7 +28,6 @@ from app.gan.checkpoint import save_discriminator, save_generator
 from app.gan.datasets import make_dataset
 from app.gan.digit_classifier import (
     DATASET_DIGITS,
-    PACKAGED,
     TrainedClassifier,
     digit_set,
     load_or_train_digit_classifier,
@@ -134,11 +133,19 @@ def mode_metrics(config: TrainConfig, finished: TrainFinished, models_dir: Path)
 
 def digit_classifier_of(config: TrainConfig, models_dir: Path) -> TrainedClassifier:
     """The classifier that counts a digit run's modes: its digit set's, trained on the run's own
-    digits file when it names one (all of MNIST, not the packaged 5,000), cached per file."""
+    digits file when it names one (all of MNIST, not the packaged 5,000), cached per file; the
+    packaged digits' when the file has too few of some class (the report's `source` says which)."""
     digits = digit_set(DATASET_DIGITS[config.dataset])
     source = config.dataset_options.get("path")  # only MNIST's datasets take one
-    cache = digits.cache_file_for(PACKAGED if source is None else source_digest(source))
-    return load_or_train_digit_classifier(models_dir / cache, digits=digits.name, source=source)
+    if source is not None:
+        cache = digits.cache_file_for(source_digest(source))
+        try:
+            return load_or_train_digit_classifier(
+                models_dir / cache, digits=digits.name, source=source
+            )
+        except ValueError:
+            pass  # too few digits of some class to learn from: the packaged digits' classifier
+    return load_or_train_digit_classifier(models_dir / digits.cache_file, digits=digits.name)
 
 
 def discriminator_file(run_id: int) -> str:
