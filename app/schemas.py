@@ -464,8 +464,9 @@ class WeightsFile(BaseModel):
 class EmbeddersPublic(BaseModel):
     embedders: list[EmbedderChoice]
     files: list[WeightsFile] = Field(
-        description="Checkpoints under the models directory, by path (the first 500); "
-        "generators (uploads, trained and built-in ones) and training state left out."
+        description="Checkpoints under the models directory, by path (the first 500 among "
+        "the first 20,000 entries walked); generators (uploads, trained and built-in ones) "
+        "and training state left out."
     )
 
 

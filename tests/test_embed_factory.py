@@ -170,3 +170,19 @@ def test_the_embedders_list_says_what_weights_each_takes_and_finds_them(
         {"path": "efficientnet/lite0.pth", "kind": "weights"},
         {"path": "trained/run_1.discriminator.safetensors", "kind": "discriminator"},
     ]
+
+
+def test_a_huge_models_directory_is_walked_only_so_far(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.services import embedders
+
+    for k in range(30):
+        (tmp_path / "hub" / f"m{k:02d}").mkdir(parents=True)
+        (tmp_path / "hub" / f"m{k:02d}" / "w.safetensors").write_bytes(b"")
+    assert len(embedders.weights_files(tmp_path)) == 30
+    monkeypatch.setattr(embedders, "MAX_VISITED", 40)  # the hub and 30 folders: 8 files then
+    assert len(embedders.weights_files(tmp_path)) == 8
+    monkeypatch.setattr(embedders, "MAX_LISTED_FILES", 5)
+    monkeypatch.setattr(embedders, "MAX_VISITED", 10**6)
+    assert len(embedders.weights_files(tmp_path)) == 5

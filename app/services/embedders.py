@@ -12,6 +12,7 @@ from app.schemas import EmbedderChoice, EmbeddersPublic, WeightsFile
 
 WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 MAX_LISTED_FILES = 500
+MAX_VISITED = 20_000  # entries looked at: a models directory holding a whole model hub stays quick
 NOT_WEIGHTS_DIRS = ("uploads",)  # uploaded generators
 GENERATOR_DIRS = ("trained", "builtin")  # generators and training state, beside weights
 FileKind = Literal["weights", "discriminator", "digit_classifier"]
@@ -35,7 +36,11 @@ def embedder_choices(models_dir: Path) -> EmbeddersPublic:
 def weights_files(models_dir: Path) -> list[WeightsFile]:
     """Checkpoint files under `models_dir` with their kind, by path, hidden entries skipped."""
     found: list[WeightsFile] = []
+    visited = 0
     for directory, subdirs, files in os.walk(models_dir):
+        visited += len(subdirs) + len(files)
+        if visited > MAX_VISITED:
+            break
         relative = PurePosixPath(Path(directory).relative_to(models_dir).as_posix())
         subdirs[:] = sorted(
             d
