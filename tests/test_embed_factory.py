@@ -181,8 +181,8 @@ def test_a_huge_models_directory_is_walked_only_so_far(
         (tmp_path / "hub" / f"m{k:02d}").mkdir(parents=True)
         (tmp_path / "hub" / f"m{k:02d}" / "w.safetensors").write_bytes(b"")
     assert len(embedders.weights_files(tmp_path)) == 30
-    monkeypatch.setattr(embedders, "MAX_VISITED", 40)  # the hub and 30 folders: 8 files then
-    assert len(embedders.weights_files(tmp_path)) == 8
+    monkeypatch.setattr(embedders, "MAX_VISITED", 40)  # the hub, its 30 folders, 9 files
+    assert len(embedders.weights_files(tmp_path)) == 9
     monkeypatch.setattr(embedders, "MAX_LISTED_FILES", 5)
     monkeypatch.setattr(embedders, "MAX_VISITED", 10**6)
     assert len(embedders.weights_files(tmp_path)) == 5
