@@ -97,6 +97,18 @@ def wait_for_run(
     return wait_for(finished, timeout, what=f"training run {run_id}")
 
 
+TINY_DCGAN_RUN: dict[str, Any] = {  # a training run done in seconds (add a dataset)
+    "loss": "lsgan",
+    "architecture": "dcgan",
+    "latent_dim": 8,
+    "d_width": 0.25,
+    "g_width": 0.25,
+    "steps": 2,
+    "batch_size": 8,
+    "sample_every": 0,
+}
+
+
 def finished_run(client: TestClient | httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     """Start a training run and wait for it; it must have finished, not failed."""
     response = client.post("/api/training-runs", json=body)

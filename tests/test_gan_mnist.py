@@ -31,21 +31,10 @@ from app.gan.evaluation import measure_modes
 from app.gan.metrics import DigitModeCoverage
 from app.gan.mnist import mnist_arrays, mnist_digits, stacked_mnist_dataset
 from app.settings import Settings
-from tests.conftest import assert_problem, finished_run, wait_for_audit
+from tests.conftest import TINY_DCGAN_RUN, assert_problem, finished_run, wait_for_audit
 
 MNIST_FILE = DIGIT_SETS["mnist"].cache_file
-NPZ_RUN = {  # a tiny run on data/datasets/mnist.npz
-    "dataset": "mnist",
-    "loss": "lsgan",
-    "architecture": "dcgan",
-    "latent_dim": 8,
-    "d_width": 0.25,
-    "g_width": 0.25,
-    "steps": 2,
-    "batch_size": 8,
-    "sample_every": 0,
-    "dataset_options": {"path": "mnist.npz"},
-}
+NPZ_RUN = {**TINY_DCGAN_RUN, "dataset": "mnist", "dataset_options": {"path": "mnist.npz"}}
 
 
 def install_classifier(mnist_classifier_file: Path, models_dir: Path) -> None:

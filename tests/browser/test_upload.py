@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import screenshot
-from tests.conftest import finished_run, wait_for_audit
+from tests.conftest import TINY_DCGAN_RUN, finished_run, wait_for_audit
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -170,21 +170,8 @@ def test_new_audit_form_sets_the_source_and_the_miner(page: Page, api: httpx.Cli
 def test_the_audit_form_offers_the_weights_each_embedder_can_read(
     page: Page, api: httpx.Client
 ) -> None:
-    run = finished_run(
-        api,
-        {
-            "dataset": "digits",
-            "loss": "lsgan",
-            "architecture": "dcgan",
-            "latent_dim": 8,
-            "d_width": 0.25,
-            "g_width": 0.25,
-            "steps": 2,
-            "batch_size": 8,
-            "sample_every": 0,
-            "dataset_options": {"image_size": 16},
-        },
-    )
+    body = {**TINY_DCGAN_RUN, "dataset": "digits", "dataset_options": {"image_size": 16}}
+    run = finished_run(api, body)
     page.goto("/audits/new")
     form = page.locator("[data-audit-form]")
     weights, model = form.locator("[data-weights-field]"), form.locator("[data-model-field]")
