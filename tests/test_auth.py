@@ -104,6 +104,13 @@ def test_public_read_allows_reading_only(settings: Settings) -> None:
         assert client.get("/api/audits").status_code == 200
         assert client.get("/api/me").json()["role"] == "reader"
         assert_problem(client.post("/api/audits", json={"synthetic": {"support": 5}}), 401)
+        # File names under models/ and data/datasets/ are for those who may use them.
+        (settings.data_dir / "datasets").mkdir(parents=True, exist_ok=True)
+        (settings.data_dir / "datasets" / "secret-faces.npz").write_bytes(b"")
+        assert_problem(client.get("/api/embedders"), 403)
+        assert_problem(client.get("/api/datasets"), 403)
+        page = client.get("/training")
+        assert page.status_code == 200 and "secret-faces" not in page.text
 
 
 def test_loopback_needs_no_login(client: TestClient) -> None:

@@ -46,9 +46,10 @@ def _checked(run_id: int) -> int:
 
 
 @router.get("/datasets", response_model=DatasetsPublic)
-def list_datasets(state: StateDep) -> DatasetsPublic:
+def list_datasets(state: StateDep, _: AnnotatorDep) -> DatasetsPublic:
     """The datasets a training run can name, which read from disk, and the files and folders
-    under data/datasets/ they can be pointed at (`dataset_options.path`)."""
+    under data/datasets/ they can be pointed at (`dataset_options.path`; for those who may
+    start runs: a public reader sees no file names)."""
     return training_service.dataset_choices(state.settings.data_dir)
 
 

@@ -41,11 +41,13 @@ def local_dataset_path(data_dir: Path, relative: object) -> str:
 MAX_LISTED_FILES = 500
 
 
-def dataset_choices(data_dir: Path) -> DatasetsPublic:
-    """The datasets a run can name, and the files and folders under data/datasets/ to point the
-    ones that read from disk at (what the training page offers)."""
+def dataset_choices(data_dir: Path, files: bool = True) -> DatasetsPublic:
+    """The datasets a run can name, and (with `files`) the files and folders under
+    data/datasets/ to point the ones that read from disk at (what the training page offers)."""
     datasets = [DatasetChoice(name=name, path=_path_use(name)) for name in DATASETS]
-    files: list[DatasetFile] = []
+    if not files:
+        return DatasetsPublic(datasets=datasets, files=[])
+    found: list[DatasetFile] = []
     root = data_dir / "datasets"
     try:
         entries = sorted(root.iterdir(), key=lambda p: p.name)
@@ -55,12 +57,12 @@ def dataset_choices(data_dir: Path) -> DatasetsPublic:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            files.append(DatasetFile(path=entry.name, kind="folder"))
+            found.append(DatasetFile(path=entry.name, kind="folder"))
         elif entry.suffix == ".npz" and entry.is_file():
-            files.append(DatasetFile(path=entry.name, kind="npz"))
-        if len(files) == MAX_LISTED_FILES:
+            found.append(DatasetFile(path=entry.name, kind="npz"))
+        if len(found) == MAX_LISTED_FILES:
             break
-    return DatasetsPublic(datasets=datasets, files=files)
+    return DatasetsPublic(datasets=datasets, files=found)
 
 
 def _path_use(dataset: str) -> Literal["required", "optional", "none"]:

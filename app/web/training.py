@@ -39,7 +39,7 @@ def training_page(request: Request, state: StateDep, viewer: ViewerDep) -> Respo
     context = {
         "runs": list_training_runs(state),
         "sweeps": list_sweeps(state),
-        "choices": dataset_choices(state.settings.data_dir),
+        "choices": dataset_choices(state.settings.data_dir, files=viewer.role != "reader"),
         "losses": list(TRAIN_LOSSES),
         "viewer": viewer,
     }
