@@ -150,6 +150,9 @@ def test_train_prints_an_auditable_generator(tmp_path: Path) -> None:
     match = re.search(r"training run (\d+): generator (\d+)", result.stdout)
     assert match, result.stdout
     assert '"n_modes": 8' in result.stdout
+    assert '"counts"' not in result.stdout and "samples per mode: GET /api/training-runs/" in (
+        result.stdout
+    )
     bad = run("train", "--dataset", "nope", "--loss", "rsgan", data_dir=tmp_path)
     assert bad.returncode == 2 and "unknown dataset" in bad.stderr
 
