@@ -359,6 +359,7 @@ class AnnotatorPublic(BaseModel):
     name: str
     role: str
     has_token: bool
+    judgements: int = Field(default=0, description="Standing judgements (not undone), all audits.")
 
 
 class AnnotatorCreated(AnnotatorPublic):

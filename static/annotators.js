@@ -1,14 +1,17 @@
 // The annotators page: make a token (shown once) and revoke one, over the REST API.
-import { api, showProblem } from "./api.js";
+import { api, count, showProblem } from "./api.js";
 
 const form = document.getElementById("annotator-form");
 const box = form.querySelector("[data-problem]");
 const table = document.querySelector("[data-annotators] tbody");
 
-function row(name, role, hasToken) {
+function row(name, role, hasToken, judgements) {
   const tr = document.createElement("tr");
   tr.dataset.annotator = name;
   for (const text of [name, role]) tr.append(Object.assign(document.createElement("td"), { textContent: text }));
+  const judged = Object.assign(document.createElement("td"), { textContent: count(judgements), className: "num" });
+  judged.dataset.judgements = "";
+  tr.append(judged);
   tr.append(Object.assign(document.createElement("td"), { textContent: hasToken ? "yes" : "none" }));
   tr.lastChild.dataset.hasToken = "";
   const cell = document.createElement("td");
@@ -36,8 +39,9 @@ form.addEventListener("submit", async (event) => {
     shown.querySelector("[data-token]").textContent = made.token;
     shown.hidden = false;
     table.querySelector("[data-empty]")?.remove();
-    const fresh = row(made.name, made.role, true);
     const old = [...table.querySelectorAll("tr[data-annotator]")].find((r) => r.dataset.annotator === made.name);
+    const judged = old ? Number(old.querySelector("[data-judgements]").textContent.replace(/,/g, "")) || 0 : 0;
+    const fresh = row(made.name, made.role, true, judged);
     if (old) old.replaceWith(fresh);
     else table.append(fresh);
     form.elements.name.value = "";

@@ -80,12 +80,18 @@ def test_roles_and_attribution(secured: tuple[TestClient, dict[str, str]]) -> No
         headers=ada,
     ).json()
     assert judged["annotator"] == "ada"
+    judgements = {
+        a["name"]: a["judgements"] for a in client.get("/api/annotators", headers=root).json()
+    }
+    assert judgements == {"ada": 1, "root": 0}
     other = client.post(
         "/api/annotators", json={"name": "bob", "role": "annotator"}, headers=root
     ).json()
     bob = bearer(other["token"])
     assert_problem(client.delete(f"/api/judgements/{judged['id']}", headers=bob), 403)
     assert client.delete(f"/api/judgements/{judged['id']}", headers=ada).status_code == 200
+    undone = client.get("/api/annotators", headers=root).json()
+    assert {a["name"]: a["judgements"] for a in undone}["ada"] == 0  # undone: no longer standing
     assert_problem(client.delete(f"/api/audits/{audit['id']}", headers=ada), 403)
     # Importing labels writes judgements in other annotators' names: admins only.
     imported = client.post(
@@ -152,7 +158,7 @@ def test_an_admin_revokes_a_token_over_rest_and_manages_them_on_a_page(
     assert client.delete("/api/annotators/ada/token", headers=root).status_code == 204
     assert_problem(client.get("/api/audits", headers=ada), 401)  # at once
     listed = client.get("/api/annotators", headers=root).json()
-    assert {"name": "ada", "role": "annotator", "has_token": False} in listed
+    assert {"name": "ada", "role": "annotator", "has_token": False, "judgements": 0} in listed
     again = client.post("/api/annotators", json={"name": "ada"}, headers=root).json()
     assert client.get("/api/audits", headers=bearer(again["token"])).status_code == 200
     # The page: admins only, linked from the navigation for them.

@@ -9,7 +9,12 @@ from fastapi import APIRouter, Path, Response, status
 from app.api.auth import AdminDep, PrincipalDep
 from app.api.deps import StateDep
 from app.schemas import AnnotatorCreate, AnnotatorCreated, AnnotatorPublic, Me
-from app.store.annotators import create_annotator, list_annotators, revoke_token
+from app.store.annotators import (
+    create_annotator,
+    judgement_counts,
+    list_annotators,
+    revoke_token,
+)
 
 router = APIRouter(tags=["annotators"])
 
@@ -37,10 +42,16 @@ def create_annotator_token(state: StateDep, _: AdminDep, body: AnnotatorCreate) 
 
 @router.get("/annotators", response_model=list[AnnotatorPublic])
 def list_annotator_accounts(state: StateDep, _: AdminDep) -> list[AnnotatorPublic]:
-    """Everyone who has judged or holds a token."""
+    """Everyone who has judged or holds a token, with their standing judgements."""
     with state.db.read() as session:
+        counts = judgement_counts(session)
         return [
-            AnnotatorPublic(name=a.name, role=a.role, has_token=a.token_hash is not None)
+            AnnotatorPublic(
+                name=a.name,
+                role=a.role,
+                has_token=a.token_hash is not None,
+                judgements=counts.get(a.id, 0),
+            )
             for a in list_annotators(session)
         ]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.store.errors import Conflict, NotFound
-from app.store.models import Annotator
+from app.store.models import Annotator, Judgement
 
 ROLES = ("annotator", "admin")
 
@@ -59,3 +59,13 @@ def annotator_for_token(session: Session, token: str) -> Annotator | None:
 
 def list_annotators(session: Session) -> list[Annotator]:
     return list(session.scalars(select(Annotator).order_by(Annotator.name)))
+
+
+def judgement_counts(session: Session) -> dict[int, int]:
+    """Standing judgements (not undone) per annotator id, over every audit."""
+    rows = session.execute(
+        select(Judgement.annotator_id, func.count())
+        .where(Judgement.deleted_at.is_(None))
+        .group_by(Judgement.annotator_id)
+    )
+    return {int(annotator): int(count) for annotator, count in rows}

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.api.deps import StateDep
-from app.store.annotators import list_annotators
+from app.store.annotators import judgement_counts, list_annotators
 from app.web.access import ViewerDep, to_login
 from app.web.templating import TEMPLATES, error_page
 
@@ -20,8 +20,14 @@ def annotators_page(request: Request, state: StateDep, viewer: ViewerDep) -> Res
     if viewer.role != "admin":
         return error_page(request, 403, "Only admins manage annotators and their tokens.")
     with state.db.read() as session:
+        counts = judgement_counts(session)
         annotators = [
-            {"name": a.name, "role": a.role, "has_token": a.token_hash is not None}
+            {
+                "name": a.name,
+                "role": a.role,
+                "has_token": a.token_hash is not None,
+                "judgements": counts.get(a.id, 0),
+            }
             for a in list_annotators(session)
         ]
     context = {
