@@ -132,21 +132,13 @@ def digit_classifier_command(
     settings = settings_for(data_dir)
     try:
         with err.status(f"the {digits} digit classifier"):
-            made = ensure_digit_classifier(settings, digits, data)
+            weights, trained = ensure_digit_classifier(settings, digits, data)
     except ValueError as exc:
         fail(str(exc))
         return
-    trained = made.trained
-    options = {"classifier": trained.digits, "weights": made.weights}
+    options = {"classifier": trained.digits, "weights": weights}
     if as_json:
-        body = {
-            "digits": trained.digits,
-            "source": trained.source,
-            "train_digits": trained.train_digits,
-            "held_out_accuracy": trained.held_out_accuracy,
-            "embedder_options": options,
-        }
-        console.print_json(data=body)
+        console.print_json(data={**trained.summary(), "embedder_options": options})
         return
     learnt = "the packaged digits" if data is None else data
     console.print(

@@ -208,6 +208,15 @@ class TrainedClassifier:
     source: str = PACKAGED  # the packaged digits, or the digest of the file it learnt from
     train_digits: int | None = None  # size of its training split (None: a cache from before)
 
+    def summary(self) -> dict[str, object]:
+        """What a report says of the classifier behind its figures (JSON-ready)."""
+        return {
+            "digits": self.digits,
+            "source": self.source,
+            "train_digits": self.train_digits,
+            "held_out_accuracy": self.held_out_accuracy,
+        }
+
 
 def split_digits(
     seed: int = 0, digits: str = "sklearn", source: StrPath | None = None
@@ -327,6 +336,20 @@ def load_or_train_digit_classifier(
     save_file(trained.model.state_dict(), os.fspath(partial), metadata=metadata)
     os.replace(partial, path)  # atomic: a concurrent reader sees the old file or the new one
     return trained
+
+
+def cached_digit_classifier(
+    models_dir: StrPath, digits: str = "sklearn", source: StrPath | None = None
+) -> tuple[str, TrainedClassifier]:
+    """The classifier of digit set `digits` trained on `source` (None: its packaged digits) in its
+    default cache under `models_dir`, trained there first if need be; with that cache's path
+    relative to `models_dir` (the digits embedder's `weights`)."""
+    spec = digit_set(digits)
+    weights = spec.cache_file_for(PACKAGED if source is None else source_digest(source))
+    trained = load_or_train_digit_classifier(
+        Path(models_dir) / weights, digits=spec.name, source=source
+    )
+    return weights, trained
 
 
 def load_digit_classifier(path: StrPath, digits: str = "sklearn") -> TrainedClassifier:

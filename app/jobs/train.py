@@ -26,13 +26,7 @@ from PIL import Image
 
 from app.gan.checkpoint import save_discriminator, save_generator
 from app.gan.datasets import make_dataset
-from app.gan.digit_classifier import (
-    DATASET_DIGITS,
-    TrainedClassifier,
-    digit_set,
-    load_or_train_digit_classifier,
-    source_digest,
-)
+from app.gan.digit_classifier import DATASET_DIGITS, TrainedClassifier, cached_digit_classifier
 from app.gan.evaluation import generate, measure_modes
 from app.gan.registry import generator_spec
 from app.gan.resume import load_train_state, save_train_state
@@ -122,12 +116,7 @@ def mode_metrics(config: TrainConfig, finished: TrainFinished, models_dir: Path)
         return None  # no known modes (image folders, archives)
     metrics = {"kind": type(report).__name__, **_jsonable(report)}
     if trained is not None:
-        metrics["classifier"] = {
-            "digits": trained.digits,
-            "source": trained.source,
-            "train_digits": trained.train_digits,
-            "held_out_accuracy": trained.held_out_accuracy,
-        }
+        metrics["classifier"] = trained.summary()
     return metrics
 
 
@@ -135,17 +124,14 @@ def digit_classifier_of(config: TrainConfig, models_dir: Path) -> TrainedClassif
     """The classifier that counts a digit run's modes: its digit set's, trained on the run's own
     digits file when it names one (all of MNIST, not the packaged 5,000), cached per file; the
     packaged digits' when the file has too few of some class (the report's `source` says which)."""
-    digits = digit_set(DATASET_DIGITS[config.dataset])
+    digits = DATASET_DIGITS[config.dataset]
     source = config.dataset_options.get("path")  # only MNIST's datasets take one
     if source is not None:
-        cache = digits.cache_file_for(source_digest(source))
         try:
-            return load_or_train_digit_classifier(
-                models_dir / cache, digits=digits.name, source=source
-            )
+            return cached_digit_classifier(models_dir, digits, source)[1]
         except ValueError:
             pass  # too few digits of some class to learn from: the packaged digits' classifier
-    return load_or_train_digit_classifier(models_dir / digits.cache_file, digits=digits.name)
+    return cached_digit_classifier(models_dir, digits)[1]
 
 
 def discriminator_file(run_id: int) -> str:

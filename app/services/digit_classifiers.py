@@ -7,34 +7,16 @@ trained elsewhere on all of MNIST and uploaded, whose audit should read digits a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from app.gan.digit_classifier import (
-    PACKAGED,
-    TrainedClassifier,
-    digit_set,
-    load_or_train_digit_classifier,
-    source_digest,
-)
+from app.gan.digit_classifier import TrainedClassifier, cached_digit_classifier
 from app.services.training import local_dataset_path
 from app.settings import Settings
 
 
-@dataclass(frozen=True)
-class ClassifierFile:
-    weights: str  # relative to the models directory: the digits embedder's `weights` option
-    trained: TrainedClassifier
-
-
 def ensure_digit_classifier(
     settings: Settings, digits: str = "mnist", data: str | None = None
-) -> ClassifierFile:
+) -> tuple[str, TrainedClassifier]:
     """The classifier of digit set `digits`, trained on `data` (a digits file under the data
-    directory's datasets/; None: the packaged digits) and cached first if need be."""
-    spec = digit_set(digits)
+    directory's datasets/; None: the packaged digits) and cached first if need be, with its
+    weights path relative to the models directory."""
     source = None if data is None else local_dataset_path(settings.data_dir, data)
-    weights = spec.cache_file_for(PACKAGED if source is None else source_digest(source))
-    trained = load_or_train_digit_classifier(
-        settings.models_dir / weights, digits=spec.name, source=source
-    )
-    return ClassifierFile(weights, trained)
+    return cached_digit_classifier(settings.models_dir, digits, source)
