@@ -618,14 +618,15 @@ class SweepSupportRun(BaseModel):
     n_eff: float | None
     n_eff_low: float | None
     n_eff_high: float | None = Field(description="null: no upper bound yet.")
-    used: bool = Field(description="It enters the cells' means and the trend.")
+    used: bool = Field(description="It enters its cell's mean or its loss's trend.")
     waiting_for: WaitingFor | None = Field(
         default=None,
-        description="What keeps it out: 'run' (not finished), 'images' (it draws 2-D points), "
-        "'audit' (no finished audit), 'review' (labels: its review has not explored what it "
-        "must, or its interval is open), 'samples' (no duplicate in its pool: extend it).",
+        description="What keeps it out or holds it back: 'run' (not finished), 'images' (it "
+        "draws 2-D points), 'audit' (no finished audit), 'review' (labels: its review has not "
+        "explored what it must, or its interval is open), 'samples' (no duplicate in its pool: "
+        "it enters as a lower bound on N_eff, a count of 0; extending the pool sharpens it).",
     )
-    reason: str | None = Field(description="Why it does not, and what would let it.")
+    reason: str | None = Field(description="What keeps it out or holds it back, and the fix.")
     stop_reached: bool | None = Field(
         default=None, description="Its audit's stopping rule is met (null: no audit)."
     )
@@ -648,12 +649,16 @@ class SweepNextReview(BaseModel):
 
 
 class SweepSupportCell(BaseModel):
-    """A cell's N_eff over its seeds: a random-effects mean of log N_eff (a geometric mean)."""
+    """A cell's N_eff over its seeds: a random-effects mean of log N_eff (a geometric mean),
+    from a Poisson-lognormal model of each audit's duplicate count."""
 
     loss: str
     latent_dim: int | None
     d_width: float
     runs: int = Field(description="Runs whose audits enter the figure.")
+    empty_pools: int = Field(
+        default=0, description="Of those, runs whose pool held no duplicate (a count of 0)."
+    )
     n_eff: float
     n_eff_low: float
     n_eff_high: float
@@ -676,6 +681,11 @@ class SweepTrend(BaseModel):
     df: int = Field(description="Residual degrees of freedom of the fit (runs - 2).")
     runs: int
     widths: int
+    empty_pools: int = Field(
+        default=0,
+        description="Runs in the fit whose pool held no duplicate: each says N_eff is large "
+        "(a Poisson count of 0) rather than being left out, which would bias the exponent low.",
+    )
 
 
 class SweepSupport(BaseModel):

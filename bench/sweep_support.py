@@ -5,17 +5,18 @@ Each generator of a sweep draws uniformly from N = N1 * width^b * exp(sd * Z) ou
 one training seed's luck), its pool of n samples is labelled by an oracle, and its N_eff and
 interval come from the estimator's own Simpson interval (app/estimate/simpson.py), as a fully
 reviewed audit's would. The figure then fits, as the sweep page does, each cell's mean of log
-N_eff over seeds and the exponent b of N_eff ~ width^b. Printed per scenario: how often the 95%
-interval of b covers the true b, how often the cells' intervals cover N1 * width^b (the cell's
-median N), the mean fitted b, the median width of b's interval, and how many pools held no
-duplicate (those runs stay out of the figure, as the service keeps them out).
+N_eff over seeds and the exponent b of N_eff ~ width^b, one Poisson-lognormal model of the
+audits' duplicate counts. Printed per scenario: how often the 95% interval of b covers the true
+b, how often the cells' intervals cover N1 * width^b (the cell's median N), the mean fitted b,
+the median width of b's interval, how many pools held no duplicate (they enter as counts of 0,
+as the service takes them), and how many cells had no mean (every pool of the cell empty).
 
 Two ways to size the pools: "scaled" gives every width the same expected duplicate count E[D]
 (n ~ sqrt(2 E[D] N)); "fixed" gives every width the pool of width 1, as a user auditing a sweep
 with one n does, so wider (larger-support) generators get fewer duplicates and more empty pools.
 
-    python bench/sweep_support.py --quick    # 200 sweeps per scenario, ~20 s
-    python bench/sweep_support.py            # 2,000 sweeps per scenario, ~3 minutes
+    python bench/sweep_support.py --quick    # 200 sweeps per scenario, ~25 s
+    python bench/sweep_support.py            # 2,000 sweeps per scenario, ~4 minutes
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.estimate.across_runs import LogEstimate, cell_means, log_scale_variance, width_trend
-from app.estimate.simpson import estimate_support
+from app.estimate.across_runs import PoolCount, cell_means, width_trend
+from app.estimate.simpson import SupportEstimate, estimate_support
 
 N_AT_WIDTH_1 = 2000.0
 
@@ -60,6 +61,8 @@ SCENARIOS = (
     Scenario((0.5, 1.0, 2.0, 4.0), 3, 1.0, 0.3, 20, "fixed"),
     Scenario((0.5, 1.0, 2.0, 4.0), 3, 1.0, 0.3, 10, "fixed"),
     Scenario((0.5, 1.0, 2.0, 4.0), 2, 1.0, 0.3, 8, "fixed"),
+    Scenario((0.5, 1.0, 2.0, 4.0), 3, 1.0, 0.3, 6, "fixed"),
+    Scenario((0.5, 1.0, 2.0, 4.0), 3, 1.0, 0.3, 4, "fixed"),
 )
 
 
@@ -72,6 +75,15 @@ class Tally:
     empty_pools: int = 0
     pools: int = 0
     no_fit: int = 0
+    cells_without_mean: int = 0
+
+
+def pool_count(width: float, e: SupportEstimate) -> PoolCount:
+    """A fully reviewed pool as the service reads its audit: the interval, or the one-sided
+    bound of a pool with no duplicate."""
+    if e.n_eff is None or e.n_eff_high is None:
+        return PoolCount.from_empty_pool(width, width, e.n_eff_low, e.level)
+    return PoolCount.from_interval(width, width, e.n_eff, e.n_eff_low, e.n_eff_high, e.level)
 
 
 def simulate(scenario: Scenario, reps: int, seed: int) -> tuple[Tally, list[float], list[float]]:
@@ -90,12 +102,9 @@ def simulate(scenario: Scenario, reps: int, seed: int) -> tuple[Tally, list[floa
                 counts = np.bincount(rng.integers(0, support, n))
                 e = estimate_support(n, counts[counts > 1].tolist())
                 tally.pools += 1
-                if e.n_eff is None or e.n_eff_high is None:
-                    tally.empty_pools += 1
-                    continue
-                variance = log_scale_variance(e.n_eff_low, e.n_eff_high)
-                runs.append(LogEstimate(width, width, math.log(e.n_eff), variance))
-        if len({r.width for r in runs}) < 2 or len(runs) < 3:
+                runs.append(pool_count(width, e))
+                tally.empty_pools += not runs[-1].has_duplicates
+        if len({r.width for r in runs if r.has_duplicates}) < 2:
             tally.no_fit += 1
             continue
         trend = width_trend(runs)
@@ -103,7 +112,10 @@ def simulate(scenario: Scenario, reps: int, seed: int) -> tuple[Tally, list[floa
         tally.trend_hits += trend.low <= scenario.exponent <= trend.high
         exponents.append(trend.exponent)
         widths.append(trend.high - trend.low)
-        for cell in cell_means(runs).cells:
+        # A cell of empty pools has no mean (the service says so); the rest share one fit.
+        with_duplicates = {r.cell for r in runs if r.has_duplicates}
+        tally.cells_without_mean += len({r.cell for r in runs}) - len(with_duplicates)
+        for cell in cell_means([r for r in runs if r.cell in with_duplicates]).cells:
             truth = N_AT_WIDTH_1 * float(cell.cell) ** scenario.exponent  # type: ignore[arg-type]
             tally.cell_hits += cell.n_eff_low <= truth <= cell.n_eff_high
             tally.cells += 1
@@ -141,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{statistics.fmean(exponents):.2f}" if exponents else "-",
                 f"{statistics.median(spans):.2f}" if spans else "-",
                 f"{tally.empty_pools / tally.pools:.1%}",
+                str(tally.cells_without_mean),
                 str(tally.no_fit),
             ]
         )
@@ -152,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "mean b",
         "median width of b's interval",
         "pools with no duplicate",
+        "cells with no mean",
         "sweeps with no fit",
     ]
     print()

@@ -72,7 +72,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.estimate.across_runs import LogEstimate, cell_means, log_scale_variance, width_trend
+from app.estimate.across_runs import PoolCount, cell_means, width_trend
 from app.estimate.simpson import SupportEstimate, estimate_support
 from app.gan.checkpoint import save_generator
 from app.gan.datasets import make_dataset
@@ -488,7 +488,7 @@ def stacked_table(
     ]
     per_run = []
     # log N_eff per run, for N_eff ~ width^b: the 10k reference's, and each audit plan's.
-    points: dict[str, list[LogEstimate]] = {"N_eff, 10k samples": []}
+    points: dict[str, list[PoolCount]] = {"N_eff, 10k samples": []}
     points.update({plan_name(plan): [] for plan in plans})
     with AuditApp(scratch / "app", classifier.model, classifier_path, digits) as app:
         for d_width in (0.25, 0.5, 1.0):
@@ -517,9 +517,14 @@ def stacked_table(
                     result = app.audit(generator_id, plan, seed=20_000 + seed)
                     results[plan].append(result)
                     if result.n_eff is not None and result.low and result.high is not None:
-                        variance = log_scale_variance(result.low, result.high)
                         points[plan_name(plan)].append(
-                            LogEstimate(d_width, d_width, math.log(result.n_eff), variance)
+                            PoolCount.from_interval(
+                                d_width, d_width, result.n_eff, result.low, result.high, 0.95
+                            )
+                        )
+                    elif result.n_eff is None and result.low:  # no duplicate: a count of 0
+                        points[plan_name(plan)].append(
+                            PoolCount.from_empty_pool(d_width, d_width, result.low, 0.95)
                         )
                     interval = f"[{figure(result.low)}, {figure(result.high)}]"
                     per_run.append(
@@ -603,20 +608,24 @@ def plan_name(plan: AuditPlan) -> str:
     return f"{plan.embedder} audits, n={plan.n}"
 
 
-def log_point(d_width: float, estimate: SupportEstimate) -> LogEstimate:
+def log_point(d_width: float, estimate: SupportEstimate) -> PoolCount:
     assert estimate.n_eff is not None and estimate.n_eff_high is not None
-    variance = log_scale_variance(estimate.n_eff_low, estimate.n_eff_high)
-    return LogEstimate(d_width, d_width, math.log(estimate.n_eff), variance)
+    return PoolCount.from_interval(
+        d_width, d_width, estimate.n_eff, estimate.n_eff_low, estimate.n_eff_high, estimate.level
+    )
 
 
-def width_table(points: dict[str, list[LogEstimate]], runs_total: int) -> str:
+def width_table(points: dict[str, list[PoolCount]], runs_total: int) -> str:
     """The paper's question as a fitted exponent, the way a sweep's support figure fits it
-    (app/services/sweep_support.py): a random-effects fit of log N_eff on log width over
-    seeds, each cell a geometric mean over its seeds with the between-seed variance."""
+    (app/services/sweep_support.py): a Poisson-lognormal fit of each audit's duplicate count
+    with log N_eff linear in log width, each cell a geometric mean over its seeds with the
+    between-seed variance; a pool with no duplicate enters as a count of 0."""
     rows = []
     for name, runs in points.items():
-        widths = sorted({r.width for r in runs})
-        cells = {c.cell: c for c in cell_means(runs).cells} if runs else {}
+        widths = sorted({r.width for r in runs if r.has_duplicates})
+        pinned = {r.cell for r in runs if r.has_duplicates}
+        with_duplicates = [r for r in runs if r.cell in pinned]
+        cells = {c.cell: c for c in cell_means(with_duplicates).cells} if with_duplicates else {}
         by_width = [
             (
                 f"{support_figure(cells[w].n_eff)} [{support_figure(cells[w].n_eff_low)}, "
@@ -631,11 +640,11 @@ def width_table(points: dict[str, list[LogEstimate]], runs_total: int) -> str:
             trend = [f"{t.exponent:.2f} [{t.low:.2f}, {t.high:.2f}]", f"{t.p_value:.2g}"]
             trend.append(f"{t.tau:.2f}")
         else:
-            trend = ["- (needs 3 runs at 2 widths)", "", ""]
+            trend = ["- (needs 3 runs, duplicates at 2 widths)", "", ""]
         rows.append([name, f"{len(runs)} / {runs_total}", *by_width, *trend])
     header = [
         "figure",
-        "runs with a finite N_eff",
+        "runs in the figure",
         "d_width 0.25: N_eff [95%]",
         "d_width 0.5",
         "d_width 1",

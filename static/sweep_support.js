@@ -154,12 +154,17 @@ function render(card, data) {
   const notes = card.querySelector("[data-support-notes]");
   notes.replaceChildren(...data.notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
   card.querySelector("[data-support-extend]").hidden = !data.runs.some((r) => r.waiting_for === "samples");
+  // Runs left out, and runs in only as a lower bound (a pool with no duplicate), with why.
   const left = data.runs.filter((r) => !r.used);
+  const bounds = data.runs.filter((r) => r.used && r.reason);
   const details = card.querySelector("[data-support-left]");
-  details.hidden = left.length === 0;
-  details.querySelector("summary").textContent = `${left.length} run${left.length === 1 ? "" : "s"} not in the figure`;
+  details.hidden = left.length + bounds.length === 0;
+  const parts = [];
+  if (left.length) parts.push(`${left.length} run${left.length === 1 ? "" : "s"} not in the figure`);
+  if (bounds.length) parts.push(`${bounds.length} in it as a lower bound only`);
+  details.querySelector("summary").textContent = parts.join(", ");
   details.querySelector("ul").replaceChildren(
-    ...left.map((r) => {
+    ...[...left, ...bounds].map((r) => {
       const li = document.createElement("li");
       li.dataset.run = r.run_id;
       const link = document.createElement("a");
@@ -181,7 +186,7 @@ function drawPlot(node, data) {
   const series = (x) => `series-${groups.indexOf(groupKey(x)) % 4}`;
   const widths = used.map((r) => r.d_width);
   const xDomain = extent(widths, { log: true, pad: 0.15 });
-  const values = [...used.flatMap((r) => [r.n_eff_low, r.n_eff_high]), ...data.cells.flatMap((c) => [c.n_eff_low, c.n_eff_high])];
+  const values = [...used.flatMap((r) => [r.n_eff_low, r.n_eff_high]), ...data.cells.flatMap((c) => [c.n_eff_low, c.n_eff_high])].filter((v) => v);
   const layers = [];
   for (const t of data.trends) {
     const line = xDomain.map((w) => ({ x: w, y: t.n_eff_at_width_1 * w ** t.exponent }));
@@ -197,6 +202,14 @@ function drawPlot(node, data) {
       name: `runs ${key}`,
       r: 2.5,
       data: runs.map((r) => ({ x: r.d_width * 0.97, y: r.n_eff, title: `run ${r.run_id} (${name}, seed ${r.seed}, audit ${r.audit_id}): N_eff ${support(r.n_eff)}, ${pct(data.level)} interval ${support(r.n_eff_low)} – ${support(r.n_eff_high)}` })),
+    });
+    const bounded = runs.filter((r) => r.n_eff === null && r.n_eff_low);
+    layers.push({
+      type: "points",
+      cls: `c-run c-bound ${series(runs[0] || cells[0])}`,
+      name: `bounds ${key}`,
+      r: 2.5,
+      data: bounded.map((r) => ({ x: r.d_width * 0.97, y: r.n_eff_low, lo: r.n_eff_low, hi: null, title: `run ${r.run_id} (${name}, seed ${r.seed}, audit ${r.audit_id}): no duplicate in its pool, N_eff ≥ ${support(r.n_eff_low)} (${pct(data.level)})` })),
     });
     layers.push({
       type: "points",
@@ -215,6 +228,7 @@ function drawPlot(node, data) {
     legend: [
       ...groups.map((key, k) => ({ cls: `series-${k % 4}`, label: groupName(data.cells.find((c) => groupKey(c) === key) || used.find((r) => groupKey(r) === key)) })),
       { cls: "c-run", label: "a run's audit" },
+      ...(used.some((r) => r.n_eff === null) ? [{ cls: "c-run c-bound", label: "no duplicate: a lower bound" }] : []),
       { cls: "c-cell", label: `cell mean over seeds, ${pct(data.level)} interval` },
     ],
   });

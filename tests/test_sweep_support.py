@@ -91,7 +91,7 @@ def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient)
     no_duplicate, distinct_ids = _archive_generator(client, 500, 9, distinct=True)
     judge_all(client, _audit(client, no_duplicate), distinct_ids)
     runs += [
-        _run(89, 2.0, 2, no_duplicate),
+        _run(89, 4.0, 2, no_duplicate),
         _run(90, 1.0, 2, unlabelled),
         _run(91, 1.0, 3, None, status="running"),
         _run(92, 1.0, 4, _archive_generator(client, 40, 8)[0]),
@@ -117,8 +117,14 @@ def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient)
     assert all(rows[r].waiting_for is None for r in truth)
     assert (rows[89].reason or "").startswith("no duplicate in its pool (N_eff >= ")
     assert rows[89].n_eff is None and rows[89].n_eff_low == pytest.approx(pairs / -math.log(0.05))
-    assert support.notes[:1] == ["4 of 10 runs are not in the figure yet (see each reason)."]
-    assert "the figure without it leans low" in support.notes[1]
+    # The pool with no duplicate joins the trend as a count of 0 (so its estimate's warning
+    # about the bound counts); its cell has no mean.
+    assert rows[89].used and rows[89].warnings
+    assert support.notes[0].startswith(f"The estimates of audit #{rows[89].audit_id} in the")
+    assert support.notes[1].startswith("No pool of cell (rasgan, latent 8, width 4) holds")
+    assert f"N_eff >= {rows[89].n_eff_low:.4g}" in support.notes[1]
+    assert support.notes[2] == "3 of 10 runs are not in the figure yet (see each reason)."
+    assert support.notes[3].startswith("1 pool holds no duplicate: each enters the fits as a")
     assert not any(rows[r].warnings for r in truth)  # exact copies, every pair judged
 
     assert support.embedders == ["pixels"]
@@ -134,10 +140,11 @@ def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient)
     assert (trend.loss, trend.latent_dim, trend.runs, trend.widths, trend.df) == (
         "rasgan",
         8,
-        6,
-        3,
+        7,
         4,
+        5,
     )
+    assert trend.empty_pools == 1
     assert trend.exponent_low <= 1.0 <= trend.exponent_high
     assert trend.exponent_low > 0  # support grows with width here, and the test sees it
     assert 20 < trend.n_eff_at_width_1 < 80  # the line at width 1, where K = 40

@@ -86,14 +86,15 @@ def test_stacked_mnist_is_audited_with_the_mnist_classifier(
 
 
 def test_the_width_table_fits_what_the_support_figure_fits() -> None:
-    from app.estimate.across_runs import LogEstimate
+    from app.estimate.across_runs import PoolCount
 
-    def point(width: float, n_eff: float) -> LogEstimate:
-        return LogEstimate(width, width, math.log(n_eff), 0.01)
+    def point(width: float, n_eff: float) -> PoolCount:
+        return PoolCount(width, width, 100.0, 100.0 * n_eff)  # Var(log N_eff-hat) = 1 / 100
 
     exact = [point(w, 100 * (w / 0.25) ** 0.5) for w in (0.25, 0.5, 1.0) for _ in range(2)]
     text = zoo.width_table({"reference": exact, "pixels audits": [point(0.5, 50.0)]}, 6)
     reference, pixels = text.splitlines()[2:]
+    # Counts exactly at their means: tau = 0, and the Poisson information 100 per run gives
     # se(b) = sqrt(0.01 / sum (ln w - mean)^2) = sqrt(0.01 / (4 ln(2)^2)), times t(4) = 2.776
     assert "| 6 / 6 " in reference and "| 100 [" in reference and "| 0.50 [0.30, 0.70]" in reference
-    assert "| 1 / 6 " in pixels and "needs 3 runs at 2 widths" in pixels
+    assert "| 1 / 6 " in pixels and "needs 3 runs, duplicates at 2 widths" in pixels

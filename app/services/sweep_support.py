@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Sequence
 from typing import cast
 
-from app.estimate.across_runs import LogEstimate, cell_means, log_scale_variance, width_trend
+from app.estimate.across_runs import PoolCount, cell_means, width_trend
+from app.estimate.simpson import zero_collision_bound
 from app.schemas import (
     AuditPublic,
     EstimatePublic,
@@ -64,7 +64,10 @@ def unusable(estimate: EstimatePublic) -> Waiting | None:
         )
     if estimate.n_eff is None:
         bound = f" (N_eff >= {estimate.n_eff_low:.4g})" if estimate.n_eff_low else ""
-        return "samples", f"no duplicate in its pool{bound}: extend the pool"
+        return "samples", (
+            f"no duplicate in its pool{bound}: only a lower bound, so it joins its loss's trend "
+            "as a count of 0 but gives its cell no mean alone; extend the pool to sharpen it"
+        )
     if estimate.n_eff_high is None or not estimate.n_eff_low:
         return "review", "its interval has no upper bound yet: keep labelling or extend the pool"
     if not estimate.n_eff_low < estimate.n_eff_high:
@@ -74,7 +77,7 @@ def unusable(estimate: EstimatePublic) -> Waiting | None:
 
 def _run_row(
     db: Database, run: TrainingRunPublic, audit: AuditPublic | None, level: float
-) -> tuple[SweepSupportRun, LogEstimate | None]:
+) -> tuple[SweepSupportRun, PoolCount | None]:
     loss, latent_dim, d_width = _cell(run)
     estimate: EstimatePublic | None = None
     waiting: Waiting | None = None
@@ -92,14 +95,14 @@ def _run_row(
         else:
             waiting = unusable(estimate)
     point = None
+    cell = (loss, latent_dim, d_width)
     if estimate is not None and waiting is None:
         assert estimate.n_eff and estimate.n_eff_low and estimate.n_eff_high
-        point = LogEstimate(
-            cell=(loss, latent_dim, d_width),
-            width=d_width,
-            log_n_eff=math.log(estimate.n_eff),
-            variance=log_scale_variance(estimate.n_eff_low, estimate.n_eff_high, level),
+        point = PoolCount.from_interval(
+            cell, d_width, estimate.n_eff, estimate.n_eff_low, estimate.n_eff_high, level
         )
+    elif estimate is not None and waiting and waiting[0] == "samples" and estimate.n_eff_low:
+        point = PoolCount.from_empty_pool(cell, d_width, estimate.n_eff_low, level)
     row = SweepSupportRun(
         run_id=run.id,
         loss=loss,
@@ -112,7 +115,7 @@ def _run_row(
         n_eff=estimate.n_eff if estimate else None,
         n_eff_low=estimate.n_eff_low if estimate else None,
         n_eff_high=estimate.n_eff_high if estimate else None,
-        used=point is not None,
+        used=False,  # set once the fits say whether it entered one
         waiting_for=waiting[0] if waiting else None,
         reason=waiting[1] if waiting else None,
         stop_reached=_reached(estimate) if estimate else None,
@@ -160,31 +163,17 @@ def sweep_support(
         audit = chosen.get(run.generator_id) if run.generator_id is not None else None
         row, point = _run_row(db, run, audit, level)
         rows.append(row)
-        if point is not None:
-            points.append(point)
+        points.append(point)
     notes = _notes(rows)
-    cells: list[SweepSupportCell] = []
-    tau: float | None = None
-    if points:
-        means = cell_means(points, level)
-        tau = means.tau if means.df > 0 else None
-        if tau is None:
-            notes.append(
-                "No cell has two runs in the figure: each cell's interval holds its one "
-                "generator's sampling noise, not the spread between training seeds."
+    counted = [p for p in points if p is not None]
+    cells, tau, in_cells = _cells(counted, level, notes)
+    trends, in_trends = _trends(counted, level, notes)
+    for k, point in enumerate(points):
+        if point is not None:
+            group = cast(Cell, point.cell)[:2]
+            rows[k] = rows[k].model_copy(
+                update={"used": point.cell in in_cells or group in in_trends}
             )
-        cells = [
-            SweepSupportCell(
-                loss=cast(Cell, c.cell)[0],
-                latent_dim=cast(Cell, c.cell)[1],
-                d_width=cast(Cell, c.cell)[2],
-                runs=c.runs,
-                n_eff=c.n_eff,
-                n_eff_low=c.n_eff_low,
-                n_eff_high=c.n_eff_high,
-            )
-            for c in means.cells
-        ]
     return SweepSupport(
         level=level,
         embedder=embedder,
@@ -192,29 +181,89 @@ def sweep_support(
         runs=rows,
         next_review=next_review(rows),
         cells=cells,
-        trends=_trends(points, level, notes),
+        trends=trends,
         tau=tau,
-        notes=notes,
+        notes=notes + _left_out(rows),
     )
 
 
-def _trends(points: list[LogEstimate], level: float, notes: list[str]) -> list[SweepTrend]:
-    groups: dict[Group, list[LogEstimate]] = {}
+def _cells(
+    points: list[PoolCount], level: float, notes: list[str]
+) -> tuple[list[SweepSupportCell], float | None, set[Cell]]:
+    """The cells' means, over the cells with a duplicate in some pool (a cell of empty pools
+    has a lower bound only)."""
+    with_duplicates = {cast(Cell, p.cell) for p in points if p.has_duplicates}
+    for cell in dict.fromkeys(cast(Cell, p.cell) for p in points):
+        if cell not in with_duplicates:
+            bound = max(p.exposure for p in points if p.cell == cell) / zero_collision_bound(level)
+            notes.append(
+                f"No pool of cell {_cell_label(cell)} holds a duplicate: no mean for it yet "
+                f"(N_eff >= {bound:.4g} from its largest pool); extend its pools."
+            )
+    members = [p for p in points if p.cell in with_duplicates]
+    if not members:
+        return [], None, set()
+    means = cell_means(members, level)
+    if means.tau_at_limit:
+        notes.append(_DISAGREE.format(what="A cell's seeds"))
+    tau = means.tau if means.df > 0 else None
+    if tau is None:
+        notes.append(
+            "No cell has two runs in the figure: each cell's interval holds its one "
+            "generator's sampling noise, not the spread between training seeds."
+        )
+    cells = [
+        SweepSupportCell(
+            loss=cast(Cell, c.cell)[0],
+            latent_dim=cast(Cell, c.cell)[1],
+            d_width=cast(Cell, c.cell)[2],
+            runs=c.runs,
+            empty_pools=sum(p.cell == c.cell and not p.has_duplicates for p in members),
+            n_eff=c.n_eff,
+            n_eff_low=c.n_eff_low,
+            n_eff_high=c.n_eff_high,
+        )
+        for c in means.cells
+    ]
+    return cells, tau, with_duplicates
+
+
+_DISAGREE = (
+    "{what} disagree beyond any spread between training seeds the model allows (log N_eff "
+    "varying by more than e, a factor of 15, per standard deviation): the intervals are no "
+    "wider than that limit makes them. Look for a broken run or an audit whose labels are off."
+)
+
+
+def _cell_label(cell: Cell) -> str:
+    loss, latent_dim, d_width = cell
+    latent = "" if latent_dim is None else f", latent {latent_dim}"
+    return f"({loss}{latent}, width {d_width:g})"
+
+
+def _trends(
+    points: list[PoolCount], level: float, notes: list[str]
+) -> tuple[list[SweepTrend], set[Group]]:
+    groups: dict[Group, list[PoolCount]] = {}
     for point in points:
         loss, latent_dim, _width = cast(Cell, point.cell)
         groups.setdefault((loss, latent_dim), []).append(point)
     trends = []
     for (loss, latent_dim), members in groups.items():
         widths = {p.width for p in members}
+        pinned = {p.width for p in members if p.has_duplicates}
         label = loss if latent_dim is None else f"{loss}, latent {latent_dim}"
-        if len(widths) < 2 or len(members) < 3:
+        if len(pinned) < 2 or len(members) < 3:
             if len(widths) > 1 or len(members) > 1:
                 notes.append(
-                    f"No trend for {label}: it needs runs at two widths or more and three "
-                    f"runs or more in the figure ({len(members)} at {len(widths)} widths)."
+                    f"No trend for {label}: it needs runs at two widths or more whose pools hold "
+                    f"duplicates, and three runs or more in the figure ({len(members)} at "
+                    f"{len(widths)} widths, duplicates at {len(pinned)})."
                 )
             continue
         t = width_trend(members, level)
+        if t.tau_at_limit:
+            notes.append(_DISAGREE.format(what=f"The runs of {label}"))
         trends.append(
             SweepTrend(
                 loss=loss,
@@ -228,29 +277,37 @@ def _trends(points: list[LogEstimate], level: float, notes: list[str]) -> list[S
                 df=t.df,
                 runs=t.runs,
                 widths=t.widths,
+                empty_pools=t.empty_pools,
             )
         )
-    return trends
+    return trends, {(t.loss, t.latent_dim) for t in trends}
 
 
 def _notes(rows: Sequence[SweepSupportRun]) -> list[str]:
-    warned = [r.audit_id for r in rows if r.used and r.warnings]
+    warned = [r.audit_id for r in rows if r.waiting_for in (None, "samples") and r.warnings]
+    if not warned:
+        return []
+    named = ", ".join(f"#{a}" for a in warned)
+    return [
+        f"The estimates of audit{'s' if len(warned) > 1 else ''} {named} in the figure warn "
+        "about assumptions they lean on (see each audit's page): read those before the trend."
+    ]
+
+
+def _left_out(rows: Sequence[SweepSupportRun]) -> list[str]:
     notes = []
-    if warned:
-        named = ", ".join(f"#{a}" for a in warned)
-        notes.append(
-            f"The estimates of audit{'s' if len(warned) > 1 else ''} {named} in the figure warn "
-            "about assumptions they lean on (see each audit's page): read those before the trend."
-        )
     left_out = [r for r in rows if not r.used]
-    if not left_out:
-        return notes
-    notes += [f"{len(left_out)} of {len(rows)} runs are not in the figure yet (see each reason)."]
-    if any(r.waiting_for == "samples" for r in left_out):
+    if left_out:
         notes.append(
-            "A pool with no duplicate belongs to the largest N_eff: the figure without it leans "
-            "low. Extend those pools until they hold duplicates (POST /api/sweeps/{id}/extend "
-            "doubles them all)."
+            f"{len(left_out)} of {len(rows)} runs are not in the figure yet (see each reason)."
+        )
+    empty = [r for r in rows if r.waiting_for == "samples"]
+    if empty:
+        notes.append(
+            f"{len(empty)} pool{'s hold' if len(empty) > 1 else ' holds'} no duplicate: "
+            "each enters the fits as a lower bound on N_eff (a Poisson count of 0), as leaving "
+            "it out would bias the figure low, but says little. Extending those pools sharpens "
+            "the figure (POST /api/sweeps/{id}/extend doubles them all)."
         )
     return notes
 

@@ -280,8 +280,10 @@ def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
     card.locator("[data-support-trends] li").wait_for()
 
     support = api.get(f"/api/sweeps/{sweep_id}/support").json()
-    assert [r["used"] for r in support["runs"]] == [True, True, True, False]
+    # The pool with no duplicate is in the figure as a count of 0 (a lower bound on its N_eff).
+    assert [r["used"] for r in support["runs"]] == [True, True, True, True]
     assert support["runs"][-1]["waiting_for"] == "samples"
+    assert support["trends"][0]["empty_pools"] == 1
     # Labels that call far pairs duplicates break the estimate's assumptions: the audits say
     # so, and the figure's notes name them.
     warned = [r["audit_id"] for r in support["runs"] if r["used"] and r["warnings"]]
@@ -297,6 +299,11 @@ def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
         assert rows.nth(k).get_attribute("data-cell") == f"sgan_nonsaturating|8|{cell['d_width']}"
     plot = card.locator('[data-plot="support"]')
     assert plot.locator('[data-layer^="runs"] .point').count() == 3
+    bound = plot.locator('[data-layer^="bounds"] .point')
+    assert bound.count() == 1 and bound.locator(".whisker").count() == 1
+    left = card.locator("[data-support-left]")
+    assert left.locator("summary").inner_text() == "1 in it as a lower bound only"
+    assert "no duplicate in its pool" in (left.locator("li").text_content() or "")
     assert plot.locator('[data-layer^="cells"] .point .whisker').count() == 2
     assert plot.locator('[data-layer^="trend"] path').count() == 1
     screenshot(page, "sweep-support")
