@@ -110,7 +110,7 @@ function render(card, data) {
         `${groupName(t)}: `,
         strong,
         ` (${pct(data.level)} interval ${t.exponent_low.toFixed(2)} to ${t.exponent_high.toFixed(2)}; ` +
-          `p = ${t.p_value.toPrecision(2)} for no change with width; ${t.runs} runs at ${t.widths} widths; ` +
+          `p = ${t.p_value.toPrecision(2)} for no change with width; ${t.runs} runs at ${t.widths} widths${t.empty_pools ? `, ${t.empty_pools} with no duplicate` : ""}; ` +
           `between-run spread of log N_eff ${t.tau.toFixed(2)}). ` +
           (t.exponent_low > 0 ? "A wider discriminator buys a larger support here." : t.exponent_high < 0 ? "A wider discriminator gives a smaller support here." : "The width's effect is not resolved: more seeds or larger pools."),
       );
@@ -138,7 +138,12 @@ function render(card, data) {
       return tr;
     }),
   );
-  card.querySelector("[data-support-empty]").hidden = data.cells.length > 0;
+  const empty = card.querySelector("[data-support-empty]");
+  empty.hidden = data.cells.length > 0;
+  if (!empty.dataset.text) empty.dataset.text = empty.textContent;
+  empty.textContent = data.runs.some((r) => r.waiting_for === "samples")
+    ? "No cell has a pool with a duplicate yet: each such pool only bounds its N_eff from below. Extend those pools (below)."
+    : empty.dataset.text;
   card.querySelector("[data-support-table]").hidden = data.cells.length === 0;
   card.querySelector("[data-support-level]").textContent = pct(data.level);
   const next = card.querySelector("[data-support-next]");

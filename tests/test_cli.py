@@ -292,6 +292,10 @@ def test_a_sweep_audited_and_compared_from_the_terminal(tmp_path: Path) -> None:
                 for pair_id in ids:
                     post_judgement(session, pair_id, "distinct", "ada", None)
     waiting = run("sweep-support", "1", data_dir=tmp_path)
+    assert "sweep 1: no cell has a pool with a duplicate yet" in waiting.stdout
+    assert (
+        "No pool of cell (" in waiting.stdout and "run 1 (audit 1): no duplicate" in waiting.stdout
+    )
     assert "grow the pools with no duplicate: birthday sweep-extend 1" in waiting.stdout
     grown = run("sweep-extend", "1", "--n-more", "20", data_dir=tmp_path)
     assert grown.returncode == 0, grown.stderr

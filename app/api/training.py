@@ -187,8 +187,10 @@ def get_sweep_support(
     """The birthday test across the sweep (the paper's second question): each generator's N_eff
     from its newest finished audit, each cell's random-effects mean of log N_eff over its seeds
     (a geometric mean; intervals from Student's t with the between-seed variance), and per loss
-    and latent size the exponent b of N_eff ~ d_width^b with its interval. Runs that cannot enter
-    yet (no audit, review unfinished, no duplicate in the pool) are listed with the reason."""
+    and latent size the exponent b of N_eff ~ d_width^b with its interval, from one
+    Poisson-lognormal model of the audits' duplicate counts. A pool with no duplicate enters as
+    a count of 0 (a lower bound on its N_eff); runs that cannot enter yet (no audit, review
+    unfinished) are listed with the reason."""
     return support_service.sweep_support(
         state.db, get_sweep(state, sweep_id), level=level, embedder=embedder
     )

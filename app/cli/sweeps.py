@@ -70,6 +70,8 @@ def sweep_support_command(
     out = Console(width=max(console.width, 120))
     if result.cells:
         out.print(table)
+    elif any(r.waiting_for == "samples" for r in result.runs):
+        out.print(f"sweep {sweep_id}: no cell has a pool with a duplicate yet")
     else:
         out.print(f"sweep {sweep_id}: no generator's audit is reviewed yet")
     for t in result.trends:
@@ -77,10 +79,12 @@ def sweep_support_command(
         out.print(
             f"{group}: N_eff ~ width^{t.exponent:.2f} ({level:.0%} interval "
             f"{t.exponent_low:.2f} to {t.exponent_high:.2f}, p = {t.p_value:.2g} for no change "
-            f"with width; {t.runs} runs at {t.widths} widths)"
+            f"with width; {t.runs} runs at {t.widths} widths"
+            + (f", {t.empty_pools} of them with no duplicate" if t.empty_pools else "")
+            + ")"
         )
     for r in result.runs:
-        if not r.used:
+        if r.reason:  # left out, or in only as a lower bound
             audit = "" if r.audit_id is None else f" (audit {r.audit_id})"
             out.print(f"run {r.run_id}{audit}: {r.reason}")
     for note in result.notes:
