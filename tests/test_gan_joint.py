@@ -8,12 +8,19 @@ import pytest
 import torch
 from torch import nn
 
-from app.gan.architectures import MLPConfig
+from app.gan.architectures import DCGANConfig, DCGANGenerator, MLPConfig
 from app.gan.bigan import BiGAN, bigan_d, bigan_ge, bigan_step
-from app.gan.joint import JointMLPDiscriminator, MLPEncoder
+from app.gan.joint import DCGANEncoder, JointDCGANDiscriminator, JointMLPDiscriminator, MLPEncoder
 from app.gan.veegan import VEEGAN, veegan_d, veegan_g, veegan_reconstruction, veegan_step
 
 CONFIG = MLPConfig(data_dim=2, latent_dim=3, hidden=8, depth=2)
+# 16x16: two stages, so the image networks' BatchNorm is in the step too
+IMAGES = DCGANConfig(latent_dim=3, image_size=16, channels=1, base_width=4)
+# (networks, a batch of real data) per architecture
+KINDS = {
+    "mlp": (lambda model: model.mlp(CONFIG), (16, 2)),
+    "dcgan": (lambda model: model.dcgan(IMAGES), (16, 1, 16, 16)),
+}
 
 
 def softplus(x: float) -> float:
@@ -24,6 +31,21 @@ def test_joint_networks_shapes() -> None:
     x, z = torch.randn(5, 2), torch.randn(5, 3)
     assert MLPEncoder(CONFIG)(x).shape == (5, 3)
     assert JointMLPDiscriminator(CONFIG)(x, z).shape == (5,)
+
+
+@pytest.mark.parametrize(("size", "channels"), [(8, 1), (16, 3), (32, 1), (64, 3)])
+def test_image_joint_networks_shapes_and_widths(size: int, channels: int) -> None:
+    config = DCGANConfig(latent_dim=5, image_size=size, channels=channels, base_width=4)
+    x, z = torch.randn(2, channels, size, size), torch.randn(2, 5)
+    assert DCGANEncoder(config)(x).shape == (2, 5)
+    assert JointDCGANDiscriminator(config)(x, z).shape == (2,)
+    assert DCGANGenerator(config)(z).shape == x.shape
+    # The discriminator's width follows d_width, the encoder's g_width (it learns with G).
+    wide = DCGANConfig(latent_dim=5, image_size=size, channels=channels, base_width=4, d_width=2)
+    first = [m for m in JointDCGANDiscriminator(wide).modules() if isinstance(m, nn.Conv2d)][0]
+    assert first.out_channels == 8
+    first = [m for m in DCGANEncoder(wide).modules() if isinstance(m, nn.Conv2d)][0]
+    assert first.out_channels == 4
 
 
 def test_veegan_losses_by_hand() -> None:
@@ -63,10 +85,12 @@ def assert_close(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
 
 
-def test_veegan_step_follows_algorithm_1() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_veegan_step_follows_algorithm_1(kind: str) -> None:
     torch.manual_seed(0)
-    model = VEEGAN.mlp(CONFIG)
-    real = torch.randn(16, 2)
+    build, shape = KINDS[kind]
+    model = build(VEEGAN)
+    real = torch.randn(*shape)
 
     # Algorithm 1's three gradients, computed directly from the same z
     z = torch.randn(16, 3, generator=torch.Generator().manual_seed(7))
@@ -91,10 +115,12 @@ def test_veegan_step_follows_algorithm_1() -> None:
     assert_close(sgd_step_delta(before["generator"], model.generator), want_g)
 
 
-def test_bigan_step_updates_generator_and_encoder_with_swapped_labels() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_bigan_step_updates_generator_and_encoder_with_swapped_labels(kind: str) -> None:
     torch.manual_seed(0)
-    model = BiGAN.mlp(CONFIG)
-    real = torch.randn(16, 2)
+    build, shape = KINDS[kind]
+    model = build(BiGAN)
+    real = torch.randn(*shape)
 
     z = torch.randn(16, 3, generator=torch.Generator().manual_seed(3))
     d_enc = model.discriminator(real, model.encoder(real))

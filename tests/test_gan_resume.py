@@ -57,6 +57,7 @@ CONFIGS = {
     "mlp-wgan_gp": dict(TINY_MLP, loss="wgan_gp", d_steps=2),
     "mlp-veegan": dict(TINY_MLP, loss="veegan"),
     "mlp-bigan": dict(TINY_MLP, loss="bigan"),
+    "dcgan-bigan": dict(TINY_DCGAN, loss="bigan"),
 }
 
 

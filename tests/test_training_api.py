@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.settings import Settings
 from tests.conftest import (
+    TINY_DCGAN_RUN,
     assert_problem,
     finished_run,
     sse_events,
@@ -90,6 +91,19 @@ def test_trained_image_generator_is_auditable(client: TestClient) -> None:
     as_generator = {**by_d, "embedder_options": {"weights": f"trained/run_{run['id']}.safetensors"}}
     assert_problem(client.post("/api/audits", json=as_generator), 422)
     assert_problem(client.post("/api/audits", json={**by_d, "embedder_options": {}}), 422)
+
+
+def test_ali_with_convolutional_networks_trains_and_is_audited(client: TestClient) -> None:
+    """The paper's ALI on images: BiGAN/ALI with DCGAN networks, its generator audited like a
+    DCGAN's (its joint discriminator needs z, so it is not offered as an embedder)."""
+    body = {**TINY_DCGAN_RUN, "loss": "bigan", "dataset": "stacked_digits"}
+    run = finished_run(client, body)
+    assert run["config"]["architecture"] == "dcgan" and run["discriminator"] is None
+    assert run["modes"]["n_modes"] == 1000 and run["auditable"] is True
+    generator = client.get(f"/api/generators/{run['generator_id']}").json()
+    assert generator["image_shape"] == [3, 8, 8] and generator["format"] == "safetensors"
+    audit = client.post("/api/audits", json={"generator_id": generator["id"], "n": 60}).json()
+    assert wait_for_audit(client, audit["id"])["status"] == "done"
 
 
 def test_sweep_records_mode_metrics_per_cell(client: TestClient) -> None:

@@ -38,6 +38,7 @@ _LOG_WEIGHTS = np.log(_WEIGHTS) + _NODES**2 / 2
 # one architecture lives.
 LOG_TAU_LOW, LOG_TAU_HIGH = -7.0, 1.0
 _GRID = np.linspace(LOG_TAU_LOW, LOG_TAU_HIGH, 12)
+_AT_LIMIT = 0.01  # within this of LOG_TAU_HIGH (Brent's method stops short of its bound)
 _NEWTON_STEPS = 100
 _MAX_LOG_RATE = 300.0
 _HALF_LOG_2PI = 0.5 * math.log(
@@ -61,7 +62,7 @@ class LogLinearFit:
     def tau_at_limit(self) -> bool:
         """tau reached the top of its search range: the runs disagree beyond any seed spread
         the model allows, and the intervals are only as wide as that limit makes them."""
-        return self.tau2 >= math.exp(2 * LOG_TAU_HIGH) * (1 - 1e-6)
+        return self.tau2 >= math.exp(2 * (LOG_TAU_HIGH - _AT_LIMIT))
 
     def interval(self, k: int) -> tuple[float, float, float]:
         """Coefficient k with its interval."""

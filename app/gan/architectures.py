@@ -169,28 +169,34 @@ class DCGANGenerator(nn.Module):
         return self.main(z.reshape(z.shape[0], self.config.latent_dim, 1, 1))
 
 
+def dcgan_down(config: DCGANConfig, ndf: int) -> tuple[list[nn.Module], int]:
+    """DCGAN's discriminator trunk, (B, C, S, S) -> (B, ndf * 2^(stages - 1), 4, 4): the layers
+    and the channels they end with. Encoders over images share it."""
+    # (B, C, S, S) -> (B, ndf, S/2, S/2); no BatchNorm on the input layer (DCGAN paper)
+    layers: list[nn.Module] = [
+        nn.Conv2d(config.channels, ndf, 4, 2, 1, bias=False),
+        nn.LeakyReLU(0.2, inplace=True),
+    ]
+    mult = 1
+    for _ in range(config.n_stages - 1):
+        layers += [
+            nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ndf * mult * 2),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        mult *= 2
+    return layers, ndf * mult
+
+
 class DCGANDiscriminator(nn.Module):
     """Images (B, C, S, S) -> logits (B,)."""
 
     def __init__(self, config: DCGANConfig) -> None:
         super().__init__()
         self.config = config
-        ndf = config.d_channels
-        # (B, C, S, S) -> (B, ndf, S/2, S/2); no BatchNorm on the input layer (DCGAN paper)
-        layers: list[nn.Module] = [
-            nn.Conv2d(config.channels, ndf, 4, 2, 1, bias=False),
-            nn.LeakyReLU(0.2, inplace=True),
-        ]
-        mult = 1
-        for _ in range(config.n_stages - 1):
-            layers += [
-                nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(ndf * mult * 2),
-                nn.LeakyReLU(0.2, inplace=True),
-            ]
-            mult *= 2
+        layers, channels = dcgan_down(config, config.d_channels)
         # (B, ndf*mult, 4, 4) -> (B, 1, 1, 1)
-        layers.append(nn.Conv2d(ndf * mult, 1, 4, 1, 0, bias=False))
+        layers.append(nn.Conv2d(channels, 1, 4, 1, 0, bias=False))
         self.main = nn.Sequential(*layers)
         dcgan_init_(self)
 

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from app.gan.architectures import MLPConfig, MLPGenerator
+from app.gan.architectures import DCGANConfig, DCGANGenerator, MLPConfig, MLPGenerator
 from app.gan.gradients import set_grads
-from app.gan.joint import JointMLPDiscriminator, MLPEncoder
+from app.gan.joint import DCGANEncoder, JointDCGANDiscriminator, JointMLPDiscriminator, MLPEncoder
 
 
 def bigan_d(d_encoder: Tensor, d_generator: Tensor) -> Tensor:
@@ -34,10 +34,10 @@ def bigan_ge(d_encoder: Tensor, d_generator: Tensor) -> Tensor:
 
 @dataclass
 class BiGAN:
-    """The three networks of BiGAN/ALI over vector data."""
+    """The three networks of BiGAN/ALI: MLPs over vectors, or DCGAN-style over square images."""
 
-    generator: nn.Module  # G: z (B, latent_dim) -> x (B, data_dim)
-    encoder: nn.Module  # E: x (B, data_dim) -> z (B, latent_dim)
+    generator: nn.Module  # G: z (B, latent_dim) -> x (B, data_dim) or (B, C, S, S)
+    encoder: nn.Module  # E: x -> z (B, latent_dim)
     discriminator: nn.Module  # D(x, z) -> logits (B,)
     latent_dim: int  # size of z
 
@@ -48,6 +48,17 @@ class BiGAN:
             MLPGenerator(config),
             MLPEncoder(config),
             JointMLPDiscriminator(config),
+            config.latent_dim,
+        )
+
+    @classmethod
+    def dcgan(cls, config: DCGANConfig) -> BiGAN:
+        """DCGAN's generator, an image encoder and ALI's joint discriminator (joint.py), for
+        square images; widths from `config.g_width`/`d_width`."""
+        return cls(
+            DCGANGenerator(config),
+            DCGANEncoder(config),
+            JointDCGANDiscriminator(config),
             config.latent_dim,
         )
 

@@ -2,7 +2,11 @@
 
 Both models add a map x -> z (VEEGAN's reconstructor F, BiGAN's encoder E) and a discriminator
 that sees a sample together with its code, so it can tell the generator's joint p(z) G(x|z) from
-the data's joint p(x) E(z|x). Only MLPs are provided; image tensors are flattened.
+the data's joint p(x) E(z|x). MLPs take vectors (images flattened); the DCGAN pair takes square
+images the way ALI's networks do (Dumoulin et al. 2017, appendix A): the encoder is DCGAN's
+discriminator trunk ending in z, and the discriminator joins a convolutional D(x), a D(z) and a
+joint D(x, z) on their concatenated features. The encoders are deterministic, as BiGAN's and
+VEEGAN's Algorithm 1 allow (ALI's samples z from a Gaussian it predicts).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from app.gan.architectures import MLPConfig, leaky_relu, mlp
+from app.gan.architectures import DCGANConfig, MLPConfig, dcgan_down, dcgan_init_, leaky_relu, mlp
 
 
 class MLPEncoder(nn.Module):
@@ -37,3 +41,41 @@ class JointMLPDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.main(torch.cat([x.flatten(1), z], dim=1)).reshape(-1)
+
+
+class DCGANEncoder(nn.Module):
+    """Images (B, C, S, S) -> z (B, latent_dim): DCGAN's discriminator trunk at the generator's
+    width (the encoder learns with G), its last 4x4 convolution giving z."""
+
+    def __init__(self, config: DCGANConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers, channels = dcgan_down(config, config.g_channels)
+        # (B, ngf*mult, 4, 4) -> (B, latent_dim, 1, 1), linear: z is unbounded
+        layers.append(nn.Conv2d(channels, config.latent_dim, 4, 1, 0))
+        self.main = nn.Sequential(*layers)
+        dcgan_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x).flatten(1)
+
+
+class JointDCGANDiscriminator(nn.Module):
+    """(images (B, C, S, S), z (B, latent_dim)) -> logits (B,): ALI's three parts, D(x) a DCGAN
+    trunk and a 4x4 convolution to F features, D(z) two layers to F, D(x, z) two layers on the
+    2F concatenated, with F the trunk's last channel count; widths follow d_width."""
+
+    def __init__(self, config: DCGANConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers, features = dcgan_down(config, config.d_channels)
+        layers += [nn.Conv2d(features, features, 4, 1, 0), nn.LeakyReLU(0.2, inplace=True)]
+        self.x_part = nn.Sequential(*layers, nn.Flatten())
+        self.z_part = mlp([config.latent_dim, features, features], leaky_relu)
+        self.z_activation = leaky_relu()
+        self.joint = mlp([2 * features, 2 * features, 1], leaky_relu)
+        dcgan_init_(self)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        joined = torch.cat([self.x_part(x), self.z_activation(self.z_part(z))], dim=1)
+        return self.joint(joined).reshape(-1)

@@ -26,7 +26,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from app.gan.architectures import DCGAN_IMAGE_SIZES, MAX_MLP_IMAGE_SIZE, MLPConfig
+from app.gan.architectures import DCGAN_IMAGE_SIZES, MAX_MLP_IMAGE_SIZE, DCGANConfig, MLPConfig
 from app.gan.bigan import BiGAN, bigan_step
 from app.gan.datasets import Dataset, make_dataset
 from app.gan.losses import LOSSES, LossPair, gradient_penalty
@@ -86,11 +86,6 @@ class TrainConfig:
         if self.architecture not in ARCHITECTURES:
             known = ", ".join(sorted(ARCHITECTURES))
             raise ValueError(f"unknown architecture {self.architecture!r}; known: {known}")
-        if self.loss in JOINT_MODELS and self.architecture != "mlp":
-            raise ValueError(
-                f"loss {self.loss!r} has MLP networks only; use architecture='mlp' (images are "
-                "taken as flat vectors)"
-            )
         if not isinstance(self.dataset, str):
             raise ValueError(f"dataset must be a name, got {self.dataset!r}")
         for name in ("dataset_options", "architecture_options"):
@@ -298,10 +293,11 @@ def _init_networks(
     """Freshly initialised networks, seeded by config.seed without touching the caller's RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        if config.loss == "veegan":
-            return VEEGAN.mlp(MLPConfig(**options))
-        if config.loss == "bigan":
-            return BiGAN.mlp(MLPConfig(**options))
+        if config.loss in JOINT_MODELS:
+            model = VEEGAN if config.loss == "veegan" else BiGAN
+            if config.architecture == "dcgan":
+                return model.dcgan(DCGANConfig(**options))
+            return model.mlp(MLPConfig(**options))
         net_g, _ = build_generator(config.architecture, options)
         return net_g, build_discriminator(config.architecture, options)
 

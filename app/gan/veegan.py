@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from app.gan.architectures import MLPConfig, MLPGenerator
+from app.gan.architectures import DCGANConfig, DCGANGenerator, MLPConfig, MLPGenerator
 from app.gan.gradients import set_grads
-from app.gan.joint import JointMLPDiscriminator, MLPEncoder
+from app.gan.joint import DCGANEncoder, JointDCGANDiscriminator, JointMLPDiscriminator, MLPEncoder
 
 
 def veegan_d(d_generated: Tensor, d_data: Tensor) -> Tensor:
@@ -41,10 +41,10 @@ def veegan_g(d_generated: Tensor, z: Tensor, z_reconstructed: Tensor) -> Tensor:
 
 @dataclass
 class VEEGAN:
-    """The three networks of VEEGAN over vector data."""
+    """The three networks of VEEGAN: MLPs over vectors, or DCGAN-style over square images."""
 
-    generator: nn.Module  # G_gamma: z (B, latent_dim) -> x (B, data_dim)
-    reconstructor: nn.Module  # F_theta: x (B, data_dim) -> z (B, latent_dim)
+    generator: nn.Module  # G_gamma: z (B, latent_dim) -> x (B, data_dim) or (B, C, S, S)
+    reconstructor: nn.Module  # F_theta: x -> z (B, latent_dim)
     discriminator: nn.Module  # D_omega(x, z) -> logits (B,)
     latent_dim: int  # size of z
 
@@ -55,6 +55,17 @@ class VEEGAN:
             MLPGenerator(config),
             MLPEncoder(config),
             JointMLPDiscriminator(config),
+            config.latent_dim,
+        )
+
+    @classmethod
+    def dcgan(cls, config: DCGANConfig) -> VEEGAN:
+        """DCGAN's generator, an image encoder and ALI's joint discriminator (joint.py), for
+        square images; widths from `config.g_width`/`d_width`."""
+        return cls(
+            DCGANGenerator(config),
+            DCGANEncoder(config),
+            JointDCGANDiscriminator(config),
             config.latent_dim,
         )
 
