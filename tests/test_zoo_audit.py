@@ -98,3 +98,16 @@ def test_the_width_table_fits_what_the_support_figure_fits() -> None:
     # se(b) = sqrt(0.01 / sum (ln w - mean)^2) = sqrt(0.01 / (4 ln(2)^2)), times t(4) = 2.776
     assert "| 6 / 6 " in reference and "| 100 [" in reference and "| 0.50 [0.30, 0.70]" in reference
     assert "| 1 / 6 " in pixels and "needs 3 runs, duplicates at 2 widths" in pixels
+
+
+def test_the_models_table_trains_each_model_with_dcgan_networks(tmp_path: Path) -> None:
+    tiny = dataclasses.replace(zoo.QUICK, stacked_seeds=(0,), stacked_steps=2)
+    text = zoo.models_table(tiny, tmp_path / "digits.safetensors")
+    rows = [line for line in text.splitlines()[2:] if line.startswith("|")]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "SGAN",
+        "VEEGAN",
+        "BiGAN/ALI",
+        "Unrolled GAN (not run)",
+    ]
+    assert "VEEGAN: 150 modes, KL 2.95" in rows[1] and "ALI: 16 modes" in rows[2]
