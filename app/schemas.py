@@ -407,7 +407,7 @@ class TrainingRunCreate(BaseModel):
     )
     loss: str = Field(
         description="sgan_saturating, sgan_nonsaturating, lsgan, wgan_gp, hinge, rsgan, rasgan, "
-        "ralsgan, rahingegan, veegan or bigan"
+        "ralsgan, rahingegan, veegan, bigan or ali (BiGAN with ALI's Gaussian encoder)"
     )
     architecture: Literal["mlp", "dcgan"] = "mlp"
     latent_dim: int | None = Field(default=None, ge=1, le=512)

@@ -2,7 +2,7 @@
 
 Four tables, each a mean ± sd over seeds (every run is deterministic given its seed):
 1. modes captured and the high-quality fraction on the 2D ring of 8 and grid of 25 for SGAN,
-   RSGAN, RaSGAN, VEEGAN and BiGAN/ALI, beside the figures of VEEGAN's Table 1 (Srivastava et al.
+   RSGAN, RaSGAN, VEEGAN, BiGAN and ALI, beside the figures of VEEGAN's Table 1 (Srivastava et al.
    2017; there the networks trained far longer, on a GPU);
 2. the latent size (1, 2, 3, 10) of an SGAN on the ring and on the spiral (a 1-D curve, cut into
    20 equally likely segments);
@@ -14,9 +14,9 @@ Four tables, each a mean ± sd over seeds (every run is deterministic given its 
    and from each audit pool's histogram (the oracle); then the exponent b of N_eff ~ width^b
    from the reference and from each embedder's audits, fitted as a sweep's support figure fits
    it (app/estimate/across_runs.py);
-4. ("models") SGAN, VEEGAN and BiGAN/ALI on the same stacked data with DCGAN networks at width
-   1 (the joint models with a convolutional encoder and ALI's joint discriminator), beside
-   VEEGAN's Table 2 (stacked MNIST).
+4. ("models") SGAN, VEEGAN, BiGAN and ALI on the same stacked data with DCGAN networks at width
+   1 (the joint models with a convolutional encoder and ALI's joint discriminator; ALI's encoder
+   a Gaussian), beside VEEGAN's Table 2 (stacked MNIST).
 Measurements use 2,500 samples on 2D data (VEEGAN's count) and 10,000 on stacked digits, with
 the generators in eval mode, as an audit samples them. Nothing is asserted: this prints.
 
@@ -120,7 +120,8 @@ METHODS = {  # our loss name -> (label, the row of VEEGAN's table it corresponds
     "rsgan": ("RSGAN", None),
     "rasgan": ("RaSGAN", None),
     "veegan": ("VEEGAN", "VEEGAN"),
-    "bigan": ("BiGAN/ALI", "ALI"),
+    "bigan": ("BiGAN", None),  # a deterministic encoder
+    "ali": ("ALI", "ALI"),  # BiGAN with ALI's Gaussian encoder
 }
 
 
@@ -173,7 +174,7 @@ def stacked_config(
     loss: str = "sgan_nonsaturating",
 ) -> TrainConfig:
     """DCGAN at the dataset's side (8x8 stacked digits: one stride-2 stage each way; 32x32
-    stacked MNIST: three), base width 64, DCGAN's Adam settings; VEEGAN and BiGAN/ALI add a
+    stacked MNIST: three), base width 64, DCGAN's Adam settings; VEEGAN, BiGAN and ALI add a
     convolutional encoder and a joint discriminator (app/gan/joint.py)."""
     return TrainConfig(
         dataset=dataset,
@@ -432,11 +433,11 @@ def toy_table(scale: Scale) -> str:
 
 
 def models_table(scale: Scale, classifier_path: Path, data: str = "stacked_digits") -> str:
-    """SGAN, VEEGAN and BiGAN/ALI on stacked digits with DCGAN networks at width 1: modes
+    """SGAN, VEEGAN, BiGAN and ALI on stacked digits with DCGAN networks at width 1: modes
     captured, KL to uniform, the confident fraction and N_eff from 10,000 classified samples."""
     classifier = load_or_train_digit_classifier(classifier_path, digits=DATASET_DIGITS[data])
     rows = []
-    for loss in ("sgan_nonsaturating", "veegan", "bigan"):
+    for loss in ("sgan_nonsaturating", "veegan", "bigan", "ali"):
         label, theirs = METHODS[loss]
         modes, kl, confident, n_eff = [], [], [], []
         for seed in scale.stacked_seeds:
@@ -796,7 +797,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "latent": f"latent size, SGAN: {len(scale.latent_seeds)} seeds x {scale.latent_steps} steps",
             "stacked": f"{args.stacked_data} vs discriminator width, DCGAN {side}x{side}: {len(scale.stacked_seeds)} seeds x {scale.stacked_steps} steps; audits: "
             + "; ".join(f"{p.embedder} n={p.n}, k={p.neighbours}" for p in plans),
-            "models": f"{args.stacked_data}, SGAN / VEEGAN / BiGAN-ALI with DCGAN {side}x{side} networks: {len(scale.stacked_seeds)} seeds x {scale.stacked_steps} steps",
+            "models": f"{args.stacked_data}, SGAN / VEEGAN / BiGAN / ALI with DCGAN {side}x{side} networks: {len(scale.stacked_seeds)} seeds x {scale.stacked_steps} steps",
         }
         for name in sections:
             start = time.perf_counter()

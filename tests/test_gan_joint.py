@@ -139,3 +139,39 @@ def test_bigan_step_updates_generator_and_encoder_with_swapped_labels(kind: str)
     assert_close(sgd_step_delta(before["discriminator"], model.discriminator), want_d)
     assert_close(sgd_step_delta(before["encoder"], model.encoder), want_e)
     assert_close(sgd_step_delta(before["generator"], model.generator), want_g)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ali_samples_its_codes_by_reparameterisation(kind: str) -> None:
+    """ALI's encoder gives a Gaussian's mean and log-sigma; the step draws z from it after the
+    generator's z, from the same generator, and the gradients reach both through the draw."""
+    torch.manual_seed(0)
+    _build, shape = KINDS[kind]
+    if kind == "mlp":
+        model = BiGAN.mlp(CONFIG, stochastic=True)
+    else:
+        model = BiGAN.dcgan(IMAGES, stochastic=True)
+    real = torch.randn(*shape)
+    assert model.encoder(real).shape == (16, 6)  # mean and log-sigma of a 3-d code
+
+    noise = torch.Generator().manual_seed(3)
+    z = torch.randn(16, 3, generator=noise)
+    eps = torch.randn(16, 3, generator=noise)
+    mu, log_sigma = model.encoder(real).chunk(2, dim=1)
+    d_enc = model.discriminator(real, mu + log_sigma.exp() * eps)
+    d_gen = model.discriminator(model.generator(z), z)
+    want_e = expected_grads(bigan_ge(d_enc, d_gen), model.encoder)
+    want_d = expected_grads(bigan_d(d_enc, d_gen), model.discriminator)
+
+    before = {name: snapshot(getattr(model, name)) for name in model.param_groups()}
+    optimizers = {
+        name: torch.optim.SGD(params, lr=1.0) for name, params in model.param_groups().items()
+    }
+    bigan_step(model, optimizers, real, torch.Generator().manual_seed(3))
+    assert_close(sgd_step_delta(before["encoder"], model.encoder), want_e)
+    assert_close(sgd_step_delta(before["discriminator"], model.discriminator), want_d)
+    # Two draws differ; the deterministic BiGAN's do not.
+    assert not torch.equal(model.encode(real), model.encode(real))
+    plain = BiGAN.mlp(CONFIG)
+    x = torch.randn(4, 2)
+    assert torch.equal(plain.encode(x), plain.encode(x))

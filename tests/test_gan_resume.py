@@ -58,6 +58,7 @@ CONFIGS = {
     "mlp-veegan": dict(TINY_MLP, loss="veegan"),
     "mlp-bigan": dict(TINY_MLP, loss="bigan"),
     "dcgan-bigan": dict(TINY_DCGAN, loss="bigan"),
+    "dcgan-ali": dict(TINY_DCGAN, loss="ali"),  # the encoder's draws come from the noise RNG
 }
 
 
@@ -109,7 +110,11 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_ends(
     assert state.step == 3 and state.loss_count == 1  # step 3's losses, not yet in a progress row
     networks = {k.split(".")[1] for k in state.tensors if k.startswith("network.")}
     expected = {"generator", "discriminator"} | (
-        {"reconstructor"} if "veegan" in name else {"encoder"} if "bigan" in name else set()
+        {"reconstructor"}
+        if "veegan" in name
+        else {"encoder"}
+        if "bigan" in name or "ali" in name
+        else set()
     )
     assert networks == expected
     assert {k.split(".")[1] for k in state.tensors if k.startswith("optimizer.")} == expected

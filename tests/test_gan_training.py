@@ -191,7 +191,7 @@ def test_joint_models_save_their_generator(tmp_path: Path) -> None:
         save_generator(tmp_path / f"{loss}.safetensors", done.generator, "mlp", done.options)
 
 
-@pytest.mark.parametrize("loss", ["veegan", "bigan"])
+@pytest.mark.parametrize("loss", ["veegan", "bigan", "ali"])
 def test_joint_models_train_dcgan_networks_on_images(tmp_path: Path, loss: str) -> None:
     """VEEGAN and BiGAN/ALI on square images with convolutional networks (ALI's layout): the
     generator is a DCGAN generator like any other, saved and loaded as one, and the widths reach

@@ -45,7 +45,7 @@ def train(
         ),
     ],
     loss: Annotated[
-        str, typer.Option(help="sgan_nonsaturating, rsgan, rasgan, veegan, bigan, ...")
+        str, typer.Option(help="sgan_nonsaturating, rsgan, rasgan, veegan, bigan, ali, ...")
     ],
     architecture: Annotated[str, typer.Option(help="mlp | dcgan")] = "mlp",
     latent_dim: Annotated[

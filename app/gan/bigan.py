@@ -1,5 +1,7 @@
 """BiGAN / ALI (Donahue et al. 2017, "Adversarial Feature Learning"; Dumoulin et al. 2017,
 "Adversarially Learned Inference"): an encoder E: x -> z and a discriminator on (x, z) pairs.
+BiGAN's encoder is deterministic; ALI's is a Gaussian, z = mu(x) + sigma(x) * eps, sampled by
+reparameterisation so that gradients reach mu and sigma (`BiGAN(..., stochastic=True)`).
 
     min_{G,E} max_D  E_x[log sigma(D(x, E(x)))] + E_z[log(1 - sigma(D(G(z), z)))]
 
@@ -40,27 +42,41 @@ class BiGAN:
     encoder: nn.Module  # E: x -> z (B, latent_dim)
     discriminator: nn.Module  # D(x, z) -> logits (B,)
     latent_dim: int  # size of z
+    stochastic: bool = False  # ALI: the encoder gives a Gaussian's mean and log-sigma
 
     @classmethod
-    def mlp(cls, config: MLPConfig) -> BiGAN:
+    def mlp(cls, config: MLPConfig, stochastic: bool = False) -> BiGAN:
         """MLPs for the toy 2D experiments; widths from `config.g_width`/`d_width`."""
+        outputs = config.latent_dim * (2 if stochastic else 1)
         return cls(
             MLPGenerator(config),
-            MLPEncoder(config),
+            MLPEncoder(config, outputs),
             JointMLPDiscriminator(config),
             config.latent_dim,
+            stochastic,
         )
 
     @classmethod
-    def dcgan(cls, config: DCGANConfig) -> BiGAN:
+    def dcgan(cls, config: DCGANConfig, stochastic: bool = False) -> BiGAN:
         """DCGAN's generator, an image encoder and ALI's joint discriminator (joint.py), for
         square images; widths from `config.g_width`/`d_width`."""
+        outputs = config.latent_dim * (2 if stochastic else 1)
         return cls(
             DCGANGenerator(config),
-            DCGANEncoder(config),
+            DCGANEncoder(config, outputs),
             JointDCGANDiscriminator(config),
             config.latent_dim,
+            stochastic,
         )
+
+    def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """E(x): the encoder's output, or for ALI a draw mu + sigma * eps from its Gaussian."""
+        out = self.encoder(x)
+        if not self.stochastic:
+            return out
+        mu, log_sigma = out.chunk(2, dim=1)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
+        return mu + log_sigma.exp() * eps
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {
@@ -82,7 +98,7 @@ def bigan_step(
     """
     z = torch.randn(real.shape[0], model.latent_dim, generator=generator, device=real.device)
     x_g = model.generator(z)
-    z_e = model.encoder(real)
+    z_e = model.encode(real, generator)
     d_encoder = model.discriminator(real, z_e)
     d_generator = model.discriminator(x_g, z)
 

@@ -6,7 +6,8 @@ the data's joint p(x) E(z|x). MLPs take vectors (images flattened); the DCGAN pa
 images the way ALI's networks do (Dumoulin et al. 2017, appendix A): the encoder is DCGAN's
 discriminator trunk ending in z, and the discriminator joins a convolutional D(x), a D(z) and a
 joint D(x, z) on their concatenated features. The encoders are deterministic, as BiGAN's and
-VEEGAN's Algorithm 1 allow (ALI's samples z from a Gaussian it predicts).
+VEEGAN's Algorithm 1 allow, or ALI's: a Gaussian whose mean and log-sigma the encoder predicts,
+sampled by reparameterisation (Dumoulin et al. 2017, sec. 2.2).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from app.gan.architectures import DCGANConfig, MLPConfig, dcgan_down, dcgan_init
 
 
 class MLPEncoder(nn.Module):
-    """x (B, data_dim) -> z (B, latent_dim); deterministic, as VEEGAN's Algorithm 1 allows."""
+    """x (B, data_dim) -> (B, outputs): z itself (outputs = latent_dim, deterministic, as
+    VEEGAN's Algorithm 1 and BiGAN have it), or ALI's Gaussian's mean and log-sigma (2 x)."""
 
-    def __init__(self, config: MLPConfig) -> None:
+    def __init__(self, config: MLPConfig, outputs: int | None = None) -> None:
         super().__init__()
         self.config = config
-        sizes = [config.data_dim, *[config.g_hidden] * config.depth, config.latent_dim]
+        sizes = [config.data_dim, *[config.g_hidden] * config.depth, outputs or config.latent_dim]
         self.main = mlp(sizes, nn.ReLU)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,15 +46,16 @@ class JointMLPDiscriminator(nn.Module):
 
 
 class DCGANEncoder(nn.Module):
-    """Images (B, C, S, S) -> z (B, latent_dim): DCGAN's discriminator trunk at the generator's
-    width (the encoder learns with G), its last 4x4 convolution giving z."""
+    """Images (B, C, S, S) -> (B, outputs): DCGAN's discriminator trunk at the generator's
+    width (the encoder learns with G), its last 4x4 convolution giving z (outputs =
+    latent_dim) or ALI's Gaussian's mean and log-sigma (2 x latent_dim)."""
 
-    def __init__(self, config: DCGANConfig) -> None:
+    def __init__(self, config: DCGANConfig, outputs: int | None = None) -> None:
         super().__init__()
         self.config = config
         layers, channels = dcgan_down(config, config.g_channels)
-        # (B, ngf*mult, 4, 4) -> (B, latent_dim, 1, 1), linear: z is unbounded
-        layers.append(nn.Conv2d(channels, config.latent_dim, 4, 1, 0))
+        # (B, ngf*mult, 4, 4) -> (B, outputs, 1, 1), linear: z is unbounded
+        layers.append(nn.Conv2d(channels, outputs or config.latent_dim, 4, 1, 0))
         self.main = nn.Sequential(*layers)
         dcgan_init_(self)
 

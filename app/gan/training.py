@@ -40,7 +40,8 @@ from app.gan.registry import (
 from app.gan.sample_grids import image_grid, scatter_image
 from app.gan.veegan import VEEGAN, veegan_step
 
-JOINT_MODELS = ("veegan", "bigan")  # models with an encoder and a joint discriminator
+# models with an encoder and a joint discriminator; "ali" is BiGAN with ALI's Gaussian encoder
+JOINT_MODELS = ("veegan", "bigan", "ali")
 TRAIN_LOSSES = (*LOSSES, *JOINT_MODELS)
 # architecture options a TrainConfig sets itself, from its own fields or from the data
 _DERIVED_OPTIONS = ("latent_dim", "g_width", "d_width", "data_dim", "image_size", "channels")
@@ -56,7 +57,7 @@ class TrainConfig:
 
     dataset: str = "ring8"  # a name `make_dataset` knows: ring8, grid25, spiral, digits, ...
     dataset_options: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"image_size": 16}
-    loss: str = "sgan_nonsaturating"  # a key of losses.LOSSES, or "veegan" or "bigan"
+    loss: str = "sgan_nonsaturating"  # a key of losses.LOSSES, or "veegan", "bigan" or "ali"
     architecture: str = "mlp"  # "mlp" for vectors or flat images, "dcgan" for square images
     latent_dim: int | None = None  # size of z ~ N(0, I); None: the architecture's default
     d_width: float = 1.0  # discriminator width multiplier (the paper's RQ2 knob)
@@ -293,11 +294,15 @@ def _init_networks(
     """Freshly initialised networks, seeded by config.seed without touching the caller's RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        if config.loss in JOINT_MODELS:
-            model = VEEGAN if config.loss == "veegan" else BiGAN
+        if config.loss == "veegan":
             if config.architecture == "dcgan":
-                return model.dcgan(DCGANConfig(**options))
-            return model.mlp(MLPConfig(**options))
+                return VEEGAN.dcgan(DCGANConfig(**options))
+            return VEEGAN.mlp(MLPConfig(**options))
+        if config.loss in ("bigan", "ali"):
+            stochastic = config.loss == "ali"
+            if config.architecture == "dcgan":
+                return BiGAN.dcgan(DCGANConfig(**options), stochastic)
+            return BiGAN.mlp(MLPConfig(**options), stochastic)
         net_g, _ = build_generator(config.architecture, options)
         return net_g, build_discriminator(config.architecture, options)
 
