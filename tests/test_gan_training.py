@@ -175,7 +175,11 @@ def test_finished_generator_saves_and_loads(tmp_path: Path) -> None:
         "g_width": 1.0,
         "d_width": 1.0,
     }
-    path = tmp_path / "g.safetensors"
+    assert_saves_and_loads(tmp_path / "g.safetensors", done)
+
+
+def assert_saves_and_loads(path: Path, done: TrainFinished) -> None:
+    """The trained generator saved as safetensors loads back drawing the same images."""
     save_generator(path, done.generator, done.architecture, done.options)
     loaded, spec = load_generator_safetensors(path)
     z = torch.randn(4, 8)
@@ -193,9 +197,9 @@ def test_joint_models_save_their_generator(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("loss", ["veegan", "bigan", "ali"])
 def test_joint_models_train_dcgan_networks_on_images(tmp_path: Path, loss: str) -> None:
-    """VEEGAN and BiGAN/ALI on square images with convolutional networks (ALI's layout): the
-    generator is a DCGAN generator like any other, saved and loaded as one, and the widths reach
-    the networks (the encoder at the generator's, the joint discriminator at d_width)."""
+    """VEEGAN, BiGAN and ALI on square images with convolutional networks (ALI's layout): the
+    generator is a DCGAN generator like any other, saved and loaded as one (the widths of the
+    encoder and joint discriminator: tests/test_gan_joint.py)."""
     fields = dict(TINY_DCGAN, architecture_options={"base_width": 4}, d_width=2.0)
     events = run(loss=loss, steps=3, log_every=1, sample_every=3, **fields)
     done = finished(events)
@@ -203,13 +207,7 @@ def test_joint_models_train_dcgan_networks_on_images(tmp_path: Path, loss: str) 
     assert done.options["image_size"] == 8 and done.options["d_width"] == 2.0
     progress = [e for e in events if isinstance(e, TrainProgress)]
     assert len(progress) == 3 and all(math.isfinite(v) for v in progress[-1].losses.values())
-    path = tmp_path / f"{loss}.safetensors"
-    save_generator(path, done.generator, done.architecture, done.options)
-    loaded, spec = load_generator_safetensors(path)
-    z = torch.randn(4, 8)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(z), done.generator(z))
-    assert spec.output_shape == (3, 8, 8)
+    assert_saves_and_loads(tmp_path / f"{loss}.safetensors", done)
 
 
 def test_widths_reach_the_networks() -> None:
