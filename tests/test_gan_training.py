@@ -26,6 +26,7 @@ from app.gan.training import (
     TrainProgress,
     TrainSamples,
     initial_generator,
+    network_parameters,
     train,
 )
 
@@ -208,6 +209,26 @@ def test_joint_models_train_dcgan_networks_on_images(tmp_path: Path, loss: str) 
     progress = [e for e in events if isinstance(e, TrainProgress)]
     assert len(progress) == 3 and all(math.isfinite(v) for v in progress[-1].losses.values())
     assert_saves_and_loads(tmp_path / f"{loss}.safetensors", done)
+
+
+def test_networks_beyond_the_parameter_budget_are_refused_before_they_exist() -> None:
+    """A request for absurd widths is a clear error, counted on the meta device: nothing is
+    allocated (the API validates a request by building its loop, in the API process)."""
+    huge = TrainConfig(
+        dataset="stacked_digits",
+        architecture="dcgan",
+        loss="ali",
+        d_width=16.0,
+        architecture_options={"base_width": 1024},
+    )
+    with pytest.raises(ValueError, match=r"5,644,699,849 parameters, more than the 500,000,000"):
+        train(huge)
+    # The count is the networks' own: a small run's equals its built generator and discriminator.
+    config = TrainConfig(**dict(TINY_DCGAN, loss="lsgan", steps=1))
+    done = finished(list(train(config)))
+    assert done.discriminator is not None
+    built = [*done.generator.parameters(), *done.discriminator.parameters()]
+    assert network_parameters(config, done.options) == sum(p.numel() for p in built)
 
 
 def test_widths_reach_the_networks() -> None:

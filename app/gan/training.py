@@ -46,6 +46,10 @@ TRAIN_LOSSES = (*LOSSES, *JOINT_MODELS)
 # architecture options a TrainConfig sets itself, from its own fields or from the data
 _DERIVED_OPTIONS = ("latent_dim", "g_width", "d_width", "data_dim", "image_size", "channels")
 MAX_STEPS = 10_000_000
+# Every network of a run together (2 GB of float32 weights, ~8 GB with gradients and Adam's
+# moments): far beyond any GAN these architectures make sense at, and a request for more is
+# refused before anything is allocated (widths of 16 at base 1,024 would ask for 10^11).
+MAX_PARAMETERS = 500_000_000
 MAX_BATCH_SIZE = 65_536
 MAX_GRID_SIZE = 1024
 SCATTER_POINTS = 1024  # fixed-noise points drawn in a 2D progress picture
@@ -258,6 +262,7 @@ def train(
     dataset = make_dataset(config.dataset, **config.dataset_options)
     options = canonical_options(config.architecture, _checked_options(config, dataset))
     _check_int("checkpoint_every", checkpoint_every, 0, MAX_STEPS)
+    _check_size(config, options)
     run = _Run(config, dataset, options, device, checkpoint_every)
     model = _init_networks(config, options)
     if isinstance(model, VEEGAN | BiGAN):
@@ -305,6 +310,27 @@ def _init_networks(
             return BiGAN.mlp(MLPConfig(**options), stochastic)
         net_g, _ = build_generator(config.architecture, options)
         return net_g, build_discriminator(config.architecture, options)
+
+
+def network_parameters(config: TrainConfig, options: dict[str, Any]) -> int:
+    """How many parameters the run's networks have, counted on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = _init_networks(config, options)
+    groups: list[list[nn.Parameter]] = (
+        list(model.param_groups().values())
+        if isinstance(model, VEEGAN | BiGAN)
+        else [list(network.parameters()) for network in model]
+    )
+    return sum(p.numel() for group in groups for p in group)
+
+
+def _check_size(config: TrainConfig, options: dict[str, Any]) -> None:
+    count = network_parameters(config, options)
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"these networks would have {count:,} parameters, more than the {MAX_PARAMETERS:,} "
+            "a run may have: lower the base width (base_width, hidden), g_width or d_width"
+        )
 
 
 def _device(name: str) -> torch.device:
