@@ -25,6 +25,7 @@ from app.gan.training import (
     TrainingDiverged,
     TrainProgress,
     TrainSamples,
+    activation_bytes,
     initial_generator,
     network_parameters,
     train,
@@ -221,14 +222,28 @@ def test_networks_beyond_the_parameter_budget_are_refused_before_they_exist() ->
         d_width=16.0,
         architecture_options={"base_width": 1024},
     )
-    with pytest.raises(ValueError, match=r"5,644,699,849 parameters, more than the 500,000,000"):
+    with pytest.raises(ValueError, match=r"5,644,699,849 parameters, more than the 200,000,000"):
         train(huge)
+    # A batch whose layer outputs would not fit is refused the same way.
+    wide_batch = TrainConfig(
+        dataset="stacked_digits",
+        dataset_options={"image_size": 64},
+        architecture="dcgan",
+        d_width=4.0,
+        batch_size=8192,
+    )
+    with pytest.raises(ValueError, match=r"GiB of activations, more than the 4 GiB"):
+        train(wide_batch)
     # The count is the networks' own: a small run's equals its built generator and discriminator.
     config = TrainConfig(**dict(TINY_DCGAN, loss="lsgan", steps=1))
     done = finished(list(train(config)))
     assert done.discriminator is not None
     built = [*done.generator.parameters(), *done.discriminator.parameters()]
     assert network_parameters(config, done.options) == sum(p.numel() for p in built)
+    # Per sample at 8x8x3, base width 8: G's ConvT to 8x4x4, BatchNorm, ReLU (128 each), ConvT to
+    # 3x8x8 and Tanh (192 each): 768; D's Conv to 8x4x4 and LeakyReLU (128 each) and the logit:
+    # 257, on a generated and a real sample. 1,282 floats, 4 bytes, batch of 8.
+    assert activation_bytes(config, done.options, (3, 8, 8)) == 4 * (768 + 2 * 257) * 8
 
 
 def test_widths_reach_the_networks() -> None:

@@ -46,10 +46,15 @@ TRAIN_LOSSES = (*LOSSES, *JOINT_MODELS)
 # architecture options a TrainConfig sets itself, from its own fields or from the data
 _DERIVED_OPTIONS = ("latent_dim", "g_width", "d_width", "data_dim", "image_size", "channels")
 MAX_STEPS = 10_000_000
-# Every network of a run together (2 GB of float32 weights, ~8 GB with gradients and Adam's
-# moments): far beyond any GAN these architectures make sense at, and a request for more is
-# refused before anything is allocated (widths of 16 at base 1,024 would ask for 10^11).
-MAX_PARAMETERS = 500_000_000
+# Every network of a run together: 0.8 GB of float32 weights, ~3.2 GB with their gradients and
+# Adam's moments. A DCGAN pair at 64x64 and d_width 4 has ~50M, ALI's at that width ~130M; a
+# request for more is refused before anything is allocated (the API checks a request by building
+# its loop in its own process; widths of 16 at base 1,024 would ask for 10^10).
+MAX_PARAMETERS = 200_000_000
+# What one training step keeps for its backward pass: every layer's output for the batch (real
+# and generated), in float32; their gradients double it. With the weights' budget that stays
+# under ~12 GB; a batch of 8,192 64x64 images through DCGANs of width 4 would want ~100 GiB.
+MAX_ACTIVATION_BYTES = 4 * 2**30
 MAX_BATCH_SIZE = 65_536
 MAX_GRID_SIZE = 1024
 SCATTER_POINTS = 1024  # fixed-noise points drawn in a 2D progress picture
@@ -262,7 +267,7 @@ def train(
     dataset = make_dataset(config.dataset, **config.dataset_options)
     options = canonical_options(config.architecture, _checked_options(config, dataset))
     _check_int("checkpoint_every", checkpoint_every, 0, MAX_STEPS)
-    _check_size(config, options)
+    _check_size(config, options, tuple(dataset.sample_shape))
     run = _Run(config, dataset, options, device, checkpoint_every)
     model = _init_networks(config, options)
     if isinstance(model, VEEGAN | BiGAN):
@@ -324,12 +329,59 @@ def network_parameters(config: TrainConfig, options: dict[str, Any]) -> int:
     return sum(p.numel() for group in groups for p in group)
 
 
-def _check_size(config: TrainConfig, options: dict[str, Any]) -> None:
+def activation_bytes(
+    config: TrainConfig, options: dict[str, Any], sample_shape: tuple[int, ...]
+) -> int:
+    """Float32 bytes of every layer's output in one step's forward passes (G on a batch of z,
+    D on the generated and the real batch; the encoder on the real one), worked out on the meta
+    device from one sample's layer outputs."""
+    per_sample = [0]
+
+    def count(_module: nn.Module, _inputs: object, output: object) -> None:
+        if isinstance(output, Tensor):
+            per_sample[0] += output.numel()
+
+    with torch.device("meta"):
+        model = _init_networks(config, options)
+        if isinstance(model, VEEGAN | BiGAN):
+            modules = [getattr(model, name) for name in model.param_groups()]
+        else:
+            modules = list(model)
+        handles = [
+            m.register_forward_hook(count)
+            for network in modules
+            for m in network.modules()
+            if not list(m.children())
+        ]
+        z = torch.zeros(1, int(options["latent_dim"]))
+        x = torch.zeros(1, *sample_shape)
+        if isinstance(model, VEEGAN | BiGAN):
+            encoder = model.reconstructor if isinstance(model, VEEGAN) else model.encoder
+            model.discriminator(model.generator(z), z)
+            model.discriminator(x, encoder(x)[:, : z.shape[1]])  # ALI's: (mean, log-sigma)
+        else:
+            model[1](model[0](z))
+            model[1](x)
+        for handle in handles:
+            handle.remove()
+    return 4 * per_sample[0] * config.batch_size
+
+
+def _check_size(
+    config: TrainConfig, options: dict[str, Any], sample_shape: tuple[int, ...]
+) -> None:
     count = network_parameters(config, options)
     if count > MAX_PARAMETERS:
         raise ValueError(
             f"these networks would have {count:,} parameters, more than the {MAX_PARAMETERS:,} "
             "a run may have: lower the base width (base_width, hidden), g_width or d_width"
+        )
+    needed = activation_bytes(config, options, sample_shape)
+    if needed > MAX_ACTIVATION_BYTES:
+        raise ValueError(
+            f"a training step would hold {needed / 2**30:,.1f} GiB of activations, more than "
+            f"the {MAX_ACTIVATION_BYTES / 2**30:g} GiB a run may: lower batch_size, the widths "
+            "or the image size"
         )
 
 
