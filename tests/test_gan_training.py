@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from app.gan import training
 from app.gan.checkpoint import load_generator_safetensors, save_generator
 from app.gan.datasets import get_toy_dataset
 from app.gan.evaluation import generate
@@ -25,11 +26,11 @@ from app.gan.training import (
     TrainingDiverged,
     TrainProgress,
     TrainSamples,
-    activation_bytes,
     initial_generator,
-    network_parameters,
+    run_size,
     train,
 )
+from app.jobs.train import train_config
 
 TINY_MLP: dict[str, Any] = {
     "dataset": "ring8",
@@ -214,7 +215,7 @@ def test_joint_models_train_dcgan_networks_on_images(tmp_path: Path, loss: str) 
 
 def test_networks_beyond_the_parameter_budget_are_refused_before_they_exist() -> None:
     """A request for absurd widths is a clear error, counted on the meta device: nothing is
-    allocated (the API validates a request by building its loop, in the API process)."""
+    allocated."""
     huge = TrainConfig(
         dataset="stacked_digits",
         architecture="dcgan",
@@ -239,11 +240,36 @@ def test_networks_beyond_the_parameter_budget_are_refused_before_they_exist() ->
     done = finished(list(train(config)))
     assert done.discriminator is not None
     built = [*done.generator.parameters(), *done.discriminator.parameters()]
-    assert network_parameters(config, done.options) == sum(p.numel() for p in built)
+    size = run_size(config, done.options, (3, 8, 8))
+    assert size.parameters == sum(p.numel() for p in built)
     # Per sample at 8x8x3, base width 8: G's ConvT to 8x4x4, BatchNorm, ReLU (128 each), ConvT to
     # 3x8x8 and Tanh (192 each): 768; D's Conv to 8x4x4 and LeakyReLU (128 each) and the logit:
     # 257, on a generated and a real sample. 1,282 floats, 4 bytes, batch of 8.
-    assert activation_bytes(config, done.options, (3, 8, 8)) == 4 * (768 + 2 * 257) * 8
+    assert size.activation_bytes == 4 * (768 + 2 * 257) * 8
+
+
+def test_a_request_is_checked_without_building_its_networks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API checks a training request in its own process: every network there is a meta one
+    (a real build of a run near the budget would take gigabytes per request)."""
+    devices: list[str] = []
+    real_init = training._init_networks
+
+    def recording(config: TrainConfig, options: dict[str, Any]) -> Any:
+        devices.append(str(torch.empty(0).device))
+        return real_init(config, options)
+
+    monkeypatch.setattr(training, "_init_networks", recording)
+    fields = dict(TINY_DCGAN, loss="ali", architecture_options={"base_width": 4})
+    assert train_config(fields) == TrainConfig(**fields)
+    assert devices and set(devices) == {"meta"}
+    with pytest.raises(ValueError, match="more than the 200,000,000"):
+        train_config(dict(fields, architecture_options={"base_width": 1024}, d_width=16.0))
+    # train() itself still builds them for real
+    devices.clear()
+    finished(list(train(TrainConfig(**dict(fields, steps=1)))))
+    assert "cpu" in devices
 
 
 def test_widths_reach_the_networks() -> None:

@@ -264,10 +264,7 @@ def train(
     the same config) it starts after `resume.step`: its first events are those of later steps.
     """
     device = _device(config.device)
-    dataset = make_dataset(config.dataset, **config.dataset_options)
-    options = canonical_options(config.architecture, _checked_options(config, dataset))
-    _check_int("checkpoint_every", checkpoint_every, 0, MAX_STEPS)
-    _check_size(config, options, tuple(dataset.sample_shape))
+    dataset, options = check_config(config, checkpoint_every=checkpoint_every)
     run = _Run(config, dataset, options, device, checkpoint_every)
     model = _init_networks(config, options)
     if isinstance(model, VEEGAN | BiGAN):
@@ -287,6 +284,20 @@ def train(
     if isinstance(model, BiGAN):
         return _bigan_loop(run, model, start)
     return _adversarial_loop(run, LOSSES[config.loss], start)
+
+
+def check_config(
+    config: TrainConfig, *, checkpoint_every: int = 0
+) -> tuple[Dataset, dict[str, Any]]:
+    """Everything `train` refuses, found without allocating a network (they are counted on the
+    meta device), so that a request is checked at once and at no memory cost; returns the data
+    and the canonical architecture options."""
+    _device(config.device)
+    dataset = make_dataset(config.dataset, **config.dataset_options)
+    options = canonical_options(config.architecture, _checked_options(config, dataset))
+    _check_int("checkpoint_every", checkpoint_every, 0, MAX_STEPS)
+    _check_size(run_size(config, options, tuple(dataset.sample_shape)))
+    return dataset, options
 
 
 def initial_generator(config: TrainConfig) -> nn.Module:
@@ -317,24 +328,21 @@ def _init_networks(
         return net_g, build_discriminator(config.architecture, options)
 
 
-def network_parameters(config: TrainConfig, options: dict[str, Any]) -> int:
-    """How many parameters the run's networks have, counted on the meta device (no memory)."""
-    with torch.device("meta"):
-        model = _init_networks(config, options)
-    groups: list[list[nn.Parameter]] = (
-        list(model.param_groups().values())
-        if isinstance(model, VEEGAN | BiGAN)
-        else [list(network.parameters()) for network in model]
-    )
-    return sum(p.numel() for group in groups for p in group)
+@dataclass(frozen=True)
+class RunSize:
+    """What a run's networks would take: parameters, and float32 bytes of every layer's output in
+    one step's forward passes (G on a batch of z, D on the generated and the real batch, the
+    encoder on the real one)."""
+
+    parameters: int
+    activation_bytes: int
 
 
-def activation_bytes(
+def run_size(
     config: TrainConfig, options: dict[str, Any], sample_shape: tuple[int, ...]
-) -> int:
-    """Float32 bytes of every layer's output in one step's forward passes (G on a batch of z,
-    D on the generated and the real batch; the encoder on the real one), worked out on the meta
-    device from one sample's layer outputs."""
+) -> RunSize:
+    """The run's size, worked out on the meta device (nothing allocated) from one build and one
+    sample's layer outputs."""
     per_sample = [0]
 
     def count(_module: nn.Module, _inputs: object, output: object) -> None:
@@ -343,10 +351,11 @@ def activation_bytes(
 
     with torch.device("meta"):
         model = _init_networks(config, options)
-        if isinstance(model, VEEGAN | BiGAN):
-            modules = [getattr(model, name) for name in model.param_groups()]
-        else:
-            modules = list(model)
+        modules: list[nn.Module] = (
+            [getattr(model, name) for name in model.param_groups()]
+            if isinstance(model, VEEGAN | BiGAN)
+            else list(model)
+        )
         handles = [
             m.register_forward_hook(count)
             for network in modules
@@ -364,24 +373,22 @@ def activation_bytes(
             model[1](x)
         for handle in handles:
             handle.remove()
-    return 4 * per_sample[0] * config.batch_size
+    parameters = sum(p.numel() for network in modules for p in network.parameters())
+    return RunSize(parameters, 4 * per_sample[0] * config.batch_size)
 
 
-def _check_size(
-    config: TrainConfig, options: dict[str, Any], sample_shape: tuple[int, ...]
-) -> None:
-    count = network_parameters(config, options)
-    if count > MAX_PARAMETERS:
+def _check_size(size: RunSize) -> None:
+    if size.parameters > MAX_PARAMETERS:
         raise ValueError(
-            f"these networks would have {count:,} parameters, more than the {MAX_PARAMETERS:,} "
-            "a run may have: lower the base width (base_width, hidden), g_width or d_width"
+            f"these networks would have {size.parameters:,} parameters, more than the "
+            f"{MAX_PARAMETERS:,} a run may have: lower the base width (base_width, hidden), "
+            "g_width or d_width"
         )
-    needed = activation_bytes(config, options, sample_shape)
-    if needed > MAX_ACTIVATION_BYTES:
+    if size.activation_bytes > MAX_ACTIVATION_BYTES:
         raise ValueError(
-            f"a training step would hold {needed / 2**30:,.1f} GiB of activations, more than "
-            f"the {MAX_ACTIVATION_BYTES / 2**30:g} GiB a run may: lower batch_size, the widths "
-            "or the image size"
+            f"a training step would hold {size.activation_bytes / 2**30:,.1f} GiB of activations, "
+            f"more than the {MAX_ACTIVATION_BYTES / 2**30:g} GiB a run may: lower batch_size, "
+            "the widths or the image size"
         )
 
 

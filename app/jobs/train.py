@@ -37,6 +37,7 @@ from app.gan.training import (
     TrainFinished,
     TrainProgress,
     TrainSamples,
+    check_config,
     train,
 )
 
@@ -60,8 +61,8 @@ def train_config(fields: dict[str, Any]) -> TrainConfig:
     if "betas" in values and values["betas"] is not None:
         values["betas"] = tuple(values["betas"])
     config = TrainConfig(**values)
-    # Building the loop (without running it) checks data, architecture and options together.
-    train(dataclasses.replace(config, device="cpu"))
+    # data, architecture, options and size together, on the meta device: no network is built
+    check_config(dataclasses.replace(config, device="cpu"))
     return config
 
 
