@@ -128,6 +128,53 @@ def test_a_failing_audit_does_not_stop_the_warm_up(
     assert job.warmed == [good]
 
 
+def test_a_warm_up_waits_while_an_earlier_one_is_still_in_a_step(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() cannot interrupt a step in hand; a warm-up started meanwhile (the app started
+    again) waits for it instead of building the same caches beside it."""
+    audit_id = finished_audit(db)
+    release, entered = threading.Event(), threading.Event()
+    guard = threading.Lock()
+    inside = [0]
+    most = [0]
+
+    def slow(db_: Database, audit_id_: int) -> None:
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        entered.set()
+        release.wait(30)
+        with guard:
+            inside[0] -= 1
+
+    monkeypatch.setattr(warmup, "warm_audit", slow)
+    first = warmup.Warmup(db, 8, tmp_path)
+    first.start()
+    assert entered.wait(30)
+    first.stop(timeout=0.05)
+    assert not first.wait(0)  # still inside its step
+    second = warmup.Warmup(db, 8, tmp_path)
+    second.start()
+    time.sleep(0.5)
+    assert not second.wait(0) and most[0] == 1
+    release.set()
+    assert first.wait(30) and second.wait(30)
+    assert most[0] == 1
+    assert first.warmed == [audit_id] and second.warmed == [audit_id]
+    # One stopped while it waits ends without doing anything.
+    release.clear()
+    entered.clear()
+    third, fourth = warmup.Warmup(db, 8, tmp_path), warmup.Warmup(db, 8, tmp_path)
+    third.start()
+    assert entered.wait(30)
+    fourth.start()
+    fourth.stop(timeout=5)
+    assert fourth.wait(0) and fourth.warmed == [] and fourth.reviews_ready.is_set()
+    release.set()
+    assert third.wait(30) and third.warmed == [audit_id]
+
+
 def _settings(tmp_path: Path, warm: int) -> Settings:
     return Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models", warm_audits=warm)
 

@@ -131,6 +131,7 @@ def _batch_mle(labels: NDArray[np.int64], s: int | None, seed: int, level: float
 
 _vendi_cache: dict[tuple[str, int, int], VendiPublic] = {}
 _vendi_lock = threading.Lock()
+_vendi_computing: dict[tuple[str, int, int], threading.Lock] = {}
 CACHED_FIGURES = 16
 _figures_cache: OrderedDict[tuple[object, ...], tuple[PaperView, BatchMLEPublic, Chao1Public]] = (
     OrderedDict()
@@ -182,6 +183,25 @@ def _vendi(directory: Path, n: int, seed: int) -> VendiPublic | None:
     return VendiPublic(order1=scores.order1, order2=scores.order2, samples=scores.n)
 
 
+def _cached_vendi(key: tuple[str, int, int], directory: Path, seed: int) -> VendiPublic | None:
+    """The Vendi scores of this pool, computed once: callers that ask while another thread
+    computes them (the page's polls, the start-up warm-up) wait for it rather than each holding
+    a kernel and its eigendecomposition (~1 GB at 4,000 samples of images)."""
+    with _vendi_lock:
+        computing = _vendi_computing.setdefault(key, threading.Lock())
+    with computing:
+        with _vendi_lock:
+            vendi = _vendi_cache.get(key)
+        if vendi is None:
+            vendi = _vendi(directory, key[2], seed)
+            if vendi is not None:
+                with _vendi_lock:
+                    _vendi_cache[key] = vendi
+    with _vendi_lock:
+        _vendi_computing.pop(key, None)
+    return vendi
+
+
 def audit_secondary(
     db: Database, scratch_dir: Path, audit_id: int, level: float = 0.95
 ) -> SecondaryPublic:
@@ -189,14 +209,7 @@ def audit_secondary(
     n = state.n
     labelled = _labelled(db, audit_id, n)
     q_hat = assess(state, level).estimate.q_hat
-    key = (db.url, audit_id, n)
-    with _vendi_lock:
-        vendi = _vendi_cache.get(key)
-    if vendi is None:
-        vendi = _vendi(scratch_dir / f"audit_{audit_id}", n, state.seed)
-        if vendi is not None:
-            with _vendi_lock:
-                _vendi_cache[key] = vendi
+    vendi = _cached_vendi((db.url, audit_id, n), scratch_dir / f"audit_{audit_id}", state.seed)
     # The audit page asks on every poll; at 10^6 samples the figures take ~1-2 s (the batch
     # MLE's likelihood profile, the pool-wide cluster labels), and they change only with labels.
     inputs = (db.url, audit_id, n, state.seed, level, q_hat, tuple(labelled))
