@@ -1,10 +1,12 @@
 """API fuzzing with schemathesis against the OpenAPI schema: no input may cause a 5xx.
 
 Bounded for CI: a fixed number of examples per operation, derandomised so a run is repeatable.
+BIRTHDAY_FUZZ_EXAMPLES raises the number for a deeper run by hand (hundreds: most of an hour).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -55,7 +57,7 @@ def _cleanup() -> Iterator[None]:
 
 @schema.parametrize()
 @settings(
-    max_examples=25,
+    max_examples=int(os.environ.get("BIRTHDAY_FUZZ_EXAMPLES", "25")),
     deadline=None,
     derandomize=True,
     suppress_health_check=list(HealthCheck),
