@@ -55,10 +55,15 @@ export function logScale([d0, d1], [r0, r1]) {
   const span = l1 - l0 || 1;
   const f = (v) => r0 + ((Math.log10(v) - l0) / span) * (r1 - r0);
   f.domain = [d0, d1];
-  f.ticks = () => {
+  // Powers of ten, at most `count` of them: an interval reaching 1e70 (a bound from a handful of
+  // labels) gets a tick every k decades, not seventy labels on top of each other.
+  f.ticks = (count = 5) => {
     const out = [];
     const steps = l1 - l0 < 1.5 ? [1, 2, 5] : [1];
+    const powers = Math.floor(l1 + 1e-9) - Math.ceil(l0 - 1e-9) + 1;
+    const every = Math.max(1, Math.ceil(powers / Math.max(1, count)));
     for (let p = Math.floor(l0); p <= Math.ceil(l1); p++) {
+      if (((p % every) + every) % every !== 0) continue;
       for (const m of steps) {
         const t = m * 10 ** p;
         if (t >= d0 * (1 - 1e-9) && t <= d1 * (1 + 1e-9)) out.push(t);

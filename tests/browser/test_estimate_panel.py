@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -84,3 +86,27 @@ def test_panel_follows_labels(
         "() => [...document.querySelectorAll('#gallery img')].every(i => i.complete && i.naturalWidth > 0)"
     )
     screenshot(page, "estimate")
+
+
+def test_log_axes_keep_their_labels_apart(page: Page) -> None:
+    """An early interval can reach 1e70 (a bound from a handful of labels): its axis labels one
+    power of ten per few decades, not seventy on top of each other; a narrow one keeps 1-2-5."""
+    page.goto("/")
+    ticks = page.evaluate(
+        """async () => {
+            const { logScale } = await import('/static/charts.js');
+            const scale = (d) => logScale(d, [200, 0]);
+            return {
+                wide: scale([1e-3, 2.6e70]).ticks(5),
+                decades: scale([3, 4e4]).ticks(5),
+                narrow: scale([1.5, 24]).ticks(5),
+            };
+        }"""
+    )
+    wide = ticks["wide"]
+    assert 2 <= len(wide) <= 5
+    exponents = [round(math.log10(t)) for t in wide]
+    assert all(math.isclose(t, 10.0**e) for t, e in zip(wide, exponents, strict=True))
+    assert len({b - a for a, b in itertools.pairwise(exponents)}) == 1  # evenly spaced
+    assert ticks["decades"] == [10, 100, 1000, 10000]
+    assert ticks["narrow"] == [2, 5, 10, 20]
