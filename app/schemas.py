@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -397,6 +397,34 @@ class AdjudicationCreate(BaseModel):
     label: Label
 
 
+# The training loop's knobs, the same for a run and for every run of a sweep.
+BatchSize = Annotated[int, Field(ge=1, le=8192, description="Samples per batch, real and fake.")]
+LearningRate = Annotated[float, Field(gt=0, le=1, description="Adam's, every network (DCGAN's).")]
+AdamBeta = Annotated[float, Field(ge=0, lt=1)]
+AdamBetas = Annotated[
+    tuple[AdamBeta, AdamBeta],
+    Field(description="Adam's (beta1, beta2): DCGAN's (0.5, 0.999); WGAN-GP's paper (0, 0.9)."),
+]
+DSteps = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=100,
+        description="Discriminator updates per generator update (WGAN-GP's paper: 5); 1 for "
+        "veegan, bigan and ali, which update their networks together.",
+    ),
+]
+ArchitectureOptions = Annotated[
+    dict[str, Any],
+    Field(
+        description="The networks' sizes beyond the widths: `hidden` (units per layer, default "
+        "128) and `depth` (hidden layers, default 2) for mlp; `base_width` (channels at the highest "
+        "resolution at width 1, DCGAN's ngf and ndf, default 64) for dcgan."
+    ),
+]
+DEFAULT_BETAS = (0.5, 0.999)
+
+
 class TrainingRunCreate(BaseModel):
     """A GAN to train; the binding fields first, then optional knobs of the training loop."""
 
@@ -416,8 +444,11 @@ class TrainingRunCreate(BaseModel):
     steps: int = Field(default=2000, ge=1, le=1_000_000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     dataset_options: dict[str, Any] = Field(default_factory=dict)
-    batch_size: int = Field(default=64, ge=1, le=8192)
-    lr: float = Field(default=2e-4, gt=0, le=1)
+    batch_size: BatchSize = 64
+    lr: LearningRate = 2e-4
+    betas: AdamBetas = DEFAULT_BETAS
+    d_steps: DSteps = 1
+    architecture_options: ArchitectureOptions = Field(default_factory=dict)
     log_every: int = Field(default=50, ge=1)
     sample_every: int = Field(default=500, ge=0)
 
@@ -517,8 +548,13 @@ class SweepCreate(BaseModel):
     seeds: list[int] = Field(default=[0], min_length=1, max_length=10)
     steps: int = Field(default=2000, ge=1, le=1_000_000)
     g_width: float = Field(default=1.0, gt=0, le=16, description="The same for every run.")
-    batch_size: int = Field(default=64, ge=1, le=8192)
     dataset_options: dict[str, Any] = Field(default_factory=dict)
+    # the same for every run
+    batch_size: BatchSize = 64
+    lr: LearningRate = 2e-4
+    betas: AdamBetas = DEFAULT_BETAS
+    d_steps: DSteps = 1
+    architecture_options: ArchitectureOptions = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def bounded(self) -> SweepCreate:

@@ -24,6 +24,7 @@ if (form) {
       steps: number("steps"),
       seed: number("seed"),
       dataset_options: datasetOptions(data),
+      ...loopKnobs(data),
     };
     try {
       const run = await api("/api/training-runs", { method: "POST", json: body });
@@ -45,6 +46,22 @@ function datasetOptions(data) {
   const path = String(data.get("path") || "").trim();
   if (path) options.path = path;
   return options;
+}
+
+// The optimiser's settings and the networks' sizes; a blank size is the architecture's default
+// (the server says which sizes an architecture takes).
+function loopKnobs(data) {
+  const sizes = {};
+  for (const name of ["base_width", "hidden", "depth"]) {
+    if (data.get(name) !== "") sizes[name] = Number(data.get(name));
+  }
+  return {
+    batch_size: Number(data.get("batch_size")),
+    lr: Number(data.get("lr")),
+    betas: [Number(data.get("beta1")), Number(data.get("beta2"))],
+    d_steps: Number(data.get("d_steps")),
+    architecture_options: sizes,
+  };
 }
 
 // The data file field shows for the datasets that read one: required (npz, folder) or optional
@@ -97,6 +114,7 @@ function startSweep(form) {
       g_width: Number(data.get("g_width")),
       steps: Number(data.get("steps")),
       dataset_options: datasetOptions(data),
+      ...loopKnobs(data),
     };
     try {
       const created = await api("/api/sweeps", { method: "POST", json: body });

@@ -179,6 +179,37 @@ def test_train_takes_dataset_options_and_refuses_bad_ones(tmp_path: Path) -> Non
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
 
 
+def test_train_and_sweep_take_the_optimiser_and_network_sizes(tmp_path: Path) -> None:
+    knobs = [
+        *("--batch-size", "16", "--lr", "1e-4", "--betas", "0,0.9", "--d-steps", "2"),
+        *("--architecture-options", '{"hidden": 16}'),
+    ]
+    common = ["--dataset", "ring8", "--loss", "wgan_gp", "--steps", "2", *knobs]
+    assert run("train", *common, data_dir=tmp_path).returncode == 0
+    swept = run("sweep", *common, "--seed", "0,1", "--json", data_dir=tmp_path)
+    assert swept.returncode == 0, swept.stderr
+    with Database(Settings(data_dir=tmp_path).resolved_database_url()).read() as session:
+        configs = [r.config for r in session.scalars(select(TrainingRun))]
+    assert len(configs) == 3
+    for config in configs:
+        assert (config["batch_size"], config["lr"], config["betas"], config["d_steps"]) == (
+            16,
+            1e-4,
+            [0.0, 0.9],
+            2,
+        )
+        assert config["architecture_options"] == {"hidden": 16}
+    for args, message in (
+        (["--betas", "0.5"], "--betas: two numbers"),
+        (["--betas", "a,b"], "--betas: two numbers"),
+        (["--architecture-options", "[1]"], "must be a JSON object"),
+        (["--architecture-options", '{"base_width": 8}'], "base_width"),
+        (["--lr", "2"], "lr"),
+    ):
+        bad = run("train", *common, *args, data_dir=tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+
+
 def test_digit_classifier_learns_from_a_digits_file_and_names_its_weights(
     tmp_path: Path,
 ) -> None:

@@ -151,6 +151,62 @@ def test_bad_training_requests_are_problem_details(client: TestClient) -> None:
     assert_problem(client.get("/api/sweeps/999"), 404)
 
 
+def test_the_optimiser_and_network_sizes_reach_the_run(client: TestClient) -> None:
+    """WGAN-GP as its paper trains it (5 critic steps per generator step, Adam betas (0, 0.9),
+    lr 1e-4) with a deeper, narrower MLP: the request's knobs are the run's."""
+    knobs = {
+        "batch_size": 32,
+        "lr": 1e-4,
+        "betas": [0.0, 0.9],
+        "d_steps": 5,
+        "architecture_options": {"hidden": 24, "depth": 3},
+    }
+    body = {"dataset": "ring8", "loss": "wgan_gp", "steps": 4, "log_every": 2, **knobs}
+    run = finished_run(client, body)
+    assert run["status"] == "done"
+    assert {k: run["config"][k] for k in knobs} == knobs
+    generator = client.get(f"/api/generators/{run['generator_id']}").json()
+    assert generator["options"]["hidden"] == 24 and generator["options"]["depth"] == 3
+    page = client.get(f"/training/{run['id']}").text
+    line = page.split("data-loop>")[1].split("</span>")[0]
+    assert line == (
+        "batch 32 · Adam lr 0.0001, betas 0.0, 0.9 · 5 D steps per G step · hidden 24 · depth 3"
+    )
+    # A sweep gives every run the same knobs.
+    grid = {"dataset": "ring8", "losses": ["wgan_gp"], "seeds": [0, 1], "steps": 2, **knobs}
+    response = client.post("/api/sweeps", json=grid)
+    assert response.status_code == 202, response.text
+    sweep = client.get(f"/api/sweeps/{response.json()['id']}").json()
+    assert len(sweep["runs"]) == 2
+    assert all({k: r["config"][k] for k in knobs} == knobs for r in sweep["runs"])
+    assert "5 D steps per G step" in client.get(f"/sweeps/{sweep['id']}").text
+    # Knobs the loop or the networks cannot take are refused before anything is queued.
+    for bad, message in (
+        ({"betas": [1.0, 0.9]}, "betas"),
+        ({"betas": [0.5]}, "betas"),
+        ({"d_steps": 0}, "d_steps"),
+        ({"loss": "veegan", "d_steps": 5}, "d_steps must be 1"),
+        ({"architecture_options": {"base_width": 8}}, "base_width"),
+        ({"architecture_options": {"latent_dim": 8}}, "latent_dim"),
+    ):
+        response = client.post("/api/training-runs", json={**body, **bad})
+        assert_problem(response, 422)
+        assert message in response.text, response.text
+
+
+def test_a_run_stored_before_the_knobs_were_fields_shows_the_loop_defaults() -> None:
+    from app.web.training import loop_settings
+
+    old = {"dataset": "ring8", "loss": "rsgan", "batch_size": 64, "lr": 2e-4}
+    assert loop_settings(old) == {
+        "batch_size": 64,
+        "lr": 2e-4,
+        "betas": (0.5, 0.999),
+        "d_steps": 1,
+        "architecture_options": {},
+    }
+
+
 def test_local_datasets_stay_inside_the_datasets_directory(client: TestClient) -> None:
     for path in ("/etc", "../models", ""):
         body = {"dataset": "folder", "loss": "rsgan", "dataset_options": {"path": path}}

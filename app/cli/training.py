@@ -35,6 +35,45 @@ DatasetOptions = Annotated[
     ),
 ]
 
+BatchSize = Annotated[int, typer.Option(help="Samples per batch, real and fake.")]
+LearningRate = Annotated[float, typer.Option(help="Adam's learning rate, every network.")]
+Betas = Annotated[
+    str, typer.Option(help="Adam's beta1,beta2 (DCGAN's 0.5,0.999; WGAN-GP's paper 0,0.9).")
+]
+DSteps = Annotated[
+    int, typer.Option(help="Discriminator updates per generator update (WGAN-GP's paper: 5).")
+]
+ArchitectureOptions = Annotated[
+    str | None,
+    typer.Option(
+        help='Network sizes as JSON: \'{"hidden": 256, "depth": 3}\' (mlp), \'{"base_width": '
+        "32}' (dcgan)."
+    ),
+]
+
+
+def _loop_knobs(
+    batch_size: int, lr: float, betas: str, d_steps: int, architecture_options: str | None
+) -> dict[str, Any]:
+    """The training loop's knobs as TrainingRunCreate and SweepCreate take them."""
+    try:
+        pair = [float(b) for b in betas.split(",")]
+    except ValueError:
+        pair = []
+    if len(pair) != 2:
+        fail("--betas: two numbers, beta1,beta2, e.g. 0.5,0.999")
+    return {
+        "batch_size": batch_size,
+        "lr": lr,
+        "betas": tuple(pair),
+        "d_steps": d_steps,
+        "architecture_options": (
+            json_object(architecture_options, "--architecture-options")
+            if architecture_options
+            else {}
+        ),
+    }
+
 
 @cli.command()
 def train(
@@ -57,6 +96,11 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of init, batches and noise.")] = 0,
     image_size: Annotated[int | None, typer.Option(help="Image datasets: side in pixels.")] = None,
     dataset_options: DatasetOptions = None,
+    batch_size: BatchSize = 64,
+    lr: LearningRate = 2e-4,
+    betas: Betas = "0.5,0.999",
+    d_steps: DSteps = 1,
+    architecture_options: ArchitectureOptions = None,
     data_dir: DataDir = None,
 ) -> None:
     """Train a GAN headless; prints its generator id (ready to audit) and its mode metrics."""
@@ -77,6 +121,7 @@ def train(
             steps=steps,
             seed=seed,
             dataset_options=_dataset_options(image_size, dataset_options),
+            **_loop_knobs(batch_size, lr, betas, d_steps, architecture_options),
         )
         db = open_store(settings)
         run, job = create_run(db, settings.data_dir, body)
@@ -188,6 +233,11 @@ def sweep(
     steps: Annotated[int, typer.Option(help="Generator updates per run.")] = 2000,
     image_size: Annotated[int | None, typer.Option(help="Image datasets: side in pixels.")] = None,
     dataset_options: DatasetOptions = None,
+    batch_size: BatchSize = 64,
+    lr: LearningRate = 2e-4,
+    betas: Betas = "0.5,0.999",
+    d_steps: DSteps = 1,
+    architecture_options: ArchitectureOptions = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep as JSON.")] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -206,6 +256,7 @@ def sweep(
         "g_width": g_width,
         "steps": steps,
         "dataset_options": _dataset_options(image_size, dataset_options),
+        **_loop_knobs(batch_size, lr, betas, d_steps, architecture_options),
     }
     for option, key, values, cast in (
         ("--latent-dim", "latent_dims", latent_dim, int),

@@ -35,6 +35,7 @@ from app.gan.registry import (
     build_discriminator,
     build_generator,
     canonical_options,
+    get_architecture,
     parse_options,
 )
 from app.gan.sample_grids import image_grid, scatter_image
@@ -106,6 +107,14 @@ class TrainConfig:
             raise ValueError(
                 f"architecture_options may not set {', '.join(derived)}: latent_dim, g_width and "
                 "d_width are fields of the config, and the data fixes the sample shape"
+            )
+        fields = dataclasses.fields(get_architecture(self.architecture).config_type)
+        takes = [f.name for f in fields if f.name not in _DERIVED_OPTIONS]
+        unknown = sorted(str(k) for k in self.architecture_options if k not in takes)
+        if unknown:
+            raise ValueError(
+                f"architecture_options for {self.architecture} take {', '.join(takes)}; "
+                f"unknown: {', '.join(unknown)}"
             )
         try:
             torch.device(self.device)

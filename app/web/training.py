@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.api.deps import MAX_ID, StateDep
 from app.api.training import get_sweep, get_training_run, list_sweeps, list_training_runs
 from app.gan.datasets import TOY_DATASETS
-from app.gan.training import TRAIN_LOSSES
+from app.gan.training import TRAIN_LOSSES, TrainConfig
 from app.services.training import dataset_choices
 from app.store.errors import NotFound
 from app.web.access import ViewerDep, to_login
@@ -30,6 +33,16 @@ MODE_LABELS = {
     "kl_to_uniform": "KL(mode histogram || uniform), nats",
     "classifier": "digit classifier that counted them",
 }
+
+
+LOOP_SETTINGS = ("batch_size", "lr", "betas", "d_steps", "architecture_options")
+
+
+def loop_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's optimiser settings and network sizes; a run stored before some of them were
+    fields of a request trained with the loop's defaults, which these fill in."""
+    defaults = TrainConfig()
+    return {name: config.get(name, getattr(defaults, name)) for name in LOOP_SETTINGS}
 
 
 @router.get("/training", response_class=HTMLResponse)
@@ -58,7 +71,12 @@ def training_run_page(
         run = get_training_run(state, run_id)
     except NotFound as exc:
         return not_found_page(request, str(exc))
-    context = {"run": run, "viewer": viewer, "mode_labels": MODE_LABELS}
+    context = {
+        "run": run,
+        "loop": loop_settings(run.config),
+        "viewer": viewer,
+        "mode_labels": MODE_LABELS,
+    }
     return TEMPLATES.TemplateResponse(request, "training_run.html", context)
 
 
@@ -72,6 +90,7 @@ def sweep_page(request: Request, state: StateDep, viewer: ViewerDep, sweep_id: i
         return not_found_page(request, str(exc))
     context = {
         "sweep": sweep,
+        "loop": loop_settings(sweep.grid),
         "viewer": viewer,
         "toy": list(TOY_DATASETS),
     }

@@ -74,6 +74,43 @@ def test_bad_training_request_shows_the_problem(page: Page) -> None:
     assert "steps" in problem.inner_text()
 
 
+def test_the_form_sets_the_optimiser_and_network_sizes(page: Page, api: httpx.Client) -> None:
+    page.goto("/training")
+    form = page.locator("#train-form")
+    form.locator('select[name="loss"]').select_option("wgan_gp")
+    form.locator('input[name="steps"]').fill("3")
+    form.locator(".knobs summary").click()
+    for name, value in (
+        ("lr", "0.0001"),
+        ("beta1", "0"),
+        ("beta2", "0.9"),
+        ("d_steps", "5"),
+        ("hidden", "24"),
+        ("depth", "3"),
+    ):
+        form.locator(f'input[name="{name}"]').fill(value)
+    form.locator('button[type="submit"]').click()
+    page.wait_for_url("**/training/*")
+    config = api.get(f"/api/training-runs/{page.url.rsplit('/', 1)[1]}").json()["config"]
+    assert (config["lr"], config["betas"], config["d_steps"], config["batch_size"]) == (
+        1e-4,
+        [0.0, 0.9],
+        5,
+        64,
+    )
+    assert config["architecture_options"] == {"hidden": 24, "depth": 3}
+    assert "5 D steps per G step · hidden 24 · depth 3" in page.locator("[data-loop]").inner_text()
+    # A size the architecture does not take: the server's problem, shown on the form.
+    page.goto("/training")
+    form.locator('select[name="architecture"]').select_option("mlp")
+    form.locator(".knobs summary").click()
+    form.locator('input[name="base_width"]').fill("16")
+    form.locator('button[type="submit"]').click()
+    problem = page.locator("#train-problem:not([hidden])")
+    problem.wait_for()
+    assert "base_width" in problem.inner_text()
+
+
 def test_a_running_run_follows_its_stream_without_polling(page: Page, api: httpx.Client) -> None:
     body = {"dataset": "ring8", "loss": "rasgan", "steps": 10**6, "log_every": 20}
     run = api.post("/api/training-runs", json={**body, "sample_every": 200}).json()
@@ -134,7 +171,7 @@ def test_a_running_run_follows_its_stream_without_polling(page: Page, api: httpx
 
 def test_a_grid_from_the_form_to_compared_audits(page: Page, api: httpx.Client) -> None:
     page.goto("/training")
-    page.locator("#sweep-details summary").click()
+    page.locator("#sweep-details > summary").click()
     form = page.locator("#sweep-form")
     form.locator('input[name="losses"][value="rasgan"]').uncheck()
     assert form.locator('input[name="losses"]:checked').evaluate_all(
@@ -148,11 +185,16 @@ def test_a_grid_from_the_form_to_compared_audits(page: Page, api: httpx.Client) 
     form.locator('input[name="g_width"]').fill("0.25")
     form.locator('input[name="steps"]').fill("40")
     form.locator('input[name="image_size"]').fill("16")
+    form.locator(".knobs summary").click()
+    form.locator('input[name="batch_size"]').fill("32")
+    form.locator('input[name="base_width"]').fill("16")
     form.locator('button[type="submit"]').click()
     page.wait_for_url("**/sweeps/*")
     sweep_id = int(page.url.rsplit("/", 1)[1])
     sweep = api.get(f"/api/sweeps/{sweep_id}").json()
     assert [r["config"]["d_width"] for r in sweep["runs"]] == [0.25, 0.5]
+    assert all(r["config"]["batch_size"] == 32 for r in sweep["runs"])
+    assert all(r["config"]["architecture_options"] == {"base_width": 16} for r in sweep["runs"])
     # The results table fills in as the runs end (the page follows them).
     for cell in ("sgan_nonsaturating|8|0.25", "sgan_nonsaturating|8|0.5"):
         done = page.locator(f'[data-cell="{cell}"] [data-done]', has_text="1 / 1")
@@ -335,7 +377,7 @@ def test_the_forms_train_on_a_file_under_the_datasets_directory(
     assert field.is_visible() and path.evaluate("input => input.required")
     assert page.locator('#dataset-files option[value="tiny.npz"]').count() == 1
     sweep_field = page.locator("#sweep-form [data-path-field]")
-    page.locator("#sweep-details summary").click()
+    page.locator("#sweep-details > summary").click()
     page.locator('#sweep-form select[name="dataset"]').select_option("stacked_mnist")
     assert sweep_field.is_visible()
     path.fill("tiny.npz")
