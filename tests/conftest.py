@@ -16,6 +16,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.store.db import Database
 from tests.databases import fresh_database, migrated_database
+from tests.memory_guard import pytest_configure, pytest_runtest_logstart  # noqa: F401 (hooks)
 
 
 @pytest.fixture
