@@ -435,7 +435,8 @@ class TrainingRunCreate(BaseModel):
     )
     loss: str = Field(
         description="sgan_saturating, sgan_nonsaturating, lsgan, wgan_gp, hinge, rsgan, rasgan, "
-        "ralsgan, rahingegan, veegan, bigan or ali (BiGAN with ALI's Gaussian encoder)"
+        "ralsgan, rahingegan, rsgan_gp, rasgan_gp (the relativistic losses with WGAN-GP's "
+        "gradient penalty), veegan, bigan or ali (BiGAN with ALI's Gaussian encoder)"
     )
     architecture: Literal["mlp", "dcgan"] = "mlp"
     latent_dim: int | None = Field(default=None, ge=1, le=512)

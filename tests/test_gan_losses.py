@@ -135,8 +135,16 @@ def test_gradient_penalty_on_images_norms_each_sample() -> None:
 def test_registry_pairs_and_unknown_name() -> None:
     assert LOSSES["sgan_saturating"].g is losses.sgan_g_saturating
     assert LOSSES["sgan_nonsaturating"].g is losses.sgan_g_nonsaturating
-    assert LOSSES["wgan_gp"].gradient_penalty_weight == 10.0
+    penalised = {name: p.gradient_penalty_weight for name, p in LOSSES.items()}
+    assert {name: w for name, w in penalised.items() if w} == {
+        "wgan_gp": 10.0,
+        "rsgan_gp": 10.0,
+        "rasgan_gp": 10.0,
+    }
     relativistic = {name for name, pair in LOSSES.items() if pair.g_uses_real}
-    assert relativistic == {"rsgan", "rasgan", "ralsgan", "rahingegan"}
+    assert relativistic == {"rsgan", "rasgan", "ralsgan", "rahingegan", "rsgan_gp", "rasgan_gp"}
+    # The penalised relativistic pairs are the paper's losses with the penalty added.
+    for name in ("rsgan", "rasgan"):
+        assert (LOSSES[f"{name}_gp"].d, LOSSES[f"{name}_gp"].g) == (LOSSES[name].d, LOSSES[name].g)
     with pytest.raises(ValueError, match="unknown loss 'gan'; known: sgan_saturating"):
         get_loss("gan")

@@ -179,6 +179,9 @@ LOSSES: dict[str, LossPair] = {
     "rasgan": LossPair(rasgan_d, rasgan_g, g_uses_real=True),
     "ralsgan": LossPair(ralsgan_d, ralsgan_g, g_uses_real=True),
     "rahingegan": LossPair(rahingegan_d, rahingegan_g, g_uses_real=True),
+    # Jolicoeur-Martineau (2018), Table 1's RSGAN-GP and RaSGAN-GP: WGAN-GP's penalty, lambda 10
+    "rsgan_gp": LossPair(rsgan_d, rsgan_g, g_uses_real=True, gradient_penalty_weight=10.0),
+    "rasgan_gp": LossPair(rasgan_d, rasgan_g, g_uses_real=True, gradient_penalty_weight=10.0),
 }
 
 
