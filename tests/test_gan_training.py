@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from torch.nn.modules.module import register_module_parameter_registration_hook
 
-from app.gan import training
 from app.gan.checkpoint import load_generator_safetensors, save_generator
 from app.gan.datasets import get_toy_dataset
 from app.gan.evaluation import generate
 from app.gan.losses import LOSSES, LossPair, lsgan_d, lsgan_g
 from app.gan.metrics import mode_coverage
+from app.gan.run_size import run_size
 from app.gan.training import (
     TRAIN_LOSSES,
     TrainConfig,
@@ -27,7 +28,6 @@ from app.gan.training import (
     TrainProgress,
     TrainSamples,
     initial_generator,
-    run_size,
     train,
 )
 from app.jobs.train import train_config
@@ -248,28 +248,28 @@ def test_networks_beyond_the_parameter_budget_are_refused_before_they_exist() ->
     assert size.activation_bytes == 4 * (768 + 2 * 257) * 8
 
 
-def test_a_request_is_checked_without_building_its_networks(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The API checks a training request in its own process: every network there is a meta one
-    (a real build of a run near the budget would take gigabytes per request)."""
+def test_a_request_is_checked_without_building_its_networks() -> None:
+    """The API checks a training request in its own process: every parameter made there is a
+    meta one (a real build of a run near the budget would take gigabytes per request)."""
     devices: list[str] = []
-    real_init = training._init_networks
 
-    def recording(config: TrainConfig, options: dict[str, Any]) -> Any:
-        devices.append(str(torch.empty(0).device))
-        return real_init(config, options)
+    def record(_module: torch.nn.Module, _name: str, param: torch.nn.Parameter | None) -> None:
+        if param is not None:
+            devices.append(param.device.type)
 
-    monkeypatch.setattr(training, "_init_networks", recording)
     fields = dict(TINY_DCGAN, loss="ali", architecture_options={"base_width": 4})
-    assert train_config(fields) == TrainConfig(**fields)
-    assert devices and set(devices) == {"meta"}
-    with pytest.raises(ValueError, match="more than the 200,000,000"):
-        train_config(dict(fields, architecture_options={"base_width": 1024}, d_width=16.0))
-    # train() itself still builds them for real
-    devices.clear()
-    finished(list(train(TrainConfig(**dict(fields, steps=1)))))
-    assert "cpu" in devices
+    hook = register_module_parameter_registration_hook(record)
+    try:
+        assert train_config(fields) == TrainConfig(**fields)
+        assert devices and set(devices) == {"meta"}
+        with pytest.raises(ValueError, match="more than the 200,000,000"):
+            train_config(dict(fields, architecture_options={"base_width": 1024}, d_width=16.0))
+        # train() itself builds them for real
+        devices.clear()
+        finished(list(train(TrainConfig(**dict(fields, steps=1)))))
+        assert "cpu" in devices
+    finally:
+        hook.remove()
 
 
 def test_widths_reach_the_networks() -> None:

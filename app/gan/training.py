@@ -26,18 +26,13 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from app.gan.architectures import DCGAN_IMAGE_SIZES, MAX_MLP_IMAGE_SIZE, DCGANConfig, MLPConfig
+from app.gan.architectures import DCGAN_IMAGE_SIZES, MAX_MLP_IMAGE_SIZE
 from app.gan.bigan import BiGAN, bigan_step
 from app.gan.datasets import Dataset, make_dataset
 from app.gan.losses import LOSSES, LossPair, gradient_penalty
-from app.gan.registry import (
-    ARCHITECTURES,
-    build_discriminator,
-    build_generator,
-    canonical_options,
-    get_architecture,
-    parse_options,
-)
+from app.gan.networks import generator_of, init_networks, named_networks
+from app.gan.registry import ARCHITECTURES, canonical_options, get_architecture, parse_options
+from app.gan.run_size import check_size, run_size
 from app.gan.sample_grids import image_grid, scatter_image
 from app.gan.veegan import VEEGAN, veegan_step
 
@@ -47,15 +42,6 @@ TRAIN_LOSSES = (*LOSSES, *JOINT_MODELS)
 # architecture options a TrainConfig sets itself, from its own fields or from the data
 _DERIVED_OPTIONS = ("latent_dim", "g_width", "d_width", "data_dim", "image_size", "channels")
 MAX_STEPS = 10_000_000
-# Every network of a run together: 0.8 GB of float32 weights, ~3.2 GB with their gradients and
-# Adam's moments. A DCGAN pair at 64x64 and d_width 4 has ~50M, ALI's at that width ~130M; a
-# request for more is refused before anything is allocated (the API checks a request by building
-# its loop in its own process; widths of 16 at base 1,024 would ask for 10^10).
-MAX_PARAMETERS = 200_000_000
-# What one training step keeps for its backward pass: every layer's output for the batch (real
-# and generated), in float32; their gradients double it. With the weights' budget that stays
-# under ~12 GB; a batch of 8,192 64x64 images through DCGANs of width 4 would want ~100 GiB.
-MAX_ACTIVATION_BYTES = 4 * 2**30
 MAX_BATCH_SIZE = 65_536
 MAX_GRID_SIZE = 1024
 SCATTER_POINTS = 1024  # fixed-noise points drawn in a 2D progress picture
@@ -275,11 +261,8 @@ def train(
     device = _device(config.device)
     dataset, options = check_config(config, checkpoint_every=checkpoint_every)
     run = _Run(config, dataset, options, device, checkpoint_every)
-    model = _init_networks(config, options)
-    if isinstance(model, VEEGAN | BiGAN):
-        networks = {name: getattr(model, name) for name in model.param_groups()}
-    else:
-        networks = {"generator": model[0], "discriminator": model[1]}
+    model = init_networks(config, options)
+    networks = named_networks(model)
     for network in networks.values():
         network.to(device).train()
     # one Adam per network, made after the move so that its state lives on the device
@@ -305,7 +288,7 @@ def check_config(
     dataset = make_dataset(config.dataset, **config.dataset_options)
     options = canonical_options(config.architecture, _checked_options(config, dataset))
     _check_int("checkpoint_every", checkpoint_every, 0, MAX_STEPS)
-    _check_size(run_size(config, options, tuple(dataset.sample_shape)))
+    check_size(run_size(config, options, tuple(dataset.sample_shape)))
     return dataset, options
 
 
@@ -314,91 +297,7 @@ def initial_generator(config: TrainConfig) -> nn.Module:
     trained generator is compared with."""
     dataset = make_dataset(config.dataset, **config.dataset_options)
     options = canonical_options(config.architecture, _checked_options(config, dataset))
-    networks = _init_networks(config, options)
-    return networks.generator if isinstance(networks, VEEGAN | BiGAN) else networks[0]
-
-
-def _init_networks(
-    config: TrainConfig, options: dict[str, Any]
-) -> VEEGAN | BiGAN | tuple[nn.Module, nn.Module]:
-    """Freshly initialised networks, seeded by config.seed without touching the caller's RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        if config.loss == "veegan":
-            if config.architecture == "dcgan":
-                return VEEGAN.dcgan(DCGANConfig(**options))
-            return VEEGAN.mlp(MLPConfig(**options))
-        if config.loss in ("bigan", "ali"):
-            stochastic = config.loss == "ali"
-            if config.architecture == "dcgan":
-                return BiGAN.dcgan(DCGANConfig(**options), stochastic)
-            return BiGAN.mlp(MLPConfig(**options), stochastic)
-        net_g, _ = build_generator(config.architecture, options)
-        return net_g, build_discriminator(config.architecture, options)
-
-
-@dataclass(frozen=True)
-class RunSize:
-    """What a run's networks would take: parameters, and float32 bytes of every layer's output in
-    one step's forward passes (G on a batch of z, D on the generated and the real batch, the
-    encoder on the real one)."""
-
-    parameters: int
-    activation_bytes: int
-
-
-def run_size(
-    config: TrainConfig, options: dict[str, Any], sample_shape: tuple[int, ...]
-) -> RunSize:
-    """The run's size, worked out on the meta device (nothing allocated) from one build and one
-    sample's layer outputs."""
-    per_sample = [0]
-
-    def count(_module: nn.Module, _inputs: object, output: object) -> None:
-        if isinstance(output, Tensor):
-            per_sample[0] += output.numel()
-
-    with torch.device("meta"):
-        model = _init_networks(config, options)
-        modules: list[nn.Module] = (
-            [getattr(model, name) for name in model.param_groups()]
-            if isinstance(model, VEEGAN | BiGAN)
-            else list(model)
-        )
-        handles = [
-            m.register_forward_hook(count)
-            for network in modules
-            for m in network.modules()
-            if not list(m.children())
-        ]
-        z = torch.zeros(1, int(options["latent_dim"]))
-        x = torch.zeros(1, *sample_shape)
-        if isinstance(model, VEEGAN | BiGAN):
-            encoder = model.reconstructor if isinstance(model, VEEGAN) else model.encoder
-            model.discriminator(model.generator(z), z)
-            model.discriminator(x, encoder(x)[:, : z.shape[1]])  # ALI's: (mean, log-sigma)
-        else:
-            model[1](model[0](z))
-            model[1](x)
-        for handle in handles:
-            handle.remove()
-    parameters = sum(p.numel() for network in modules for p in network.parameters())
-    return RunSize(parameters, 4 * per_sample[0] * config.batch_size)
-
-
-def _check_size(size: RunSize) -> None:
-    if size.parameters > MAX_PARAMETERS:
-        raise ValueError(
-            f"these networks would have {size.parameters:,} parameters, more than the "
-            f"{MAX_PARAMETERS:,} a run may have: lower the base width (base_width, hidden), "
-            "g_width or d_width"
-        )
-    if size.activation_bytes > MAX_ACTIVATION_BYTES:
-        raise ValueError(
-            f"a training step would hold {size.activation_bytes / 2**30:,.1f} GiB of activations, "
-            f"more than the {MAX_ACTIVATION_BYTES / 2**30:g} GiB a run may: lower batch_size, "
-            "the widths or the image size"
-        )
+    return generator_of(init_networks(config, options))
 
 
 def _device(name: str) -> torch.device:
