@@ -130,10 +130,17 @@ function drawHistory() {
   const d = data.history;
   if (!d) return;
   if (!d.points.length) return message(node, "No judgements yet: the estimate appears with the first label.");
-  const values = d.points.flatMap((p) => [p.n_eff, p.n_eff_low, p.n_eff_high]).filter((v) => v !== null);
+  // An upper end beyond C(n, 2) says fewer than one duplicate pair is expected in the pool: as
+  // good as unbounded. Early ones can reach 1e70 and would squash every estimate into one line,
+  // so the axis stops there (or at 10x the largest estimate) and such ends run off its top.
+  const shown = d.points.flatMap((p) => [p.n_eff, p.n_eff_low]).filter((v) => v !== null);
+  const ceiling = Math.max((d.n * (d.n - 1)) / 2, 10 * Math.max(...shown));
+  const unbounded = (p) => p.n_eff_high === null || p.n_eff_high > ceiling;
+  const values = [...shown, ...d.points.map((p) => (unbounded(p) ? null : p.n_eff_high))].filter((v) => v !== null);
   const domain = extent(values, { log: true });
   const x = (p) => p.judgements;
   const last = d.points[d.points.length - 1].judgements;
+  const offTop = d.points.some((p) => p.n_eff_high !== null && p.n_eff_high > ceiling);
   plot(node, {
     title: "estimate history",
     x: { label: "judgements", domain: [0, Math.max(1, last)] },
@@ -143,7 +150,7 @@ function drawHistory() {
         type: "band",
         name: "band",
         cls: "c-band",
-        data: d.points.map((p) => ({ x: x(p), lo: p.n_eff_low, hi: p.n_eff_high ?? domain[1] })),
+        data: d.points.map((p) => ({ x: x(p), lo: p.n_eff_low, hi: unbounded(p) ? domain[1] : p.n_eff_high })),
       },
       { type: "line", name: "bound", cls: "c-bound", data: d.points.map((p) => ({ x: x(p), y: p.n_eff === null ? p.n_eff_low : null })) },
       { type: "line", name: "estimate", cls: "c-model", data: d.points.map((p) => ({ x: x(p), y: p.n_eff })) },
@@ -162,6 +169,13 @@ function drawHistory() {
     ],
   });
   node.querySelector("svg").dataset.judgements = d.judgements;
+  if (offTop) {
+    const note = document.createElement("p");
+    note.className = "note";
+    note.dataset.offTop = "";
+    note.textContent = `Upper ends above ${support(ceiling)} run off the top: beyond C(n, 2) the pool expects under one duplicate pair, so it cannot bound N_eff there.`;
+    node.appendChild(note);
+  }
 }
 
 const FIGURES = {

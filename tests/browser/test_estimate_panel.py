@@ -110,3 +110,35 @@ def test_log_axes_keep_their_labels_apart(page: Page) -> None:
     assert len({b - a for a, b in itertools.pairwise(exponents)}) == 1  # evenly spaced
     assert ticks["decades"] == [10, 100, 1000, 10000]
     assert ticks["narrow"] == [2, 5, 10, 20]
+
+
+def _tick_value(text: str) -> float:
+    """An axis label back to its number: 100, 10k, 1M, 1e9."""
+    scale = {"k": 1e3, "M": 1e6}
+    return float(text[:-1]) * scale[text[-1]] if text[-1] in scale else float(text)
+
+
+def test_unbounded_upper_ends_run_off_the_history_plot(
+    page: Page, audit_factory: Callable[..., dict[str, Any]]
+) -> None:
+    """Early intervals can reach 1e70: drawn to scale they squash every estimate into one line.
+    Upper ends beyond C(n, 2) (under one duplicate pair expected in the pool) run off the top."""
+    audit = audit_factory(seed=4)
+    aid, n = audit["id"], audit["n"]
+    points = [
+        {
+            "judgements": k,
+            "duplicate_pairs": k,
+            "n_eff": 1000.0 / k,
+            "n_eff_low": 500.0 / k,
+            "n_eff_high": 10.0 ** max(4.0, 70.0 - 3 * k),
+        }
+        for k in range(1, 31)
+    ]
+    history = {"n": n, "level": 0.95, "judgements": 30, "points": points}
+    page.route(f"**/api/audits/{aid}/estimate-history", lambda route: route.fulfill(json=history))
+    page.goto(f"/audits/{aid}")
+    page.locator('[data-plot="history"] [data-off-top]').wait_for()
+    ticks = page.locator('[data-plot="history"] .axis-left text').all_text_contents()
+    assert ticks and max(_tick_value(t) for t in ticks) <= 1e5  # the bounded ends reach 1e4
+    assert "C(n, 2)" in page.inner_text('[data-plot="history"] [data-off-top]')
