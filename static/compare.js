@@ -11,7 +11,10 @@ function draw() {
   const rowHeight = 34;
   const height = margin.top + margin.bottom + rowHeight * Math.max(1, rows.length);
   const w = width - margin.left - margin.right;
-  const values = rows.flatMap((r) => [r.n_eff, r.low, r.high, r.truth]).filter((v) => v !== null && v > 0);
+  // An upper end beyond C(n, 2) (under one duplicate pair expected in that pool; a fresh review's
+  // can reach 1e15) is drawn as unbounded, an arrow, rather than stretching the axis.
+  const open = (r) => r.high === null || r.high > Math.max(r.pairs, 10 * (r.n_eff ?? r.low));
+  const values = rows.flatMap((r) => [r.n_eff, r.low, open(r) ? null : r.high, r.truth]).filter((v) => v !== null && v > 0);
   const x = logScale(extent(values, { log: true, pad: 0.08 }), [0, w]);
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": "N_eff by audit", class: "plot-svg" });
   const frame = el("g", { transform: `translate(${margin.left},${margin.top})` }, svg);
@@ -32,10 +35,10 @@ function draw() {
       return;
     }
     const x0 = x(r.low);
-    const x1 = r.high === null ? w : x(r.high);
+    const x1 = open(r) ? w : x(r.high);
     el("line", { class: "whisker", x1: x0, x2: x1, y1: cy, y2: cy }, g);
     el("line", { class: "whisker", x1: x0, x2: x0, y1: cy - 6, y2: cy + 6 }, g);
-    if (r.high === null) el("path", { class: "arrow", d: `M${w - 7},${cy - 5}L${w},${cy}L${w - 7},${cy + 5}` }, g);
+    if (open(r)) el("path", { class: "arrow", d: `M${w - 7},${cy - 5}L${w},${cy}L${w - 7},${cy + 5}` }, g);
     else el("line", { class: "whisker", x1: x1, x2: x1, y1: cy - 6, y2: cy + 6 }, g);
     const level = Math.round((r.level || 0.95) * 100);
     if (r.n_eff !== null) {

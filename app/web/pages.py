@@ -236,6 +236,7 @@ def _point(item: CompareItem) -> dict[str, Any]:
         "high": e.n_eff_high if e else None,
         "level": e.level if e else None,
         "truth": item.known_n_eff,
+        "pairs": e.n * (e.n - 1) // 2 if e else None,  # C(n, 2): beyond it, as good as unbounded
     }
 
 

@@ -85,3 +85,23 @@ def test_a_collapsed_generator_reads_as_such(
     page.goto(f"/audits/{audit['id']}/review")
     page.wait_for_function("document.querySelector('[data-stop]').textContent.includes('N_eff')")
     assert "(N_eff ≈ 1.00)" in page.inner_text("[data-stop]")
+
+
+def test_an_upper_end_beyond_the_pools_pairs_is_drawn_open(
+    page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
+) -> None:
+    """Three labels on a 400-sample pool put the upper end near 1e10: beyond C(n, 2) (under one
+    duplicate pair expected in the pool) the row ends in an arrow, and the axis keeps to the
+    estimates instead of running to 1e10."""
+    audit = audit_factory(seed=7)
+    estimate = _label_closest(api, audit["id"], 3)
+    pairs = audit["n"] * (audit["n"] - 1) // 2
+    assert estimate["n_eff_high"] > 1000 * pairs
+    page.goto(f"/compare?ids={audit['id']}")
+    row = page.locator('[data-plot="compare"] .audit-row').first
+    row.wait_for()
+    assert row.locator(".arrow").count() == 1
+    ticks = page.locator('[data-plot="compare"] .axis-bottom text').all_text_contents()
+    assert ticks and all("e" not in t for t in ticks)  # no 1e9-scale labels
+    title = row.locator("circle.estimate title").text_content() or ""
+    assert title.endswith(support_size(estimate["n_eff_high"]))  # told, not drawn
