@@ -191,7 +191,9 @@ function drawPlot(node, data) {
   const series = (x) => `series-${groups.indexOf(groupKey(x)) % 4}`;
   const widths = used.map((r) => r.d_width);
   const xDomain = extent(widths, { log: true, pad: 0.15 });
-  const values = [...used.flatMap((r) => [r.n_eff_low, r.n_eff_high]), ...data.cells.flatMap((c) => [c.n_eff_low, c.n_eff_high])].filter((v) => v);
+  // What is drawn: each run's point (or bound) and each cell's interval. A run's own upper end is
+  // not drawn, and one near 1e10 (a fresh review) would squash the figure into one line.
+  const values = [...used.map((r) => r.n_eff ?? r.n_eff_low), ...data.cells.flatMap((c) => [c.n_eff_low, c.n_eff_high])].filter((v) => v);
   const layers = [];
   for (const t of data.trends) {
     const line = xDomain.map((w) => ({ x: w, y: t.n_eff_at_width_1 * w ** t.exponent }));

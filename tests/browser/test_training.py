@@ -254,6 +254,49 @@ def _label_everything(api: httpx.Client, audit_id: int, classes: int) -> None:
                 break
 
 
+def test_a_runs_own_upper_end_does_not_stretch_the_support_figure(
+    page: Page, api: httpx.Client
+) -> None:
+    """A run's upper end is not drawn (its point is); one near 1e10 (a fresh review) stretched
+    the y-axis until the figure was one line. The figure read as the API gives it, routed."""
+    body = {
+        "dataset": "digits",
+        "architecture": "dcgan",
+        "losses": ["rsgan"],
+        "latent_dims": [4],
+        "d_widths": [0.5, 1.0],
+        "g_width": 0.25,
+        "batch_size": 8,
+        "steps": 2,
+        "dataset_options": {"image_size": 8},
+    }
+    sweep_id = api.post("/api/sweeps", json=body).json()["id"]
+    support = api.get(f"/api/sweeps/{sweep_id}/support").json()
+    assert [r["d_width"] for r in support["runs"]] == [0.5, 1.0]
+    for run, (n_eff, high) in zip(support["runs"], ((200.0, 1e10), (400.0, 900.0)), strict=True):
+        run |= {"used": True, "audit_id": 1, "n": 300, "n_eff": n_eff, "n_eff_low": n_eff / 2}
+        run |= {"n_eff_high": high, "waiting_for": None, "reason": None, "stop_reached": True}
+    support["cells"] = [
+        {
+            "loss": "rsgan",
+            "latent_dim": r["latent_dim"],
+            "d_width": r["d_width"],
+            "runs": 1,
+            "empty_pools": 0,
+            "n_eff": r["n_eff"],
+            "n_eff_low": r["n_eff_low"],
+            "n_eff_high": 2 * r["n_eff"],
+        }
+        for r in support["runs"]
+    ]
+    page.route(f"**/api/sweeps/{sweep_id}/support", lambda route: route.fulfill(json=support))
+    page.goto(f"/sweeps/{sweep_id}")
+    figure = page.locator('[data-plot="support"]')
+    figure.locator('[data-layer^="cells"] .point').first.wait_for()
+    ticks = figure.locator(".axis-left text").all_text_contents()
+    assert ticks and max(float(t.replace("k", "e3").replace("M", "e6")) for t in ticks) <= 1e4
+
+
 def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
     page: Page, api: httpx.Client
 ) -> None:
