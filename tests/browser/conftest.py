@@ -139,6 +139,12 @@ def settle(page: Page) -> None:
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
+def tick_value(text: str) -> float:
+    """An axis label of static/charts.js back to its number: 100, 10k, 1M, 1e9."""
+    scale = {"k": 1e3, "M": 1e6}
+    return float(text[:-1]) * scale[text[-1]] if text[-1] in scale else float(text)
+
+
 def screenshot(page: Page, name: str) -> None:
     """Save the page at 1280x800 and at 390x844, and check the narrow one does not scroll sideways."""
     SHOTS.mkdir(parents=True, exist_ok=True)

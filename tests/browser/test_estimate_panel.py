@@ -12,7 +12,7 @@ import pytest
 
 from app.services.estimate_feed import estimate_digest
 from app.web.templating import support_size
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, tick_value
 from tests.conftest import all_pairs
 
 if TYPE_CHECKING:
@@ -112,12 +112,6 @@ def test_log_axes_keep_their_labels_apart(page: Page) -> None:
     assert ticks["narrow"] == [2, 5, 10, 20]
 
 
-def _tick_value(text: str) -> float:
-    """An axis label back to its number: 100, 10k, 1M, 1e9."""
-    scale = {"k": 1e3, "M": 1e6}
-    return float(text[:-1]) * scale[text[-1]] if text[-1] in scale else float(text)
-
-
 def test_unbounded_upper_ends_run_off_the_history_plot(
     page: Page, audit_factory: Callable[..., dict[str, Any]]
 ) -> None:
@@ -140,5 +134,5 @@ def test_unbounded_upper_ends_run_off_the_history_plot(
     page.goto(f"/audits/{aid}")
     page.locator('[data-plot="history"] [data-off-top]').wait_for()
     ticks = page.locator('[data-plot="history"] .axis-left text').all_text_contents()
-    assert ticks and max(_tick_value(t) for t in ticks) <= 1e5  # the bounded ends reach 1e4
+    assert ticks and max(tick_value(t) for t in ticks) <= 1e5  # the bounded ends reach 1e4
     assert "C(n, 2)" in page.inner_text('[data-plot="history"] [data-off-top]')

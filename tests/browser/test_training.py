@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, tick_value
 from tests.conftest import wait_for
 
 if TYPE_CHECKING:
@@ -294,7 +294,7 @@ def test_a_runs_own_upper_end_does_not_stretch_the_support_figure(
     figure = page.locator('[data-plot="support"]')
     figure.locator('[data-layer^="cells"] .point').first.wait_for()
     ticks = figure.locator(".axis-left text").all_text_contents()
-    assert ticks and max(float(t.replace("k", "e3").replace("M", "e6")) for t in ticks) <= 1e4
+    assert ticks and max(tick_value(t) for t in ticks) <= 1e4
 
 
 def test_a_sweeps_support_figure_fills_in_as_its_audits_are_reviewed(
