@@ -30,6 +30,7 @@ from app.estimate import (
 from app.estimate.pairs import Candidates, Evidence
 from app.schemas import EstimateParts, EstimatePublic, StopRule
 from app.services.review_state import ReviewState, load_review
+from app.services.single_flight import SingleFlight
 from app.store.db import Database
 
 
@@ -98,18 +99,9 @@ class _AssessmentCache:
         self._lock = threading.Lock()
         self._items: OrderedDict[tuple[object, ...], Assessment] = OrderedDict()
         self._size = size
-        self._computing: dict[tuple[object, ...], threading.Lock] = {}
-
-    def computing(self, key: tuple[object, ...]) -> threading.Lock:
-        """One lock per key being computed: a caller asking for an assessment another thread is
-        computing (the start-up warm-up, the estimate and next-pairs of one label) waits for it
-        instead of computing it again."""
-        with self._lock:
-            return self._computing.setdefault(key, threading.Lock())
-
-    def done(self, key: tuple[object, ...]) -> None:
-        with self._lock:
-            self._computing.pop(key, None)
+        # a caller asking for an assessment another thread is computing (the start-up warm-up,
+        # the estimate and next-pairs of one label) waits for it instead of computing it again
+        self.computing = SingleFlight()
 
     def get(self, key: tuple[object, ...], state: ReviewState) -> Assessment | None:
         with self._lock:
@@ -140,17 +132,14 @@ def assess(state: ReviewState, level: float = 0.95, target: float | None = None)
         cached = _assessments.get(key, state)
         if cached is not None:
             return cached
-        try:
-            evidence = state.evidence()
-            frame = residual_frame(state.candidates, state.design, evidence, state.random)
-            estimate = estimate_incomplete(
-                state.candidates, state.design, evidence, state.random, level, frame=frame
-            )
-            stop = stopping_status(estimate, target=target)
-            out = Assessment(state, evidence, frame, estimate, stop)
-            _assessments.put(key, out)
-        finally:
-            _assessments.done(key)
+        evidence = state.evidence()
+        frame = residual_frame(state.candidates, state.design, evidence, state.random)
+        estimate = estimate_incomplete(
+            state.candidates, state.design, evidence, state.random, level, frame=frame
+        )
+        stop = stopping_status(estimate, target=target)
+        out = Assessment(state, evidence, frame, estimate, stop)
+        _assessments.put(key, out)
     return out
 
 

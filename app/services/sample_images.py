@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.jobs.runner import audit_source_spec
+from app.services.single_flight import SingleFlight
 from app.settings import Settings
 from app.sources.base import Source, close_source
 from app.sources.factory import SourceSpec, build_source
@@ -58,7 +59,7 @@ class SampleImages:
         self.settings = settings
         self._lock = threading.Lock()
         self._sources: OrderedDict[str, _Loaded] = OrderedDict()
-        self._building: dict[str, threading.Lock] = {}
+        self._building = SingleFlight()
         self._pngs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._png_bytes = 0
         self._threads = self._new_threads()
@@ -139,22 +140,15 @@ class SampleImages:
             if loaded is not None:
                 self._sources.move_to_end(key)
                 return loaded
-            building = self._building.setdefault(key, threading.Lock())
-        with building:
+        with self._building(key):
             with self._lock:
                 loaded = self._sources.get(key)
             if loaded is not None:
                 return loaded
-            try:
-                source = open_source(spec, seed, self.settings)
-            except Conflict:
-                with self._lock:
-                    self._building.pop(key, None)
-                raise
+            source = open_source(spec, seed, self.settings)
             loaded = _Loaded(source)
             with self._lock:
                 self._sources[key] = loaded
-                self._building.pop(key, None)
                 evicted = []
                 while len(self._sources) > SOURCES_KEPT:
                     evicted.append(self._sources.popitem(last=False)[1])

@@ -27,6 +27,7 @@ from app.estimate import (
 from app.jobs.audit import EmbeddingCache
 from app.services.estimates import assess
 from app.services.review_state import load_review
+from app.services.single_flight import SingleFlight
 from app.store import pairs as pair_store
 from app.store.db import Database
 
@@ -131,7 +132,7 @@ def _batch_mle(labels: NDArray[np.int64], s: int | None, seed: int, level: float
 
 _vendi_cache: dict[tuple[str, int, int], VendiPublic] = {}
 _vendi_lock = threading.Lock()
-_vendi_computing: dict[tuple[str, int, int], threading.Lock] = {}
+_vendi_computing = SingleFlight()
 CACHED_FIGURES = 16
 _figures_cache: OrderedDict[tuple[object, ...], tuple[PaperView, BatchMLEPublic, Chao1Public]] = (
     OrderedDict()
@@ -187,9 +188,7 @@ def _cached_vendi(key: tuple[str, int, int], directory: Path, seed: int) -> Vend
     """The Vendi scores of this pool, computed once: callers that ask while another thread
     computes them (the page's polls, the start-up warm-up) wait for it rather than each holding
     a kernel and its eigendecomposition (~1 GB at 4,000 samples of images)."""
-    with _vendi_lock:
-        computing = _vendi_computing.setdefault(key, threading.Lock())
-    with computing:
+    with _vendi_computing(key):
         with _vendi_lock:
             vendi = _vendi_cache.get(key)
         if vendi is None:
@@ -197,8 +196,6 @@ def _cached_vendi(key: tuple[str, int, int], directory: Path, seed: int) -> Vend
             if vendi is not None:
                 with _vendi_lock:
                     _vendi_cache[key] = vendi
-    with _vendi_lock:
-        _vendi_computing.pop(key, None)
     return vendi
 
 
