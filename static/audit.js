@@ -2,7 +2,7 @@
 // arrive: the audit's event stream says when the estimate changed (any annotator, anywhere), a
 // review tab in this browser says so at once, and polling stands in only while the stream is down.
 import { api, count, showProblem, support } from "./api.js";
-import { extent, plot, responsive } from "./charts.js";
+import { boundedCeiling, extent, plot, responsive } from "./charts.js";
 
 const page = document.querySelector("[data-audit-page]");
 const auditId = page.dataset.auditPage;
@@ -130,11 +130,9 @@ function drawHistory() {
   const d = data.history;
   if (!d) return;
   if (!d.points.length) return message(node, "No judgements yet: the estimate appears with the first label.");
-  // An upper end beyond C(n, 2) says fewer than one duplicate pair is expected in the pool: as
-  // good as unbounded. Early ones can reach 1e70 and would squash every estimate into one line,
-  // so the axis stops there (or at 10x the largest estimate) and such ends run off its top.
+  // Upper ends beyond the ceiling bound nothing and run off the axis' top.
   const shown = d.points.flatMap((p) => [p.n_eff, p.n_eff_low]).filter((v) => v !== null);
-  const ceiling = Math.max((d.n * (d.n - 1)) / 2, 10 * Math.max(...shown));
+  const ceiling = boundedCeiling((d.n * (d.n - 1)) / 2, shown);
   const unbounded = (p) => p.n_eff_high === null || p.n_eff_high > ceiling;
   const values = [...shown, ...d.points.map((p) => (unbounded(p) ? null : p.n_eff_high))].filter((v) => v !== null);
   const domain = extent(values, { log: true });

@@ -74,6 +74,14 @@ export function logScale([d0, d1], [r0, r1]) {
   return f;
 }
 
+// The highest N_eff upper end worth drawing: past C(n, 2) the pool expects under one duplicate
+// pair, so an end there bounds nothing (a fresh review's reach 1e15-1e70 and would squash every
+// estimate into one line). At least 10x the largest estimate, so the estimates keep headroom.
+export function boundedCeiling(pairs, estimates) {
+  const shown = estimates.filter((v) => Number.isFinite(v) && v > 0);
+  return Math.max(pairs, 10 * (shown.length ? Math.max(...shown) : 0));
+}
+
 // Domain of the finite values, padded; for a log axis the values must be > 0.
 export function extent(values, { log = false, pad = 0.05, floor = null } = {}) {
   const finite = values.filter((v) => Number.isFinite(v) && (!log || v > 0));

@@ -1,6 +1,6 @@
 // Compare page: every chosen audit's N_eff and interval on one log axis (a forest plot).
 import { support } from "./api.js";
-import { el, extent, logScale, responsive, short } from "./charts.js";
+import { boundedCeiling, el, extent, logScale, responsive, short } from "./charts.js";
 
 const rows = JSON.parse(document.getElementById("compare-data").textContent);
 const node = document.querySelector('[data-plot="compare"]');
@@ -11,9 +11,8 @@ function draw() {
   const rowHeight = 34;
   const height = margin.top + margin.bottom + rowHeight * Math.max(1, rows.length);
   const w = width - margin.left - margin.right;
-  // An upper end beyond C(n, 2) (under one duplicate pair expected in that pool; a fresh review's
-  // can reach 1e15) is drawn as unbounded, an arrow, rather than stretching the axis.
-  const open = (r) => r.high === null || r.high > Math.max(r.pairs, 10 * (r.n_eff ?? r.low));
+  // An upper end beyond the ceiling is drawn as unbounded, an arrow, rather than stretching the axis.
+  const open = (r) => r.high === null || r.high > boundedCeiling(r.pairs, [r.n_eff ?? r.low]);
   const values = rows.flatMap((r) => [r.n_eff, r.low, open(r) ? null : r.high, r.truth]).filter((v) => v !== null && v > 0);
   const x = logScale(extent(values, { log: true, pad: 0.08 }), [0, w]);
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": "N_eff by audit", class: "plot-svg" });
