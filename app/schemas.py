@@ -419,7 +419,10 @@ ArchitectureOptions = Annotated[
     Field(
         description="The networks' sizes beyond the widths: `hidden` (units per layer, default "
         "128) and `depth` (hidden layers, default 2) for mlp; `base_width` (channels at the highest "
-        "resolution at width 1, DCGAN's ngf and ndf, default 64) for dcgan."
+        "resolution at width 1, DCGAN's ngf and ndf, default 64) and `d_norm` (the "
+        "discriminator's normalisation: `batch`, DCGAN's, by default; `layer` or `none`; a loss "
+        "with a gradient penalty takes `layer` by default and refuses `batch`, since the penalty "
+        "is per sample) for dcgan."
     ),
 ]
 DEFAULT_BETAS = (0.5, 0.999)

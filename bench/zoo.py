@@ -1,9 +1,11 @@
 """Mode collapse of the built-in GANs on data with known modes, at CPU scale.
 
 Four tables, each a mean ± sd over seeds (every run is deterministic given its seed):
-1. modes captured and the high-quality fraction on the 2D ring of 8 and grid of 25 for SGAN,
-   RSGAN, RaSGAN, VEEGAN, BiGAN and ALI, beside the figures of VEEGAN's Table 1 (Srivastava et al.
-   2017; there the networks trained far longer, on a GPU);
+1. modes captured and the high-quality fraction on the 2D ring of 8 and grid of 25 for every
+   built-in loss (SGAN both ways, LSGAN, WGAN-GP, hinge, the relativistic RSGAN, RaSGAN, RaLSGAN,
+   RaHingeGAN, RSGAN-GP, RaSGAN-GP) and joint model (VEEGAN, BiGAN, ALI), all with one shared
+   loop, plus WGAN-GP with its paper's loop; beside the figures of VEEGAN's Table 1 (Srivastava
+   et al. 2017; there the networks trained far longer, on a GPU);
 2. the latent size (1, 2, 3, 10) of an SGAN on the ring and on the spiral (a 1-D curve, cut into
    20 equally likely segments);
 3. stacked digits (1,000 modes) against the discriminator's width (d_width 0.25, 0.5, 1): modes
@@ -117,12 +119,44 @@ VEEGAN_TABLE_2 = {
 }
 METHODS = {  # our loss name -> (label, the row of VEEGAN's table it corresponds to)
     "sgan_nonsaturating": ("SGAN", "GAN"),
+    "sgan_saturating": ("SGAN, saturating G loss", None),
+    "lsgan": ("LSGAN", None),
+    "wgan_gp": ("WGAN-GP", None),
+    "hinge": ("hinge", None),
     "rsgan": ("RSGAN", None),
     "rasgan": ("RaSGAN", None),
+    "ralsgan": ("RaLSGAN", None),
+    "rahingegan": ("RaHingeGAN", None),
+    "rsgan_gp": ("RSGAN-GP", None),
+    "rasgan_gp": ("RaSGAN-GP", None),
     "veegan": ("VEEGAN", "VEEGAN"),
     "bigan": ("BiGAN", None),  # a deterministic encoder
     "ali": ("ALI", "ALI"),  # BiGAN with ALI's Gaussian encoder
 }
+
+
+@dataclass(frozen=True)
+class ToyMethod:
+    """A row of the 2D table: a loss, trained with the table's shared loop unless `loop` says
+    otherwise (WGAN-GP also with its paper's: 5 critic steps, Adam 1e-4, betas (0, 0.9))."""
+
+    key: str
+    loss: str
+    label: str
+    theirs: str | None
+    loop: tuple[tuple[str, object], ...] = ()
+
+
+TOY_METHODS = [
+    *(ToyMethod(loss, loss, label, theirs) for loss, (label, theirs) in METHODS.items()),
+    ToyMethod(
+        "wgan_gp_paper",
+        "wgan_gp",
+        "WGAN-GP, its paper's loop",
+        None,
+        (("d_steps", 5), ("lr", 1e-4), ("betas", (0.0, 0.9))),
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -151,18 +185,23 @@ class AuditPlan:
     neighbours: int = AUDIT_NEIGHBOURS
 
 
-def toy_config(dataset: str, loss: str, latent_dim: int, steps: int, seed: int) -> TrainConfig:
+def toy_config(
+    dataset: str, loss: str, latent_dim: int, steps: int, seed: int, **loop: Any
+) -> TrainConfig:
     """MLPs of 2 x 128 units; Adam at 1e-3 with batches of 128 to get far in few CPU steps."""
+    settings: dict[str, Any] = {
+        "lr": 1e-3,
+        "batch_size": 128,
+        "architecture_options": {"hidden": 128, "depth": 2},
+        "sample_every": 0,
+    }
     return TrainConfig(
         dataset=dataset,
         loss=loss,
         latent_dim=latent_dim,
         steps=steps,
         seed=seed,
-        lr=1e-3,
-        batch_size=128,
-        architecture_options={"hidden": 128, "depth": 2},
-        sample_every=0,
+        **(settings | loop),
     )
 
 
@@ -392,13 +431,19 @@ def runs(
     return [trained_report(c, n, classifier) for c in configs]
 
 
-def toy_table(scale: Scale) -> str:
+def toy_table(scale: Scale, only: Sequence[str] | None = None) -> str:
+    """Every loss on both mixtures with one shared loop (`only`: these rows' keys alone)."""
+    methods = [m for m in TOY_METHODS if only is None or m.key in only]
     rows = []
     for dataset in ("ring8", "grid25"):
         n_modes = make_dataset(dataset).n_modes
-        for loss, (label, theirs) in METHODS.items():
+        for method in methods:
+            label, theirs = method.label, method.theirs
             reports = runs(
-                [toy_config(dataset, loss, 2, scale.toy_steps, s) for s in scale.seeds],
+                [
+                    toy_config(dataset, method.loss, 2, scale.toy_steps, s, **dict(method.loop))
+                    for s in scale.seeds
+                ],
                 2500,
             )
             modes = [r.modes_captured for r in reports if isinstance(r, ModeCoverage)]
@@ -733,6 +778,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="run only these tables",
     )
     parser.add_argument(
+        "--toy-methods",
+        type=lambda v: [k.strip() for k in v.split(",") if k.strip()],
+        help="the 2D table's rows to run, comma-separated keys (default: all: "
+        + ", ".join(m.key for m in TOY_METHODS)
+        + ")",
+    )
+    parser.add_argument(
         "--classifier", type=Path, help="digit-classifier cache (default: a temporary file)"
     )
     parser.add_argument(
@@ -769,6 +821,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="k of the digits audit's k-NN candidate search",
     )
     args = parser.parse_args(argv)
+    unknown = set(args.toy_methods or []) - {m.key for m in TOY_METHODS}
+    if unknown:
+        parser.error(f"unknown --toy-methods: {', '.join(sorted(unknown))}")
     sizes = {
         "pixels": (args.audit_n, args.audit_neighbours),
         "digits": (args.digits_n, args.digits_neighbours),
@@ -785,7 +840,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         classifier_path = args.classifier or Path(scratch) / "digits.safetensors"
         tables: dict[str, Callable[[], str]] = {
-            "toy": lambda: toy_table(scale),
+            "toy": lambda: toy_table(scale, args.toy_methods),
             "latent": lambda: latent_table(scale),
             "stacked": lambda: stacked_table(
                 scale, classifier_path, Path(scratch), plans, args.stacked_data

@@ -55,6 +55,7 @@ function loopKnobs(data) {
   for (const name of ["base_width", "hidden", "depth"]) {
     if (data.get(name) !== "") sizes[name] = Number(data.get(name));
   }
+  if (data.get("d_norm")) sizes.d_norm = data.get("d_norm");
   return {
     batch_size: Number(data.get("batch_size")),
     lr: Number(data.get("lr")),

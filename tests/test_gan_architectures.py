@@ -121,8 +121,27 @@ def test_canonical_options_fill_defaults() -> None:
         "base_width": 64,
         "g_width": 1.0,
         "d_width": 1.0,
+        "d_norm": "batch",
     }
     assert set(ARCHITECTURES) == {"dcgan", "mlp"}
+
+
+@pytest.mark.parametrize(("d_norm", "kind"), [("batch", nn.BatchNorm2d), ("layer", nn.GroupNorm)])
+def test_the_discriminators_normalisation_is_an_option(d_norm: str, kind: type[nn.Module]) -> None:
+    """A layer-norm critic judges each sample on its own (what a per-sample gradient penalty
+    needs); BatchNorm in training mode makes a sample's logit depend on the rest of its batch."""
+    torch.manual_seed(0)
+    options = {"image_size": 16, "channels": 1, "base_width": 8, "d_norm": d_norm}
+    discriminator = build_discriminator("dcgan", options).train()
+    assert layers(discriminator, kind)
+    assert not layers(discriminator, nn.BatchNorm2d if kind is nn.GroupNorm else nn.GroupNorm)
+    batch = torch.randn(6, 1, 16, 16)
+    with torch.no_grad():
+        together = discriminator(batch)[:3]
+        alone = discriminator(batch[:3])
+    assert torch.allclose(together, alone, atol=1e-6) == (d_norm == "layer")
+    plain = build_discriminator("dcgan", options | {"d_norm": "none"})
+    assert not layers(plain, nn.BatchNorm2d) and not layers(plain, nn.GroupNorm)
 
 
 @pytest.mark.parametrize(
@@ -139,6 +158,7 @@ def test_canonical_options_fill_defaults() -> None:
         ("dcgan", {"d_width": "2"}, "d_width must be a number"),
         ("dcgan", {"g_width": 0.001}, "fewer than 1 unit"),
         ("dcgan", {"ngf": 64}, "unknown option(s) ngf for architecture 'dcgan'; allowed:"),
+        ("dcgan", {"d_norm": "spectral"}, "d_norm must be one of batch, layer, none"),
         ("mlp", {"depth": 0}, "depth must be an integer from 1 to 16"),
         ("mlp", {"image_size": 64}, "channels and image_size go together"),
         ("mlp", {"channels": 1}, "channels and image_size go together"),

@@ -18,6 +18,7 @@ from app.gan.datasets import get_toy_dataset
 from app.gan.evaluation import generate
 from app.gan.losses import LOSSES, LossPair, lsgan_d, lsgan_g
 from app.gan.metrics import mode_coverage
+from app.gan.registry import build_discriminator
 from app.gan.run_size import run_size
 from app.gan.training import (
     TRAIN_LOSSES,
@@ -27,6 +28,7 @@ from app.gan.training import (
     TrainingDiverged,
     TrainProgress,
     TrainSamples,
+    check_config,
     initial_generator,
     train,
 )
@@ -177,6 +179,7 @@ def test_finished_generator_saves_and_loads(tmp_path: Path) -> None:
         "base_width": 8,
         "g_width": 1.0,
         "d_width": 1.0,
+        "d_norm": "batch",
     }
     assert_saves_and_loads(tmp_path / "g.safetensors", done)
 
@@ -272,6 +275,33 @@ def test_a_request_is_checked_without_building_its_networks() -> None:
         hook.remove()
 
 
+@pytest.mark.parametrize(
+    ("loss", "chosen", "used"),
+    [
+        ("wgan_gp", None, "layer"),
+        ("rasgan_gp", None, "layer"),
+        ("wgan_gp", "none", "none"),
+        ("rasgan", None, "batch"),
+        ("rasgan", "layer", "layer"),
+    ],
+)
+def test_a_penalised_loss_gets_a_critic_without_batchnorm(
+    loss: str, chosen: str | None, used: str
+) -> None:
+    """Gulrajani et al. 2017, sec. 4: the penalty is per sample, so the critic must not mix the
+    batch; the choice reaches the saved options, which the discriminator embedder rebuilds from."""
+    options = {"base_width": 8} | ({} if chosen is None else {"d_norm": chosen})
+    config = TrainConfig(  # 16x16: the DCGAN critic's first normalisation layer
+        **TINY_DCGAN
+        | {"loss": loss, "architecture_options": options, "dataset_options": {"image_size": 16}}
+    )
+    _, resolved = check_config(config)
+    assert resolved["d_norm"] == used
+    norms = {type(m) for m in build_discriminator("dcgan", resolved).modules()}
+    assert (torch.nn.BatchNorm2d in norms) == (used == "batch")
+    assert (torch.nn.GroupNorm in norms) == (used == "layer")
+
+
 def test_widths_reach_the_networks() -> None:
     done = finished(run(loss="lsgan", steps=1, g_width=0.5, d_width=2.0, **TINY_DCGAN))
     assert done.options["g_width"] == 0.5 and done.options["d_width"] == 2.0
@@ -343,6 +373,14 @@ def test_config_round_trips_through_json_like_dicts() -> None:
             "architecture_options for mlp take hidden, depth; unknown: ngf",
         ),
         ({"architecture_options": {"latent_dim": 3}}, "may not set latent_dim"),
+        (
+            {
+                "loss": "wgan_gp",
+                "architecture": "dcgan",
+                "architecture_options": {"d_norm": "batch"},
+            },
+            "gradient penalty is taken per sample.*use d_norm layer",
+        ),
         ({"dataset_options": [1]}, "dataset_options must be a JSON object"),
     ],
 )

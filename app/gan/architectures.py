@@ -18,6 +18,10 @@ DCGAN_IMAGE_SIZES = (8, 16, 32, 64)
 MAX_LATENT_DIM = 512
 MAX_WIDTH = 16.0
 MAX_MLP_IMAGE_SIZE = 128  # 3 x 128^2 = 49,152 inputs, within data_dim's 65,536
+# the DCGAN discriminator's normalisation: DCGAN's BatchNorm; "layer" (over C, H, W of each
+# sample, a scale and shift per channel) for losses with a gradient penalty, which is taken per
+# sample and is no longer the critic's if BatchNorm mixes the batch (Gulrajani et al. 2017, sec. 4)
+D_NORMS = ("batch", "layer", "none")
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,11 @@ class DCGANConfig:
     base_width: int = 64  # channels of the highest-resolution hidden layer at width 1 (ngf, ndf)
     g_width: float = 1.0  # generator width multiplier
     d_width: float = 1.0  # discriminator width multiplier
+    d_norm: str = "batch"  # one of D_NORMS: the discriminator's normalisation layers
 
     def __post_init__(self) -> None:
+        if self.d_norm not in D_NORMS:
+            raise ValueError(f"d_norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
         _check_int("latent_dim", self.latent_dim, 1, MAX_LATENT_DIM)
         if self.image_size not in DCGAN_IMAGE_SIZES:
             raise ValueError(
@@ -133,7 +140,7 @@ def dcgan_init_(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d | nn.GroupNorm):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
 
@@ -169,9 +176,17 @@ class DCGANGenerator(nn.Module):
         return self.main(z.reshape(z.shape[0], self.config.latent_dim, 1, 1))
 
 
-def dcgan_down(config: DCGANConfig, ndf: int) -> tuple[list[nn.Module], int]:
+def _norm(kind: str, channels: int) -> list[nn.Module]:
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if kind == "layer":  # GroupNorm with one group: each sample over (C, H, W)
+        return [nn.GroupNorm(1, channels)]
+    return []
+
+
+def dcgan_down(config: DCGANConfig, ndf: int, norm: str = "batch") -> tuple[list[nn.Module], int]:
     """DCGAN's discriminator trunk, (B, C, S, S) -> (B, ndf * 2^(stages - 1), 4, 4): the layers
-    and the channels they end with. Encoders over images share it."""
+    and the channels they end with. Encoders over images share it (with BatchNorm)."""
     # (B, C, S, S) -> (B, ndf, S/2, S/2); no BatchNorm on the input layer (DCGAN paper)
     layers: list[nn.Module] = [
         nn.Conv2d(config.channels, ndf, 4, 2, 1, bias=False),
@@ -180,8 +195,8 @@ def dcgan_down(config: DCGANConfig, ndf: int) -> tuple[list[nn.Module], int]:
     mult = 1
     for _ in range(config.n_stages - 1):
         layers += [
-            nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(ndf * mult * 2),
+            nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=norm == "none"),
+            *_norm(norm, ndf * mult * 2),
             nn.LeakyReLU(0.2, inplace=True),
         ]
         mult *= 2
@@ -194,7 +209,7 @@ class DCGANDiscriminator(nn.Module):
     def __init__(self, config: DCGANConfig) -> None:
         super().__init__()
         self.config = config
-        layers, channels = dcgan_down(config, config.d_channels)
+        layers, channels = dcgan_down(config, config.d_channels, config.d_norm)
         # (B, ndf*mult, 4, 4) -> (B, 1, 1, 1)
         layers.append(nn.Conv2d(channels, 1, 4, 1, 0, bias=False))
         self.main = nn.Sequential(*layers)

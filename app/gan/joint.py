@@ -71,7 +71,7 @@ class JointDCGANDiscriminator(nn.Module):
     def __init__(self, config: DCGANConfig) -> None:
         super().__init__()
         self.config = config
-        layers, features = dcgan_down(config, config.d_channels)
+        layers, features = dcgan_down(config, config.d_channels, config.d_norm)
         layers += [nn.Conv2d(features, features, 4, 1, 0), nn.LeakyReLU(0.2, inplace=True)]
         self.x_part = nn.Sequential(*layers, nn.Flatten())
         self.z_part = mlp([config.latent_dim, features, features], leaky_relu)

@@ -102,6 +102,12 @@ class TrainConfig:
                 f"architecture_options for {self.architecture} take {', '.join(takes)}; "
                 f"unknown: {', '.join(unknown)}"
             )
+        if self.penalised and self.architecture_options.get("d_norm") == "batch":
+            raise ValueError(
+                f"{self.loss}'s gradient penalty is taken per sample, and a BatchNorm critic "
+                "mixes the batch (Gulrajani et al. 2017, sec. 4): use d_norm layer (its default "
+                "here) or none"
+            )
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError):
@@ -146,7 +152,15 @@ class TrainConfig:
             options["data_dim"] = sample_shape[0]
         else:
             options.update(channels=sample_shape[0], image_size=sample_shape[-1])
+            if self.penalised:
+                options.setdefault("d_norm", "layer")
         return options
+
+    @property
+    def penalised(self) -> bool:
+        """Whether the loss adds a gradient penalty to the discriminator's."""
+        pair = LOSSES.get(self.loss)
+        return pair is not None and pair.gradient_penalty_weight > 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values; `TrainConfig.from_dict` reads them back."""

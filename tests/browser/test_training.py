@@ -188,13 +188,17 @@ def test_a_grid_from_the_form_to_compared_audits(page: Page, api: httpx.Client) 
     form.locator(".knobs summary").click()
     form.locator('input[name="batch_size"]').fill("32")
     form.locator('input[name="base_width"]').fill("16")
+    form.locator('select[name="d_norm"]').select_option("layer")
     form.locator('button[type="submit"]').click()
     page.wait_for_url("**/sweeps/*")
     sweep_id = int(page.url.rsplit("/", 1)[1])
     sweep = api.get(f"/api/sweeps/{sweep_id}").json()
     assert [r["config"]["d_width"] for r in sweep["runs"]] == [0.25, 0.5]
     assert all(r["config"]["batch_size"] == 32 for r in sweep["runs"])
-    assert all(r["config"]["architecture_options"] == {"base_width": 16} for r in sweep["runs"])
+    assert all(
+        r["config"]["architecture_options"] == {"base_width": 16, "d_norm": "layer"}
+        for r in sweep["runs"]
+    )
     # The results table fills in as the runs end (the page follows them).
     for cell in ("sgan_nonsaturating|8|0.25", "sgan_nonsaturating|8|0.5"):
         done = page.locator(f'[data-cell="{cell}"] [data-done]', has_text="1 / 1")
