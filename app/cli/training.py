@@ -47,7 +47,7 @@ ArchitectureOptions = Annotated[
     str | None,
     typer.Option(
         help='Network sizes as JSON: \'{"hidden": 256, "depth": 3}\' (mlp), \'{"base_width": '
-        "32, \"d_norm\": \"layer\"}' (dcgan; d_norm batch, layer or none, layer by default for "
+        '32, "d_norm": "layer"}\' (dcgan; d_norm batch, layer or none, layer by default for '
         "the gradient-penalty losses)."
     ),
 ]
