@@ -90,9 +90,18 @@ def test_sample_archive_upload(client: TestClient) -> None:
     response = _upload(client, buffer.getvalue(), format="samples")
     assert response.status_code == 201, response.text
     assert response.json()["image_shape"] == [3, 8, 8]
-    too_many = client.post("/api/audits", json={"generator_id": response.json()["id"], "n": 51})
-    assert too_many.status_code == 202
-    assert wait_for_audit(client, too_many.json()["id"])["status"] == "failed"
+    generator_id = response.json()["id"]
+    # More samples than the archive holds: refused at once, not a failed audit later.
+    too_many = client.post("/api/audits", json={"generator_id": generator_id, "n": 51})
+    assert_problem(too_many, 422)
+    assert "archive of 50 samples" in too_many.json()["detail"]
+    audit = client.post("/api/audits", json={"generator_id": generator_id, "n": 50}).json()
+    assert wait_for_audit(client, audit["id"])["status"] == "done"
+    # Nor can the pool grow past it: the audit stays done and reviewable.
+    grown = client.post(f"/api/audits/{audit['id']}/extend", json={"n_more": 1})
+    assert_problem(grown, 422)
+    assert "archive of 50 samples" in grown.json()["detail"]
+    assert client.get(f"/api/audits/{audit['id']}").json()["status"] == "done"
 
 
 @pytest.mark.parametrize(
@@ -277,7 +286,16 @@ def test_cancel_and_extend(client: TestClient) -> None:
         what="cancellation",
     )
     assert job["cancel_requested"] is True
-    assert client.get(f"/api/audits/{response.json()['id']}").json()["status"] == "cancelled"
+    cancelled_audit = client.get(f"/api/audits/{response.json()['id']}").json()
+    assert cancelled_audit["status"] == "cancelled"
+    # Extending a cancelled audit grows it from the samples it has: the rest is given up.
+    kept = cancelled_audit["progress"]["samples_done"]
+    assert kept < 200_000
+    grown = client.post(f"/api/audits/{cancelled_audit['id']}/extend", json={"n_more": 300})
+    assert grown.status_code == 202 and grown.json()["n"] == kept + 300
+    grown_done = wait_for_audit(client, cancelled_audit["id"])
+    assert grown_done["status"] == "done"
+    assert grown_done["n"] == grown_done["progress"]["samples_done"] == kept + 300
 
     audit = _done_audit(client, n=300)
     before = all_pairs(client, audit["id"])

@@ -63,6 +63,8 @@ def test_zip_archive_upload_and_audit(client: TestClient) -> None:
     assert response.status_code == 201, response.text  # type: ignore[attr-defined]
     generator = response.json()  # type: ignore[attr-defined]
     assert generator["image_shape"] == [3, 8, 8]
+    too_many = client.post("/api/audits", json={"generator_id": generator["id"], "n": 41})
+    assert too_many.status_code == 422 and "archive of 40 samples" in too_many.json()["detail"]
     audit = client.post("/api/audits", json={"generator_id": generator["id"], "n": 40}).json()
     audit = wait_for_audit(client, audit["id"])
     assert audit["status"] == "done", audit

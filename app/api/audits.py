@@ -118,7 +118,8 @@ def update_audit(
 def extend_audit(
     state: StateDep, _: AnnotatorDep, audit_id: AuditId, body: AuditExtend
 ) -> AuditPublic:
-    """Add n_more samples to a finished audit; earlier pairs and labels are kept."""
+    """Add n_more samples to a finished or cancelled audit, from the samples it has; earlier
+    pairs and labels are kept."""
     audit, job = audit_service.extend_audit(state.db, state.settings, audit_id, body.n_more)
     state.runner.submit(job.id)
     return audit_service.created_public(state.db, audit, job.id)

@@ -12,7 +12,7 @@ from app.embed.factory import make_embedder
 from app.gan.digit_classifier import DATASET_DIGITS, PACKAGED, digit_set
 from app.schemas import AuditCreate, AuditPublic, Progress
 from app.settings import Settings
-from app.sources.factory import synthetic_config
+from app.sources.factory import archive_size, synthetic_config
 from app.store import audits as audit_store
 from app.store import generators as generator_store
 from app.store import jobs as job_store
@@ -36,6 +36,26 @@ def _image_shape(db: Database, body: AuditCreate) -> list[int]:
         if not generator.draws_images:
             raise Conflict(f"generator {generator.id} does not produce images", 422)
         return list(generator.image_shape or [])
+
+
+def check_archive_size(db: Database, settings: Settings, generator_id: int | None, n: int) -> None:
+    """Refuse a pool larger than the archive it is drawn from (sample i is its i-th image)."""
+    if generator_id is None:
+        return
+    with db.read() as session:
+        generator = generator_store.get_generator(session, generator_id)
+        fmt, path = generator.format, generator.path
+    if fmt != "samples" or path is None:
+        return
+    try:
+        size = archive_size(settings.models_dir / path)
+    except (ValueError, OSError) as exc:
+        raise Conflict(f"generator {generator_id}'s archive cannot be read: {exc}") from exc
+    if n > size:
+        raise ValueError(
+            f"generator {generator_id} is an archive of {size:,} samples; the pool asks for "
+            f"{n:,} (sample i is the archive's i-th image)"
+        )
 
 
 def check_memory(n: int, dim: int, limit: int) -> None:
@@ -92,6 +112,7 @@ def audit_fields(db: Database, settings: Settings, body: AuditCreate) -> dict[st
         weights = body.embedder_options.get("weights")
         raise ValueError(f"weights file {weights!r} not found under the models directory") from exc
     check_memory(body.n, embedder.dim, settings.max_embedding_bytes)
+    check_archive_size(db, settings, body.generator_id, body.n)
     fields: dict[str, Any] = {
         "generator_id": body.generator_id,
         "synthetic": body.synthetic.model_dump() if body.synthetic else None,
@@ -110,7 +131,10 @@ def audit_fields(db: Database, settings: Settings, body: AuditCreate) -> dict[st
 
 
 def extend_audit(db: Database, settings: Settings, audit_id: int, n_more: int) -> tuple[Audit, Job]:
-    """Grow the pool in place: new samples are mined against the existing index, labels are kept."""
+    """Grow the pool in place: new samples are mined against the existing index, labels are kept.
+
+    The pool grows from the samples it has: a cancelled audit's unsampled rest is given up, not
+    drawn again (extending a pool cancelled at 13,000 of 200,000 by 10 gives 13,010)."""
     with db.read() as session:
         audit = audit_store.get_audit(session, audit_id)
         shape = audit.image_shape or [1, 1, 1]
@@ -118,16 +142,18 @@ def extend_audit(db: Database, settings: Settings, audit_id: int, n_more: int) -
         embedder = make_embedder(
             audit.embedder, audit.embedder_options or {}, (c, h, w), settings.models_dir
         )
-        check_memory(audit.n + n_more, embedder.dim, settings.max_embedding_bytes)
+        check_memory(audit.samples_done + n_more, embedder.dim, settings.max_embedding_bytes)
+        generator_id, samples_done = audit.generator_id, audit.samples_done
+    check_archive_size(db, settings, generator_id, samples_done + n_more)
     with db.write() as session:
         audit = audit_store.get_audit(session, audit_id)
         if audit.status in ("queued", "running"):
             raise Conflict(f"audit {audit_id} is {audit.status}; extend it when it is done")
         if audit.status == "failed":
             raise Conflict(f"audit {audit_id} failed: {audit.error}", 422)
-        if audit.n + n_more > MAX_POOL:
+        if audit.samples_done + n_more > MAX_POOL:
             raise Conflict("an audit pool is limited to 10^6 samples", 422)
-        audit.n += n_more
+        audit.n = audit.samples_done + n_more
         audit.status = "queued"
         audit.finished_at = None
         job = Job(kind="audit", status="queued", audit_id=audit.id, progress={})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,19 @@ def build_source(
     return CheckpointSource(
         path, spec.format, spec.architecture, spec.options or None, seed, device=device
     )
+
+
+def archive_size(path: Path) -> int:
+    """How many samples an uploaded archive holds, from its headers alone (an .npz's array
+    header, a .zip's central directory), so that a request asking for more is refused at once
+    rather than failing in its job."""
+    if path.suffix == ".npz":
+        return inspect_npz(path).count
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(not info.is_dir() for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"not a readable .zip archive: {exc}") from exc
 
 
 def cheap_to_regenerate(spec: SourceSpec, models_dir: Path) -> bool:
