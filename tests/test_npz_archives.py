@@ -66,6 +66,16 @@ def test_stored_and_deflated_archives_give_the_same_images(
         source.generate(np.array([40], dtype=np.int64))
 
 
+def test_float_images_at_the_ends_of_the_range_are_accepted(tmp_path: Path) -> None:
+    array = np.zeros((3, 1, 4, 4), dtype=np.float32)
+    array[0] = -1.0
+    array[1] = 1.0
+    array[2, 0, 0, 0] = np.nextafter(np.float32(1), np.float32(2))  # float rounding past 1
+    path = tmp_path / "ends.npz"
+    path.write_bytes(npz_bytes(array, compressed=True))
+    assert describe_npz(path) == (3, (1, 4, 4))
+
+
 def test_deflated_uint8_nhwc_reads_as_nchw_in_range(tmp_path: Path) -> None:
     images = np.random.default_rng(0).integers(0, 256, size=(6, 8, 8, 3), dtype=np.uint8)
     (tmp_path / "s.npz").write_bytes(npz_bytes(images, compressed=True))
@@ -131,6 +141,13 @@ def test_a_compression_bomb_is_refused_and_its_uncompressed_twin_accepted(
     ("array", "message"),
     [
         (np.full((4, 3, 8, 8), np.nan, dtype=np.float32), "NaN or infinite"),
+        # float pixels in [0, 255] would be clipped to white: 60 distinct images, one "mode"
+        (
+            np.random.default_rng(0).integers(1, 255, (4, 1, 8, 8)).astype(np.float32),
+            "float images must lie in [-1, 1], got values from 1 to 254 (pixels in [0, 255]?",
+        ),
+        (np.full((4, 3, 8, 8), 5.0, dtype=np.float32), "got values from 5 to 5"),
+        (np.full((4, 3, 8, 8), -1.5, dtype=np.float16), "got values from -1.5 to -1.5"),
         (np.zeros((4, 3, 8, 8), dtype=np.int32), "got dtype int32"),
         (np.zeros((4, 8, 8), dtype=np.uint8), "4-d image array"),
         (np.zeros((4, 8, 8, 2), dtype=np.uint8), "1 or 3 channels"),

@@ -32,6 +32,7 @@ MAX_ARRAY_BYTES = 64 * 1024**3
 # uploads as np.savez, which stores the array as is.
 MAX_RATIO = 100
 READ_BLOCK = 1 << 20
+RANGE_SLACK = 1e-4  # float rounding past +-1, as the generator probe allows
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then name and extra-field lengths
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
 
@@ -147,18 +148,38 @@ def verify_npz(path: Path, layout: NpzLayout) -> None:
                 stream.read(layout.data_offset)
                 left = layout.count * layout.row_bytes
                 rows_per_block = max(1, READ_BLOCK // layout.row_bytes)
+                low, high = math.inf, -math.inf
                 while left:
                     block = stream.read(min(left, rows_per_block * layout.row_bytes))
                     if not block:
                         raise ValueError("the array ends before its declared size")
                     left -= len(block)
-                    floats = layout.dtype.kind == "f" and len(block) % layout.dtype.itemsize == 0
-                    if floats and not np.isfinite(np.frombuffer(block, layout.dtype)).all():
-                        raise ValueError("the archive holds NaN or infinite values")
+                    if layout.dtype.kind == "f" and len(block) % layout.dtype.itemsize == 0:
+                        values = np.frombuffer(block, layout.dtype)
+                        if not np.isfinite(values).all():
+                            raise ValueError("the archive holds NaN or infinite values")
+                        if values.size:
+                            low = min(low, float(values.min()))
+                            high = max(high, float(values.max()))
                 if stream.read(1):
                     raise ValueError("the array is longer than it declares")
         except _ZIP_ERRORS as exc:
             raise ValueError(f"the array cannot be read: {exc}") from exc
+    check_float_range(low, high)
+
+
+def check_float_range(low: float, high: float) -> None:
+    """Float images are NCHW in [-1, 1]: anything else would be clipped into it when drawn, and
+    [0, 255] or [0, 1] pixels clipped to 1 or squeezed to a corner look like one collapsed mode."""
+    if low < -1 - RANGE_SLACK or high > 1 + RANGE_SLACK:
+        hint = (
+            "pixels in [0, 255]? save them as uint8 NHWC, or map them with x / 127.5 - 1"
+            if low >= 0 and high > 2
+            else "map them into [-1, 1]"
+        )
+        raise ValueError(
+            f"float images must lie in [-1, 1], got values from {low:.3g} to {high:.3g} ({hint})"
+        )
 
 
 def sample_archive_kind(path: Path) -> str:
