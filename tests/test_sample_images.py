@@ -142,6 +142,62 @@ def test_a_changed_generator_file_is_refused_not_shown(tmp_path: Path) -> None:
         assert client.get(f"/api/audits/{audit['id']}/samples/0.png").status_code == 200
 
 
+def test_a_replaced_file_is_seen_without_a_restart_and_the_pool_cannot_grow_from_it(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+        generator = _upload_dcgan(client, tmp_path, seed=1)
+        audit = _audit(client, generator_id=generator["id"], n=300)
+        original = _pixels(client, audit["id"], 7)  # the source is loaded and cached now
+        db = client.app.state.birthday.db  # type: ignore[attr-defined]
+        with db.read() as session:
+            path = settings.models_dir / session.get(Generator, generator["id"]).path
+        saved = path.read_bytes()
+        _save_dcgan(path, seed=2)
+        problem = assert_problem(client.get(f"/api/audits/{audit['id']}/samples/8.png"), 409)
+        assert "not the one audited" in problem["detail"]
+        # Growing the pool would mix the two generators: refused, the audit left as it was.
+        grown = client.post(f"/api/audits/{audit['id']}/extend", json={"n_more": 50})
+        assert "not the one audited" in assert_problem(grown, 409)["detail"]
+        after = client.get(f"/api/audits/{audit['id']}").json()
+        assert (after["status"], after["n"]) == ("done", 300)
+        # The audited file put back: its images are served again, the same as before.
+        path.write_bytes(saved)
+        assert np.array_equal(_pixels(client, audit["id"], 7), original)
+        grown = client.post(f"/api/audits/{audit['id']}/extend", json={"n_more": 50})
+        assert grown.status_code == 202, grown.text
+        assert wait_for_audit(client, audit["id"])["progress"]["samples_done"] == 350
+
+
+def test_a_growing_job_refuses_a_source_that_draws_other_samples(tmp_path: Path) -> None:
+    """The job's own check, for the sources only workers load (TorchScript, ONNX) and a file
+    replaced between the request and the job: the stored anchor must be drawn again."""
+    from app.jobs.audit import AuditTask, SourceChanged, run_audit
+    from app.sources.thumbnails import encode_png
+
+    synthetic = {"support": 50, "noise": 0.05}
+    source = SyntheticSource(SyntheticConfig(**synthetic), seed=5)
+    sample = lambda i: encode_png(source.generate(np.array([i])).images[0])  # noqa: E731
+    task = AuditTask(
+        audit_id=1,
+        source=SourceSpec(synthetic=synthetic),
+        n=20,
+        seed=5,
+        embedder="pixels",
+        embedder_options={},
+        miner="exact",
+        neighbours=2,
+        chunk_size=10,
+        scratch_dir=str(tmp_path),
+        models_dir=str(tmp_path),
+    )
+    grown = list(run_audit(task, resume_from=10, anchor=(9, sample(9))))
+    assert grown[-1].samples_done == 20
+    with pytest.raises(SourceChanged, match="stored sample 9 differs"):
+        next(run_audit(task, resume_from=10, anchor=(9, sample(3))))
+
+
 def _upload_archive(client: TestClient, archive: Path) -> int:
     response = client.post(
         "/api/generators",

@@ -23,6 +23,7 @@ from app.mining.factory import make_miner
 from app.mining.types import Miner, PairBatch
 from app.sources.base import Source, close_source
 from app.sources.factory import SourceSpec, build_source
+from app.sources.redraw import ANCHOR_TOLERANCE, not_the_audited_source, redraw_difference
 from app.sources.thumbnails import encode_png
 
 
@@ -132,8 +133,25 @@ def probe_source(source: Source) -> None:
         raise ProbeError("samples must lie in [-1, 1] (tanh output)")
 
 
-def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
-    """Yield one AuditChunk per step from `resume_from` to `task.n`."""
+class SourceChanged(ValueError):
+    """The source no longer draws the samples the pool holds: growing it would mix two sources."""
+
+
+def check_anchor(source: Source, anchor: tuple[int, bytes]) -> None:
+    idx, png = anchor
+    difference = redraw_difference(source, idx, png)
+    if difference > ANCHOR_TOLERANCE:
+        raise SourceChanged(
+            "the pool cannot grow: " + not_the_audited_source(idx, difference) + "; audit the "
+            "new file as a new generator"
+        )
+
+
+def run_audit(
+    task: AuditTask, resume_from: int = 0, anchor: tuple[int, bytes] | None = None
+) -> Iterator[AuditChunk]:
+    """Yield one AuditChunk per step from `resume_from` to `task.n`; `anchor`, a stored sample
+    (index, PNG) below `resume_from`, must be what the source draws again before the pool grows."""
     models_dir = Path(task.models_dir)
     source = build_source(task.source, task.seed, models_dir, device=task.device)
     try:
@@ -142,6 +160,8 @@ def run_audit(task: AuditTask, resume_from: int = 0) -> Iterator[AuditChunk]:
                 f"the source has only {source.max_samples} samples, the audit asks for {task.n}"
             )
         probe_source(source)
+        if anchor is not None:
+            check_anchor(source, anchor)
         embedder = make_embedder(
             task.embedder, task.embedder_options, source.image_shape, models_dir
         )

@@ -298,7 +298,14 @@ class JobRunner:
         def start() -> Iterator[object]:
             with self.db.read() as session:
                 resume_from = audit_store.get_audit(session, audit_id).samples_done
-            return self.executor.stream(run_audit, task, resume_from)
+                # a pool growing (extended, or resumed after a restart) must grow from the
+                # source that drew it: the last stored sample is drawn again and compared
+                anchor = (
+                    audit_store.anchor_sample(session, audit_id, resume_from - 1)
+                    if resume_from
+                    else None
+                )
+            return self.executor.stream(run_audit, task, resume_from, anchor)
 
         def record(chunk: object) -> None:
             assert isinstance(chunk, AuditChunk)

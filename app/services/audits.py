@@ -10,9 +10,12 @@ from sqlalchemy import select
 
 from app.embed.factory import make_embedder
 from app.gan.digit_classifier import DATASET_DIGITS, PACKAGED, digit_set
+from app.jobs.runner import audit_source_spec
 from app.schemas import AuditCreate, AuditPublic, Progress
+from app.services.sample_images import check_redraw, open_source
 from app.settings import Settings
-from app.sources.factory import archive_size, synthetic_config
+from app.sources.base import close_source
+from app.sources.factory import SourceSpec, archive_size, cheap_to_regenerate, synthetic_config
 from app.store import audits as audit_store
 from app.store import generators as generator_store
 from app.store import jobs as job_store
@@ -56,6 +59,17 @@ def check_archive_size(db: Database, settings: Settings, generator_id: int | Non
             f"generator {generator_id} is an archive of {size:,} samples; the pool asks for "
             f"{n:,} (sample i is the archive's i-th image)"
         )
+
+
+def check_source_unchanged(
+    spec: SourceSpec, seed: int, settings: Settings, audit_id: int, anchor: tuple[int, bytes]
+) -> None:
+    """A Conflict unless the audit's source draws its stored sample `anchor` again."""
+    source = open_source(spec, seed, settings)
+    try:
+        check_redraw(source, audit_id, *anchor)
+    finally:
+        close_source(source)
 
 
 def check_memory(n: int, dim: int, limit: int) -> None:
@@ -143,8 +157,16 @@ def extend_audit(db: Database, settings: Settings, audit_id: int, n_more: int) -
             audit.embedder, audit.embedder_options or {}, (c, h, w), settings.models_dir
         )
         check_memory(audit.samples_done + n_more, embedder.dim, settings.max_embedding_bytes)
-        generator_id, samples_done = audit.generator_id, audit.samples_done
+        generator_id, samples_done, seed = audit.generator_id, audit.samples_done, audit.seed
+        spec = audit_source_spec(session, audit)
+        anchor = (
+            audit_store.anchor_sample(session, audit_id, samples_done - 1) if samples_done else None
+        )
     check_archive_size(db, settings, generator_id, samples_done + n_more)
+    if anchor is not None and cheap_to_regenerate(spec, settings.models_dir):
+        # a replaced generator file would grow the pool with another generator's samples; the
+        # job checks too (for the sources only workers load, and a file replaced meanwhile)
+        check_source_unchanged(spec, seed, settings, audit_id, anchor)
     with db.write() as session:
         audit = audit_store.get_audit(session, audit_id)
         if audit.status in ("queued", "running"):

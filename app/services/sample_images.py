@@ -13,33 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import json
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from app.jobs.runner import audit_source_spec
 from app.services.single_flight import SingleFlight
 from app.settings import Settings
 from app.sources.base import Source, close_source
 from app.sources.factory import SourceSpec, build_source
-from app.sources.thumbnails import encode_png, to_uint8
+from app.sources.redraw import ANCHOR_TOLERANCE, not_the_audited_source, redraw_difference
+from app.sources.thumbnails import encode_png
 from app.store import audits as audit_store
 from app.store.db import Database
 from app.store.errors import Busy, Conflict, NotFound
-from app.store.models import Sample
 
-# Mean absolute difference, in grey levels, a redrawn anchor may show: rounding between devices
-# moves a few pixels by one level (mean << 0.1); another generator moves most pixels by many.
-ANCHOR_TOLERANCE = 0.5
 SOURCES_KEPT = 2  # loaded generators held at once (each may be a few hundred MB)
 
 
@@ -102,10 +96,10 @@ class SampleImages:
                 return sample.png
             spec = audit_source_spec(session, audit)
             seed = audit.seed
-            anchor = _anchor(session, audit_id, idx)
+            anchor = audit_store.anchor_sample(session, audit_id, idx)
         # Sample i is a pure function of (source, seed, i): audits of one source and seed share
         # their images, and an audit id reused after a deletion finds nothing of the old one.
-        key = _source_key(spec, seed)
+        key = _source_key(spec, seed, self.settings.models_dir)
         cached = self._cached((key, idx))
         if cached is not None:
             return cached
@@ -199,19 +193,6 @@ class SampleImages:
                 self._png_bytes -= len(old)
 
 
-def _anchor(session: Session, audit_id: int, idx: int) -> tuple[int, bytes] | None:
-    """The stored PNG nearest below idx: its job step's first sample."""
-    row = session.execute(
-        select(Sample.idx, Sample.png)
-        .where(Sample.audit_id == audit_id, Sample.idx <= idx, Sample.png.is_not(None))
-        .order_by(Sample.idx.desc())
-        .limit(1)
-    ).first()
-    if row is None or row[1] is None:
-        return None
-    return int(row[0]), bytes(row[1])
-
-
 def open_source(spec: SourceSpec, seed: int, settings: Settings) -> Source:
     """The audit's source on this process's CPU, or a Conflict saying why it cannot be."""
     try:
@@ -224,22 +205,25 @@ def check_redraw(source: Source, audit_id: int, idx: int, png: bytes) -> None:
     """Sample idx drawn again must be its stored PNG, to rounding (ANCHOR_TOLERANCE, mean
     absolute difference in grey levels); a Conflict says why not."""
     try:
-        drawn = to_uint8(source.generate(np.array([idx], dtype=np.int64)).images[0])
+        difference = redraw_difference(source, idx, png)
     except (OSError, ValueError, RuntimeError) as exc:  # the file changed or broke since
         raise Conflict(f"audit {audit_id}'s samples cannot be drawn again: {exc}") from exc
-    stored = np.asarray(Image.open(io.BytesIO(png)), dtype=np.float64)
-    difference = (
-        float(np.abs(stored - drawn.astype(np.float64)).mean())
-        if stored.shape == drawn.shape
-        else float("inf")
-    )
     if difference > ANCHOR_TOLERANCE:
         raise Conflict(
-            f"audit {audit_id}'s samples cannot be drawn again: its generator's file is not "
-            f"the one audited (stored sample {idx} differs from a fresh draw by "
-            f"{difference:.3g} grey levels on average)"
+            f"audit {audit_id}'s samples cannot be drawn again: "
+            + not_the_audited_source(idx, difference)
         )
 
 
-def _source_key(spec: SourceSpec, seed: int) -> str:
-    return json.dumps([dataclasses.asdict(spec), seed], sort_keys=True)
+def _source_key(spec: SourceSpec, seed: int, models_dir: Path) -> str:
+    """The loaded source's cache key: its spec, seed and its file's size and modification time,
+    so that a file replaced (or put back) under the same path is loaded afresh, not served from
+    the copy loaded before."""
+    stamp: list[int] = []
+    if spec.path is not None:
+        try:
+            stat = (models_dir / spec.path).stat()
+            stamp = [stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            stamp = [-1]
+    return json.dumps([dataclasses.asdict(spec), seed, stamp], sort_keys=True)

@@ -148,3 +148,17 @@ def delete_audit_rows(session: Session, audit_id: int) -> None:
     session.execute(delete(Sample).where(Sample.audit_id == audit_id))
     session.execute(delete(Job).where(Job.audit_id == audit_id))
     session.execute(delete(Audit).where(Audit.id == audit_id))
+
+
+def anchor_sample(session: Session, audit_id: int, idx: int) -> tuple[int, bytes] | None:
+    """The stored PNG at or nearest below idx, with its index: its job step's first sample, the
+    one a redrawn sample (or a pool growing from idx) is checked against."""
+    row = session.execute(
+        select(Sample.idx, Sample.png)
+        .where(Sample.audit_id == audit_id, Sample.idx <= idx, Sample.png.is_not(None))
+        .order_by(Sample.idx.desc())
+        .limit(1)
+    ).first()
+    if row is None or row[1] is None:
+        return None
+    return int(row[0]), bytes(row[1])
