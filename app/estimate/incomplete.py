@@ -513,6 +513,17 @@ def _generation_populations(candidates: Candidates, rand: RandomPairs) -> list[i
     return out
 
 
+def unchecked_pairs(candidates: Candidates, rand: RandomPairs) -> int:
+    """Pairs the miner did not propose in generations without a single random pair (an audit
+    drawing `random_pairs` 0): there the missed duplicates are neither estimated nor bounded."""
+    drawn = np.bincount(rand.generation, minlength=len(rand.pool_sizes))
+    return sum(
+        population
+        for g, population in enumerate(_generation_populations(candidates, rand))
+        if population and not drawn[g]
+    )
+
+
 def random_weights(
     candidates: Candidates, rand: RandomPairs, frame: ResidualFrame
 ) -> NDArray[np.float64]:

@@ -27,6 +27,7 @@ from app.estimate import (
     s50,
     stopping_status,
 )
+from app.estimate.incomplete import unchecked_pairs
 from app.estimate.pairs import Candidates, Evidence
 from app.schemas import EstimateParts, EstimatePublic, StopRule
 from app.services.review_state import ReviewState, load_review
@@ -204,6 +205,13 @@ def assumption_warnings(a: Assessment) -> list[str]:
                 f"({share:.0%}): worth a second look, and an undo if one was a slip."
             )
         out.append(message)
+    unchecked = unchecked_pairs(c, rand) if state.random_drawn else 0
+    if unchecked:
+        out.append(
+            f"No random pair was drawn among {unchecked:,} pairs the miner did not propose "
+            "(the audit's random_pairs is 0): the duplicates it missed there are neither "
+            "estimated nor bounded, so the estimate and its interval assume there are none."
+        )
     if e.d_hat == 0 and e.labelled_pairs:
         out.append(
             "No duplicate among the labelled pairs: the bound holds if the embedder puts "
@@ -216,9 +224,11 @@ def assumption_warnings(a: Assessment) -> list[str]:
 def _unlabelled_public(a: Assessment) -> EstimatePublic:
     """Before any judgement nothing is known about D: no estimate, and the lower bound that
     holds even if every candidate pair (and every missed pair the random check allows) were
-    a duplicate."""
+    a duplicate. While the pool mines, no random pair bounds the missed ones yet: every pair
+    may be a duplicate (a bound over the candidates alone would claim what nothing checked)."""
     e, state = a.estimate, a.state
-    worst = min(float(e.pairs), e.candidate_pairs + (e.missed_ucb if state.random_drawn else 0.0))
+    missed = e.missed_ucb if state.random_drawn else float(e.pairs)
+    worst = min(float(e.pairs), e.candidate_pairs + missed)
     return EstimatePublic(
         n=e.n,
         candidate_pairs=e.candidate_pairs,
