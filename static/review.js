@@ -16,6 +16,7 @@ const ACTIVE = new Set(["queued", "running"]);
 const channel = new BroadcastChannel(`birthday-audit-${auditId}`);
 
 const $ = (selector) => root.querySelector(selector);
+const labels = (k) => `${count(k)} label${k === 1 ? "" : "s"}`;
 const ui = {
   view: $("[data-pair-view]"),
   slotA: $('[data-slot="a"]'),
@@ -289,7 +290,7 @@ function refreshCounter() {
         ? `Stopping rule reached for ${aim}: no more labels needed (${neff}).`
         : e.stop.labels_done
           ? `Stopping rule, aiming for ${aim}: more labels would barely help${miner ? "" : `; extend the pool${more}`} (${neff}).`
-          : `Stopping rule, aiming for ${aim}: about ${count(e.stop.labels_to_go)} labels to go${more} (${neff}).`) + miner;
+          : `Stopping rule, aiming for ${aim}: about ${labels(e.stop.labels_to_go)} to go${more} (${neff}).`) + miner;
       const c = current();
       if (c && c.pair.origin !== "random") {
         ui.rank.textContent = `rank ${count(c.pair.rank)} of ${count(e.candidate_pairs)}`;
@@ -365,18 +366,56 @@ async function waitForPairs() {
     }, 2000);
     return;
   }
-  say(
-    state.skipped.size
-      ? "Only pairs you skipped are left: use → to go through them."
-      : state.stopped
-        ? "Enough labels: the stopping rule is met (see the estimate)."
-        : "Nothing left to review for you: every pair the design wants is labelled or with someone else.",
-  );
+  say(state.skipped.size ? "Only pairs you skipped are left: use → to go through them." : await endOfQueue(audit));
   refreshCounter();
   if (!state.skipped.size) {
     hintSecondLook();
     leadOnThroughSweep();
   }
+}
+
+// Why the queue ended. The server stops handing out pairs when the rule is met, and also when
+// more labels would barely narrow the interval although it is still wider than the target (the
+// pool is too small for it): that is no reason to call the audit finished.
+async function endOfQueue(audit) {
+  const ended = audit && audit.status !== "done"
+    ? `This audit ${audit.status === "failed" ? `failed (${audit.error || "no reason given"})` : "was cancelled"}: its ${count(audit.progress.samples_done)} samples so far can be judged, and its estimate is of them. `
+    : "";
+  if (!state.stopped) {
+    return `${ended}Nothing left to review for you: every pair the design wants is labelled or with someone else.`;
+  }
+  const e = await api(`/api/audits/${auditId}/estimate`).catch(() => null);
+  if (!e || e.stop.reached) return `${ended}Enough labels: the stopping rule is met (see the estimate).`;
+  const aim = `±${+(e.stop.target_relative_half_width * 100).toPrecision(3)}%`;
+  if (e.stop.limited_by === "miner") {
+    return `${ended}No more labels needed here, but the interval is still wider than ${aim}: the duplicates the miner missed keep it wide; audit again with more neighbours per sample.`;
+  }
+  const more = e.stop.samples_to_go ? ` by about ${count(e.stop.samples_to_go)} samples` : "";
+  return `${ended}No more labels needed for this pool, but the interval is still wider than ${aim}: more labels would barely narrow it. Extend the pool${more} on the audit page to reach the target.`;
+}
+
+// While the audit mines, its pairs and counters move without a judgement here: follow its event
+// stream until the job ends (then the counter and the queue catch up once more).
+function followMining() {
+  if (!ACTIVE.has(root.dataset.auditStatus)) return;
+  const source = new EventSource(`/api/audits/${auditId}/events`);
+  let last = 0;
+  const end = () => {
+    source.close();
+    refreshCounter();
+    refill();
+  };
+  source.addEventListener("progress", (event) => {
+    const p = JSON.parse(event.data);
+    if (p.status && !ACTIVE.has(p.status)) return end();
+    if (Date.now() - last > 3000) {
+      last = Date.now(); // an estimate per chunk would cost the server a second each at 10^6
+      refreshCounter();
+    }
+  });
+  source.addEventListener("status", (event) => {
+    if (!ACTIVE.has(JSON.parse(event.data).status)) end();
+  });
 }
 
 // Reached from a sweep's page (?sweep=ID): at the end of this queue, the sweep's next audit
@@ -399,7 +438,7 @@ async function leadOnThroughSweep() {
       textContent: `review audit #${next.audit_id}`,
     });
     link.dataset.nextAudit = next.audit_id;
-    box.replaceChildren(`Next in `, sweepLink, `: `, link, ` (run ${next.run_id}, about ${next.labels_to_go} labels to go).`);
+    box.replaceChildren(`Next in `, sweepLink, `: `, link, ` (run ${next.run_id}, about ${labels(next.labels_to_go)} to go).`);
   } else if (!next) {
     box.replaceChildren(`Every audit of `, sweepLink, ` has met its stopping rule: its support figure is as good as these labels make it.`);
   } else {
@@ -627,6 +666,7 @@ async function start() {
   ui.zoom.addEventListener("change", () => ui.zoom.blur()); // arrows go back to the pairs
   window.addEventListener("resize", applyZoom);
   refreshCounter();
+  followMining();
   await refill();
 }
 

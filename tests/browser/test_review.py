@@ -238,11 +238,78 @@ def test_review_says_when_nothing_is_left(
     page.add_init_script("localStorage.setItem('birthday.annotator', 'ada')")
     page.goto(f"/audits/{audit['id']}/review")
     page.locator('[data-review][data-state="done"]').wait_for()
-    page.locator("[data-message]").filter(has_text="Enough labels").wait_for()
+    # No duplicate among 30 samples: more labels cannot help, a larger pool can.
+    page.locator("[data-message]").filter(has_text="No more labels needed for this pool").wait_for()
     page.locator("[data-remaining]").filter(has_text="0").wait_for()
     reviewed = audit["progress"]["candidate_pairs"] + len(random)
     assert page.inner_text("[data-reviewed]") == str(reviewed)
     assert not page.is_visible(VIEW)
+
+
+@pytest.mark.parametrize(
+    ("support", "target", "reached", "says"),
+    [
+        (3, 0.9, True, "Enough labels: the stopping rule is met"),
+        (20, 0.05, False, "still wider than ±5%"),
+    ],
+)
+def test_the_end_of_the_queue_says_whether_the_rule_is_met(
+    page: Page,
+    api: httpx.Client,
+    audit_factory: Callable[..., dict[str, Any]],
+    support: int,
+    target: float,
+    reached: bool,
+    says: str,
+) -> None:
+    """The server stops handing out pairs when more labels would barely narrow the interval,
+    also when it is still wider than the target: the page calls only the first the rule met."""
+    audit = audit_factory(
+        synthetic={"support": support, "noise": 0.0}, n=30, neighbours=2, seed=3, target=target
+    )
+    random = api.get(
+        f"/api/audits/{audit['id']}/pairs", params={"origin": "random", "limit": 500}
+    ).json()["items"]
+    for pair in all_pairs(api, audit["id"]) + random:
+        # identities are hidden from the API: with no noise, equal images are duplicates
+        same = api.get(pair["image_urls"][0]).content == api.get(pair["image_urls"][1]).content
+        body = {"label": "duplicate" if same else "distinct", "annotator": "bot"}
+        assert api.post(f"/api/pairs/{pair['id']}/judgements", json=body).status_code == 201
+    stop = api.get(f"/api/audits/{audit['id']}/estimate").json()["stop"]
+    assert stop["reached"] is reached and (reached or stop["labels_done"]), stop
+    page.add_init_script("localStorage.setItem('birthday.annotator', 'ada')")
+    page.goto(f"/audits/{audit['id']}/review")
+    page.locator('[data-review][data-state="done"]').wait_for()
+    message = page.locator("[data-message]").filter(has_text=says)
+    message.wait_for()
+    assert ("Extend the pool" in message.inner_text()) is not reached
+
+
+def test_a_page_opened_while_the_pool_mines_follows_it(page: Page, api: httpx.Client) -> None:
+    """Its counters move without a judgement here: the page follows the audit's events until
+    the job ends, then shows the finished pool's figures."""
+    created = api.post(
+        "/api/audits",
+        json={"synthetic": {"support": 10**5}, "n": 20_000, "neighbours": 3, "chunk_size": 1000},
+    )
+    assert created.status_code == 202, created.text
+    audit_id = created.json()["id"]
+    page.add_init_script("localStorage.setItem('birthday.annotator', 'ada')")
+    page.goto(f"/audits/{audit_id}/review")
+    assert page.get_attribute("[data-review]", "data-audit-status") in ("queued", "running")
+    done = wait_for(
+        lambda: (a := api.get(f"/api/audits/{audit_id}").json())["status"] == "done" and a,
+        timeout=120,
+        what="the audit to finish",
+    )
+    stop = api.get(f"/api/audits/{audit_id}/estimate").json()["stop"]
+    expected = f"{stop['labels_to_go']:,}"
+    wait_for(
+        lambda: page.inner_text("[data-remaining]") == expected,
+        timeout=15,
+        what=f"the counter to read {expected} labels to go",
+    )
+    assert done["progress"]["candidate_pairs"] > 0
 
 
 def test_an_image_that_cannot_be_drawn_says_why(
