@@ -26,12 +26,15 @@ if (form) {
       dataset_options: datasetOptions(data),
       ...loopKnobs(data),
     };
+    const button = form.querySelector('button[type="submit"]');
+    button.disabled = true; // one run per click: a double click queued two
     try {
       const run = await api("/api/training-runs", { method: "POST", json: body });
       window.location.assign(`/training/${run.id}`);
     } catch (error) {
       problem.textContent = error.message;
       problem.hidden = false;
+      button.disabled = false;
     }
   });
 }
@@ -117,12 +120,15 @@ function startSweep(form) {
       dataset_options: datasetOptions(data),
       ...loopKnobs(data),
     };
+    const button = form.querySelector('button[type="submit"]');
+    button.disabled = true; // one sweep per click
     try {
       const created = await api("/api/sweeps", { method: "POST", json: body });
       window.location.assign(`/sweeps/${created.id}`);
     } catch (error) {
       problem.textContent = error.message;
       problem.hidden = false;
+      button.disabled = false;
     }
   });
 }
@@ -423,7 +429,11 @@ function followRun(root) {
   }
 
   const startAudit = async (extra) => {
-    const note = root.querySelector("[data-audit-note]");
+    // One audit per click: both buttons wait for the answer (a double click queued two).
+    const buttons = root.querySelectorAll("[data-audit], [data-audit-discriminator]");
+    const box = root.querySelector("[data-audit-problem]");
+    showProblem(box, null);
+    buttons.forEach((b) => (b.disabled = true));
     try {
       const audit = await api("/api/audits", {
         method: "POST",
@@ -431,7 +441,8 @@ function followRun(root) {
       });
       window.location.assign(`/audits/${audit.id}`);
     } catch (error) {
-      note.textContent = error.message;
+      showProblem(box, error);
+      buttons.forEach((b) => (b.disabled = false));
     }
   };
   root.querySelector("[data-audit]").addEventListener("click", () => startAudit({}));

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.browser.conftest import screenshot, tick_value
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_for_audit
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -62,6 +62,37 @@ def test_train_then_audit_in_one_click(page: Page, api: httpx.Client) -> None:
     audit = api.get(f"/api/audits/{audit_id + 1}").json()
     assert audit["embedder"] == "discriminator"
     assert audit["embedder_options"] == {"weights": run["discriminator"]}
+
+
+def test_a_double_click_starts_one_run_and_one_audit(page: Page, api: httpx.Client) -> None:
+    before = len(api.get("/api/training-runs").json())
+    page.goto("/training")
+    form = page.locator("#train-form")
+    form.locator('select[name="dataset"]').select_option("digits")
+    form.locator('input[name="steps"]').fill("20")
+    form.locator('button[type="submit"]').dblclick()
+    page.wait_for_url("**/training/*")
+    run_id = int(page.url.rsplit("/", 1)[1])
+    assert len(api.get("/api/training-runs").json()) == before + 1
+    page.locator("[data-audit]:not([hidden])").wait_for(timeout=120_000)
+    audits = len(api.get("/api/audits").json())
+    page.locator("[data-audit]").dblclick()
+    page.wait_for_url("**/audits/*")
+    assert len(api.get("/api/audits").json()) == audits + 1
+    # The generator deleted while its run's page is open: the page says why it cannot be
+    # audited (the note it wrote was hidden).
+    audit_id = int(page.url.rsplit("/", 1)[1])
+    run = api.get(f"/api/training-runs/{run_id}").json()
+    page.goto(f"/training/{run_id}")
+    page.locator("[data-audit]:not([hidden])").wait_for()
+    wait_for_audit(api, audit_id)
+    assert api.delete(f"/api/audits/{audit_id}").status_code == 204
+    assert api.delete(f"/api/generators/{run['generator_id']}").status_code == 204
+    page.locator("[data-audit]").click()
+    problem = page.locator("[data-audit-problem]:not([hidden])")
+    problem.wait_for()
+    assert "does not exist" in problem.inner_text()
+    assert page.locator("[data-audit]").is_enabled()
 
 
 def test_bad_training_request_shows_the_problem(page: Page) -> None:
