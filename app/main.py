@@ -36,7 +36,7 @@ from app.services.warmup import Warmup
 from app.settings import Settings
 from app.store.db import Database
 from app.store.migrate import upgrade
-from app.web import pages
+from app.web import api_docs, pages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             samples.close()
             db.dispose()
 
-    app = FastAPI(title="birthday", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="birthday",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served from static/ by app.web.api_docs: the default needs a CDN
+        redoc_url=None,
+    )
     app.state.birthday = state
     install_problem_handlers(app)
     app.add_middleware(UploadLimit, limit=settings.upload_limit_bytes, paths=("/api/generators",))
@@ -104,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(pages.router)
+    app.include_router(api_docs.router)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
 
     @app.get("/healthz", tags=["meta"])
