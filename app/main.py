@@ -37,6 +37,7 @@ from app.settings import Settings
 from app.store.db import Database
 from app.store.migrate import upgrade
 from app.web import api_docs, pages
+from app.web.templating import error_page
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.birthday = state
-    install_problem_handlers(app)
+    install_problem_handlers(app, page=error_page)
     app.add_middleware(UploadLimit, limit=settings.upload_limit_bytes, paths=("/api/generators",))
     # Every API call is authenticated (a no-op on loopback); routes add role checks.
     api = APIRouter(prefix="/api", dependencies=[Depends(current_principal)])

@@ -130,6 +130,7 @@ def test_every_asset_is_served_by_the_app(client: TestClient, audit: dict) -> No
         f"/audits/{audit['id']}",
         f"/audits/{audit['id']}/review",
         "/compare",
+        "/docs",
     ]
     seen: set[str] = set()
     for page in pages:
@@ -145,6 +146,19 @@ def test_every_asset_is_served_by_the_app(client: TestClient, audit: dict) -> No
         assert "http://" not in source and "https://" not in source
         for imported in re.findall(r'from "(\./[\w.-]+)"', source):
             assert client.get(f"/static/{imported[2:]}").status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/nonexistent", "/audits/abc", "/audits/1/nope"])
+def test_a_browser_asking_for_no_page_gets_the_html_404(client: TestClient, url: str) -> None:
+    """Not a problem-details JSON body: that is for the API (and for clients not asking HTML)."""
+    html = {"accept": "text/html,application/xhtml+xml"}
+    response = client.get(url, headers=html)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert f"There is no page at {url}" in response.text
+    assert client.get(url).headers["content-type"] == "application/problem+json"
+    api = client.get("/api/audits/abc", headers=html)
+    assert api.status_code == 422 and api.headers["content-type"] == "application/problem+json"
 
 
 def test_an_id_beyond_64_bits_is_refused(client: TestClient) -> None:

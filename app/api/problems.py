@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from app.store.errors import Busy, Conflict, Forbidden, NotFound
@@ -39,18 +40,36 @@ def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     return cleaned
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+ErrorPage = Callable[[Request, int, str], Response]
+NOT_PAGES = ("/api/", "/static/", "/openapi.json", "/healthz")
+
+
+def _for_a_person(request: Request) -> bool:
+    """A browser asking for a page (not the API, not a file): it gets the HTML error page."""
+    path = request.url.path
+    return "text/html" in request.headers.get("accept", "") and not path.startswith(NOT_PAGES)
+
+
+def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> None:
+    """Problem details for every failure; with `page`, a browser asking for a page that does
+    not exist (no route, or an id that is not a number) gets that HTML page instead."""
+
     @app.exception_handler(HTTPException)
-    async def on_http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def on_http(request: Request, exc: HTTPException) -> Response:
+        if page is not None and exc.status_code in (404, 405) and _for_a_person(request):
+            return page(request, 404, f"There is no page at {request.url.path}.")
         response = problem(exc.status_code, str(exc.detail))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
         errors = _jsonable_errors(exc.errors())
         summary = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
+        if page is not None and _for_a_person(request):
+            where = request.url.path
+            return page(request, 404, f"There is no page at {where} ({summary or 'bad address'}).")
         return problem(422, summary or "invalid request", errors=errors)
 
     @app.exception_handler(NotFound)
