@@ -25,6 +25,7 @@ from app.api import (
 from app.api import events as event_streams
 from app.api.auth import current_principal
 from app.api.deps import AppState
+from app.api.openapi import install_problem_schema
 from app.api.problems import install_problem_handlers
 from app.api.upload_limit import UploadLimit
 from app.jobs.events import EventBus
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.birthday = state
     install_problem_handlers(app, page=error_page)
+    install_problem_schema(app)
     app.add_middleware(UploadLimit, limit=settings.upload_limit_bytes, paths=("/api/generators",))
     # Every API call is authenticated (a no-op on loopback); routes add role checks.
     api = APIRouter(prefix="/api", dependencies=[Depends(current_principal)])

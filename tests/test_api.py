@@ -398,6 +398,29 @@ def test_openapi_documents_the_binding_surface(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
 
 
+def test_the_openapi_document_describes_errors_as_they_are_sent(client: TestClient) -> None:
+    """Problem details under application/problem+json, for every operation's 4xx: not FastAPI's
+    HTTPValidationError, which the API never sends (generated clients mis-parsed errors)."""
+    from app.api.openapi import Problem
+
+    schema = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in json.dumps(schema)
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    extend = schema["paths"]["/api/audits/{audit_id}/extend"]["post"]["responses"]
+    assert {"401", "403", "404", "409", "422"} <= set(extend)
+    assert all(extend[code]["content"] == problem for code in ("404", "409", "422"))
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            assert operation["responses"]["422"]["content"] == problem
+    # What the API sends fits it: a malformed body and an unknown id.
+    for response in (
+        client.post("/api/audits", json={"n": "many"}),
+        client.get("/api/audits/999"),
+    ):
+        assert response.headers["content-type"] == "application/problem+json"
+        Problem.model_validate(response.json())
+
+
 def test_delete_generator_only_when_unused(client: TestClient, tmp_path: Path) -> None:
     generator = _upload(client, _safetensors_bytes(tmp_path), architecture="dcgan").json()
     stored = client.app.state.birthday.settings.models_dir  # type: ignore[attr-defined]
