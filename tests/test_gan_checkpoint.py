@@ -155,9 +155,15 @@ def test_state_dict_loader_refuses_malicious_pickle_without_running_it(tmp_path:
 
 def test_oversize_safetensors_header_refused(tmp_path: Path) -> None:
     path = tmp_path / "huge.safetensors"
-    # claims a header one byte over the cap; the file need not be that large to be refused
-    path.write_bytes(struct.pack("<Q", MAX_HEADER_BYTES + 1) + b"{}")
+    # claims a header one byte over the cap, and the file is that long: refused unread
+    with path.open("wb") as f:
+        f.write(struct.pack("<Q", MAX_HEADER_BYTES + 1) + b"{}")
+        f.truncate(8 + MAX_HEADER_BYTES + 1)  # sparse: no disk written
     with pytest.raises(ValueError, match=f"header of {MAX_HEADER_BYTES + 1} bytes refused"):
+        load_generator_safetensors(path, "dcgan", OPTIONS)
+    # a shorter file with that claim is no safetensors file at all
+    path.write_bytes(struct.pack("<Q", MAX_HEADER_BYTES + 1) + b"{}")
+    with pytest.raises(ValueError, match="not a safetensors file: its first 8 bytes give"):
         load_generator_safetensors(path, "dcgan", OPTIONS)
 
 
@@ -178,7 +184,7 @@ def test_too_many_tensors_refused(tmp_path: Path) -> None:
     ("content", "message"),
     [
         (b"\x01\x00", "shorter than its 8-byte header length"),
-        (struct.pack("<Q", 100) + b"{}", "header length exceeds the file size"),
+        (struct.pack("<Q", 100) + b"{}", "header of 100 bytes, longer than the whole file"),
         (struct.pack("<Q", 3) + b"\xff\xfe{", "header is not JSON"),
         (struct.pack("<Q", 2) + b"[]", "header is not a JSON object"),
     ],

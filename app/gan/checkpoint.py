@@ -182,12 +182,15 @@ def read_safetensors_header(path: StrPath) -> tuple[dict[str, dict[str, Any]], d
         if len(prefix) < 8:
             raise ValueError("not a safetensors file: shorter than its 8-byte header length")
         (length,) = struct.unpack("<Q", prefix)
+        if 8 + length > size:  # any other file read as one: its first bytes are no length
+            raise ValueError(
+                f"not a safetensors file: its first 8 bytes give a header of {length:,} bytes, "
+                f"longer than the whole file ({size:,} bytes)"
+            )
         if length > MAX_HEADER_BYTES:
             raise ValueError(
                 f"safetensors header of {length} bytes refused; at most {MAX_HEADER_BYTES} allowed"
             )
-        if 8 + length > size:
-            raise ValueError("not a safetensors file: header length exceeds the file size")
         raw = f.read(length)
     try:
         header = json.loads(raw)
