@@ -29,6 +29,10 @@ def test_rule_on_a_disagreement(
     row = page.locator(f'tr[data-pair="{pair["id"]}"]')
     row.wait_for()
     assert "ada: duplicate" in row.inner_text() and "bob: distinct" in row.inner_text()
+    # Root-relative, as on every page: an absolute http:// URL breaks behind a TLS proxy.
+    assert page.locator("script[src$='adjudicate.js']").get_attribute("src") == (
+        "/static/adjudicate.js"
+    )
     screenshot(page, "adjudicate")
     row.locator('button[data-rule="duplicate"]').click()
     row.locator(".ruled:not([hidden])").wait_for()

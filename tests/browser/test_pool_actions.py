@@ -13,9 +13,28 @@ from tests.browser.conftest import screenshot
 from tests.conftest import all_pairs, wait_for_audit
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page
 
 pytestmark = pytest.mark.browser
+
+
+def _unit_beside_input(label: Locator) -> bool:
+    """The label's "%" sits on its number input's line, not wrapped onto a line of its own."""
+    return bool(
+        label.evaluate(
+            """label => {
+              const input = label.querySelector("input").getBoundingClientRect();
+              const walker = document.createTreeWalker(label, NodeFilter.SHOW_TEXT);
+              let node;
+              while ((node = walker.nextNode()) && !node.textContent.includes("%"));
+              const range = document.createRange();
+              range.selectNodeContents(node);
+              const unit = range.getBoundingClientRect();
+              const middle = unit.top + unit.height / 2;
+              return middle > input.top && middle < input.bottom && unit.left >= input.right;
+            }"""
+        )
+    )
 
 
 def test_import_labels_then_extend_from_the_audit_page(
@@ -44,6 +63,7 @@ def test_import_labels_then_extend_from_the_audit_page(
     # The stopping target: the panel follows the new aim, and so does the API.
     aim = page.locator("[data-target]")
     assert aim.locator("input[name=target_pct]").input_value() == "20"
+    assert _unit_beside_input(aim.locator("label:has(input[name=target_pct])"))
     aim.locator("input[name=target_pct]").fill("7.5")
     aim.locator("button").click()
     page.locator("[data-pool-result]").filter(has_text="now aims for ±7.5%").wait_for()

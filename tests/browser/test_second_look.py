@@ -55,6 +55,10 @@ def test_answer_a_second_look(
     row.wait_for()
     assert page.locator("tr[data-pair]").count() == len(listed)
     assert not row.locator("[data-reveal]").is_visible()  # blind until answered
+    # Root-relative, as on every page: an absolute http:// URL breaks behind a TLS proxy.
+    assert page.locator("script[src$='second_look.js']").get_attribute("src") == (
+        "/static/second_look.js"
+    )
     screenshot(page, "second-look")
     # No name yet: the answer waits for one.
     row.locator('button[data-answer="duplicate"]').click()
@@ -64,6 +68,24 @@ def test_answer_a_second_look(
     row.locator(f'button[data-answer="{truth}"]').click()
     row.locator("[data-reveal]:not([hidden])").wait_for()
     assert "you answered otherwise" in row.inner_text()
+    # The revealed column fits the table's box at 1280 px, and the chosen answer stands out from
+    # the faded others by an outline in a colour the surrounding cell does not have.
+    wrap = page.locator(".table-wrap:has(table.second-look)")
+    assert wrap.evaluate("w => w.scrollWidth - w.clientWidth") <= 0
+    chosen = row.locator("button.chosen")
+    assert chosen.get_attribute("data-answer") == truth
+    look = chosen.evaluate(
+        """b => {
+          const s = getComputedStyle(b);
+          let cell = b.parentElement;
+          while (getComputedStyle(cell).backgroundColor === "rgba(0, 0, 0, 0)") cell = cell.parentElement;
+          return {style: s.outlineStyle, width: s.outlineWidth, colour: s.outlineColor,
+                  around: getComputedStyle(cell).backgroundColor, opacity: s.opacity};
+        }"""
+    )
+    assert look["style"] != "none" and look["width"] != "0px", look
+    assert look["colour"] != look["around"], look
+    assert look["opacity"] == "1", look
     assert row.locator("[data-looks]").inner_text() == "2"  # ada's and bob's
     # Two annotators now disagree on it: a tie, for adjudication, no longer a duplicate.
     assert first["id"] not in {
