@@ -95,6 +95,25 @@ def test_review_and_compare_pages(client: TestClient, audit: dict) -> None:
         assert "ids must be audit numbers" in page.text
 
 
+def test_compare_counts_candidates_and_random_pairs_apart(client: TestClient, audit: dict) -> None:
+    """A reviewed random pair is no candidate: "2 / 1,424" of 1 candidate and 1 random pair
+    read as two candidates judged."""
+    candidate = all_pairs(client, audit["id"])[0]
+    random = client.get(
+        f"/api/audits/{audit['id']}/pairs", params={"origin": "random", "limit": 1}
+    ).json()["items"][0]
+    _label(client, candidate, "distinct")
+    _label(client, random, "distinct")
+    estimate = client.get(f"/api/audits/{audit['id']}/estimate").json()
+    html = client.get("/compare", params={"ids": [audit["id"]]}).text
+    cell = re.search(r"<td class=\"num\" data-reviewed[^>]*>(.*?)</td>", html, re.S)
+    assert cell is not None
+    shown = re.sub(r"<[^>]+>", "", cell.group(1))
+    assert shown == (
+        f"1 / {count(estimate['candidate_pairs'])} + 1 / {count(estimate['random_pairs'])} random"
+    )
+
+
 @pytest.mark.parametrize(
     "url", ["/audits/999", "/audits/999/review", "/audits/999/panel", "/audits/999/gallery"]
 )
