@@ -178,7 +178,9 @@ def test_pairs_pagination_filters_and_judgements(client: TestClient) -> None:
     undone = client.delete(f"/api/judgements/{created.json()['id']}")
     assert undone.status_code == 200
     assert client.get(url, params={"label": "duplicate"}).json()["items"] == []
-    assert_problem(client.delete(f"/api/judgements/{created.json()['id']}"), 404)
+    again = assert_problem(client.delete(f"/api/judgements/{created.json()['id']}"), 404)
+    assert again["detail"] == f"judgement {created.json()['id']} was undone already"
+    assert_problem(client.delete("/api/judgements/99999"), 404)
 
 
 def test_pairs_and_judgements_download_as_csv(client: TestClient) -> None:

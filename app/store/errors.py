@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 class NotFound(LookupError):
-    def __init__(self, what: str, ident: object) -> None:
-        super().__init__(f"{what} {ident} does not exist")
+    def __init__(self, what: str, ident: object, message: str | None = None) -> None:
+        super().__init__(message or f"{what} {ident} does not exist")
         self.what = what
 
 

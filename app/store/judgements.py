@@ -163,8 +163,10 @@ def delete_judgement(
 ) -> JudgementView:
     """Undo a judgement; `only_by` restricts it to that annotator's own judgements."""
     judgement = session.get(Judgement, judgement_id)
-    if judgement is None or judgement.deleted_at is not None:
+    if judgement is None:
         raise NotFound("judgement", judgement_id)
+    if judgement.deleted_at is not None:
+        raise NotFound("judgement", judgement_id, f"judgement {judgement_id} was undone already")
     if only_by is not None and _view(session, judgement).annotator != only_by:
         raise Forbidden("you can only undo your own judgements")
     judgement.deleted_at = utcnow()
