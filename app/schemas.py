@@ -22,6 +22,11 @@ class GeneratorPublic(BaseModel):
     image_shape: list[int] | None
     status: str
     error: str | None = None
+    samples: int | None = Field(
+        default=None,
+        description="A sample archive's image count: the largest pool an audit of it can draw "
+        "(sample i is its i-th image). null for a generator, which draws any number.",
+    )
 
 
 class SyntheticSpec(BaseModel):

@@ -91,6 +91,9 @@ def test_sample_archive_upload(client: TestClient) -> None:
     assert response.status_code == 201, response.text
     assert response.json()["image_shape"] == [3, 8, 8]
     generator_id = response.json()["id"]
+    # Its size is known up front: the most an audit of it can draw.
+    assert response.json()["samples"] == 50
+    assert client.get(f"/api/generators/{generator_id}").json()["samples"] == 50
     # More samples than the archive holds: refused at once, not a failed audit later.
     too_many = client.post("/api/audits", json={"generator_id": generator_id, "n": 51})
     assert_problem(too_many, 422)
@@ -425,6 +428,7 @@ def test_the_openapi_document_describes_errors_as_they_are_sent(client: TestClie
 
 def test_delete_generator_only_when_unused(client: TestClient, tmp_path: Path) -> None:
     generator = _upload(client, _safetensors_bytes(tmp_path), architecture="dcgan").json()
+    assert generator["samples"] is None  # a generator draws any number
     stored = client.app.state.birthday.settings.models_dir  # type: ignore[attr-defined]
     files = list((stored / "uploads").iterdir())
     assert len(files) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
@@ -17,7 +18,7 @@ from app.store.models import Generator
 router = APIRouter(prefix="/generators", tags=["generators"])
 
 
-def generator_public(generator: Generator) -> GeneratorPublic:
+def generator_public(generator: Generator, models_dir: Path) -> GeneratorPublic:
     return GeneratorPublic(
         id=generator.id,
         name=generator.name,
@@ -28,6 +29,7 @@ def generator_public(generator: Generator) -> GeneratorPublic:
         image_shape=generator.image_shape,
         status=generator.status,
         error=generator.error,
+        samples=generator_service.archive_samples(generator, models_dir),
     )
 
 
@@ -55,21 +57,23 @@ def create_generator(
         latent_dim=latent_dim,
         stream=file.file,
     )
-    return generator_public(generator)
+    return generator_public(generator, state.settings.models_dir)
 
 
 @router.get("", response_model=list[GeneratorPublic])
 def list_generators(state: StateDep) -> list[GeneratorPublic]:
     """All generators, newest first."""
     with state.db.read() as session:
-        return [generator_public(g) for g in generator_store.list_generators(session)]
+        models = state.settings.models_dir
+        return [generator_public(g, models) for g in generator_store.list_generators(session)]
 
 
 @router.get("/{generator_id}", response_model=GeneratorPublic)
 def get_generator(state: StateDep, generator_id: GeneratorId) -> GeneratorPublic:
     """One generator."""
     with state.db.read() as session:
-        return generator_public(generator_store.get_generator(session, generator_id))
+        generator = generator_store.get_generator(session, generator_id)
+        return generator_public(generator, state.settings.models_dir)
 
 
 @router.delete("/{generator_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -7,6 +7,7 @@ ONNX (a graph, accepted everywhere) are run only in a child process (sources/iso
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from pathlib import Path
@@ -24,6 +25,7 @@ from app.gan.checkpoint import (
 from app.gan.registry import canonical_options
 from app.settings import Settings
 from app.sources.archive import describe_npz, sample_archive_kind
+from app.sources.factory import archive_size
 from app.sources.isolated import probe_isolated
 from app.sources.onnx_graph import inspect_onnx_isolated
 from app.sources.zip_archive import inspect_zip
@@ -175,6 +177,25 @@ def _inspect(
         raise ValueError("only image generators can be audited")
     shape = probe_generator(module.eval(), spec.latent_dim)
     return shape, spec.latent_dim, architecture, canonical_options(architecture, options)
+
+
+def archive_samples(generator: Generator, models_dir: Path) -> int | None:
+    """A sample archive's image count (None for generators, or an archive gone unreadable),
+    read from its headers once per version of the file."""
+    if generator.format != "samples" or generator.path is None:
+        return None
+    path = models_dir / generator.path
+    try:
+        stat = path.stat()
+        return _archive_size(str(path), stat.st_size, stat.st_mtime_ns)
+    except (OSError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _archive_size(path: str, size: int, mtime_ns: int) -> int:
+    del size, mtime_ns  # the cache key: a replaced file is read again
+    return archive_size(Path(path))
 
 
 def delete_generator(db: Database, settings: Settings, generator_id: int) -> None:
