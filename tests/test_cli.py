@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from app.settings import Settings
@@ -142,6 +143,35 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     assert "Traceback" not in client.stderr
 
 
+def refused_in_one_line(result: subprocess.CompletedProcess[str], message: str) -> None:
+    """Exit status 2 and one `error:` line on stderr that says `message`: no pydantic dump."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "errors.pydantic.dev" not in result.stderr
+
+
+def test_an_option_out_of_range_is_named_in_one_line(tmp_path: Path) -> None:
+    """The request bodies' bounds, told as the options that broke them (not the REST fields)."""
+    train = ["train", "--dataset", "ring8", "--loss", "rsgan"]
+    sweep = ["sweep", "--dataset", "ring8", "--loss", "rsgan"]
+    for args, message in (
+        ([*train, "--steps", "0"], "--steps should be greater than or equal to 1, not 0"),
+        ([*train, "--batch-size", "0", "--lr", "3"], "--batch-size should be greater than or equal to 1, not 0; --lr should be less than or equal to 1, not 3"),
+        ([*sweep, "--steps", "0"], "--steps should be greater than or equal to 1, not 0"),
+        ([*sweep, "--latent-dim", "0"], "--latent-dim should be greater than or equal to 1"),
+        (["audit", "--support", "0"], "--support should be greater than or equal to 1, not 0"),
+        (["audit", "--support", "9", "--n", "1"], "--n should be greater than or equal to 2"),
+        (["audit", "--support", "9", "--miner", "x"], "--miner should be 'auto', 'exact' or 'hnsw', not 'x'"),
+        (["audit", "--n", "100"], "give --support K (a synthetic source of K prototypes), or --source generator --generator ID"),
+        (["audit", "--source", "generator"], "--source generator needs --generator ID"),
+        (["audit", "--generator", "1"], "--generator needs --source generator"),
+        (["set-target", "1", "3"], "TARGET should be less than or equal to 1, not 3"),
+        (["paper-protocol", "1:0/1"], "1:0/1: SIZE should be greater than or equal to 2, not 1"),
+    ):  # fmt: skip
+        refused_in_one_line(run(*args, data_dir=tmp_path), message)
+
+
 def test_train_prints_an_auditable_generator(tmp_path: Path) -> None:
     result = run(
         "train", "--dataset", "ring8", "--loss", "rsgan", "--steps", "30", data_dir=tmp_path
@@ -268,7 +298,8 @@ def test_sweep_prints_its_cells_and_agrees_with_the_api(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--seed: numbers" in bad.stderr
     big = run("sweep", "--dataset", "ring8", "--loss", "rsgan", "--seed", ",".join(map(str, range(11))),
               data_dir=tmp_path)  # fmt: skip
-    assert big.returncode == 2 and "seeds" in big.stderr and "Traceback" not in big.stderr
+    assert big.returncode == 2 and "--seed: at most 10 values, not 11" in big.stderr
+    assert "Traceback" not in big.stderr
 
 
 def test_a_sweep_audited_and_compared_from_the_terminal(tmp_path: Path) -> None:
@@ -431,6 +462,78 @@ def test_upload_a_folder_of_pngs_as_a_sample_pool(tmp_path: Path) -> None:
     empty.mkdir()
     refused = run("upload", str(empty), "--format", "samples", data_dir=tmp_path)
     assert refused.returncode == 2 and "holds no .png files" in " ".join(refused.stderr.split())
+
+
+def png_folder(folder: Path, count: int) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(count):
+        pixels = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"sample_{k:03d}.png")
+    return folder
+
+
+def test_a_folder_uploads_only_as_samples(tmp_path: Path) -> None:
+    folder = png_folder(tmp_path / "pool", 3)
+    refused = run("upload", str(folder), "--format", "onnx", data_dir=tmp_path)
+    refused_in_one_line(
+        refused, "is a folder: a folder is uploaded only as a sample archive, with --format samples"
+    )
+
+
+def test_an_archive_too_small_and_a_failed_job_are_one_line_each(tmp_path: Path) -> None:
+    """A pool larger than its archive is refused before an audit exists; a job that fails as the
+    command waits for it is told by its error, without the traceback the runner logs."""
+    import zipfile
+
+    from app.store.models import Audit, Generator
+
+    uploaded = run(
+        "upload", str(png_folder(tmp_path / "pool", 12)), "--format", "samples", data_dir=tmp_path
+    )
+    match = re.search(r"generator (\d+): samples", uploaded.stdout)
+    assert uploaded.returncode == 0 and match, uploaded.stderr
+    generator = match.group(1)
+    too_many = run(
+        "audit", "--source", "generator", "--generator", generator, "--n", "20", data_dir=tmp_path
+    )
+    refused_in_one_line(
+        too_many, f"generator {generator} is an archive of 12 samples; the pool asks for 20"
+    )
+    db = Database(Settings(data_dir=tmp_path).resolved_database_url())
+    with db.read() as session:
+        assert session.scalars(select(Audit)).all() == []
+        stored = session.get(Generator, int(generator))
+        assert stored is not None and stored.path is not None
+        archive = tmp_path / "models" / stored.path
+    db.dispose()
+    # The same member names, so the archive's size still passes, but no PNG in them.
+    names = zipfile.ZipFile(archive).namelist()
+    with zipfile.ZipFile(archive, "w") as rewritten:
+        for name in names:
+            rewritten.writestr(name, b"not a png")
+    failed = run(
+        "audit", "--source", "generator", "--generator", generator, "--n", "10", data_dir=tmp_path
+    )
+    refused_in_one_line(
+        failed, "error: audit 1 failed: ValueError: member 'sample_000.png' is not a readable PNG"
+    )
+
+
+def test_job_logs_are_lines_and_leave_a_failure_to_the_outcome(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+
+    from app.cli.common import job_logs
+
+    with job_logs():
+        logging.getLogger("app.jobs.train").warning("state not used", exc_info=OSError("gone"))
+        logging.getLogger("app.jobs.runner").error("job 1 failed", exc_info=ValueError("boom"))
+    logging.getLogger("app.jobs.train").warning("after the job")
+    assert capsys.readouterr().err == "warning: state not used: gone\n"
 
 
 def test_estimate_watch_prints_each_change_until_ctrl_c(tmp_path: Path) -> None:

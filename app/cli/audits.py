@@ -8,7 +8,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from app.cli.common import (
     DataDir,
@@ -18,8 +17,10 @@ from app.cli.common import (
     fail,
     json_object,
     open_store,
+    problem,
     run_audit_job,
     settings_for,
+    validated,
 )
 from app.schemas import (
     AuditCreate,
@@ -110,31 +111,37 @@ def audit(
             },
         )
         return
-    try:
-        body = AuditCreate(
-            synthetic=(
-                SyntheticSpec(support=support, zipf=zipf, noise=noise, continuous=continuous)
-                if source is SourceKind.synthetic and support is not None
-                else None
-            ),
-            generator_id=generator if source is SourceKind.generator else None,
-            n=n,
-            seed=seed,
-            embedder=embedder,  # type: ignore[arg-type]
-            embedder_options=options,
-            miner=miner,  # type: ignore[arg-type]
-            neighbours=neighbours,
-            random_pairs=random_pairs,
-            target=target,
+    if source is SourceKind.generator and generator is None:
+        fail("--source generator needs --generator ID")
+    if source is SourceKind.synthetic and support is None:
+        fail(
+            "--generator needs --source generator"
+            if generator is not None
+            else "give --support K (a synthetic source of K prototypes), or --source generator "
+            "--generator ID"
         )
-    except ValidationError as exc:
-        fail("; ".join(e["msg"] for e in exc.errors()))
-        return
+    body = validated(
+        AuditCreate,
+        synthetic=(
+            validated(SyntheticSpec, support=support, zipf=zipf, noise=noise, continuous=continuous)
+            if source is SourceKind.synthetic
+            else None
+        ),
+        generator_id=generator if source is SourceKind.generator else None,
+        n=n,
+        seed=seed,
+        embedder=embedder,
+        embedder_options=options,
+        miner=miner,
+        neighbours=neighbours,
+        random_pairs=random_pairs,
+        target=target,
+    )
     db = open_store(settings)
     try:
         created, job = create_audit(db, settings, body)
     except (ValueError, NotFound, Conflict) as exc:
-        fail(str(exc))
+        fail(problem(exc))
         return
     run_audit_job(db, settings, created.id, job.id, n)
 
@@ -144,17 +151,13 @@ def _audit_sweep(settings: Settings, sweep_id: int, fields: dict[str, Any]) -> N
     from app.schemas import SweepAuditsCreate
     from app.services.sweeps import audit_sweep, describe_sweep
 
-    try:
-        body = SweepAuditsCreate(**fields)
-    except ValidationError as exc:
-        fail("; ".join(e["msg"] for e in exc.errors()))
-        return
+    body = validated(SweepAuditsCreate, **fields)
     db = open_store(settings)
     try:
         runs = describe_sweep(db, sweep_id, settings.models_dir).runs
         created = audit_sweep(db, settings, runs, body)
     except (ValueError, NotFound) as exc:
-        fail(str(exc))
+        fail(problem(exc))
         return
     for audit_row, job in created:
         run_audit_job(db, settings, audit_row.id, job.id, body.n)
@@ -181,16 +184,12 @@ def extend(
     from app.services.audits import extend_audit
 
     settings = settings_for(data_dir)
-    try:
-        body = AuditExtend(n_more=n_more)
-    except ValidationError as exc:
-        fail("; ".join(e["msg"] for e in exc.errors()))
-        return
+    body = validated(AuditExtend, n_more=n_more)
     db = open_store(settings)
     try:
         audit, job = extend_audit(db, settings, audit_id, body.n_more)
     except (ValueError, NotFound, Conflict) as exc:
-        fail(str(exc))
+        fail(problem(exc))
         return
     run_audit_job(db, settings, audit_id, job.id, audit.n)
 
@@ -278,11 +277,7 @@ def set_target(
     from app.services.audits import set_target as store_target
     from app.services.estimates import audit_estimate
 
-    try:
-        body = AuditUpdate(target=target)
-    except ValidationError as exc:
-        fail("; ".join(e["msg"] for e in exc.errors()))
-        return
+    body = validated(AuditUpdate, {"target": "TARGET"}, target=target)
     db = open_store(settings_for(data_dir))
     try:
         store_target(db, audit_id, body.target)

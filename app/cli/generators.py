@@ -65,6 +65,11 @@ def upload(
         finally:
             archive.unlink(missing_ok=True)
         return
+    if file.is_dir():
+        fail(
+            f"{file} is a folder: a folder is uploaded only as a sample archive, with "
+            "--format samples (its PNGs, sample i the i-th by name)"
+        )
     if not file.is_file():
         fail(f"no such file: {file}")
         return

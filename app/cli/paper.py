@@ -14,7 +14,12 @@ from app.cli.common import (
     cli,
     console,
     fail,
+    invalid,
+    validated,
 )
+
+# BatchCount's fields as SIZE:HITS/BATCHES names them.
+BATCH_PARTS = {"size": "SIZE", "with_duplicate": "HITS", "batches": "BATCHES"}
 
 
 def _batch_count(text: str) -> dict[str, int]:
@@ -47,13 +52,19 @@ def paper_protocol_command(
 
     from app.services.paper_protocol import BatchCount, PaperProtocolCreate, paper_protocol
 
-    try:
-        counts = [BatchCount(**_batch_count(b)) for b in batches]
-        body = PaperProtocolCreate(batches=counts, level=level)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        errors = exc.errors() if isinstance(exc, ValidationError) else None
-        fail("; ".join(e["msg"] for e in errors) if errors else str(exc))
-        return
+    counts = []
+    for text in batches:
+        try:
+            parts = _batch_count(text)
+        except ValueError as exc:
+            fail(str(exc))
+        try:
+            counts.append(BatchCount(**parts))
+        except ValidationError as exc:
+            fail(f"{text}: {invalid(exc, BATCH_PARTS)}")
+    body = validated(
+        PaperProtocolCreate, {"batches": "SIZE:HITS/BATCHES"}, batches=counts, level=level
+    )
     result = paper_protocol(body)
     if as_json:
         console.print_json(result.model_dump_json())

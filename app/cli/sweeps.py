@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from app.cli.common import (
@@ -18,6 +17,7 @@ from app.cli.common import (
     open_store,
     run_audit_job,
     settings_for,
+    validated,
 )
 from app.store.errors import Conflict, NotFound
 
@@ -119,11 +119,7 @@ def sweep_extend(
     from app.services.sweeps import describe_sweep
 
     settings = settings_for(data_dir)
-    try:
-        body = SweepExtend(n_more=n_more, embedder=embedder)
-    except ValidationError as exc:
-        fail("; ".join(e["msg"] for e in exc.errors()))
-        return
+    body = validated(SweepExtend, n_more=n_more, embedder=embedder)
     db = open_store(settings)
     try:
         sweep = describe_sweep(db, sweep_id, settings.models_dir)

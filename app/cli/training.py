@@ -7,7 +7,6 @@ import json
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from app.cli.common import (
@@ -17,10 +16,13 @@ from app.cli.common import (
     console,
     err,
     fail,
+    job_logs,
     json_object,
     open_store,
+    problem,
     settings_for,
     steps_progress,
+    validated,
 )
 from app.schemas import (
     MetricSummary,
@@ -111,25 +113,25 @@ def train(
     from app.store import training as training_store
 
     settings = settings_for(data_dir)
+    body = validated(
+        TrainingRunCreate,
+        dataset=dataset,
+        loss=loss,
+        architecture=architecture,
+        latent_dim=latent_dim,
+        d_width=d_width,
+        g_width=g_width,
+        steps=steps,
+        seed=seed,
+        dataset_options=_dataset_options(image_size, dataset_options),
+        **_loop_knobs(batch_size, lr, betas, d_steps, architecture_options),
+    )
+    db = open_store(settings)
     try:
-        body = TrainingRunCreate(
-            dataset=dataset,
-            loss=loss,
-            architecture=architecture,  # type: ignore[arg-type]
-            latent_dim=latent_dim,
-            d_width=d_width,
-            g_width=g_width,
-            steps=steps,
-            seed=seed,
-            dataset_options=_dataset_options(image_size, dataset_options),
-            **_loop_knobs(batch_size, lr, betas, d_steps, architecture_options),
-        )
-        db = open_store(settings)
         run, job = create_run(db, settings.data_dir, body)
-    except (ValidationError, ValueError) as exc:
-        fail(str(exc))
-        return
-    with steps_progress(f"training run {run.id}") as bar:
+    except ValueError as exc:
+        fail(problem(exc))
+    with steps_progress(f"training run {run.id}") as bar, job_logs():
         task = bar.add_task("steps", total=steps)
         outcome = JobRunner(db, settings).run_job(
             job.id, on_progress=lambda done, total, _: bar.update(task, completed=done)
@@ -266,15 +268,17 @@ def sweep(
     ):
         if values:
             grid[key] = _split(values, cast, option)
+    body = validated(SweepCreate, **grid)
+    db = open_store(settings)
     try:
-        body = SweepCreate(**grid)
-        db = open_store(settings)
         sweep_id, job_ids = create_sweep(db, settings.data_dir, body)
-    except (ValidationError, ValueError) as exc:
-        fail(str(exc))
-        return
+    except ValueError as exc:
+        fail(problem(exc))
     runner = JobRunner(db, settings)
-    with steps_progress(f"sweep {sweep_id}: run {{task.fields[run]}} of {len(job_ids)}") as bar:
+    with (
+        steps_progress(f"sweep {sweep_id}: run {{task.fields[run]}} of {len(job_ids)}") as bar,
+        job_logs(),
+    ):
         task = bar.add_task("steps", total=steps * len(job_ids), run=1)
         for k, job_id in enumerate(job_ids):
             bar.update(task, run=k + 1)
