@@ -419,6 +419,16 @@ DSteps = Annotated[
         "veegan, bigan and ali, which update their networks together.",
     ),
 ]
+GpWeight = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        le=10_000,
+        description="Lambda of the gradient penalty of wgan_gp, rsgan_gp and rasgan_gp; null: the "
+        "papers' 10. WGAN-GP's own code uses 0.1 on toy 2-D data, where 10 keeps the samples off "
+        "the modes (bench/README.md, 2D mixtures).",
+    ),
+]
 ArchitectureOptions = Annotated[
     dict[str, Any],
     Field(
@@ -457,6 +467,7 @@ class TrainingRunCreate(BaseModel):
     lr: LearningRate = 2e-4
     betas: AdamBetas = DEFAULT_BETAS
     d_steps: DSteps = 1
+    gp_weight: GpWeight = None
     architecture_options: ArchitectureOptions = Field(default_factory=dict)
     log_every: int = Field(default=50, ge=1)
     sample_every: int = Field(default=500, ge=0)
@@ -563,6 +574,7 @@ class SweepCreate(BaseModel):
     lr: LearningRate = 2e-4
     betas: AdamBetas = DEFAULT_BETAS
     d_steps: DSteps = 1
+    gp_weight: GpWeight = None
     architecture_options: ArchitectureOptions = Field(default_factory=dict)
 
     @model_validator(mode="after")

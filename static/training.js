@@ -64,6 +64,7 @@ function loopKnobs(data) {
     lr: Number(data.get("lr")),
     betas: [Number(data.get("beta1")), Number(data.get("beta2"))],
     d_steps: Number(data.get("d_steps")),
+    gp_weight: data.get("gp_weight") === "" ? null : Number(data.get("gp_weight")),
     architecture_options: sizes,
   };
 }

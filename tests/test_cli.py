@@ -212,7 +212,7 @@ def test_train_takes_dataset_options_and_refuses_bad_ones(tmp_path: Path) -> Non
 def test_train_and_sweep_take_the_optimiser_and_network_sizes(tmp_path: Path) -> None:
     knobs = [
         *("--batch-size", "16", "--lr", "1e-4", "--betas", "0,0.9", "--d-steps", "2"),
-        *("--architecture-options", '{"hidden": 16}'),
+        *("--architecture-options", '{"hidden": 16}', "--gp-weight", "0.1"),
     ]
     common = ["--dataset", "ring8", "--loss", "wgan_gp", "--steps", "2", *knobs]
     assert run("train", *common, data_dir=tmp_path).returncode == 0
@@ -229,6 +229,7 @@ def test_train_and_sweep_take_the_optimiser_and_network_sizes(tmp_path: Path) ->
             2,
         )
         assert config["architecture_options"] == {"hidden": 16}
+        assert config["gp_weight"] == 0.1
     for args, message in (
         (["--betas", "0.5"], "--betas: two numbers"),
         (["--betas", "a,b"], "--betas: two numbers"),

@@ -275,6 +275,21 @@ def test_a_request_is_checked_without_building_its_networks() -> None:
         hook.remove()
 
 
+@pytest.mark.parametrize("weight", [None, 0.0, 0.1])
+def test_the_gradient_penalty_weighs_what_gp_weight_says(weight: float | None) -> None:
+    """The critic's loss is the Wasserstein estimate plus lambda times the penalty: the loss's
+    own lambda (10) by default, gp_weight when given (0.1 is WGAN-GP's code on toy data)."""
+    (progress, *_) = run(loss="wgan_gp", steps=1, gp_weight=weight, **TINY_MLP)
+    assert isinstance(progress, TrainProgress)
+    losses = progress.losses
+    wasserstein = losses["d_fake"] - losses["d_real"]
+    lam = 10.0 if weight is None else weight
+    assert losses["gradient_penalty"] > 0
+    assert losses["discriminator"] == pytest.approx(
+        wasserstein + lam * losses["gradient_penalty"], rel=1e-5, abs=1e-6
+    )
+
+
 @pytest.mark.parametrize(
     ("loss", "chosen", "used"),
     [
@@ -382,6 +397,9 @@ def test_config_round_trips_through_json_like_dicts() -> None:
             "gradient penalty is taken per sample.*use d_norm layer",
         ),
         ({"dataset_options": [1]}, "dataset_options must be a JSON object"),
+        ({"gp_weight": 1.0}, "gp_weight is the gradient penalty's lambda: only wgan_gp, "),
+        ({"loss": "wgan_gp", "gp_weight": -1.0}, r"gp_weight must be in \[0, 10000\]"),
+        ({"loss": "wgan_gp", "gp_weight": "10"}, "gp_weight must be a number"),
     ],
 )
 def test_config_errors_say_what_to_do(fields: dict[str, Any], message: str) -> None:

@@ -159,6 +159,7 @@ def test_the_optimiser_and_network_sizes_reach_the_run(client: TestClient) -> No
         "lr": 1e-4,
         "betas": [0.0, 0.9],
         "d_steps": 5,
+        "gp_weight": 0.1,
         "architecture_options": {"hidden": 24, "depth": 3},
     }
     body = {"dataset": "ring8", "loss": "wgan_gp", "steps": 4, "log_every": 2, **knobs}
@@ -170,7 +171,8 @@ def test_the_optimiser_and_network_sizes_reach_the_run(client: TestClient) -> No
     page = client.get(f"/training/{run['id']}").text
     line = page.split("data-loop>")[1].split("</span>")[0]
     assert line == (
-        "batch 32 · Adam lr 0.0001, betas 0.0, 0.9 · 5 D steps per G step · hidden 24 · depth 3"
+        "batch 32 · Adam lr 0.0001, betas 0.0, 0.9 · 5 D steps per G step · gradient penalty "
+        "λ 0.1 · hidden 24 · depth 3"
     )
     # A sweep gives every run the same knobs.
     grid = {"dataset": "ring8", "losses": ["wgan_gp"], "seeds": [0, 1], "steps": 2, **knobs}
@@ -180,12 +182,23 @@ def test_the_optimiser_and_network_sizes_reach_the_run(client: TestClient) -> No
     assert len(sweep["runs"]) == 2
     assert all({k: r["config"][k] for k in knobs} == knobs for r in sweep["runs"])
     assert "5 D steps per G step" in client.get(f"/sweeps/{sweep['id']}").text
+    # A grid mixing penalised losses with others gives lambda to the penalised ones alone.
+    mixed = {**grid, "losses": ["wgan_gp", "rsgan"], "seeds": [0]}
+    response = client.post("/api/sweeps", json=mixed)
+    assert response.status_code == 202, response.text
+    runs = client.get(f"/api/sweeps/{response.json()['id']}").json()["runs"]
+    assert {r["config"]["loss"]: r["config"]["gp_weight"] for r in runs} == {
+        "wgan_gp": 0.1,
+        "rsgan": None,
+    }
     # Knobs the loop or the networks cannot take are refused before anything is queued.
     for bad, message in (
         ({"betas": [1.0, 0.9]}, "betas"),
         ({"betas": [0.5]}, "betas"),
         ({"d_steps": 0}, "d_steps"),
         ({"loss": "veegan", "d_steps": 5}, "d_steps must be 1"),
+        ({"loss": "rsgan"}, "gp_weight is the gradient penalty's lambda"),
+        ({"gp_weight": -0.5}, "gp_weight"),
         ({"architecture_options": {"base_width": 8}}, "base_width"),
         ({"architecture_options": {"latent_dim": 8}}, "latent_dim"),
     ):
@@ -203,8 +216,11 @@ def test_a_run_stored_before_the_knobs_were_fields_shows_the_loop_defaults() -> 
         "lr": 2e-4,
         "betas": (0.5, 0.999),
         "d_steps": 1,
+        "gp_weight": None,
         "architecture_options": {},
     }
+    # A penalised loss trained with its own lambda: shown as such.
+    assert loop_settings({**old, "loss": "wgan_gp"})["gp_weight"] == 10.0
 
 
 def test_local_datasets_stay_inside_the_datasets_directory(client: TestClient) -> None:

@@ -45,6 +45,13 @@ Betas = Annotated[
 DSteps = Annotated[
     int, typer.Option(help="Discriminator updates per generator update (WGAN-GP's paper: 5).")
 ]
+GpWeight = Annotated[
+    float | None,
+    typer.Option(
+        help="Lambda of the gradient penalty (wgan_gp, rsgan_gp, rasgan_gp); default the papers' "
+        "10 (WGAN-GP's code uses 0.1 on toy 2-D data)."
+    ),
+]
 ArchitectureOptions = Annotated[
     str | None,
     typer.Option(
@@ -56,7 +63,12 @@ ArchitectureOptions = Annotated[
 
 
 def _loop_knobs(
-    batch_size: int, lr: float, betas: str, d_steps: int, architecture_options: str | None
+    batch_size: int,
+    lr: float,
+    betas: str,
+    d_steps: int,
+    architecture_options: str | None,
+    gp_weight: float | None = None,
 ) -> dict[str, Any]:
     """The training loop's knobs as TrainingRunCreate and SweepCreate take them."""
     try:
@@ -70,6 +82,7 @@ def _loop_knobs(
         "lr": lr,
         "betas": tuple(pair),
         "d_steps": d_steps,
+        "gp_weight": gp_weight,
         "architecture_options": (
             json_object(architecture_options, "--architecture-options")
             if architecture_options
@@ -103,6 +116,7 @@ def train(
     lr: LearningRate = 2e-4,
     betas: Betas = "0.5,0.999",
     d_steps: DSteps = 1,
+    gp_weight: GpWeight = None,
     architecture_options: ArchitectureOptions = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -124,7 +138,7 @@ def train(
         steps=steps,
         seed=seed,
         dataset_options=_dataset_options(image_size, dataset_options),
-        **_loop_knobs(batch_size, lr, betas, d_steps, architecture_options),
+        **_loop_knobs(batch_size, lr, betas, d_steps, architecture_options, gp_weight),
     )
     db = open_store(settings)
     try:
@@ -240,6 +254,7 @@ def sweep(
     lr: LearningRate = 2e-4,
     betas: Betas = "0.5,0.999",
     d_steps: DSteps = 1,
+    gp_weight: GpWeight = None,
     architecture_options: ArchitectureOptions = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep as JSON.")] = False,
     data_dir: DataDir = None,
@@ -259,7 +274,7 @@ def sweep(
         "g_width": g_width,
         "steps": steps,
         "dataset_options": _dataset_options(image_size, dataset_options),
-        **_loop_knobs(batch_size, lr, betas, d_steps, architecture_options),
+        **_loop_knobs(batch_size, lr, betas, d_steps, architecture_options, gp_weight),
     }
     for option, key, values, cast in (
         ("--latent-dim", "latent_dims", latent_dim, int),

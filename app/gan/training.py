@@ -44,6 +44,7 @@ _DERIVED_OPTIONS = ("latent_dim", "g_width", "d_width", "data_dim", "image_size"
 MAX_STEPS = 10_000_000
 MAX_BATCH_SIZE = 65_536
 MAX_GRID_SIZE = 1024
+MAX_GP_WEIGHT = 10_000.0
 SCATTER_POINTS = 1024  # fixed-noise points drawn in a 2D progress picture
 
 
@@ -65,6 +66,9 @@ class TrainConfig:
     batch_size: int = 64  # samples per batch, real and fake alike
     lr: float = 2e-4  # Adam learning rate of every network (DCGAN's)
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (DCGAN's; WGAN-GP's paper: (0, 0.9))
+    # lambda of the gradient penalty (wgan_gp, rsgan_gp, rasgan_gp); None: the loss's own, 10 as
+    # in the papers' image experiments (WGAN-GP's own code uses 0.1 on its toy 2-D data)
+    gp_weight: float | None = None
     seed: int = 0  # seeds init, batches and noise
     device: str = "cpu"  # torch device to train on, e.g. "cuda" or "cuda:1"
     log_every: int = 50  # steps between TrainProgress events
@@ -134,6 +138,17 @@ class TrainConfig:
             )
         ):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.gp_weight is not None:
+            if not self.penalised:
+                penalised = ", ".join(k for k, v in LOSSES.items() if v.gradient_penalty_weight)
+                raise ValueError(
+                    f"gp_weight is the gradient penalty's lambda: only {penalised} have one"
+                )
+            weight = self.gp_weight
+            if isinstance(weight, bool) or not isinstance(weight, int | float):
+                raise ValueError(f"gp_weight must be a number, got {weight!r}")
+            if not (math.isfinite(weight) and 0 <= weight <= MAX_GP_WEIGHT):
+                raise ValueError(f"gp_weight must be in [0, {MAX_GP_WEIGHT:g}], got {weight!r}")
         _check_int("seed", self.seed, 0, 2**63 - 1)
         _check_int("log_every", self.log_every, 1, MAX_STEPS)
         _check_int("sample_every", self.sample_every, 0, MAX_STEPS)
@@ -508,6 +523,9 @@ class _Run:
 
 def _adversarial_loop(run: _Run, loss: LossPair, start: int) -> Iterator[TrainEvent]:
     config = run.config
+    if config.gp_weight is not None:
+        loss = dataclasses.replace(loss, gradient_penalty_weight=float(config.gp_weight))
+    penalised = loss.gradient_penalty_weight > 0 or config.gp_weight is not None
     net_g, net_d = run.networks["generator"], run.networks["discriminator"]
     opt_g, opt_d = run.optimizers["generator"], run.optimizers["discriminator"]
     for step in range(start + 1, config.steps + 1):
@@ -521,7 +539,7 @@ def _adversarial_loop(run: _Run, loss: LossPair, start: int) -> Iterator[TrainEv
             d_fake = net_d(fake.detach())
             loss_d = loss.d(d_real, d_fake)
             penalty = torch.zeros((), device=run.device)
-            if loss.gradient_penalty_weight:
+            if penalised:
                 penalty = gradient_penalty(net_d, real, fake.detach(), run.noise_rng)
                 loss_d = loss_d + loss.gradient_penalty_weight * penalty
             opt_d.zero_grad()
@@ -545,7 +563,7 @@ def _adversarial_loop(run: _Run, loss: LossPair, start: int) -> Iterator[TrainEv
             "d_real": d_real.mean(),  # mean logits, DCGAN's D(x) and D(G(z))
             "d_fake": d_fake.mean(),
         }
-        if loss.gradient_penalty_weight:
+        if penalised:
             losses["gradient_penalty"] = penalty
         run.record(losses)
         yield from run.events(step, net_g)

@@ -116,6 +116,7 @@ def test_the_form_sets_the_optimiser_and_network_sizes(page: Page, api: httpx.Cl
         ("beta1", "0"),
         ("beta2", "0.9"),
         ("d_steps", "5"),
+        ("gp_weight", "0.1"),
         ("hidden", "24"),
         ("depth", "3"),
     ):
@@ -130,7 +131,9 @@ def test_the_form_sets_the_optimiser_and_network_sizes(page: Page, api: httpx.Cl
         64,
     )
     assert config["architecture_options"] == {"hidden": 24, "depth": 3}
-    assert "5 D steps per G step · hidden 24 · depth 3" in page.locator("[data-loop]").inner_text()
+    assert config["gp_weight"] == 0.1
+    loop = page.locator("[data-loop]").inner_text()
+    assert "5 D steps per G step · gradient penalty λ 0.1 · hidden 24 · depth 3" in loop
     # A size the architecture does not take: the server's problem, shown on the form.
     page.goto("/training")
     form.locator('select[name="architecture"]').select_option("mlp")
