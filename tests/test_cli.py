@@ -600,3 +600,17 @@ def test_second_look_names_a_slipped_random_duplicate(tmp_path: Path) -> None:
     assert rows[0][5:7] == ["duplicate", "1"]  # the label, one look so far
     assert "P(slip)" in listed.stdout
     assert run("second-look", "999", data_dir=tmp_path).returncode == 2
+
+
+def test_a_bad_environment_setting_is_one_line_naming_it(tmp_path: Path) -> None:
+    bad = subprocess.run(
+        [BIRTHDAY, "estimate", "1", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "BIRTHDAY_CHUNK_SIZE": "1"},
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "error: BIRTHDAY_CHUNK_SIZE: Input should be greater than or equal to 10"
+    )

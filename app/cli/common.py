@@ -34,7 +34,15 @@ LevelOption = Annotated[float, typer.Option(help="Confidence level of intervals,
 
 
 def settings_for(data_dir: Path | None) -> Settings:
-    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    """The settings, or one line naming the environment variable that is wrong."""
+    try:
+        return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    except ValidationError as exc:
+        wrong = [
+            f"BIRTHDAY_{'_'.join(str(part) for part in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        fail("; ".join(wrong))
 
 
 def open_store(settings: Settings) -> Database:
