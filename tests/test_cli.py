@@ -166,6 +166,8 @@ def test_an_option_out_of_range_is_named_in_one_line(tmp_path: Path) -> None:
         (["audit", "--n", "100"], "give --support K (a synthetic source of K prototypes), or --source generator --generator ID"),
         (["audit", "--source", "generator"], "--source generator needs --generator ID"),
         (["audit", "--generator", "1"], "--generator needs --source generator"),
+        (["audit", "--support", "9", "--generator", "1"], "--generator needs --source generator (the source is synthetic by default)"),
+        (["audit", "--source", "generator", "--generator", "1", "--support", "9"], "--support is for a synthetic source"),
         (["set-target", "1", "3"], "TARGET should be less than or equal to 1, not 3"),
         (["paper-protocol", "1:0/1"], "1:0/1: SIZE should be greater than or equal to 2, not 1"),
     ):  # fmt: skip

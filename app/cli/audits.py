@@ -113,6 +113,10 @@ def audit(
         return
     if source is SourceKind.generator and generator is None:
         fail("--source generator needs --generator ID")
+    if source is SourceKind.generator and support is not None:
+        fail("--support is for a synthetic source; --source generator audits --generator ID")
+    if source is SourceKind.synthetic and generator is not None:
+        fail("--generator needs --source generator (the source is synthetic by default)")
     if source is SourceKind.synthetic and support is None:
         fail(
             "--generator needs --source generator"
