@@ -58,13 +58,33 @@ export function support(value) {
   return count(value);
 }
 
-// Show a problem's detail in a form's alert box (or clear it with null).
-export function showProblem(box, error) {
+const NUMBER_IN_TEXT = /[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?/gi;
+
+// One entry of a 422's `errors` in the form's words. `labels` maps a location past "body" (list
+// indices as "*": "batches.*.size") to the field's label, or to {label, percent: true} for a
+// fraction the form asks for in percent; an unknown location falls back to its last name.
+function fieldError({ loc = [], msg = "" }, labels) {
+  const path = ["body", "query", "path"].includes(loc[0]) ? loc.slice(1) : loc;
+  const key = path.map((part) => (/^\d+$/.test(part) ? "*" : part)).join(".");
+  const entry = typeof labels[key] === "string" ? { label: labels[key] } : labels[key] || {};
+  const names = path.filter((part) => !/^\d+$/.test(part));
+  const index = path.find((part) => /^\d+$/.test(part));
+  const label = `${entry.label || names[names.length - 1] || "request"}${index === undefined ? "" : ` (row ${Number(index) + 1})`}`;
+  let text = String(msg).replace(/^Input should/, "must").replace(/\.$/, "");
+  if (entry.percent) text = text.replace(NUMBER_IN_TEXT, (v) => `${+(Number(v) * 100).toPrecision(12)}%`);
+  return `${label}: ${text}`;
+}
+
+// Show a problem's detail in a form's alert box (or clear it with null). A 422 that lists the
+// fields it refuses is said with the form's own labels (see fieldError), not the API's locations.
+export function showProblem(box, error, labels = {}) {
   if (!error) {
     box.hidden = true;
     box.textContent = "";
     return;
   }
   box.hidden = false;
-  box.textContent = error instanceof ApiError ? error.message : `Network error: ${error.message}`;
+  const errors = error instanceof ApiError && Array.isArray(error.body?.errors) ? error.body.errors : [];
+  if (errors.length) box.textContent = `${errors.map((e) => fieldError(e, labels)).join("; ")}.`;
+  else box.textContent = error instanceof ApiError ? error.message : `Network error: ${error.message}`;
 }

@@ -2,7 +2,7 @@
 // arrive: the audit's event stream says when the estimate changed (any annotator, anywhere), a
 // review tab in this browser says so at once, and polling stands in only while the stream is down.
 import { api, count, showProblem, support } from "./api.js";
-import { boundedCeiling, extent, plot, responsive } from "./charts.js";
+import { boundedCeiling, el, extent, plot, responsive } from "./charts.js";
 
 const page = document.querySelector("[data-audit-page]");
 const auditId = page.dataset.auditPage;
@@ -130,16 +130,18 @@ function drawHistory() {
   const d = data.history;
   if (!d) return;
   if (!d.points.length) return message(node, "No judgements yet: the estimate appears with the first label.");
-  // Upper ends beyond the ceiling bound nothing and run off the axis' top.
+  // The axis spans the values drawn to scale; upper ends beyond the ceiling bound nothing, so
+  // their band is drawn up to the plot's top edge and marked there.
   const shown = d.points.flatMap((p) => [p.n_eff, p.n_eff_low]).filter((v) => v !== null);
-  const ceiling = boundedCeiling((d.n * (d.n - 1)) / 2, shown);
+  const pairs = (d.n * (d.n - 1)) / 2;
+  const ceiling = boundedCeiling(pairs, shown);
   const unbounded = (p) => p.n_eff_high === null || p.n_eff_high > ceiling;
   const values = [...shown, ...d.points.map((p) => (unbounded(p) ? null : p.n_eff_high))].filter((v) => v !== null);
   const domain = extent(values, { log: true });
   const x = (p) => p.judgements;
   const last = d.points[d.points.length - 1].judgements;
-  const offTop = d.points.some((p) => p.n_eff_high !== null && p.n_eff_high > ceiling);
-  plot(node, {
+  const offTop = d.points.filter(unbounded);
+  const svg = plot(node, {
     title: "estimate history",
     x: { label: "judgements", domain: [0, Math.max(1, last)] },
     y: { label: "N_eff", log: true, domain },
@@ -159,6 +161,16 @@ function drawHistory() {
         r: 2.5,
         data: d.points.map((p) => ({ x: x(p), y: p.n_eff, title: `after ${p.judgements}: ${support(p.n_eff)} (D=${p.duplicate_pairs})` })),
       },
+      {
+        type: "points",
+        name: "off-top",
+        cls: "c-model",
+        data: offTop.map((p) => ({
+          x: x(p),
+          y: domain[1],
+          title: `after ${p.judgements}: upper end ${p.n_eff_high === null ? "∞" : support(p.n_eff_high)}, off the scale`,
+        })),
+      },
     ],
     legend: [
       { cls: "c-model", label: "N_eff" },
@@ -166,12 +178,22 @@ function drawHistory() {
       ...(d.points.some((p) => p.n_eff === null) ? [{ cls: "c-bound", label: "lower bound, no duplicate yet" }] : []),
     ],
   });
-  node.querySelector("svg").dataset.judgements = d.judgements;
-  if (offTop) {
+  svg.dataset.judgements = d.judgements;
+  // An upward triangle at the top edge where the band runs past the axis, in place of a dot.
+  for (const dot of svg.querySelectorAll('[data-layer="off-top"] circle')) {
+    const cx = Number(dot.getAttribute("cx"));
+    const mark = el("path", { class: "off-top", d: `M${cx - 4},8L${cx},1L${cx + 4},8Z` });
+    mark.append(...dot.childNodes);
+    dot.replaceWith(mark);
+  }
+  if (offTop.length) {
     const note = document.createElement("p");
     note.className = "note";
     note.dataset.offTop = "";
-    note.textContent = `Upper ends above ${support(ceiling)} run off the top: beyond C(n, 2) the pool expects under one duplicate pair, so it cannot bound N_eff there.`;
+    const bound = ceiling === pairs ? `C(n, 2) = ${count(pairs)}` : `${support(ceiling)}, past C(n, 2) = ${count(pairs)}`;
+    note.textContent =
+      `▲ Upper ends that bound nothing (above ${bound}: under one duplicate pair expected in the pool) ` +
+      "are drawn to the top edge of the plot, not to scale.";
     node.appendChild(note);
   }
 }
@@ -182,7 +204,19 @@ const FIGURES = {
   history: { url: "estimate-history", draw: drawHistory },
 };
 
+// Samples in the pool so far, as the page was rendered and the event stream updates it.
+const poolSize = () => Number(document.querySelector(".audit-meta").dataset.samplesDone);
+
 async function loadFigures() {
+  // No pool yet (queued, or failed before its first samples): the API would refuse every figure.
+  if (poolSize() < 2) {
+    for (const key of Object.keys(FIGURES)) {
+      data[key] = null;
+      delete plots[key].dataset.ready;
+      message(plots[key], "No data yet: the pool has fewer than 2 samples.");
+    }
+    return;
+  }
   await Promise.all(
     Object.entries(FIGURES).map(async ([key, figure]) => {
       try {
@@ -221,6 +255,8 @@ async function refresh() {
     try {
       const panel = document.getElementById("estimate-panel");
       if (await swap(panel)) await Promise.all([swap(document.getElementById("gallery")), loadFigures()]);
+      // The pool has come since the figures were held back (or they failed): ask again.
+      else if (poolSize() >= 2 && Object.keys(FIGURES).some((key) => !plots[key].dataset.ready)) await loadFigures();
     } catch {
       // Offline for a moment: the next poll tries again.
     }
@@ -253,6 +289,7 @@ function openStream() {
     const bar = meta.querySelector("progress");
     bar.max = p.n;
     bar.value = p.samples_done;
+    meta.dataset.samplesDone = p.samples_done;
     meta.querySelector("[data-done]").textContent = count(p.samples_done);
     meta.querySelector("[data-n]").textContent = count(p.n);
     meta.querySelector("[data-pairs]").textContent = count(p.candidate_pairs);
@@ -275,22 +312,30 @@ function follow() {
 }
 
 // Extend the pool (the job restarts: reload to follow it live), change the stopping target, or
-// import another audit's labels.
+// import another audit's labels. The three forms share one problem box and one result line, put in
+// the form they are about and cleared as soon as any form is edited or sent, or the browser holds
+// one back as invalid.
 function poolActions() {
   const card = document.querySelector("[data-pool-actions]");
   const box = card.querySelector("[data-problem]");
   const result = card.querySelector("[data-pool-result]");
-  const send = (form, url, body, done, method = "POST") =>
+  const clear = () => {
+    showProblem(box, null);
+    result.hidden = true;
+  };
+  card.addEventListener("input", clear);
+  card.addEventListener("invalid", clear, true); // does not bubble
+  const send = (form, url, body, done, labels, method = "POST") =>
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      showProblem(box, null);
-      result.hidden = true;
+      clear();
+      form.append(box, result);
       const button = form.querySelector("button");
       button.disabled = true;
       try {
         done(await api(url, { method, json: body() }));
       } catch (error) {
-        showProblem(box, error);
+        showProblem(box, error, labels);
       } finally {
         button.disabled = false;
       }
@@ -303,8 +348,12 @@ function poolActions() {
   };
   suggest();
   new MutationObserver(suggest).observe(document.getElementById("estimate-panel"), { childList: true });
-  send(extend, `/api/audits/${auditId}/extend`, () => ({ n_more: Number(extend.elements.n_more.value) }), () =>
-    window.location.reload(),
+  send(
+    extend,
+    `/api/audits/${auditId}/extend`,
+    () => ({ n_more: Number(extend.elements.n_more.value) }),
+    () => window.location.reload(),
+    { n_more: "Samples to add" },
   );
   // The stopping target: the panel (and any review page of this audit) follows it.
   const target = card.querySelector("[data-target]");
@@ -317,6 +366,7 @@ function poolActions() {
       result.textContent = `The review now aims for ±${+(audit.target * 100).toPrecision(3)}%.`;
       refresh();
     },
+    { target: { label: "Aim for ±", percent: true } }, // the form asks in percent, sends pct / 100
     "PATCH",
   );
   const imports = card.querySelector("[data-import]");
@@ -332,6 +382,7 @@ function poolActions() {
         (r.kept ? `; ${count(r.kept)} were judged here already by the same annotator.` : ".");
       refresh();
     },
+    { from_audit: "From audit #" },
   );
 }
 

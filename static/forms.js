@@ -1,7 +1,30 @@
 // The upload and new-audit forms: send to the REST API, show its problem details next to the form.
 import { api, ApiError, showProblem } from "./api.js";
 
-const NUMBER = /^-?\d+(\.\d+)?$/;
+// The API's locations of the fields each form sends, in the form's own words (see showProblem).
+const UPLOAD_LABELS = {
+  name: "Name",
+  format: "Format",
+  file: "File",
+  architecture: "Architecture",
+  latent_dim: "Latent size",
+  options: "Options",
+};
+const AUDIT_LABELS = {
+  generator_id: "generator",
+  "synthetic.support": "support K",
+  "synthetic.zipf": "Zipf",
+  "synthetic.noise": "noise",
+  "synthetic.continuous": "continuous",
+  n: "Pool size n",
+  embedder: "Embedder",
+  embedder_options: "Embedder options",
+  seed: "Seed",
+  neighbours: "Neighbours k",
+  miner: "Miner",
+  random_pairs: "Random pairs",
+  target: { label: "Aim for ±", percent: true }, // the form asks in percent, sends pct / 100
+};
 
 // POST multipart with upload progress (generators can be hundreds of MB), resolving to the JSON body.
 function postMultipart(url, data, onProgress) {
@@ -49,7 +72,7 @@ function uploadForm(form) {
       const generator = await postMultipart("/api/generators", data, (share) => (bar.value = share));
       uploaded(generator);
     } catch (error) {
-      showProblem(box, error);
+      showProblem(box, error, UPLOAD_LABELS);
     } finally {
       button.disabled = false;
       bar.hidden = true;
@@ -69,13 +92,17 @@ function uploaded(generator) {
   section.scrollIntoView({ block: "nearest" });
 }
 
+// Any finite number Number() reads (.5, 1e-3, -2); not a blank (Number("") is 0), nor what a
+// number input could not read (its value is then "" and validity.badInput is set).
 function numberField(form, name, label, problems) {
-  const raw = String(form.elements[name]?.value ?? "").trim();
-  if (!NUMBER.test(raw)) {
+  const field = form.elements[name];
+  const raw = String(field?.value ?? "").trim();
+  const value = raw && !field?.validity?.badInput ? Number(raw) : NaN;
+  if (!Number.isFinite(value)) {
     problems.push(`${label} must be a number`);
     return null;
   }
-  return Number(raw);
+  return value;
 }
 
 function auditBody(form) {
@@ -91,7 +118,8 @@ function auditBody(form) {
     const pct = numberField(form, "target_pct", "The interval to aim for", problems);
     if (pct !== null) body.target = pct / 100;
   }
-  if (String(form.elements.neighbours?.value ?? "").trim()) {
+  const neighbours = form.elements.neighbours;
+  if (neighbours && (String(neighbours.value).trim() || neighbours.validity.badInput)) {
     body.neighbours = numberField(form, "neighbours", "Neighbours k", problems);
   }
   const options = String(form.elements.embedder_options?.value ?? "").trim();
@@ -178,7 +206,7 @@ function auditForm(form) {
       const audit = await api("/api/audits", { method: "POST", json: body });
       location.assign(`/audits/${audit.id}`);
     } catch (error) {
-      showProblem(box, error);
+      showProblem(box, error, AUDIT_LABELS);
       button.disabled = false;
     }
   });

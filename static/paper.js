@@ -22,13 +22,40 @@ rows.addEventListener("click", (event) => {
   if (button && rows.querySelectorAll("[data-row]").length > 1) button.closest("[data-row]").remove();
 });
 
+// The API's locations of the fields, in the form's own words (see showProblem).
+const LABELS = {
+  "batches.*.size": "batch size s",
+  "batches.*.batches": "batches drawn",
+  "batches.*.with_duplicate": "with a duplicate",
+  level: "level",
+};
+
+// A field's number, or null when it is blank (Number("") is 0) or not a number the browser could
+// read (its value is then "").
+function number(input) {
+  const raw = input.value.trim();
+  const value = raw && !input.validity.badInput ? Number(raw) : NaN;
+  return Number.isFinite(value) ? value : null;
+}
+
+// The request body, and what is missing or wrong in the form, in its own words.
 function body() {
-  const batches = [...rows.querySelectorAll("[data-row]")].map((row) => ({
-    size: Number(row.querySelector("input[name=size]").value),
-    batches: Number(row.querySelector("input[name=batches]").value),
-    with_duplicate: Number(row.querySelector("input[name=with_duplicate]").value),
+  const problems = [];
+  const whole = (row, k, name) => {
+    const value = number(row.querySelector(`input[name=${name}]`));
+    if (value === null || !Number.isInteger(value)) {
+      problems.push(`${LABELS[`batches.*.${name}`]} (row ${k + 1}) must be a whole number`);
+    }
+    return value;
+  };
+  const batches = [...rows.querySelectorAll("[data-row]")].map((row, k) => ({
+    size: whole(row, k, "size"),
+    batches: whole(row, k, "batches"),
+    with_duplicate: whole(row, k, "with_duplicate"),
   }));
-  return { batches, level: Number(form.elements.level.value) };
+  const level = number(form.elements.level);
+  if (level === null) problems.push("level must be a number");
+  return { payload: { batches, level }, problems };
 }
 
 // P(duplicate among s draws) for a uniform generator on n outputs.
@@ -131,16 +158,14 @@ function show(r) {
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   showProblem(box, null);
-  const payload = body();
-  if (payload.batches.some((b) => [b.size, b.batches, b.with_duplicate].some((v) => !Number.isInteger(v)))) {
-    return showProblem(box, new ApiError(0, "Every batch size, count and duplicate count must be a whole number."));
-  }
+  const { payload, problems } = body();
+  if (problems.length) return showProblem(box, new ApiError(0, `${problems.join("; ")}.`));
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   try {
     show(await api("/api/paper-protocol", { method: "POST", json: payload }));
   } catch (error) {
-    showProblem(box, error);
+    showProblem(box, error, LABELS);
   } finally {
     button.disabled = false;
   }
