@@ -1,5 +1,5 @@
 // The upload and new-audit forms: send to the REST API, show its problem details next to the form.
-import { api, ApiError, showProblem } from "./api.js";
+import { api, ApiError, count, showProblem } from "./api.js";
 
 // The API's locations of the fields each form sends, in the form's own words (see showProblem).
 const UPLOAD_LABELS = {
@@ -86,9 +86,12 @@ function uploaded(generator) {
   section.querySelector("[data-generator-name]").textContent = `#${generator.id} ${generator.name}`;
   const shape = generator.image_shape ? generator.image_shape.join("×") : "?";
   const latent = generator.latent_dim ? `, latent size ${generator.latent_dim}` : "";
+  const samples = generator.samples ? `, ${count(generator.samples)} of them (the largest pool an audit can draw)` : "";
   section.querySelector("[data-generator-summary]").textContent =
-    `${generator.format}${generator.architecture ? ` ${generator.architecture}` : ""}: images ${shape}${latent}; status ${generator.status}.`;
-  section.querySelector("[data-audit-form]").dataset.generator = generator.id;
+    `${generator.format}${generator.architecture ? ` ${generator.architecture}` : ""}: images ${shape}${samples}${latent}; status ${generator.status}.`;
+  const auditForm = section.querySelector("[data-audit-form]");
+  auditForm.dataset.generator = generator.id;
+  fitPool(auditForm, generator.samples);
   section.scrollIntoView({ block: "nearest" });
 }
 
@@ -192,8 +195,23 @@ async function weightsPicker(form) {
   update();
 }
 
+// An archive's pool is at most its image count: the n field's bound and default follow it.
+function fitPool(form, samples) {
+  const n = form.elements.n;
+  if (!n) return;
+  n.dataset.default ??= n.value;
+  n.max = samples || 1000000;
+  n.value = samples ? Math.min(Number(n.dataset.default), samples) : n.dataset.default;
+}
+
 function auditForm(form) {
   weightsPicker(form);
+  const picker = form.elements.generator_id;
+  if (picker) {
+    const fit = () => fitPool(form, Number(picker.selectedOptions[0]?.dataset.samples) || null);
+    picker.addEventListener("change", fit);
+    fit();
+  }
   const box = form.querySelector("[data-problem]");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -21,7 +21,7 @@ from app.services import insights
 from app.services.audits import describe_audit, describe_audits
 from app.services.compare import compare_items, parse_ids, share_samples
 from app.services.estimates import audit_estimate
-from app.services.generators import FORMATS, LOADABLE
+from app.services.generators import FORMATS, LOADABLE, archive_samples
 from app.services.secondary import SecondaryPublic, audit_secondary
 from app.store import generators as generator_store
 from app.store import training as training_store
@@ -145,7 +145,14 @@ def new_audit_page(
         return to_login(request)
     with state.db.read() as session:
         generators = [g for g in generator_store.list_generators(session) if g.auditable]
-    context = {"generators": generators, "selected": generator_id, "viewer": viewer}
+    models = state.settings.models_dir
+    samples = {g.id: archive_samples(g, models) for g in generators}  # archives' image counts
+    context = {
+        "generators": generators,
+        "selected": generator_id,
+        "samples": samples,
+        "viewer": viewer,
+    }
     return _page(request, "audit_new.html", context)
 
 

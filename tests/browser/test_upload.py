@@ -233,3 +233,31 @@ def test_an_admin_deletes_generators_and_audits_from_the_pages(
     page.wait_for_url(re.compile(r"/$"))
     assert api.get(f"/api/audits/{audit['id']}").status_code == 404
     assert api.delete(f"/api/generators/{used}").status_code == 204
+
+
+def test_an_archives_size_bounds_the_pool_the_forms_offer(page: Page, api: httpx.Client) -> None:
+    """An archive of 60 images cannot give a pool of 2,000: the forms say its size and offer
+    at most that (the default pool asked for more, and the audit was refused)."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, np.random.default_rng(0).integers(0, 256, (60, 8, 8, 1), dtype=np.uint8))
+    page.goto("/generators/new")
+    page.fill("[data-upload-form] input[name=name]", "sixty")
+    page.select_option("[data-upload-form] select[name=format]", "samples")
+    _submit(page, buffer.getvalue(), name="sixty.npz")
+    summary = page.locator("[data-generator-summary]")
+    summary.filter(has_text="60 of them").wait_for()
+    n = page.locator("[data-uploaded] [data-audit-form] input[name=n]")
+    assert (n.input_value(), n.get_attribute("max")) == ("60", "60")
+    generator_id = int(re.findall(r"#(\d+)", page.inner_text("[data-generator-name]"))[0])
+    page.goto(f"/audits/new?generator_id={generator_id}")
+    n = page.locator("[data-audit-form] input[name=n]")
+    assert (n.input_value(), n.get_attribute("max")) == ("60", "60")
+    assert "60 samples" in page.locator("select[name=generator_id] option:checked").inner_text()
+    page.click("[data-audit-form] button[type=submit]")
+    page.wait_for_url(re.compile(r".*/audits/\d+$"))
+    audit = wait_for_audit(api, int(page.url.rsplit("/", 1)[1]))
+    assert audit["status"] == "done" and audit["n"] == 60
