@@ -616,3 +616,25 @@ def test_a_bad_environment_setting_is_one_line_naming_it(tmp_path: Path) -> None
     assert bad.stderr.strip() == (
         "error: BIRTHDAY_CHUNK_SIZE: Input should be greater than or equal to 10"
     )
+
+
+def test_a_sweep_with_a_failed_run_exits_with_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The results table shows a failed run; the exit status says so too, for scripts."""
+    from typer.testing import CliRunner
+
+    import app.jobs.train as train_job
+    from app.cli import cli
+    from app.gan.training import TrainingDiverged
+
+    def diverges(*_: object, **__: object) -> object:
+        raise TrainingDiverged("discriminator not finite by step 1; try a lower lr or another loss")
+
+    monkeypatch.setattr(train_job, "train", diverges)
+    args = ["sweep", "--dataset", "ring8", "--loss", "rsgan", "--seed", "0,1", "--steps", "2"]
+    result = CliRunner().invoke(cli, [*args, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "2 of 2 runs of sweep 1 failed (run 1: TrainingDiverged: discriminator not finite" in (
+        result.output
+    )

@@ -306,8 +306,15 @@ def sweep(
     result = describe_sweep(db, sweep_id, settings.models_dir)
     if as_json:
         console.print_json(result.model_dump_json())
-        return
-    _print_sweep(result)
+    else:
+        _print_sweep(result)
+    failed = [r for r in result.runs if r.status == "failed"]
+    if failed:  # the table shows them; the exit status must too, for scripts
+        first = failed[0]
+        fail(
+            f"{len(failed)} of {len(result.runs)} runs of sweep {sweep_id} failed "
+            f"(run {first.id}: {first.error})"
+        )
 
 
 def _print_sweep(result: SweepPublic) -> None:
