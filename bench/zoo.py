@@ -4,7 +4,8 @@ Four tables, each a mean ± sd over seeds (every run is deterministic given its 
 1. modes captured and the high-quality fraction on the 2D ring of 8 and grid of 25 for every
    built-in loss (SGAN both ways, LSGAN, WGAN-GP, hinge, the relativistic RSGAN, RaSGAN, RaLSGAN,
    RaHingeGAN, RSGAN-GP, RaSGAN-GP) and joint model (VEEGAN, BiGAN, ALI), all with one shared
-   loop, plus WGAN-GP with its paper's loop; beside the figures of VEEGAN's Table 1 (Srivastava
+   loop, plus WGAN-GP with its paper's loop and the penalised losses at the gradient penalty's
+   lambda 0.1 of WGAN-GP's toy code (10 elsewhere); beside the figures of VEEGAN's Table 1 (Srivastava
    et al. 2017; there the networks trained far longer, on a GPU);
 2. the latent size (1, 2, 3, 10) of an SGAN on the ring and on the spiral (a 1-D curve, cut into
    20 equally likely segments);
@@ -155,6 +156,23 @@ TOY_METHODS = [
         "WGAN-GP, its paper's loop",
         None,
         (("d_steps", 5), ("lr", 1e-4), ("betas", (0.0, 0.9))),
+    ),
+    # lambda 0.1, as WGAN-GP's own toy code (gan_toy.py: "smaller lambda seems to help for toy
+    # tasks specifically"), with that code's loop: 5 critic steps, Adam 1e-4, betas (0.5, 0.9)
+    ToyMethod(
+        "wgan_gp_toy",
+        "wgan_gp",
+        "WGAN-GP, its toy code's loop, λ 0.1",
+        None,
+        (("d_steps", 5), ("lr", 1e-4), ("betas", (0.5, 0.9)), ("gp_weight", 0.1)),
+    ),
+    *(
+        ToyMethod(f"{loss}_l01", loss, f"{label}, λ 0.1", None, (("gp_weight", 0.1),))
+        for loss, label in (
+            ("wgan_gp", "WGAN-GP"),
+            ("rsgan_gp", "RSGAN-GP"),
+            ("rasgan_gp", "RaSGAN-GP"),
+        )
     ),
 ]
 
