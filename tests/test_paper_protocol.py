@@ -164,4 +164,4 @@ def test_the_endpoint_and_the_cli(client: TestClient, settings: Settings) -> Non
         text=True,
         check=False,
     )
-    assert refused.returncode != 0 and "exceeds batches" in refused.stderr
+    assert refused.returncode == 2 and "60:4/3: HITS (4) exceeds BATCHES (3)" in refused.stderr

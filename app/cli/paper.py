@@ -30,6 +30,8 @@ def _batch_count(text: str) -> dict[str, int]:
         raise ValueError(f"{text!r}: write SIZE:HITS/BATCHES, e.g. 400:6/10")
     if not total.strip().isdigit():
         raise ValueError(f"{text!r}: write SIZE:HITS/BATCHES, e.g. 400:6/10")
+    if int(hits) > int(total):
+        raise ValueError(f"{text}: HITS ({int(hits)}) exceeds BATCHES ({int(total)})")
     return {"size": int(size), "with_duplicate": int(hits), "batches": int(total)}
 
 
