@@ -99,8 +99,10 @@ def _dies_at(step: int) -> Iterator[int]:
     os._exit(1)  # the worker process dies, as when its node is lost
 
 
-def _audit_dies_after(task: AuditTask, resume_from: int, chunks: int) -> Iterator[Any]:
-    for k, chunk in enumerate(run_audit(task, resume_from)):
+def _audit_dies_after(
+    task: AuditTask, resume_from: int, anchor: tuple[int, bytes] | None, chunks: int
+) -> Iterator[Any]:
+    for k, chunk in enumerate(run_audit(task, resume_from, anchor)):
         yield chunk
         if k + 1 == chunks:
             time.sleep(0.5)  # let the runner record it before the worker dies

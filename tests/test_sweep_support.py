@@ -29,13 +29,13 @@ POOL = 90
 
 
 def _archive_generator(
-    client: TestClient, support: int, seed: int, distinct: bool = False
+    client: TestClient, support: int, seed: int, distinct: bool = False, size: int = POOL
 ) -> tuple[int, np.ndarray]:
-    """A generator whose pool is POOL draws from `support` random 8x8 prototypes (each drawn
-    once with `distinct`), and the prototype behind each sample (its true identity)."""
+    """A generator whose pool is `size` (POOL) draws from `support` random 8x8 prototypes (each
+    drawn once with `distinct`), and the prototype behind each sample (its true identity)."""
     rng = np.random.default_rng(seed)
     prototypes = rng.integers(0, 256, size=(support, 8, 8, 3), dtype=np.uint8)
-    ids = rng.permutation(support)[:POOL] if distinct else rng.integers(0, support, POOL)
+    ids = rng.permutation(support)[:size] if distinct else rng.integers(0, support, size)
     buffer = io.BytesIO()
     np.savez(buffer, images=prototypes[ids])
     response = client.post(
@@ -88,7 +88,8 @@ def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient)
     # Runs that cannot enter, each with its reason.
     unlabelled, _ids = _archive_generator(client, 40, 7)
     _audit(client, unlabelled)
-    no_duplicate, distinct_ids = _archive_generator(client, 500, 9, distinct=True)
+    # an archive of twice the pool: the pool with no duplicate can be grown from it below
+    no_duplicate, distinct_ids = _archive_generator(client, 500, 9, distinct=True, size=2 * POOL)
     judge_all(client, _audit(client, no_duplicate), distinct_ids)
     runs += [
         _run(89, 4.0, 2, no_duplicate),
@@ -120,12 +121,16 @@ def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient)
     # The pool with no duplicate joins the trend as a count of 0 (so its estimate's warning
     # about the bound counts); its cell has no mean.
     assert rows[89].used and rows[89].warnings
-    assert support.notes[0].startswith(f"The estimates of audit #{rows[89].audit_id} in the")
+    # Every audit here draws no random pairs (random_pairs 0): each warns that the miner's
+    # misses are not bounded, and the figure's note names them all.
+    assert support.notes[0].startswith("The estimates of audits #")
+    assert f"#{rows[89].audit_id}" in support.notes[0]
     assert support.notes[1].startswith("No pool of cell (rasgan, latent 8, width 4) holds")
     assert f"N_eff >= {rows[89].n_eff_low:.4g}" in support.notes[1]
     assert support.notes[2] == "3 of 10 runs are not in the figure yet (see each reason)."
     assert support.notes[3].startswith("1 pool holds no duplicate: each enters the fits as a")
-    assert not any(rows[r].warnings for r in truth)  # exact copies, every pair judged
+    unbounded = "No random pair was drawn"
+    assert all(w.startswith(unbounded) for r in truth for w in rows[r].warnings)  # nothing else
 
     assert support.embedders == ["pixels"]
     assert [(c.d_width, c.runs) for c in support.cells] == [(0.5, 2), (1.0, 2), (2.0, 2)]
@@ -171,6 +176,9 @@ def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient)
     ]
     with pytest.raises(ValueError, match="exceed"):
         extend_empty_pools(db, settings, support, 1_000_000)
+    # Past its archive's 180 images: refused before anything is queued.
+    with pytest.raises(ValueError, match="archive of 180 samples; the pool asks for 181"):
+        extend_empty_pools(db, settings, support, POOL + 1)
     assert client.get(f"/api/audits/{rows[89].audit_id}").json()["n"] == 2 * POOL
 
 

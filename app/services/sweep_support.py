@@ -22,9 +22,10 @@ from app.schemas import (
     TrainingRunPublic,
     WaitingFor,
 )
-from app.services.audits import MAX_POOL, describe_audits, extend_audit
+from app.services.audits import MAX_POOL, check_archive_size, describe_audits, extend_audit
 from app.services.estimates import audit_estimate
 from app.settings import Settings
+from app.store import audits as audit_store
 from app.store.db import Database
 from app.store.models import Audit, Job
 
@@ -357,4 +358,9 @@ def extend_empty_pools(
     for audit_id, n, more in plan:
         if n + more > MAX_POOL:
             raise ValueError(f"audit {audit_id} would exceed {MAX_POOL:,} samples")
+        with db.read() as session:
+            generator_id = audit_store.get_audit(session, audit_id).generator_id
+        check_archive_size(
+            db, settings, generator_id, n + more
+        )  # an archive cannot grow past itself
     return [extend_audit(db, settings, audit_id, more) for audit_id, _n, more in plan]
