@@ -69,10 +69,10 @@ function fieldError({ loc = [], msg = "" }, labels) {
   const entry = typeof labels[key] === "string" ? { label: labels[key] } : labels[key] || {};
   const names = path.filter((part) => !/^\d+$/.test(part));
   const index = path.find((part) => /^\d+$/.test(part));
-  const label = `${entry.label || names[names.length - 1] || "request"}${index === undefined ? "" : ` (row ${Number(index) + 1})`}`;
-  let text = String(msg).replace(/^Input should/, "must").replace(/\.$/, "");
+  const label = `${entry.label || names[names.length - 1] || ""}${index === undefined ? "" : ` (row ${Number(index) + 1})`}`;
+  let text = String(msg).replace(/^Input should/, "must").replace(/^Value error, /, "").replace(/\.$/, "");
   if (entry.percent) text = text.replace(NUMBER_IN_TEXT, (v) => `${+(Number(v) * 100).toPrecision(12)}%`);
-  return `${label}: ${text}`;
+  return label ? `${label}: ${text}` : text; // a check of the whole request says what is wrong
 }
 
 // Show a problem's detail in a form's alert box (or clear it with null). A 422 that lists the

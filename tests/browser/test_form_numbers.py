@@ -88,3 +88,19 @@ def test_the_paper_form_says_a_blank_count_and_names_its_fields(
     assert "body." not in text
     assert "batch size s (row 1): must be greater than or equal to 2" in text
     assert "level: must be less than 1" in text
+
+
+def test_a_refusal_of_the_whole_request_reads_as_its_sentence(page: Page) -> None:
+    """A check of the request as a whole (loc ["body"]) has no field to name: its sentence alone,
+    without pydantic's "Value error, " (the form cannot send this one; a script's page might)."""
+    page.goto("/")
+    text = page.evaluate(
+        """async () => {
+          const { ApiError, showProblem } = await import("/static/api.js");
+          const box = document.createElement("p");
+          const msg = "Value error, give exactly one of generator_id or synthetic";
+          showProblem(box, new ApiError(422, "body: " + msg, { errors: [{ loc: ["body"], msg }] }));
+          return box.textContent;
+        }"""
+    )
+    assert text == "give exactly one of generator_id or synthetic."
