@@ -118,7 +118,7 @@ function auditBody(form) {
   if (form.elements.miner) body.miner = form.elements.miner.value;
   if (form.elements.random_pairs) body.random_pairs = numberField(form, "random_pairs", "Random pairs", problems);
   if (form.elements.target_pct) {
-    const pct = numberField(form, "target_pct", "The interval to aim for", problems);
+    const pct = numberField(form, "target_pct", "Aim for ±", problems);
     if (pct !== null) body.target = pct / 100;
   }
   const neighbours = form.elements.neighbours;
