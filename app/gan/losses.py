@@ -185,6 +185,9 @@ LOSSES: dict[str, LossPair] = {
 }
 
 
+PENALISED = tuple(name for name, pair in LOSSES.items() if pair.gradient_penalty_weight)
+
+
 def get_loss(name: str) -> LossPair:
     """The loss pair called `name`, or a ValueError listing the known names."""
     try:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from app.gan.architectures import DCGAN_IMAGE_SIZES, MAX_MLP_IMAGE_SIZE
 from app.gan.bigan import BiGAN, bigan_step
 from app.gan.datasets import Dataset, make_dataset
-from app.gan.losses import LOSSES, LossPair, gradient_penalty
+from app.gan.losses import LOSSES, PENALISED, LossPair, gradient_penalty
 from app.gan.networks import generator_of, init_networks, named_networks
 from app.gan.registry import ARCHITECTURES, canonical_options, get_architecture, parse_options
 from app.gan.run_size import check_size, run_size
@@ -140,9 +140,9 @@ class TrainConfig:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.gp_weight is not None:
             if not self.penalised:
-                penalised = ", ".join(k for k, v in LOSSES.items() if v.gradient_penalty_weight)
                 raise ValueError(
-                    f"gp_weight is the gradient penalty's lambda: only {penalised} have one"
+                    "gp_weight is the gradient penalty's lambda: only "
+                    f"{', '.join(PENALISED)} have one"
                 )
             weight = self.gp_weight
             if isinstance(weight, bool) or not isinstance(weight, int | float):
@@ -174,8 +174,7 @@ class TrainConfig:
     @property
     def penalised(self) -> bool:
         """Whether the loss adds a gradient penalty to the discriminator's."""
-        pair = LOSSES.get(self.loss)
-        return pair is not None and pair.gradient_penalty_weight > 0
+        return self.loss in PENALISED
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values; `TrainConfig.from_dict` reads them back."""
@@ -525,7 +524,7 @@ def _adversarial_loop(run: _Run, loss: LossPair, start: int) -> Iterator[TrainEv
     config = run.config
     if config.gp_weight is not None:
         loss = dataclasses.replace(loss, gradient_penalty_weight=float(config.gp_weight))
-    penalised = loss.gradient_penalty_weight > 0 or config.gp_weight is not None
+    penalised = config.penalised  # with gp_weight 0 too: the penalty is still reported
     net_g, net_d = run.networks["generator"], run.networks["discriminator"]
     opt_g, opt_d = run.optimizers["generator"], run.optimizers["discriminator"]
     for step in range(start + 1, config.steps + 1):

@@ -12,10 +12,11 @@ from app.embed.factory import make_embedder
 from app.gan.digit_classifier import DATASET_DIGITS, PACKAGED, digit_set
 from app.jobs.runner import audit_source_spec
 from app.schemas import AuditCreate, AuditPublic, Progress
+from app.services.generators import read_archive_samples
 from app.services.sample_images import check_redraw, open_source
 from app.settings import Settings
 from app.sources.base import close_source
-from app.sources.factory import SourceSpec, archive_size, cheap_to_regenerate, synthetic_config
+from app.sources.factory import SourceSpec, cheap_to_regenerate, synthetic_config
 from app.store import audits as audit_store
 from app.store import generators as generator_store
 from app.store import jobs as job_store
@@ -47,14 +48,11 @@ def check_archive_size(db: Database, settings: Settings, generator_id: int | Non
         return
     with db.read() as session:
         generator = generator_store.get_generator(session, generator_id)
-        fmt, path = generator.format, generator.path
-    if fmt != "samples" or path is None:
-        return
-    try:
-        size = archive_size(settings.models_dir / path)
-    except (ValueError, OSError) as exc:
-        raise Conflict(f"generator {generator_id}'s archive cannot be read: {exc}") from exc
-    if n > size:
+        try:
+            size = read_archive_samples(generator, settings.models_dir)
+        except (ValueError, OSError) as exc:
+            raise Conflict(f"generator {generator_id}'s archive cannot be read: {exc}") from exc
+    if size is not None and n > size:
         raise ValueError(
             f"generator {generator_id} is an archive of {size:,} samples; the pool asks for "
             f"{n:,} (sample i is the archive's i-th image)"

@@ -180,16 +180,21 @@ def _inspect(
 
 
 def archive_samples(generator: Generator, models_dir: Path) -> int | None:
-    """A sample archive's image count (None for generators, or an archive gone unreadable),
-    read from its headers once per version of the file."""
+    """A sample archive's image count (None for generators, or an archive gone unreadable)."""
+    try:
+        return read_archive_samples(generator, models_dir)
+    except (OSError, ValueError):
+        return None
+
+
+def read_archive_samples(generator: Generator, models_dir: Path) -> int | None:
+    """A sample archive's image count (None for generators), read from its headers once per
+    version of the file; an unreadable archive raises OSError or ValueError."""
     if generator.format != "samples" or generator.path is None:
         return None
     path = models_dir / generator.path
-    try:
-        stat = path.stat()
-        return _archive_size(str(path), stat.st_size, stat.st_mtime_ns)
-    except (OSError, ValueError):
-        return None
+    stat = path.stat()
+    return _archive_size(str(path), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=256)

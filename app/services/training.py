@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.gan.datasets import DATASETS
-from app.gan.losses import LOSSES
+from app.gan.losses import PENALISED
 from app.jobs.train import discriminator_file, train_config
 from app.schemas import (
     DatasetChoice,
@@ -89,11 +89,6 @@ def create_run(db: Database, data_dir: Path, body: TrainingRunCreate) -> tuple[T
         return training_store.create_run(session, config)
 
 
-def penalised(loss: str) -> bool:
-    pair = LOSSES.get(loss)
-    return pair is not None and pair.gradient_penalty_weight > 0
-
-
 def create_sweep(db: Database, data_dir: Path, body: SweepCreate) -> tuple[int, list[int]]:
     """One training run per grid cell, all queued; returns (sweep id, job ids)."""
     configs = [
@@ -113,7 +108,7 @@ def create_sweep(db: Database, data_dir: Path, body: SweepCreate) -> tuple[int, 
                 betas=body.betas,
                 d_steps=body.d_steps,
                 # the penalised losses' lambda: a grid may mix them with others
-                gp_weight=body.gp_weight if penalised(loss) else None,
+                gp_weight=body.gp_weight if loss in PENALISED else None,
                 architecture_options=body.architecture_options,
                 sample_every=0,
             ),

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from app.api.deps import MAX_ID, StateDep
 from app.api.training import get_sweep, get_training_run, list_sweeps, list_training_runs
 from app.gan.datasets import TOY_DATASETS
-from app.gan.losses import LOSSES
+from app.gan.losses import LOSSES, PENALISED
 from app.gan.training import TRAIN_LOSSES, TrainConfig
 from app.services.training import dataset_choices
 from app.store.errors import NotFound
@@ -44,9 +44,9 @@ def loop_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     fields of a request trained with the loop's defaults, which these fill in."""
     defaults = TrainConfig()
     settings = {name: config.get(name, getattr(defaults, name)) for name in LOOP_SETTINGS}
-    pair = LOSSES.get(str(config.get("loss")))
-    if settings["gp_weight"] is None and pair is not None and pair.gradient_penalty_weight:
-        settings["gp_weight"] = pair.gradient_penalty_weight  # the loss's own lambda
+    loss = str(config.get("loss"))
+    if settings["gp_weight"] is None and loss in PENALISED:
+        settings["gp_weight"] = LOSSES[loss].gradient_penalty_weight  # the loss's own lambda
     return settings
 
 
