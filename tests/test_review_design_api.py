@@ -386,3 +386,15 @@ def test_an_unsure_pair_does_not_stall_the_review(
     assert estimate["explored"]
     passed = origin == "random"  # the unsure random pair does not count
     assert estimate["random_labelled"] >= min(20, estimate["random_pairs"] - passed)
+
+
+def test_a_call_naming_no_annotator_only_looks(client: TestClient) -> None:
+    """Nobody unnamed can judge, so an unnamed look at the queue leases nothing: Ada is handed
+    the very pairs it saw, where a named caller's page would have been kept from her."""
+    audit = _audit(client, synthetic={"support": 10**6}, n=200, neighbours=2, random_pairs=50)
+    url = f"/api/audits/{audit['id']}/next-pairs"
+    looked = client.get(url, params={"limit": 5}).json()["items"]
+    ada = client.get(url, params={"annotator": "ada", "limit": 5}).json()["items"]
+    assert {p["id"] for p in ada} == {p["id"] for p in looked} and len(ada) == 5
+    bea = client.get(url, params={"annotator": "bea", "limit": 5}).json()["items"]
+    assert not {p["id"] for p in bea} & {p["id"] for p in ada}

@@ -236,8 +236,9 @@ def next_pair(
     annotator: Annotated[str | None, Query(max_length=100)] = None,
     target: TargetQuery = None,
 ) -> PairPublic | Response:
-    """The pair the review design wants this annotator to judge next, or 204 when the stopping
-    rule says no more labels are needed (or nothing is left to hand out yet).
+    """The pair the review design wants this annotator to judge next, leased to them for a
+    minute (a call that names no annotator only looks), or 204 when the stopping rule says no
+    more labels are needed (or nothing is left to hand out yet).
 
     `target` overrides the audit's own stopping target for this call."""
     handed = next_pairs_for(state.db, audit_id, principal.name or annotator, 1, target)
@@ -259,7 +260,8 @@ def next_pairs(
     target: TargetQuery = None,
 ) -> NextPairs:
     """Up to `limit` pairs in the order the review design wants them (for prefetching), each
-    leased to this annotator for a minute; `stop` when no more labels are needed."""
+    leased to this annotator for a minute (a call that names none only looks); `stop` when no
+    more labels are needed."""
     handed = next_pairs_for(state.db, audit_id, principal.name or annotator, limit, target)
     if handed.design_changed:
         state.feed.changed(audit_id)  # pages following the audit get the estimate it moves

@@ -122,8 +122,11 @@ def next_pairs_for(
     limit: int = 1,
     target: float | None = None,
 ) -> Handed:
-    """Up to `limit` pairs for this annotator, leased to them for a minute."""
-    who = annotator or "anonymous"
+    """Up to `limit` pairs for this annotator, leased to them for a minute.
+
+    A caller who names no annotator only looks: nobody unnamed can judge a pair, so leasing
+    one to them would only keep it from the annotators who can for a minute."""
+    who = annotator or ""
     limit = max(1, min(limit, MAX_HANDOUT))
     with _audit_lock(db, audit_id):
         try:
@@ -134,7 +137,7 @@ def next_pairs_for(
         if assessment.stop_labelling:
             return Handed([], stop=True)
         with db.read() as session:
-            person = annotator_by_name(session, who, create=False)
+            person = annotator_by_name(session, who, create=False) if who else None
             judged = pair_store.judged_by(session, audit_id, person.id) if person else set()
         leases = _leases_of(db)
         others = leases.taken_by_others(who)
@@ -155,7 +158,8 @@ def next_pairs_for(
                 session.expunge(row)
         out = []
         for h, pid in zip(handouts, ids, strict=True):
-            leases.take(pid, who)
+            if annotator:
+                leases.take(pid, annotator)
             rank = _rank(state, h.index) if h.kind == "candidate" else None
             out.append(RankedPair(rows[pid], rank))
         return Handed(out, stop=False, design_changed=design_changed)
