@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.estimate.stopping import DEFAULT_TARGET
 
@@ -353,11 +354,24 @@ class EstimatePublic(BaseModel):
     )
 
 
+ANNOTATOR_NAME = re.compile(r"^[\w .@-]+$")
+
+
 class AnnotatorCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w .@-]+$")
+    name: str = Field(
+        min_length=1, max_length=100, json_schema_extra={"pattern": ANNOTATOR_NAME.pattern}
+    )
     role: Literal["annotator", "admin"] = "annotator"
+
+    @field_validator("name")
+    @classmethod
+    def _name_in_plain_characters(cls, name: str) -> str:
+        """Said in words: pydantic's "should match pattern '^[\\w .@-]+$'" told nobody what to type."""
+        if not ANNOTATOR_NAME.match(name):
+            raise ValueError("use letters, digits, spaces and . @ - _ only")
+        return name
 
 
 class AnnotatorPublic(BaseModel):
@@ -441,6 +455,9 @@ ArchitectureOptions = Annotated[
     ),
 ]
 DEFAULT_BETAS = (0.5, 0.999)
+LatentDim = Annotated[int, Field(ge=1, le=512)]
+NetworkWidth = Annotated[float, Field(gt=0, le=16)]
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 class TrainingRunCreate(BaseModel):
@@ -457,11 +474,11 @@ class TrainingRunCreate(BaseModel):
         "gradient penalty), veegan, bigan or ali (BiGAN with ALI's Gaussian encoder)"
     )
     architecture: Literal["mlp", "dcgan"] = "mlp"
-    latent_dim: int | None = Field(default=None, ge=1, le=512)
-    d_width: float = Field(default=1.0, gt=0, le=16)
-    g_width: float = Field(default=1.0, gt=0, le=16)
+    latent_dim: LatentDim | None = None
+    d_width: NetworkWidth = 1.0
+    g_width: NetworkWidth = 1.0
     steps: int = Field(default=2000, ge=1, le=1_000_000)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    seed: Seed = 0
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     batch_size: BatchSize = 64
     lr: LearningRate = 2e-4
@@ -563,11 +580,13 @@ class SweepCreate(BaseModel):
     dataset: str
     architecture: Literal["mlp", "dcgan"] = "mlp"
     losses: list[str] = Field(min_length=1, max_length=12)
-    latent_dims: list[int] = Field(default=[2], min_length=1, max_length=8)
-    d_widths: list[float] = Field(default=[1.0], min_length=1, max_length=8)
-    seeds: list[int] = Field(default=[0], min_length=1, max_length=10)
+    # each value checked here as a run checks it: refused with its place in the list, before
+    # any run is built (a bad width was a pydantic dump of the run it made)
+    latent_dims: list[LatentDim] = Field(default=[2], min_length=1, max_length=8)
+    d_widths: list[NetworkWidth] = Field(default=[1.0], min_length=1, max_length=8)
+    seeds: list[Seed] = Field(default=[0], min_length=1, max_length=10)
     steps: int = Field(default=2000, ge=1, le=1_000_000)
-    g_width: float = Field(default=1.0, gt=0, le=16, description="The same for every run.")
+    g_width: NetworkWidth = Field(default=1.0, description="The same for every run.")
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     # the same for every run
     batch_size: BatchSize = 64

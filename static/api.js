@@ -62,14 +62,15 @@ const NUMBER_IN_TEXT = /[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?/gi;
 
 // One entry of a 422's `errors` in the form's words. `labels` maps a location past "body" (list
 // indices as "*": "batches.*.size") to the field's label, or to {label, percent: true} for a
-// fraction the form asks for in percent; an unknown location falls back to its last name.
+// fraction the form asks for in percent, {label, item: "value"} for a list typed in one field
+// ("value 2", not "row 2"); an unknown location falls back to its last name.
 function fieldError({ loc = [], msg = "" }, labels) {
   const path = ["body", "query", "path"].includes(loc[0]) ? loc.slice(1) : loc;
   const key = path.map((part) => (/^\d+$/.test(part) ? "*" : part)).join(".");
   const entry = typeof labels[key] === "string" ? { label: labels[key] } : labels[key] || {};
   const names = path.filter((part) => !/^\d+$/.test(part));
   const index = path.find((part) => /^\d+$/.test(part));
-  const label = `${entry.label || names[names.length - 1] || ""}${index === undefined ? "" : ` (row ${Number(index) + 1})`}`;
+  const label = `${entry.label || names[names.length - 1] || ""}${index === undefined ? "" : ` (${entry.item || "row"} ${Number(index) + 1})`}`;
   let text = String(msg).replace(/^Input should/, "must").replace(/^Value error, /, "").replace(/\.$/, "");
   if (entry.percent) text = text.replace(NUMBER_IN_TEXT, (v) => `${+(Number(v) * 100).toPrecision(12)}%`);
   return label ? `${label}: ${text}` : text; // a check of the whole request says what is wrong

@@ -3,6 +3,49 @@
 import { api, count, showProblem } from "./api.js";
 import { extent, plot, responsive } from "./charts.js";
 
+// The API's locations of the fields the run and sweep forms send, in the forms' own words (see
+// showProblem): a refusal names the field as its label does.
+const KNOB_LABELS = {
+  dataset: "dataset",
+  architecture: "architecture",
+  g_width: "generator width",
+  steps: "steps",
+  "dataset_options.image_size": "image size",
+  "dataset_options.path": "data file",
+  batch_size: "batch size",
+  lr: "learning rate",
+  betas: "Adam β1, β2",
+  "betas.*": { label: "Adam β1, β2", item: "value" },
+  d_steps: "D steps per G step",
+  gp_weight: "gradient penalty λ",
+  "architecture_options.base_width": "base width",
+  "architecture_options.d_norm": "D normalisation",
+  "architecture_options.hidden": "hidden units",
+  "architecture_options.depth": "hidden layers",
+};
+const RUN_LABELS = {
+  ...KNOB_LABELS,
+  loss: "loss",
+  latent_dim: "latent size",
+  d_width: "discriminator width",
+  seed: "seed",
+};
+const SWEEP_LABELS = {
+  ...KNOB_LABELS,
+  losses: "losses",
+  "losses.*": { label: "losses", item: "loss" },
+  latent_dims: "latent sizes",
+  "latent_dims.*": { label: "latent sizes", item: "value" },
+  d_widths: "discriminator widths",
+  "d_widths.*": { label: "discriminator widths", item: "value" },
+  seeds: "seeds",
+  "seeds.*": { label: "seeds", item: "value" },
+};
+
+// A number field as the API takes it: a blank one is left out, so the server's default holds
+// (read as 0 it was refused as "batch size: must be >= 1", or worse, taken).
+const numberOf = (data, name) => (String(data.get(name) ?? "").trim() === "" ? undefined : Number(data.get(name)));
+
 const ACTIVE = ["queued", "running"];
 const POLL_MS = 3000; // only while the stream is down
 const MAX_STREAMED = 100; // runs per stream (GET /api/events)
@@ -13,7 +56,7 @@ if (form) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = new FormData(form);
-    const number = (name) => (data.get(name) === "" ? null : Number(data.get(name)));
+    const number = (name) => numberOf(data, name);
     const body = {
       dataset: data.get("dataset"),
       loss: data.get("loss"),
@@ -32,8 +75,7 @@ if (form) {
       const run = await api("/api/training-runs", { method: "POST", json: body });
       window.location.assign(`/training/${run.id}`);
     } catch (error) {
-      problem.textContent = error.message;
-      problem.hidden = false;
+      showProblem(problem, error, RUN_LABELS);
       button.disabled = false;
     }
   });
@@ -56,15 +98,19 @@ function datasetOptions(data) {
 function loopKnobs(data) {
   const sizes = {};
   for (const name of ["base_width", "hidden", "depth"]) {
-    if (data.get(name) !== "") sizes[name] = Number(data.get(name));
+    const value = numberOf(data, name);
+    if (value !== undefined) sizes[name] = value;
   }
   if (data.get("d_norm")) sizes.d_norm = data.get("d_norm");
+  const beta1 = numberOf(data, "beta1");
+  const beta2 = numberOf(data, "beta2");
   return {
-    batch_size: Number(data.get("batch_size")),
-    lr: Number(data.get("lr")),
-    betas: [Number(data.get("beta1")), Number(data.get("beta2"))],
-    d_steps: Number(data.get("d_steps")),
-    gp_weight: data.get("gp_weight") === "" ? null : Number(data.get("gp_weight")),
+    batch_size: numberOf(data, "batch_size"),
+    lr: numberOf(data, "lr"),
+    // A blank beta takes the default of its slot (0.5, 0.999), not 0.
+    betas: beta1 === undefined && beta2 === undefined ? undefined : [beta1 ?? 0.5, beta2 ?? 0.999],
+    d_steps: numberOf(data, "d_steps"),
+    gp_weight: numberOf(data, "gp_weight"),
     architecture_options: sizes,
   };
 }
@@ -116,8 +162,8 @@ function startSweep(form) {
       latent_dims: numbers(data.get("latent_dims")),
       d_widths: numbers(data.get("d_widths")),
       seeds: numbers(data.get("seeds")),
-      g_width: Number(data.get("g_width")),
-      steps: Number(data.get("steps")),
+      g_width: numberOf(data, "g_width"),
+      steps: numberOf(data, "steps"),
       dataset_options: datasetOptions(data),
       ...loopKnobs(data),
     };
@@ -127,8 +173,7 @@ function startSweep(form) {
       const created = await api("/api/sweeps", { method: "POST", json: body });
       window.location.assign(`/sweeps/${created.id}`);
     } catch (error) {
-      problem.textContent = error.message;
-      problem.hidden = false;
+      showProblem(problem, error, SWEEP_LABELS);
       button.disabled = false;
     }
   });

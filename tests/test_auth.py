@@ -99,6 +99,9 @@ def test_roles_and_attribution(secured: tuple[TestClient, dict[str, str]]) -> No
     )
     assert_problem(imported, 403)
     assert_problem(client.post("/api/annotators", json={"name": "eve"}, headers=ada), 403)
+    odd = client.post("/api/annotators", json={"name": "eve<script>"}, headers=root)
+    assert_problem(odd, 422)
+    assert odd.json()["detail"] == "body.name: use letters, digits, spaces and . @ - _ only"
     assert client.delete(f"/api/audits/{audit['id']}", headers=root).status_code == 204
     assert_problem(client.get(f"/api/audits/{audit['id']}", headers=root), 404)
 

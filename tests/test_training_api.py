@@ -147,6 +147,15 @@ def test_bad_training_requests_are_problem_details(client: TestClient) -> None:
         "d_widths": [1, 2],
     }
     assert_problem(client.post("/api/sweeps", json=big), 422)
+    # A grid value a run would refuse is refused with its place in the list, in one line.
+    wide = {"dataset": "ring8", "losses": ["rsgan"], "d_widths": [0.5, 20], "seeds": [0, -1]}
+    refused = client.post("/api/sweeps", json=wide)
+    assert_problem(refused, 422)
+    assert [e["loc"] for e in refused.json()["errors"]] == [
+        ["body", "d_widths", "1"],
+        ["body", "seeds", "1"],
+    ]
+    assert "\n" not in refused.json()["detail"] and "pydantic" not in refused.json()["detail"]
     assert_problem(client.get("/api/training-runs/999"), 404)
     assert_problem(client.get("/api/sweeps/999"), 404)
 

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from app.store.errors import Busy, Conflict, Forbidden, NotFound
@@ -33,11 +34,17 @@ def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
         cleaned.append(
             {
                 "loc": [str(part) for part in error.get("loc", ())],
-                "msg": str(error.get("msg", "")),
+                # our own checks' sentences, without pydantic's "Value error, " before them
+                "msg": str(error.get("msg", "")).removeprefix("Value error, "),
                 "type": str(error.get("type", "")),
             }
         )
     return cleaned
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    """The first few refused fields in one line, for the detail."""
+    return "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
 
 
 ErrorPage = Callable[[Request, int, str], Response]
@@ -66,7 +73,7 @@ def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> Non
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
         errors = _jsonable_errors(exc.errors())
-        summary = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
+        summary = _summary(errors)
         if page is not None and _for_a_person(request):
             where = request.url.path
             return page(request, 404, f"There is no page at {where} ({summary or 'bad address'}).")
@@ -96,4 +103,9 @@ def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> Non
 
     @app.exception_handler(ValueError)
     async def on_value_error(_: Request, exc: ValueError) -> JSONResponse:
+        if isinstance(exc, ValidationError):
+            # A model a service builds from the request (not the request's own): its errors as
+            # a request's, not pydantic's multi-line dump with links in the detail.
+            errors = _jsonable_errors(exc.errors())
+            return problem(422, _summary(errors) or "invalid request", errors=errors)
         return problem(422, str(exc))

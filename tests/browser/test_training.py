@@ -102,7 +102,43 @@ def test_bad_training_request_shows_the_problem(page: Page) -> None:
     form.locator('button[type="submit"]').click()
     problem = page.locator("#train-problem:not([hidden])")
     problem.wait_for()
-    assert "steps" in problem.inner_text()
+    assert problem.inner_text() == "steps: must be less than or equal to 1000000."
+    # A refused field is named by its label, not the API's location ("d_width").
+    form.locator('input[name="steps"]').fill("3")
+    form.locator('input[name="d_width"]').fill("20")
+    form.locator('button[type="submit"]').click()
+    page.wait_for_function(
+        "document.querySelector('#train-problem').textContent.includes('discriminator width')"
+    )
+    assert problem.inner_text() == "discriminator width: must be less than or equal to 16."
+
+
+def test_a_blank_knob_takes_the_servers_default(page: Page, api: httpx.Client) -> None:
+    """A cleared number field is left out of the request (it was sent as 0 and refused)."""
+    page.goto("/training")
+    form = page.locator("#train-form")
+    form.locator('input[name="steps"]').fill("3")
+    form.locator(".knobs summary").click()
+    form.locator('input[name="batch_size"]').fill("")
+    form.locator('input[name="beta1"]').fill("")
+    form.locator('input[name="beta2"]').fill("0.9")
+    form.locator('button[type="submit"]').click()
+    page.wait_for_url("**/training/*")
+    config = api.get(f"/api/training-runs/{page.url.rsplit('/', 1)[1]}").json()["config"]
+    assert (config["batch_size"], config["betas"]) == (64, [0.5, 0.9])
+
+
+def test_a_refused_sweep_names_the_field_as_labelled(page: Page) -> None:
+    page.goto("/training")
+    page.locator("#sweep-details > summary").click()
+    form = page.locator("#sweep-form")
+    form.locator('input[name="d_widths"]').fill("0.5, 20")
+    form.locator('button[type="submit"]').click()
+    problem = page.locator("#sweep-problem:not([hidden])")
+    problem.wait_for()
+    assert problem.inner_text() == (
+        "discriminator widths (value 2): must be less than or equal to 16."
+    )
 
 
 def test_the_form_sets_the_optimiser_and_network_sizes(page: Page, api: httpx.Client) -> None:
