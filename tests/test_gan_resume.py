@@ -5,6 +5,7 @@ training job killed mid-run resumes from its last state with its loss curve inta
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,38 @@ def test_states_that_do_not_fit_the_run_are_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
     with pytest.raises(ValueError, match="not a training state"):
         load_train_state(tmp_path / "junk.safetensors", config)
+
+
+def test_a_state_saved_before_a_config_field_existed_still_resumes(tmp_path: Path) -> None:
+    """A run interrupted before an upgrade added a field to its config (gp_weight, say) goes on
+    after it: the missing field takes its default, which does what the old run did. A field
+    the state has that this version lacks is still another config."""
+    from safetensors.torch import save_file
+
+    from app.gan.checkpoint import read_safetensors_header
+
+    config = _config(CONFIGS["mlp-wgan_gp"])
+    path = tmp_path / "state.safetensors"
+    _interrupted(config, path, after_step=4)
+    _, metadata = read_safetensors_header(path)
+    tensors = load_file(path)
+
+    def rewritten(edit: Any) -> Path:
+        fields = json.loads(metadata[app.gan.resume.METADATA_CONFIG])
+        edit(fields)
+        out = tmp_path / f"edited{len(list(tmp_path.iterdir()))}.safetensors"
+        meta = dict(metadata, **{app.gan.resume.METADATA_CONFIG: json.dumps(fields)})
+        save_file(tensors, out, meta)
+        return out
+
+    older = rewritten(lambda f: f.pop("gp_weight"))
+    assert load_train_state(older, config).step == 3
+    with pytest.raises(ValueError, match="another config"):  # lambda 0.1 is not the default's
+        load_train_state(older, dataclasses.replace(config, gp_weight=0.1))
+    with pytest.raises(ValueError, match="another config"):
+        load_train_state(rewritten(lambda f: f.update(from_the_future=1)), config)
+    with pytest.raises(ValueError, match="another config"):
+        load_train_state(rewritten(lambda f: f.update(seed=5)), config)
 
 
 def test_a_failed_save_leaves_the_previous_state(

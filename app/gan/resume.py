@@ -4,7 +4,8 @@ One safetensors file holds every tensor; the step, loss bookkeeping and the run'
 as JSON in its metadata, so nothing is ever unpickled. A save writes a side file, flushes it to
 disk and renames it over the old state (`os.replace` is atomic), so a process killed at any
 moment leaves either the previous state or the new one, never half of one. A state is loaded
-only into the config that wrote it (the device aside): any other file is a ValueError.
+only into the config that wrote it (the device aside, and fields added since taking their
+defaults): any other file is a ValueError.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def load_train_state(path: StrPath, config: TrainConfig) -> TrainState:
     _, metadata = read_safetensors_header(path)  # caps the header before the library reads it
     if metadata.get(METADATA_KIND) != KIND or metadata.get(METADATA_VERSION) != VERSION:
         raise ValueError(f"not a training state of this version ({KIND} {VERSION})")
-    if metadata.get(METADATA_CONFIG) != _config_json(config):
+    if not _saved_by(metadata.get(METADATA_CONFIG), config):
         raise ValueError("the training state was saved by a run with another config")
     try:
         fields = json.loads(metadata.get(METADATA_STATE, ""))
@@ -100,6 +101,25 @@ def _config_json(config: TrainConfig) -> str:
     fields: dict[str, Any] = config.to_dict()
     fields.pop("device")
     return json.dumps(fields, sort_keys=True)
+
+
+def _saved_by(saved: str | None, config: TrainConfig) -> bool:
+    """Whether a state's stored config is `config`'s. A field added to TrainConfig since the
+    state was saved takes its default, which by that field's contract does what runs did before
+    it existed (gp_weight None: the loss's own lambda), so an upgrade does not send an
+    interrupted run back to step 0; a field the state has and TrainConfig lacks never matches."""
+    if saved is None:
+        return False
+    if saved == _config_json(config):
+        return True
+    try:
+        fields = json.loads(saved)
+        if not isinstance(fields, dict):
+            return False
+        older = TrainConfig.from_dict({**fields, "device": config.device})
+    except (json.JSONDecodeError, TypeError, ValueError):
+        return False
+    return _config_json(older) == _config_json(config)
 
 
 def _is_count(value: object) -> bool:
