@@ -582,7 +582,12 @@ class SweepCreate(BaseModel):
     losses: list[str] = Field(min_length=1, max_length=12)
     # each value checked here as a run checks it: refused with its place in the list, before
     # any run is built (a bad width was a pydantic dump of the run it made)
-    latent_dims: list[LatentDim] = Field(default=[2], min_length=1, max_length=8)
+    latent_dims: list[LatentDim | None] = Field(
+        default=[None],
+        min_length=1,
+        max_length=8,
+        description="null: the architecture's default (mlp 2, dcgan 100), as a single run has it.",
+    )
     d_widths: list[NetworkWidth] = Field(default=[1.0], min_length=1, max_length=8)
     seeds: list[Seed] = Field(default=[0], min_length=1, max_length=10)
     steps: int = Field(default=2000, ge=1, le=1_000_000)

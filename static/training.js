@@ -143,12 +143,15 @@ if (sweep) {
 const sweepForm = document.getElementById("sweep-form");
 if (sweepForm) startSweep(sweepForm);
 
-// "0.5, 1, 2" -> [0.5, 1, 2]
-const numbers = (text) =>
-  text
+// "0.5, 1, 2" -> [0.5, 1, 2]; a blank field is left out, so the server's default holds
+// (latent sizes: the architecture's own).
+const numbers = (text) => {
+  const values = String(text ?? "")
     .split(/[\s,]+/)
     .filter(Boolean)
     .map(Number);
+  return values.length ? values : undefined;
+};
 
 function startSweep(form) {
   const problem = document.getElementById("sweep-problem");

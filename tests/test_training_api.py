@@ -156,6 +156,10 @@ def test_bad_training_requests_are_problem_details(client: TestClient) -> None:
         ["body", "seeds", "1"],
     ]
     assert "\n" not in refused.json()["detail"] and "pydantic" not in refused.json()["detail"]
+    # A lambda for a grid with no penalised loss would be dropped without a word: refused.
+    unpenalised = {"dataset": "ring8", "losses": ["rsgan", "lsgan"], "gp_weight": 0.1}
+    body = assert_problem(client.post("/api/sweeps", json=unpenalised), 422)
+    assert "none of the sweep's losses has one" in body["detail"]
     assert_problem(client.get("/api/training-runs/999"), 404)
     assert_problem(client.get("/api/sweeps/999"), 404)
 
@@ -335,3 +339,17 @@ def test_a_job_started_after_the_newest_audit_is_deleted_runs(client: TestClient
     assert client.delete(f"/api/audits/{audit['id']}").status_code == 204
     run = finished_run(client, {"dataset": "ring8", "loss": "rsgan", "steps": 20})
     assert run["status"] == "done" and run["progress"]["step"] == 20
+
+
+def test_a_dcgan_sweep_takes_the_architectures_latent_size(client: TestClient) -> None:
+    """A sweep without latent sizes trains at the architecture's default, as a single run does
+    (a DCGAN grid ran at latent 2 while one DCGAN run got 100)."""
+    body = {"dataset": "stacked_digits", "architecture": "dcgan", "losses": ["rsgan"]}
+    created = client.post("/api/sweeps", json={**body, "steps": 10**6})
+    assert created.status_code == 202, created.text
+    sweep_id = created.json()["id"]
+    client.post(f"/api/sweeps/{sweep_id}/cancel")
+    sweep = client.get(f"/api/sweeps/{sweep_id}").json()
+    assert sweep["grid"]["latent_dims"] == [None]
+    assert [r["config"]["latent_dim"] for r in sweep["runs"]] == [None]
+    assert "× latent default ×" in client.get(f"/sweeps/{sweep_id}").text

@@ -241,7 +241,10 @@ def sweep(
         list[str], typer.Option(help="A loss to train; repeat it (or give a comma list).")
     ],
     architecture: Annotated[str, typer.Option(help="mlp | dcgan")] = "mlp",
-    latent_dim: Annotated[list[str] | None, typer.Option(help="Latent sizes (default: 2).")] = None,
+    latent_dim: Annotated[
+        list[str] | None,
+        typer.Option(help="Latent sizes (default: the architecture's, mlp 2, dcgan 100)."),
+    ] = None,
     d_width: Annotated[
         list[str] | None, typer.Option(help="Discriminator widths (default: 1).")
     ] = None,

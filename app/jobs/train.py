@@ -27,7 +27,7 @@ from PIL import Image
 from app.gan.checkpoint import save_discriminator, save_generator
 from app.gan.datasets import make_dataset
 from app.gan.digit_classifier import DATASET_DIGITS, TrainedClassifier, cached_digit_classifier
-from app.gan.evaluation import generate, measure_modes
+from app.gan.evaluation import generated_modes
 from app.gan.registry import generator_spec
 from app.gan.resume import load_train_state, save_train_state
 from app.gan.training import (
@@ -43,7 +43,6 @@ from app.gan.training import (
 
 log = logging.getLogger(__name__)
 
-MODE_SAMPLES = 2500  # samples drawn to count modes (VEEGAN's tables use 2,500 on 2D data)
 CHECKPOINT_EVERY = 500  # steps between resumable states of a run with sample_every = 0
 
 
@@ -107,12 +106,17 @@ def mode_metrics(config: TrainConfig, finished: TrainFinished, models_dir: Path)
     """Mode coverage of the trained generator on data with known modes; None for other data."""
     dataset = make_dataset(config.dataset, **dict(config.dataset_options))
     spec = generator_spec(finished.architecture, finished.options)
-    samples = generate(finished.generator, spec.latent_dim, MODE_SAMPLES, seed=config.seed)
     trained = None
     if config.dataset in DATASET_DIGITS:
         trained = digit_classifier_of(config, models_dir)
     try:
-        report = measure_modes(dataset, samples, trained.model if trained else None)
+        report = generated_modes(
+            dataset,
+            finished.generator,
+            spec.latent_dim,
+            seed=config.seed,
+            classifier=trained.model if trained else None,
+        )
     except ValueError:
         return None  # no known modes (image folders, archives)
     metrics = {"kind": type(report).__name__, **_jsonable(report)}

@@ -91,6 +91,12 @@ def create_run(db: Database, data_dir: Path, body: TrainingRunCreate) -> tuple[T
 
 def create_sweep(db: Database, data_dir: Path, body: SweepCreate) -> tuple[int, list[int]]:
     """One training run per grid cell, all queued; returns (sweep id, job ids)."""
+    if body.gp_weight is not None and not set(body.losses) & set(PENALISED):
+        # a run refuses it; a grid of unpenalised losses would have dropped it without a word
+        raise ValueError(
+            "gp_weight is the gradient penalty's lambda: none of the sweep's losses has one "
+            f"({', '.join(PENALISED)} do)"
+        )
     configs = [
         _config(
             TrainingRunCreate(
