@@ -10,11 +10,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
+from app.store.db import is_busy
 from app.store.errors import Busy, Conflict, Forbidden, NotFound
 
 PROBLEM_JSON = "application/problem+json"
+# Seconds a client is told to wait when other writers held the database past its busy timeout.
+STORE_BUSY_RETRY_AFTER_S = 2
+INTERNAL_DETAIL = "the server failed to answer this request (its log says why)"
 
 
 def problem(status: int, detail: str, **extra: Any) -> JSONResponse:
@@ -109,3 +114,19 @@ def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> Non
             errors = _jsonable_errors(exc.errors())
             return problem(422, _summary(errors) or "invalid request", errors=errors)
         return problem(422, str(exc))
+
+    @app.exception_handler(DBAPIError)
+    async def on_database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        if not is_busy(exc):
+            raise exc  # a fault, not contention: the 500 below, logged by the server
+        # Other writers held the store past its busy timeout: the same request may simply be
+        # sent again, so say when rather than fail it.
+        response = problem(503, "the store is busy with other writes; try again shortly")
+        response.headers["Retry-After"] = str(STORE_BUSY_RETRY_AFTER_S)
+        return response
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette's outermost middleware calls this, sends the body, then raises the
+        # exception again for the server to log: the body names nothing of its internals.
+        return problem(500, INTERNAL_DETAIL)

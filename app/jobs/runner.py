@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.jobs.audit import AuditChunk, AuditTask, run_audit
@@ -29,7 +31,7 @@ from app.store import generators as generator_store
 from app.store import jobs as job_store
 from app.store import training as training_store
 from app.store.audits import ChunkRows
-from app.store.db import Database
+from app.store.db import Database, is_busy
 from app.store.models import Audit
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,13 @@ ProgressCallback = Callable[[int, int, int], None]  # done, total, extra (pairs 
 # Times a job is started again from the store after its worker was lost (a Ray worker or node
 # died) before it is marked failed.
 WORKER_LOSS_RESTARTS = 3
+
+# How long a store held by other writers (SQLite's "database is locked" past the busy timeout, a
+# PostgreSQL lock timeout) may hold up recording a job's step before the job fails: generous, as
+# a VACUUM or a long import can hold a SQLite file for minutes and the job's work is not lost.
+BUSY_RETRY_S = 600.0
+BUSY_FIRST_WAIT_S = 0.1  # doubled after each refusal...
+BUSY_LONGEST_WAIT_S = 5.0  # ...up to this
 
 
 @dataclass
@@ -237,7 +246,7 @@ class JobRunner:
                     for step in steps:
                         if self._lease_lost(job_id):
                             return JobOutcome("elsewhere", f"job {job_id}'s lease was taken over")
-                        record(step)
+                        self._while_busy(job_id, partial(record, step))
                         if self._stopping.is_set() or self._cancel_requested(job_id):
                             return self._stopped(job_id, subject)
                 except WorkerLost as exc:
@@ -477,11 +486,46 @@ class JobRunner:
             subject.set_status(session, "queued", None)
         return JobOutcome("queued")
 
+    def _while_busy(
+        self, job_id: int, write: Callable[[], None], *, stoppable: bool = True
+    ) -> bool:
+        """Run `write`, again after a wait each time the store was busy, for up to BUSY_RETRY_S.
+
+        Each try is a whole transaction, rolled back when refused, so trying again is safe.
+        False when the runner stopped meanwhile (if `stoppable`): the step is left unwritten,
+        and the job resumes from what the store holds at the next start. Any other error, or a
+        store busy for longer, is raised.
+        """
+        deadline = time.monotonic() + BUSY_RETRY_S
+        wait = BUSY_FIRST_WAIT_S
+        while True:
+            try:
+                write()
+                return True
+            except DBAPIError as exc:
+                if not is_busy(exc) or time.monotonic() + wait > deadline:
+                    raise
+                log.warning(
+                    "job %s: the store is busy (%s); writing again in %.1f s",
+                    job_id,
+                    exc.orig,
+                    wait,
+                )
+            if not stoppable:
+                time.sleep(wait)
+            elif self._stopping.wait(wait):
+                return False
+            wait = min(2 * wait, BUSY_LONGEST_WAIT_S)
+
     def _finish(self, job_id: int, subject: _Subject, status: str, error: str | None) -> JobOutcome:
-        with self.db.write() as session:
-            job_store.finish(session, job_id, status, error)
-            job_store.release(session, job_id, self.owner)
-            subject.set_status(session, status, error)
+        def write() -> None:
+            with self.db.write() as session:
+                job_store.finish(session, job_id, status, error)
+                job_store.release(session, job_id, self.owner)
+                subject.set_status(session, status, error)
+
+        # Not stoppable: a job that ended must say so, or it would run again at the next start.
+        self._while_busy(job_id, write, stoppable=False)
         self._publish(subject, "status", {"status": status, "error": error})
         return JobOutcome(status, error)
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.store.errors import Conflict, NotFound
 from app.store.models import Annotator, Judgement
+from app.store.upsert import insert_ignoring_conflicts
 
 ROLES = ("annotator", "admin")
 
@@ -23,17 +24,35 @@ def new_token() -> str:
     return "bd_" + secrets.token_urlsafe(32)
 
 
+def ensure_annotator(session: Session, name: str, role: str = "annotator") -> Annotator:
+    """The annotator of that name, made with `role` if there is none.
+
+    INSERT ... ON CONFLICT DO NOTHING, then a read: two processes naming a new annotator at
+    once on PostgreSQL both get the one row (a plain insert failed the second on the unique
+    name). The read runs after the insert, so under READ COMMITTED it sees the other's row.
+    """
+    existing = session.scalars(select(Annotator).where(Annotator.name == name)).first()
+    if existing is not None:
+        return existing
+    insert_ignoring_conflicts(session, Annotator, [{"name": name, "role": role}])
+    return session.scalars(select(Annotator).where(Annotator.name == name)).one()
+
+
 def create_annotator(session: Session, name: str, role: str) -> tuple[Annotator, str]:
     """A new annotator (or a new token for an existing one); the token is returned once."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     token = new_token()
-    annotator = session.scalars(select(Annotator).where(Annotator.name == name)).first()
-    if annotator is not None and annotator.token_hash is not None:
+    ensure_annotator(session, name, role)
+    # Locked, so of two processes giving one name a token at once the second sees the first's.
+    annotator = session.scalars(
+        select(Annotator)
+        .where(Annotator.name == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if annotator.token_hash is not None:
         raise Conflict(f"annotator {name!r} already has a token; revoke it first")
-    if annotator is None:
-        annotator = Annotator(name=name, role=role)
-        session.add(annotator)
     annotator.role = role
     annotator.token_hash = hash_token(token)
     session.flush()

@@ -13,7 +13,31 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+# SQLite's primary result codes for "another connection holds the database" (sqlite3.h).
+_SQLITE_BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+# PostgreSQL's SQLSTATEs for a transaction that lost to another one, not for a faulty one:
+# serialization_failure, deadlock_detected, lock_not_available (lock_timeout, NOWAIT).
+_POSTGRES_BUSY_STATES = {"40001", "40P01", "55P03"}
+
+
+def is_busy(exc: BaseException) -> bool:
+    """The database refused only because other writers held it (SQLite's "database is
+    locked" once the busy timeout ran out; a PostgreSQL lock timeout, deadlock or
+    serialization failure): the same transaction, tried again later, may well succeed."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int) and (code & 0xFF) in _SQLITE_BUSY_CODES:
+        return True
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state in _POSTGRES_BUSY_STATES:
+        return True
+    message = str(orig).lower()
+    return "database is locked" in message or "database is busy" in message
 
 
 def _sqlite_pragmas(busy_timeout_ms: int, immediate: bool) -> Any:

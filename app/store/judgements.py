@@ -2,6 +2,11 @@
 
 Idempotency follows Stripe and the IETF draft: the key is stored with the judgement in one transaction;
 a replay returns the first response; the same key with a different body is refused (422).
+
+Several processes may write one PostgreSQL store (two servers, a CLI run beside a server), where
+the in-process write lock of app/store/db.py serialises nothing and READ COMMITTED lets two
+transactions read a pair's votes before either writes: every change to a pair's votes first locks
+the pair's row (`lock_pair`), so the consensus is always computed over every vote committed.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from app.store.annotators import ensure_annotator
 from app.store.errors import Conflict, Forbidden, NotFound
 from app.store.models import Annotator, CandidatePair, IdempotencyKey, Judgement, utcnow
 from app.store.pairs import LABELS, get_pair
@@ -52,12 +59,23 @@ def standing_judgements(session: Session, audit_id: int) -> list[tuple[int, int,
 
 
 def annotator_by_name(session: Session, name: str, create: bool) -> Annotator | None:
-    annotator = session.scalars(select(Annotator).where(Annotator.name == name)).first()
-    if annotator is None and create:
-        annotator = Annotator(name=name, role="annotator")
-        session.add(annotator)
-        session.flush()
-    return annotator
+    """The annotator of that name; with `create`, one made on first use (safe against another
+    process making the same one at the same moment)."""
+    if create:
+        return ensure_annotator(session, name)
+    return session.scalars(select(Annotator).where(Annotator.name == name)).first()
+
+
+def lock_pair(session: Session, pair_id: int) -> CandidatePair:
+    """The pair, its row locked until the transaction ends (SELECT ... FOR UPDATE).
+
+    Take it before reading the votes of a pair whose label the transaction then writes. On
+    SQLite it is a plain read: BEGIN IMMEDIATE already makes every writer wait its turn.
+    """
+    pair = session.get(CandidatePair, pair_id, with_for_update=True, populate_existing=True)
+    if pair is None:
+        raise NotFound("pair", pair_id)
+    return pair
 
 
 def _request_hash(pair_id: int, label: str, annotator: str, adjudicated: bool) -> str:
@@ -120,7 +138,23 @@ def consensus(session: Session, pair_id: int) -> str | None:
 
 
 def refresh_pair_label(session: Session, pair_id: int) -> None:
-    get_pair(session, pair_id).label = consensus(session, pair_id)
+    """Store the pair's consensus; the pair is locked before its votes are read (a no-op when
+    the transaction holds the lock already)."""
+    pair = lock_pair(session, pair_id)
+    pair.label = consensus(session, pair_id)
+
+
+def _replay(session: Session, key: str, request_hash: str) -> JudgementView | None:
+    """The first response for a stored key, None if the key is new; 422 for another body."""
+    stored = session.get(IdempotencyKey, key)
+    if stored is None:
+        return None
+    if stored.request_hash != request_hash:
+        raise Conflict("this Idempotency-Key was used with a different request", 422)
+    original = session.get(Judgement, stored.judgement_id)
+    if original is None:
+        raise NotFound("judgement", stored.judgement_id)
+    return _view(session, original)
 
 
 def post_judgement(
@@ -135,25 +169,32 @@ def post_judgement(
     if label not in LABELS:
         raise ValueError(f"label must be one of {', '.join(LABELS)}")
     request_hash = _request_hash(pair_id, label, annotator, adjudicated)
-    if key is not None:
-        stored = session.get(IdempotencyKey, key)
-        if stored is not None:
-            if stored.request_hash != request_hash:
-                raise Conflict("this Idempotency-Key was used with a different request", 422)
-            original = session.get(Judgement, stored.judgement_id)
-            if original is None:
-                raise NotFound("judgement", stored.judgement_id)
-            return _view(session, original), False
-    pair = get_pair(session, pair_id)
-    who = annotator_by_name(session, annotator, create=True)
-    assert who is not None
+    if key is not None and (replay := _replay(session, key, request_hash)) is not None:
+        return replay, False
+    pair = lock_pair(session, pair_id)
+    who = ensure_annotator(session, annotator)
     judgement = Judgement(
         pair_id=pair.id, annotator_id=who.id, label=label, adjudicated=adjudicated
     )
-    session.add(judgement)
-    session.flush()
-    if key is not None:
-        session.add(IdempotencyKey(key=key, request_hash=request_hash, judgement_id=judgement.id))
+    if key is None:
+        session.add(judgement)
+        session.flush()
+    else:
+        # Another process may store the same key between our look and our insert (PostgreSQL;
+        # SQLite's writers take turns): its insert wins, and this request is its replay.
+        try:
+            with session.begin_nested():
+                session.add(judgement)
+                session.flush()
+                session.add(
+                    IdempotencyKey(key=key, request_hash=request_hash, judgement_id=judgement.id)
+                )
+                session.flush()
+        except IntegrityError:
+            replay = _replay(session, key, request_hash)
+            if replay is None:
+                raise
+            return replay, False
     refresh_pair_label(session, pair.id)
     return _view(session, judgement), True
 
@@ -165,6 +206,9 @@ def delete_judgement(
     judgement = session.get(Judgement, judgement_id)
     if judgement is None:
         raise NotFound("judgement", judgement_id)
+    # Lock the pair, then read the judgement again: an undo of it committed meanwhile shows.
+    lock_pair(session, judgement.pair_id)
+    session.refresh(judgement)
     if judgement.deleted_at is not None:
         raise NotFound("judgement", judgement_id, f"judgement {judgement_id} was undone already")
     if only_by is not None and _view(session, judgement).annotator != only_by:

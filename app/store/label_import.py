@@ -81,6 +81,20 @@ def _standing(session: Session, pair_ids: list[int]) -> set[tuple[int, int, bool
     return out
 
 
+def _lock(session: Session, pair_ids: list[int]) -> None:
+    """Lock the pairs (PostgreSQL; SQLite's writers take turns anyway) in id order before votes
+    are added to them: an insert's foreign-key check share-locks its pair, and two imports
+    upgrading such locks to update the labels would deadlock."""
+    for chunk in _batches(pair_ids):
+        stmt = (
+            select(CandidatePair.id)
+            .where(CandidatePair.id.in_(chunk))
+            .order_by(CandidatePair.id)
+            .with_for_update()
+        )
+        session.execute(stmt).all()
+
+
 def import_judgements(session: Session, source_id: int, target_id: int) -> LabelImport:
     """Copy every standing judgement (rulings included) of the source audit onto the target's
     pair with the same (i, j), under the same annotator; an annotator who already judged the
@@ -89,8 +103,8 @@ def import_judgements(session: Session, source_id: int, target_id: int) -> Label
     keys = sorted({(i, j) for i, j, _, _ in votes})
     target = _pair_ids(session, target_id, keys)
     standing = _standing(session, sorted(target.values()))
-    copied = kept = 0
-    touched: set[int] = set()
+    kept = 0
+    copies: list[Judgement] = []
     for (i, j, who, adjudicated), label in votes.items():
         pair_id = target.get((i, j))
         if pair_id is None:
@@ -98,13 +112,15 @@ def import_judgements(session: Session, source_id: int, target_id: int) -> Label
         if (pair_id, who, adjudicated) in standing:
             kept += 1
             continue
-        session.add(
+        copies.append(
             Judgement(pair_id=pair_id, annotator_id=who, label=label, adjudicated=adjudicated)
         )
         standing.add((pair_id, who, adjudicated))
-        touched.add(pair_id)
-        copied += 1
+    touched = sorted({judgement.pair_id for judgement in copies})
+    _lock(session, touched)
+    session.add_all(copies)
     session.flush()
-    for pair_id in sorted(touched):
+    for pair_id in touched:
         refresh_pair_label(session, pair_id)
+    copied = len(copies)
     return LabelImport(judged_pairs=len(keys), matched_pairs=len(target), copied=copied, kept=kept)
