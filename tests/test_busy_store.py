@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import IntegrityError
 
@@ -149,3 +149,31 @@ def test_an_unexpected_error_is_a_500_problem_that_tells_nothing_of_the_server(
     problem = assert_problem(response, 500)
     assert "secret" not in response.text
     assert problem["title"] == "Internal Server Error"
+
+
+def test_a_page_that_fails_is_the_html_error_page_for_a_person() -> None:
+    """A browser asking for a page gets the HTML error page; the API keeps problem details."""
+    from fastapi.responses import HTMLResponse
+
+    app = FastAPI()
+
+    def page(_: Request, status: int, message: str) -> HTMLResponse:
+        return HTMLResponse(f"<p>{message}</p>", status_code=status)
+
+    install_problem_handlers(app, page=page)
+
+    @app.get("/audits/1")
+    def audit_page() -> None:
+        raise RuntimeError("secret: /srv/birthday/keys")
+
+    @app.get("/api/audits/1")
+    def audit_api() -> None:
+        raise RuntimeError("secret: /srv/birthday/keys")
+
+    html = {"accept": "text/html"}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        shown = client.get("/audits/1", headers=html)
+        api = client.get("/api/audits/1", headers=html)
+    assert shown.status_code == 500 and shown.text.startswith("<p>This page failed")
+    assert "secret" not in shown.text
+    assert_problem(api, 500)

@@ -126,7 +126,9 @@ def install_problem_handlers(app: FastAPI, page: ErrorPage | None = None) -> Non
         return response
 
     @app.exception_handler(Exception)
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Starlette's outermost middleware calls this, sends the body, then raises the
         # exception again for the server to log: the body names nothing of its internals.
+        if page is not None and _for_a_person(request):
+            return page(request, 500, f"This page failed to load: {INTERNAL_DETAIL}.")
         return problem(500, INTERNAL_DETAIL)
