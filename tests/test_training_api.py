@@ -353,3 +353,78 @@ def test_a_dcgan_sweep_takes_the_architectures_latent_size(client: TestClient) -
     assert sweep["grid"]["latent_dims"] == [None]
     assert [r["config"]["latent_dim"] for r in sweep["runs"]] == [None]
     assert "× latent default ×" in client.get(f"/sweeps/{sweep_id}").text
+
+
+def _faces(settings: Settings, count: int = 6, side: int = 16) -> None:
+    """A folder of small PNGs under data/datasets/faces."""
+    import numpy as np
+    from PIL import Image
+
+    root = settings.data_dir / "datasets" / "faces"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(count):
+        pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"{k}.png")
+
+
+def test_a_run_shows_its_data_file_as_given_not_where_the_server_keeps_it(
+    client: TestClient, settings: Settings
+) -> None:
+    _faces(settings)
+    body = {"dataset": "folder", "loss": "rsgan", "steps": 10**6}
+    run = client.post(
+        "/api/training-runs", json={**body, "dataset_options": {"path": "faces", "image_size": 8}}
+    )
+    assert run.status_code == 202, run.text
+    shown = [run.json(), client.get(f"/api/training-runs/{run.json()['id']}").json()]
+    shown += client.get("/api/training-runs").json()
+    client.post(f"/api/jobs/{run.json()['job_id']}/cancel")
+    for public in shown:
+        assert public["config"]["dataset_options"] == {"path": "faces", "image_size": 8}
+    assert str(settings.data_dir.resolve()) not in client.get(f"/training/{shown[0]['id']}").text
+
+
+def test_an_image_side_the_network_cannot_take_is_refused_before_the_data_is_read(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 PNGs read at side 1,024 took 900 MB of the request before the side was refused; and a
+    sweep's cells read their data once, not once each."""
+    import inspect
+
+    import app.gan.training as training
+
+    _faces(settings)
+    reads: list[str] = []
+    read = training.make_dataset
+
+    def counted(name: str, **options: Any) -> Any:
+        # the requests' reads, not those of the runs the worker starts
+        if not any(frame.function == "run_training" for frame in inspect.stack()):
+            reads.append(name)
+        return read(name, **options)
+
+    monkeypatch.setattr(training, "make_dataset", counted)
+    for architecture, side in (("dcgan", 1024), ("dcgan", 24), ("mlp", 256)):
+        options = {"path": "faces", "image_size": side}
+        body = {"dataset": "folder", "loss": "rsgan", "architecture": architecture}
+        refused = client.post("/api/training-runs", json={**body, "dataset_options": options})
+        assert "takes images" in assert_problem(refused, 422)["detail"]
+    too_many = {"path": "faces", "image_size": 8, "max_images": 10**9}
+    body = {"dataset": "folder", "loss": "rsgan", "dataset_options": too_many}
+    assert (
+        "max_images" in assert_problem(client.post("/api/training-runs", json=body), 422)["detail"]
+    )
+    assert reads == []
+    grid = {
+        "dataset": "folder",
+        "architecture": "dcgan",
+        "losses": ["rsgan", "lsgan"],
+        "d_widths": [0.5, 1],
+        "steps": 10**6,
+        "dataset_options": {"path": "faces", "image_size": 8},
+    }
+    created = client.post("/api/sweeps", json=grid)
+    assert created.status_code == 202, created.text
+    client.post(f"/api/sweeps/{created.json()['id']}/cancel")
+    assert reads == ["folder"]

@@ -62,7 +62,9 @@ def create_training_run(
     """Queue a GAN training run; its generator is registered when it finishes."""
     run, job = training_service.create_run(state.db, state.settings.data_dir, body)
     state.runner.submit(job.id)
-    return training_service.run_public(run, job.id, state.settings.models_dir)
+    return training_service.run_public(
+        run, job.id, state.settings.models_dir, data_dir=state.settings.data_dir
+    )
 
 
 @router.get("/training-runs", response_model=list[TrainingRunPublic])
@@ -70,7 +72,9 @@ def list_training_runs(state: StateDep) -> list[TrainingRunPublic]:
     """All training runs, newest first."""
     with state.db.read() as session:
         return [
-            training_service.describe_run(session, run.id, state.settings.models_dir)
+            training_service.describe_run(
+                session, run.id, state.settings.models_dir, data_dir=state.settings.data_dir
+            )
             for run in training_store.list_runs(session)
         ]
 
@@ -79,7 +83,9 @@ def list_training_runs(state: StateDep) -> list[TrainingRunPublic]:
 def get_training_run(state: StateDep, run_id: int) -> TrainingRunPublic:
     """One training run with its progress and, when done, its generator and mode metrics."""
     with state.db.read() as session:
-        return training_service.describe_run(session, _checked(run_id), state.settings.models_dir)
+        return training_service.describe_run(
+            session, _checked(run_id), state.settings.models_dir, data_dir=state.settings.data_dir
+        )
 
 
 @router.get("/training-runs/{run_id}/losses", response_model=list[LossPoint])
@@ -157,7 +163,9 @@ def get_sweep(state: StateDep, sweep_id: int) -> SweepPublic:
     seeds (the results table), and the audits of its generators."""
     if not 0 <= sweep_id <= MAX_ID:
         raise NotFound("sweep", sweep_id)
-    return sweep_service.describe_sweep(state.db, sweep_id, state.settings.models_dir)
+    return sweep_service.describe_sweep(
+        state.db, sweep_id, state.settings.models_dir, data_dir=state.settings.data_dir
+    )
 
 
 @router.get(

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from app.gan.checkpoint import save_discriminator, save_generator
-from app.gan.datasets import make_dataset
+from app.gan.datasets import Dataset, make_dataset
 from app.gan.digit_classifier import DATASET_DIGITS, TrainedClassifier, cached_digit_classifier
 from app.gan.evaluation import generated_modes
 from app.gan.registry import generator_spec
@@ -50,8 +50,9 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def train_config(fields: dict[str, Any]) -> TrainConfig:
-    """A validated TrainConfig from JSON-like fields; unknown names are refused."""
+def train_config(fields: dict[str, Any], datasets: dict[str, Dataset] | None = None) -> TrainConfig:
+    """A validated TrainConfig from JSON-like fields; unknown names are refused. `datasets`:
+    data read already (see `check_config`)."""
     allowed = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(fields) - allowed)
     if unknown:
@@ -61,7 +62,7 @@ def train_config(fields: dict[str, Any]) -> TrainConfig:
         values["betas"] = tuple(values["betas"])
     config = TrainConfig(**values)
     # data, architecture, options and size together, on the meta device: no network is built
-    check_config(dataclasses.replace(config, device="cpu"))
+    check_config(dataclasses.replace(config, device="cpu"), datasets=datasets)
     return config
 
 

@@ -137,12 +137,15 @@ def audit_sweep(
         return [audit_store.create_audit(session, **fields) for fields in planned]
 
 
-def describe_sweep(db: Database, sweep_id: int, models_dir: Path) -> SweepPublic:
-    """A sweep's runs, its results per cell and the audits of its generators."""
+def describe_sweep(
+    db: Database, sweep_id: int, models_dir: Path, *, data_dir: Path | None = None
+) -> SweepPublic:
+    """A sweep's runs, its results per cell and the audits of its generators (`data_dir`: see
+    `run_public`)."""
     with db.read() as session:
         sweep = training_store.get_sweep(session, sweep_id)
         runs = [
-            describe_run(session, run.id, models_dir)
+            describe_run(session, run.id, models_dir, data_dir=data_dir)
             for run in training_store.list_runs(session, sweep_id)
         ]
         generators = [r.generator_id for r in runs if r.generator_id is not None]

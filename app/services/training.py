@@ -9,7 +9,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.gan.datasets import DATASETS
+from app.gan.datasets import DATASETS, Dataset
 from app.gan.losses import PENALISED
 from app.jobs.train import discriminator_file, train_config
 from app.schemas import (
@@ -72,14 +72,17 @@ def _path_use(dataset: str) -> Literal["required", "optional", "none"]:
     return "optional" if dataset in FILE_OPTIONAL_DATASETS else "none"
 
 
-def _config(body: TrainingRunCreate, data_dir: Path) -> dict[str, Any]:
+def _config(
+    body: TrainingRunCreate, data_dir: Path, datasets: dict[str, Dataset] | None = None
+) -> dict[str, Any]:
     fields = body.model_dump()
     dataset, given = fields["dataset"], fields["dataset_options"]
     if dataset in LOCAL_DATASETS or (dataset in FILE_OPTIONAL_DATASETS and "path" in given):
         options = dict(given)
         options["path"] = local_dataset_path(data_dir, options.get("path"))
         fields["dataset_options"] = options
-    train_config(fields)  # refuses unknown datasets, losses and options before anything is queued
+    # refuses unknown datasets, losses and options before anything is queued
+    train_config(fields, datasets)
     return fields
 
 
@@ -97,33 +100,33 @@ def create_sweep(db: Database, data_dir: Path, body: SweepCreate) -> tuple[int, 
             "gp_weight is the gradient penalty's lambda: none of the sweep's losses has one "
             f"({', '.join(PENALISED)} do)"
         )
-    configs = [
-        _config(
-            TrainingRunCreate(
-                dataset=body.dataset,
-                loss=loss,
-                architecture=body.architecture,
-                latent_dim=latent,
-                d_width=width,
-                g_width=body.g_width,
-                steps=body.steps,
-                seed=seed,
-                dataset_options=body.dataset_options,
-                batch_size=body.batch_size,
-                lr=body.lr,
-                betas=body.betas,
-                d_steps=body.d_steps,
-                # the penalised losses' lambda: a grid may mix them with others
-                gp_weight=body.gp_weight if loss in PENALISED else None,
-                architecture_options=body.architecture_options,
-                sample_every=0,
-            ),
-            data_dir,
+    cells = [
+        TrainingRunCreate(
+            dataset=body.dataset,
+            loss=loss,
+            architecture=body.architecture,
+            latent_dim=latent,
+            d_width=width,
+            g_width=body.g_width,
+            steps=body.steps,
+            seed=seed,
+            dataset_options=body.dataset_options,
+            batch_size=body.batch_size,
+            lr=body.lr,
+            betas=body.betas,
+            d_steps=body.d_steps,
+            # the penalised losses' lambda: a grid may mix them with others
+            gp_weight=body.gp_weight if loss in PENALISED else None,
+            architecture_options=body.architecture_options,
+            sample_every=0,
         )
         for loss, latent, width, seed in itertools.product(
             body.losses, body.latent_dims, body.d_widths, body.seeds
         )
     ]
+    # The cells share their data: read once (an 80-cell MNIST grid read mnist.npz 80 times).
+    datasets: dict[str, Dataset] = {}
+    configs = [_config(cell, data_dir, datasets) for cell in cells]
     with db.write() as session:
         sweep = training_store.create_sweep(session, body.model_dump())
         jobs = [training_store.create_run(session, c, sweep.id)[1].id for c in configs]
@@ -131,8 +134,15 @@ def create_sweep(db: Database, data_dir: Path, body: SweepCreate) -> tuple[int, 
 
 
 def run_public(
-    run: TrainingRun, job_id: int | None, models_dir: Path, generator: Generator | None = None
+    run: TrainingRun,
+    job_id: int | None,
+    models_dir: Path,
+    generator: Generator | None = None,
+    *,
+    data_dir: Path | None = None,
 ) -> TrainingRunPublic:
+    """A run as the API shows it; with `data_dir`, its data file's path as the user gave it
+    (relative to data/datasets/), not where the server keeps it."""
     discriminator = discriminator_file(run.id)
     saved = run.status == "done" and (models_dir / discriminator).is_file()
     return TrainingRunPublic(
@@ -140,7 +150,7 @@ def run_public(
         status=run.status,
         progress=TrainingProgress(step=run.step, steps=run.steps),
         generator_id=run.generator_id,
-        config=run.config,
+        config=run.config if data_dir is None else shown_config(run.config, data_dir),
         modes=run.modes,
         sweep_id=run.sweep_id,
         job_id=job_id,
@@ -150,9 +160,26 @@ def run_public(
     )
 
 
-def describe_run(session: Session, run_id: int, models_dir: Path) -> TrainingRunPublic:
+def describe_run(
+    session: Session, run_id: int, models_dir: Path, *, data_dir: Path | None = None
+) -> TrainingRunPublic:
     """A stored run as the API shows it: its latest job, its generator's auditability."""
     run = training_store.get_run(session, run_id)
     generator = session.get(Generator, run.generator_id) if run.generator_id else None
     stmt = select(Job.id).where(Job.training_run_id == run_id).order_by(Job.id.desc()).limit(1)
-    return run_public(run, session.scalars(stmt).first(), models_dir, generator)
+    job_id = session.scalars(stmt).first()
+    return run_public(run, job_id, models_dir, generator, data_dir=data_dir)
+
+
+def shown_config(config: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    """The config with its data file relative to data/datasets/: a reader (public ones too)
+    learns nothing of the server's directories."""
+    path = config.get("dataset_options", {}).get("path")
+    if not isinstance(path, str):
+        return config
+    root = (data_dir / "datasets").resolve()
+    try:
+        relative = PurePosixPath(Path(path).relative_to(root).as_posix())
+    except ValueError:
+        relative = PurePosixPath(Path(path).name)  # moved data directory: the name alone
+    return {**config, "dataset_options": {**config["dataset_options"], "path": str(relative)}}
