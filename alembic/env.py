@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from app.settings import Settings
+from app.store.migrate import migration_lock
 from app.store.models import Base
 
 config = context.config
@@ -25,13 +26,17 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     engine = create_engine(database_url())
-    with engine.connect() as connection:
-        context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=True
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection, target_metadata=target_metadata, render_as_batch=True
+            )
+            # The lock comes before Alembic reads the current revision, so a process that waited
+            # finds the schema its rival built and has nothing left to do.
+            with context.begin_transaction(), migration_lock(connection):
+                context.run_migrations()
+    finally:
+        engine.dispose()
 
 
 if context.is_offline_mode():

@@ -296,7 +296,9 @@ def test_sweep_prints_its_cells_and_agrees_with_the_api(tmp_path: Path) -> None:
     table = run("sweep", "--dataset", "ring8", "--loss", "rsgan", "--seed", "0,1", "--steps", "10",
                 data_dir=tmp_path)  # fmt: skip
     assert table.returncode == 0, table.stderr
-    assert re.search(r"rsgan\s+2\s+1\s+2 / 2\s+\d\.\d(±\d\.\d)? / 8", table.stdout), table.stdout
+    assert re.search(r"rsgan\s+default\s+1\s+2 / 2\s+\d\.\d(±\d\.\d)? / 8", table.stdout), (
+        table.stdout
+    )
     bad = run("sweep", "--dataset", "ring8", "--loss", "rsgan", "--seed", "a", data_dir=tmp_path)
     assert bad.returncode == 2 and "--seed: numbers" in bad.stderr
     big = run("sweep", "--dataset", "ring8", "--loss", "rsgan", "--seed", ",".join(map(str, range(11))),

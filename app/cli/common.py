@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from app.settings import Settings
 from app.store.db import Database
-from app.store.migrate import upgrade
+from app.store.migrate import UnknownRevision, upgrade
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True)  # help: the package docstring
 console = Console()
@@ -48,7 +48,10 @@ def settings_for(data_dir: Path | None) -> Settings:
 def open_store(settings: Settings) -> Database:
     settings.ensure_dirs()
     url = settings.resolved_database_url()
-    upgrade(url)
+    try:
+        upgrade(url)
+    except UnknownRevision as exc:
+        fail(str(exc))
     return Database(url, settings.sqlite_busy_timeout_ms)
 
 
