@@ -24,7 +24,9 @@ from app.api import (
 )
 from app.api import events as event_streams
 from app.api.auth import current_principal
+from app.api.cross_site import CrossSiteGuard
 from app.api.deps import AppState
+from app.api.early_auth import AuthBeforeBody
 from app.api.openapi import install_problem_schema
 from app.api.problems import install_problem_handlers
 from app.api.upload_limit import UploadLimit
@@ -94,7 +96,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.birthday = state
     install_problem_handlers(app, page=error_page)
     install_problem_schema(app)
-    app.add_middleware(UploadLimit, limit=settings.upload_limit_bytes, paths=("/api/generators",))
+    # The last added runs first: other sites' requests, then anonymous uploads, then oversized
+    # bodies are refused, each before anything reads the body.
+    uploads = ("/api/generators",)
+    app.add_middleware(
+        UploadLimit, limit=settings.upload_limit_bytes, paths=uploads, forms=("/login",)
+    )
+    app.add_middleware(AuthBeforeBody, state=state, paths=uploads)
+    app.add_middleware(CrossSiteGuard, settings=settings)
     # Every API call is authenticated (a no-op on loopback); routes add role checks.
     api = APIRouter(prefix="/api", dependencies=[Depends(current_principal)])
     for module in (

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     public_read: bool = Field(
         default=False, description="With auth on, allow reading (GET) without a token."
     )
+    allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated host names a server without tokens answers to, besides "
+        "localhost, IP addresses and its own --host: any other Host header is refused, so that "
+        "a web page cannot reach it by DNS rebinding.",
+    )
 
     ray_address: str | None = Field(
         default=None,

@@ -194,7 +194,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp) / "data", models_dir=Path(tmp) / "models")
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
             for synthetic, n in SCENARIOS:
                 rows = []
                 truth = math.nan

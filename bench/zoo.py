@@ -306,7 +306,8 @@ class AuditApp:
             cached = settings.models_dir / DIGIT_SETS[digits].cache_file
             cached.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(classifier_path, cached)
-        self.client = TestClient(create_app(settings))
+        # a loopback name: a server without tokens answers to no other Host
+        self.client = TestClient(create_app(settings), base_url="http://127.0.0.1")
 
     def __enter__(self) -> AuditApp:
         self.client.__enter__()
