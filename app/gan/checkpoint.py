@@ -5,7 +5,9 @@ Two formats (DESIGN.md, "Generators: conventions and formats"):
   a huge header is a known denial of service; the architecture and options travel in its metadata.
 - a state_dict `.pt`: only ever `torch.load(weights_only=True)`, whose restricted unpickler refuses
   anything but tensors and plain containers, so no code in the file runs.
-Both check every tensor's name, shape and dtype against the architecture before loading.
+Both check every tensor's name, shape and dtype against the architecture before loading, and
+count the architecture's parameters on the meta device before building it: the options come from
+the uploader, and a few bytes of metadata can ask for a network of hundreds of GiB.
 A trained discriminator is saved the same way, tagged as one, so that its features can embed an
 audit's pool (app.embed.discriminator) and a generator file is never taken for it.
 """
@@ -15,7 +17,8 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -28,13 +31,21 @@ from app.gan.registry import (
     build_discriminator,
     build_generator,
     canonical_options,
+    generator_spec,
 )
+from app.gan.run_size import check_network_size, meta_network, network_size
+from app.gan.zip_directory import check_zip_directory
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024  # safetensors header (JSON) size we accept
 MAX_TENSORS = 10_000  # tensors per file; built-in generators have well under 100
 METADATA_ARCHITECTURE = "birthday.architecture"
 METADATA_OPTIONS = "birthday.options"
 METADATA_NETWORK = "birthday.network"  # "discriminator"; generator files predate the tag
+# A state_dict `.pt` is a zip of one pickle and a record per storage, plus a few small records.
+MAX_STATE_DICT_RECORDS = MAX_TENSORS + 16
+# What a `.pt` may hold past its architecture's weights: the pickle (~200 bytes a tensor) and small
+# records. Twice the weights leaves room for a tensor saved as a view of a larger storage.
+STATE_DICT_SLACK_BYTES = 4 * 2**20
 
 # safetensors dtype names (the format's spec) of the torch dtypes our modules hold
 _SAFETENSORS_DTYPES = {
@@ -86,15 +97,25 @@ def load_discriminator_safetensors(path: StrPath) -> tuple[nn.Module, str, dict[
     if architecture is None:
         raise ValueError("the file does not name its architecture ('birthday.architecture')")
     options = _options_from_metadata(metadata.get(METADATA_OPTIONS, "{}"))
-    module = build_discriminator(architecture, options)
-    _load_into(module, path, header)
+    module = _build_checked(lambda: build_discriminator(architecture, options), path, header)
+    _load_into(module, path)
     return module.eval(), architecture, canonical_options(architecture, options)
 
 
-def _load_into(module: nn.Module, path: StrPath, header: Mapping[str, Any]) -> None:
-    """Load the file's tensors into `module`, once its header is known to match it exactly."""
+def _build_checked(
+    build: Callable[[], nn.Module], path: StrPath, header: Mapping[str, Any]
+) -> nn.Module:
+    """`build()`, once the network it makes is known (from a meta-device build) to be within the
+    parameter bound and to be exactly what the safetensors header holds."""
+    shapes = meta_network(build)
+    check_network_size(network_size(shapes))
     found = {name: (tuple(entry["shape"]), entry["dtype"]) for name, entry in header.items()}
-    _check_entries(found, _expected(module), "file")
+    _check_entries(found, _expected(shapes), "file")
+    return build()
+
+
+def _load_into(module: nn.Module, path: StrPath) -> None:
+    """Load the file's tensors into `module`, whose entries the header is known to match."""
     try:
         tensors = load_file(os.fspath(path), device="cpu")
     except (SafetensorError, OSError, RuntimeError) as exc:
@@ -142,16 +163,26 @@ def load_generator_safetensors(
             )
     if options is None and METADATA_OPTIONS in metadata:
         options = _options_from_metadata(metadata[METADATA_OPTIONS])
-    module, spec = build_generator(architecture, options)
-    _load_into(module, path, header)
+    spec = generator_spec(architecture, options)
+    module = _build_checked(lambda: build_generator(architecture, options)[0], path, header)
+    _load_into(module, path)
     return module.eval(), spec
 
 
 def load_generator_state_dict(
     path: StrPath, architecture: str, options: Mapping[str, Any] | None
 ) -> tuple[nn.Module, GeneratorSpec]:
-    """Generator (eval mode) and spec from a plain state_dict `.pt`, never unpickling objects."""
-    module, spec = build_generator(architecture, options)
+    """Generator (eval mode) and spec from a plain state_dict `.pt`, never unpickling objects.
+
+    The file is checked as a zip first: torch.load inflates a compressed record whole in memory
+    (510 KB can hold a 512 MB tensor of zeros), and torch.save never compresses, so a compressed
+    record, or more bytes than the architecture's weights, is refused before torch.load runs.
+    """
+    spec = generator_spec(architecture, options)
+    shapes = meta_network(lambda: build_generator(architecture, options)[0])
+    size = network_size(shapes)
+    check_network_size(size)
+    check_state_dict_zip(path, size.state_bytes)
     try:
         state = torch.load(os.fspath(path), weights_only=True, map_location="cpu")
     except Exception as exc:  # any failure to parse untrusted bytes is the user's bad input
@@ -166,9 +197,40 @@ def load_generator_state_dict(
     if bad:
         raise ValueError(f"state_dict entries that are not named tensors: {_some(bad)}")
     found = {k: (tuple(v.shape), _dtype_name(v.dtype)) for k, v in state.items()}
-    _check_entries(found, _expected(module), "file")
+    _check_entries(found, _expected(shapes), "file")
+    module, _ = build_generator(architecture, options)
     module.load_state_dict(dict(state), strict=True)
     return module.eval(), spec
+
+
+def check_state_dict_zip(path: StrPath, weight_bytes: int) -> None:
+    """A ValueError unless `path` is a zip as torch.save writes it: few records, none compressed,
+    holding not far more than `weight_bytes` (the architecture's state_dict)."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            "not a state_dict .pt: torch.save has written zip files since PyTorch 1.6, and the "
+            "older format is not accepted (load it and torch.save it again)"
+        )
+    check_zip_directory(path, MAX_STATE_DICT_RECORDS)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"not a readable state_dict .pt: {exc}") from exc
+    packed = sorted(i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED)
+    if packed:
+        raise ValueError(
+            f"compressed records in the .pt ({_some(packed)}): torch.save never compresses, and "
+            "loading would inflate them whole in memory; save it again with torch.save"
+        )
+    declared = sum(max(i.file_size, i.compress_size) for i in infos)
+    allowed = 2 * weight_bytes + STATE_DICT_SLACK_BYTES
+    if declared > allowed:
+        raise ValueError(
+            f"the .pt holds {declared:,} bytes; this architecture's weights take {weight_bytes:,} "
+            f"(at most {allowed:,} accepted): check the architecture and options, and save "
+            "the state_dict alone"
+        )
 
 
 def read_safetensors_header(path: StrPath) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:

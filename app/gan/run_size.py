@@ -1,12 +1,16 @@
-"""How much memory a training run would take, worked out before anything is allocated.
+"""How much memory a training run, or an uploaded generator, would take, worked out before
+anything is allocated.
 
 A request is checked in the API process: widths of 16 at a base width of 1,024 would ask for
 10^10 parameters, and a batch of 8,192 64x64 images through DCGANs of width 4 for ~100 GiB of
-activations. Counting on the meta device costs nothing, so such a run is refused at once.
+activations. Counting on the meta device costs nothing, so such a run is refused at once. An
+upload names its architecture and options too (form or file metadata): a 144-byte safetensors
+header can ask for a 673 GiB generator, so its network is counted the same way before it is built.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,4 +90,37 @@ def check_size(size: RunSize) -> None:
             f"a training step would hold {size.activation_bytes / 2**30:,.1f} GiB of activations, "
             f"more than the {MAX_ACTIVATION_BYTES / 2**30:g} GiB a run may: lower batch_size, "
             "the widths or the image size"
+        )
+
+
+@dataclass(frozen=True)
+class NetworkSize:
+    """One network as a checkpoint holds it."""
+
+    parameters: int
+    state_bytes: int  # bytes of its state_dict (weights and buffers), as a file stores them
+
+
+def meta_network(build: Callable[[], nn.Module]) -> nn.Module:
+    """The network `build` makes, on the meta device: shapes and dtypes, no memory, whatever the
+    options ask for."""
+    with torch.device("meta"):
+        return build()
+
+
+def network_size(module: nn.Module) -> NetworkSize:
+    """What `module` (a meta_network, or any other) holds."""
+    return NetworkSize(
+        parameters=sum(p.numel() for p in module.parameters()),
+        state_bytes=sum(t.numel() * t.element_size() for t in module.state_dict().values()),
+    )
+
+
+def check_network_size(size: NetworkSize) -> None:
+    """A ValueError when one network alone is over the parameters a whole run may have."""
+    if size.parameters > MAX_PARAMETERS:
+        raise ValueError(
+            f"these options make a network of {size.parameters:,} parameters, more than the "
+            f"{MAX_PARAMETERS:,} this server loads: check the architecture's options "
+            "(base_width, hidden, g_width, depth)"
         )

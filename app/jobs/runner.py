@@ -241,8 +241,9 @@ class JobRunner:
             self._publish(subject, "status", {"status": "running"})
             restarts = 0
             while True:
-                steps = start()
+                steps: Iterator[object] | None = None
                 try:
+                    steps = start()  # a refusal to start is the job's failure too
                     for step in steps:
                         if self._lease_lost(job_id):
                             return JobOutcome("elsewhere", f"job {job_id}'s lease was taken over")
@@ -305,6 +306,12 @@ class JobRunner:
         task = self.audit_task(audit_id)
 
         def start() -> Iterator[object]:
+            if task.source.format == "torchscript" and not self.settings.code_uploads_allowed:
+                # queued while the server ran code uploads (loopback), run where it does not
+                raise ValueError(
+                    "the generator is TorchScript (executable code), and this server does not "
+                    "run code uploads (BIRTHDAY_ALLOW_CODE_UPLOADS)"
+                )
             with self.db.read() as session:
                 resume_from = audit_store.get_audit(session, audit_id).samples_done
                 # a pool growing (extended, or resumed after a restart) must grow from the

@@ -1,8 +1,10 @@
 """Samples from an uploaded `.npz` archive: sample i is the i-th image of its one array.
 
-The archive is untrusted. Its array header is read and checked (dtype, shape, declared size against
-the zip member's) before any image data is decompressed, so a small file that claims a huge array or
-inflates a thousandfold is refused at upload instead of allocating memory. Images are then read a
+The archive is untrusted. Its central directory's extent is checked from its end records before
+zipfile reads it (an .npz holds one member; a directory of millions costs GBs to read). Its array
+header is read and checked (dtype, shape, declared size against the zip member's) before any image
+data is decompressed, so a small file that claims a huge array or inflates a thousandfold is
+refused at upload instead of allocating memory. Images are then read a
 chunk at a time: memory-mapped from a stored (`np.savez`) member, streamed with a byte counter from a
 deflated (`np.savez_compressed`) one. `allow_pickle` never comes into it: object dtypes are refused.
 """
@@ -21,9 +23,12 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from app.sources.base import SampleChunk, check_indices
+from app.gan.zip_directory import check_zip_directory, zip_entry_names
+from app.sources.base import MAX_SIDE, MIN_SIDE, SampleChunk, check_indices
+from app.sources.zip_archive import MAX_MEMBERS
 
 MAX_IMAGES = 10_000_000
+MAX_ENTRIES = 16  # zip entries of an .npz: its one array, and any folder entries around it
 # Declared uncompressed size of the array: a pool of 10^6 float32 64x64 RGB images (49 GB) fits.
 # It bounds the work of reading it, never memory: the array is read a chunk at a time.
 MAX_ARRAY_BYTES = 64 * 1024**3
@@ -65,8 +70,9 @@ class NpzLayout:
 
 def _open(path: Path) -> zipfile.ZipFile:
     try:
+        check_zip_directory(path, MAX_ENTRIES)
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ValueError(f"not a readable .npz archive: {exc}") from exc
 
 
@@ -121,7 +127,9 @@ def inspect_npz(path: Path) -> NpzLayout:
     channels, height, width = layout.image_shape
     if channels not in (1, 3):
         raise ValueError(f"images must have 1 or 3 channels, got {channels}")
-    if not (1 <= n <= MAX_IMAGES) or not (4 <= height <= 1024 and 4 <= width <= 1024):
+    if not (1 <= n <= MAX_IMAGES) or not (
+        MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE
+    ):
         raise ValueError(f"unsupported archive shape {tuple(shape)}")
     declared = n * layout.row_bytes
     if declared > MAX_ARRAY_BYTES:
@@ -183,15 +191,18 @@ def check_float_range(low: float, high: float) -> None:
 
 
 def sample_archive_kind(path: Path) -> str:
-    """'npz' or 'zip' (of PNGs): both are zip files, told apart by their members."""
+    """'npz' or 'zip' (of PNGs): both are zip files, told apart by their members' names, read
+    from the central directory without zipfile (the archive is opened once, to inspect it)."""
+    files = 0
+    arrays = True
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if not n.endswith("/")]
-    except (zipfile.BadZipFile, OSError) as exc:
+        for name in zip_entry_names(path, MAX_MEMBERS):
+            if not name.endswith(b"/"):
+                files += 1
+                arrays = arrays and name.endswith(b".npy")
+    except (ValueError, OSError) as exc:
         raise ValueError(f"a sample archive must be a .npz or a .zip of PNGs: {exc}") from exc
-    if names and all(n.endswith(".npy") for n in names):
-        return "npz"
-    return "zip"
+    return "npz" if files and arrays else "zip"
 
 
 def describe_npz(path: Path) -> tuple[int, tuple[int, int, int]]:

@@ -9,6 +9,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+# Pixels a side of the images an uploaded source may give (archives, probed generators): what
+# the embedders and the review pages are built for, and a bound on what one sample costs.
+MIN_SIDE, MAX_SIDE = 4, 1024
+
 
 @dataclass(frozen=True)
 class SampleChunk:
@@ -31,6 +35,14 @@ def sample_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     can be regenerated alone and chunking never changes a sample."""
     key = ((seed & 0xFFFFFFFF) << 96) | ((stream & 0xFFFFFFFF) << 64) | (index & 0xFFFFFFFFFFFFFFFF)
     return np.random.Generator(np.random.Philox(key=key))
+
+
+def check_sides(height: int, width: int, what: str) -> None:
+    """A ValueError naming `what` when a side is outside MIN_SIDE..MAX_SIDE."""
+    if not (MIN_SIDE <= height <= MAX_SIDE and MIN_SIDE <= width <= MAX_SIDE):
+        raise ValueError(
+            f"{what} must be between {MIN_SIDE} and {MAX_SIDE} pixels a side, got {height}x{width}"
+        )
 
 
 def check_indices(indices: NDArray[np.int64], max_samples: int | None) -> None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.gan.zip_directory import zip_entry_names
 from app.sources.archive import NpzSource, inspect_npz
 from app.sources.base import Source
 from app.sources.checkpoint import CheckpointSource
 from app.sources.isolated import IsolatedSource
 from app.sources.synthetic import SyntheticConfig, SyntheticSource
-from app.sources.zip_archive import ZipSource
+from app.sources.zip_archive import MAX_MEMBERS, ZipSource
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,13 @@ def build_source(
 
 def archive_size(path: Path) -> int:
     """How many samples an uploaded archive holds, from its headers alone (an .npz's array
-    header, a .zip's central directory), so that a request asking for more is refused at once
-    rather than failing in its job."""
+    header, a .zip's central directory walked entry by entry, never held whole), so that a
+    request asking for more is refused at once rather than failing in its job."""
     if path.suffix == ".npz":
         return inspect_npz(path).count
     try:
-        with zipfile.ZipFile(path) as archive:
-            return sum(not info.is_dir() for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError) as exc:
+        return sum(not name.endswith(b"/") for name in zip_entry_names(path, MAX_MEMBERS))
+    except (ValueError, OSError) as exc:
         raise ValueError(f"not a readable .zip archive: {exc}") from exc
 
 

@@ -1,8 +1,10 @@
 """Samples from an uploaded `.zip` of PNGs: sample i is the archive's i-th member.
 
-The archive is untrusted: member names, counts, declared sizes and compression ratios are checked
-before anything is decompressed, members are read one at a time through a byte counter (never
-`extractall`), and Pillow's decompression-bomb limit stays on.
+The archive is untrusted: the central directory's extent and entry count are checked from its end
+records before zipfile reads it (read whole, it costs an object per entry), member names, counts,
+declared sizes and compression ratios before anything is decompressed, and every PNG's size from its
+header before its pixels are decoded (a 139 KB PNG can decode to 7000x7000). Members are read one
+at a time through a byte counter (never `extractall`), and Pillow's decompression-bomb limit stays on.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image
 
-from app.sources.base import SampleChunk, check_indices
+from app.gan.zip_directory import check_zip_directory
+from app.sources.base import SampleChunk, check_indices, check_sides
 
 MAX_MEMBERS = 1_000_000
 MAX_MEMBER_BYTES = 16 * 1024 * 1024  # declared uncompressed size of one PNG
@@ -27,6 +30,9 @@ MAX_MEMBER_BYTES = 16 * 1024 * 1024  # declared uncompressed size of one PNG
 MAX_TOTAL_BYTES = 64 * 1024**3
 MAX_RATIO = 200  # uncompressed / compressed; PNG is already compressed, so a high ratio is a bomb
 READ_BLOCK = 1 << 16
+# Pixels decoded to check an archive whole: 10^6 images of 128x128 (as MAX_TOTAL_BYTES), worked
+# out from the first image's header and the member count before any image is decoded.
+MAX_TOTAL_PIXELS = 2**34
 
 
 @dataclass(frozen=True)
@@ -55,26 +61,44 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     return buffer.getvalue()
 
 
-def _decode(data: bytes, name: str) -> Image.Image:
+def _decode(
+    data: bytes, name: str, expected: tuple[int, int, int] | None = None
+) -> tuple[Image.Image, tuple[int, int, int]]:
+    """The decoded image and its (C, H, W), refused from its header alone when a side is outside
+    MIN_SIDE..MAX_SIDE (app.sources.base) or it differs from `expected`."""
     try:
         image = Image.open(io.BytesIO(data), formats=["PNG"])
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"member {name!r} is not a readable PNG: {exc}") from exc
+    shape = (_channels(image), image.height, image.width)
+    check_sides(shape[1], shape[2], f"images ({name!r})")
+    if expected is not None and shape != expected:
+        raise ValueError(f"mixed image sizes: {name!r} is {shape}, the first image is {expected}")
+    try:
         image.load()
     except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
         raise ValueError(f"member {name!r} is not a readable PNG: {exc}") from exc
-    return image
+    return image, shape
 
 
 def _channels(image: Image.Image) -> int:
     return 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3
 
 
-def inspect_zip(path: Path, verify_all: bool = True) -> ZipLayout:
-    """Check the archive whole; raises ValueError naming the first problem found."""
+def open_zip(path: Path) -> zipfile.ZipFile:
+    """The archive, once its central directory is known to hold at most MAX_MEMBERS entries."""
     try:
-        archive = zipfile.ZipFile(path)
+        check_zip_directory(path, MAX_MEMBERS)
+        return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ValueError(f"not a readable .zip archive: {exc}") from exc
-    with archive:
+    except ValueError as exc:
+        raise ValueError(f"not an acceptable .zip archive: {exc}") from exc
+
+
+def inspect_zip(path: Path, verify_all: bool = True) -> ZipLayout:
+    """Check the archive whole; raises ValueError naming the first problem found."""
+    with open_zip(path) as archive:
         infos = [info for info in archive.infolist() if not info.is_dir()]
         if not infos:
             raise ValueError("the archive holds no images")
@@ -92,19 +116,16 @@ def inspect_zip(path: Path, verify_all: bool = True) -> ZipLayout:
             total += info.file_size
         if total > MAX_TOTAL_BYTES:
             raise ValueError(f"the archive declares {total} bytes uncompressed; too large")
-        shape: tuple[int, int, int] | None = None
-        for info in infos if verify_all else infos[:1]:
-            image = _decode(_read_member(archive, info), info.filename)
-            this = (_channels(image), image.height, image.width)
-            if shape is None:
-                shape = this
-            elif this != shape:
-                raise ValueError(
-                    f"mixed image sizes: {info.filename!r} is {this}, the first image is {shape}"
-                )
-        assert shape is not None
-        if not (4 <= shape[1] <= 1024 and 4 <= shape[2] <= 1024):
-            raise ValueError(f"images must be between 4 and 1024 pixels a side, got {shape[1:]}")
+        first = infos[0]
+        _, shape = _decode(_read_member(archive, first), first.filename)
+        pixels = len(infos) * shape[1] * shape[2]
+        if pixels > MAX_TOTAL_PIXELS:
+            raise ValueError(
+                f"{len(infos):,} images of {shape[1]}x{shape[2]} are {pixels:,} pixels to check, "
+                f"more than the {MAX_TOTAL_PIXELS:,} accepted: upload an .npz, or fewer images"
+            )
+        for info in infos[1:] if verify_all else ():
+            _decode(_read_member(archive, info), info.filename, shape)
         return ZipLayout(tuple(info.filename for info in infos), shape)
 
 
@@ -126,14 +147,12 @@ class ZipSource:
         c, h, w = self.image_shape
         images = torch.empty((len(indices), c, h, w), dtype=torch.float32)
         if self._archive is None:
-            self._archive = zipfile.ZipFile(self.path)
+            self._archive = open_zip(self.path)
         archive = self._archive
         for row, index in enumerate(indices.tolist()):
             info = archive.getinfo(self.members[index])
-            image = _decode(_read_member(archive, info), info.filename)
+            image, _ = _decode(_read_member(archive, info), info.filename, self.image_shape)
             image = image.convert("L" if c == 1 else "RGB")
-            if image.size != (w, h):
-                raise ValueError(f"member {info.filename!r} changed size")
             array = np.asarray(image, dtype=np.float32).reshape(h, w, c)
             images[row] = torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1
         return SampleChunk(images=images, identities=None)
