@@ -6,11 +6,15 @@ import os
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 
 from app.embed.clip import TINY_CLIP_MODEL, ClipEmbedder
+from app.settings import Settings
+from tests.conftest import assert_problem
 
 
 def images(count: int, channels: int = 3, side: int = 32, seed: int = 0) -> torch.Tensor:
@@ -146,3 +150,88 @@ def test_bad_input_is_refused(tiny: ClipEmbedder) -> None:
         tiny.embed(torch.zeros(1, 2, 32, 32))
     with pytest.raises(ValueError, match="float"):
         tiny.embed(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
+def _write_bad_weights(path: Path) -> None:
+    """Each file name says what is wrong with it."""
+    kind = path.stem
+    if kind == "empty":
+        torch.save({}, path)
+    elif kind == "empty_wrapped":
+        torch.save({"state_dict": {}}, path)
+    elif kind == "tensor":
+        torch.save(torch.zeros(3), path)
+    elif kind == "list":
+        torch.save([1, 2], path)
+    elif kind == "not_tensors":
+        torch.save({"visual.proj": 3}, path)
+    elif kind == "truncated":
+        torch.save({"visual.proj": torch.zeros(8, 8)}, path)
+        path.write_bytes(path.read_bytes()[:100])
+    elif kind == "corrupt":
+        path.write_bytes(b"\x00" * 100)
+    elif kind == "weights":
+        np.savez(path, a=np.zeros(3))
+    else:
+        raise AssertionError(kind)
+
+
+BAD_WEIGHTS = [
+    ("empty.pt", "empty mapping"),
+    ("empty_wrapped.pt", "empty mapping"),
+    ("tensor.pt", "got Tensor"),
+    ("list.pt", "got list"),
+    ("not_tensors.pt", "got int under 'visual.proj'"),
+    ("truncated.pt", "could not load CLIP weights"),
+    ("corrupt.safetensors", "could not load CLIP weights"),
+    ("weights.npz", "numpy"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), BAD_WEIGHTS)
+def test_malformed_weight_files_are_a_clear_value_error(
+    tmp_path: Path, name: str, message: str
+) -> None:
+    path = tmp_path / name
+    _write_bad_weights(path)
+    with pytest.raises(ValueError, match=message):
+        ClipEmbedder(TINY_CLIP_MODEL, path, "cpu")
+
+
+def test_malformed_weights_make_the_audit_request_a_422(
+    client: TestClient, settings: Settings
+) -> None:
+    (settings.models_dir / "clip").mkdir(parents=True)
+    for name, message in BAD_WEIGHTS:
+        _write_bad_weights(settings.models_dir / "clip" / name)
+        body = {
+            "synthetic": {"support": 5, "channels": 3},
+            "n": 20,
+            "embedder": "clip",
+            "embedder_options": {"model": TINY_CLIP_MODEL, "weights": f"clip/{name}"},
+        }
+        problem = assert_problem(client.post("/api/audits", json=body), 422)
+        assert message in problem["detail"], name
+
+
+def test_weights_for_another_input_size_are_refused_not_interpolated(
+    tiny: ClipEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """open_clip would resize the positional embeddings of a 32px model to fit 64px inputs."""
+    config = open_clip.get_model_config(TINY_CLIP_MODEL)
+    config["vision_cfg"]["image_size"] = 64
+    monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, "birthday-tiny-vit-64px-test", config)
+    path = tmp_path / "tiny32.safetensors"
+    save_file(
+        {key: value.contiguous() for key, value in tiny.model.state_dict().items()}, str(path)
+    )
+    shapes = r"visual.positional_embedding \(17, 64\) in the file, \(65, 64\) in the model"
+    with pytest.raises(ValueError, match=shapes):
+        ClipEmbedder("birthday-tiny-vit-64px-test", path, "cpu")
+    assert ClipEmbedder("birthday-tiny-vit-64px-test", None, "cpu").dim == tiny.dim
+
+
+def test_the_pretrained_tag_is_part_of_the_name() -> None:
+    """The tag picks QuickGELU and the normalisation: the same file under two tags differs."""
+    tagged = ClipEmbedder("RN50", None, "cpu", pretrained_tag="openai")
+    assert tagged.name == "clip:RN50 (untrained, random init seed 0) [tag openai]"

@@ -9,6 +9,7 @@ import pytest
 from numpy.typing import NDArray
 
 from app.mining.closest import exact_closest_pairs
+from app.mining.duplicates import RELATIVE_TOLERANCE, first_near_copies
 from app.mining.exact import ExactMiner
 from app.mining.factory import EXACT_MAX_POOL, make_miner
 from app.mining.hnsw import HnswMiner
@@ -236,3 +237,62 @@ def test_make_miner_picks_by_pool_size() -> None:
     assert isinstance(make_miner("hnsw", 10, 8), HnswMiner)
     with pytest.raises(ValueError):
         make_miner("faiss", 10, 8)  # type: ignore[arg-type]
+
+
+def rounding_copies(
+    x: NDArray[np.float32], source: int, rows: Sequence[int], rng: np.random.Generator
+) -> None:
+    """Make `rows` copies of row `source` up to rounding: 1 ulp off in 3 random coordinates."""
+    for r in rows:
+        x[r] = x[source]
+        cols = rng.choice(x.shape[1], 3, replace=False)
+        x[r, cols] = np.nextafter(x[r, cols], np.float32(np.inf))
+
+
+@pytest.mark.parametrize("kind", sorted(MINERS))
+def test_rows_equal_up_to_rounding_are_joined_at_their_true_distance(kind: str) -> None:
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((120, 16)).astype(np.float32)
+    group = [5, 12, 13, *range(31, 52), 70, 100]  # larger than k, in every chunk
+    rounding_copies(x, 5, group[1:], rng)
+    x[110] = x[40]  # a byte copy of a rounding copy
+    batches = mine(MINERS[kind](120, 16), x, [30, 30, 30, 30], k=3)
+    dist = distances64(x)
+    found: dict[tuple[int, int], float] = {}
+    for batch in batches:
+        assert np.all(batch.i < batch.j)
+        np.testing.assert_allclose(batch.distance, dist[batch.i, batch.j], rtol=1e-12, atol=0)
+        pairs = zip(batch.i.tolist(), batch.j.tolist(), strict=True)
+        found.update(zip(pairs, batch.distance.tolist(), strict=True))
+    members = [*group, 110]
+    component = {r: {r} for r in members}
+    for a, b in found:
+        if a in component and b in component and component[a] is not component[b]:
+            merged = component[a] | component[b]
+            component.update({m: merged for m in merged})
+    assert component[5] == set(members)
+    if kind == "hnsw":  # it pairs each copy with the earlier row standing for it in the graph
+        assert all(any((c, r) in found for c in members if c < r) for r in members[1:])
+    assert found[(40, 110)] == 0.0
+    assert all(found[(a, b)] > 0.0 for a, b in found if a in group and b in group)
+
+
+def test_first_near_copies_map_to_a_stand_in_within_tolerance() -> None:
+    one = np.zeros(4, dtype=np.float32)
+    one[0] = 1.0
+    step = np.float32(0.6 * RELATIVE_TOLERANCE)
+    rows = np.stack(
+        [
+            one,
+            one + [0, step, 0, 0],  # copies row 0
+            one + [0, 2 * step, 0, 0],  # copies row 1 only: a chain must not drift
+            np.zeros(4),
+            np.zeros(4),  # zero rows have no norm to be relative to
+            1e3 * one + [0, 1e-3, 0, 0],  # 1e-6 of its norm from row 6
+            1e3 * one,
+            one + [0, 1e-3, 0, 0],  # 1e-3 from row 0: a near duplicate, not a copy
+        ]
+    ).astype(np.float32)
+    assert first_near_copies(rows).tolist() == [0, 0, 2, 3, 3, 5, 5, 7]
+    assert first_near_copies(rows[:1]).tolist() == [0]
+    assert first_near_copies(rows[:0]).tolist() == []

@@ -15,6 +15,10 @@ import numpy as np
 import open_clip
 import torch
 from numpy.typing import NDArray
+from open_clip.convert import convert_state_dict
+from open_clip.model import convert_to_custom_text_state_dict
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from app.embed.base import check_images, embed_in_batches, resolve_device
 from app.embed.transforms import Interpolation, ResizeMode, network_input
@@ -37,12 +41,15 @@ class ClipEmbedder:
     `weights_path` is a full open_clip checkpoint (`.safetensors`, or a state_dict `.bin`/`.pth`
     read with `torch.load(weights_only=True)`), e.g. `open_clip_model.safetensors` from the
     model's Hugging Face repository. OpenAI's original TorchScript `.pt` files are refused (they
-    hold code). With `weights_path=None` the model is randomly initialised from `seed`: useful
-    only for tests, and its name says "untrained".
+    hold code), and so is any file whose tensors differ in shape from the model's: open_clip
+    would interpolate positional embeddings trained at another input size without a word. With
+    `weights_path=None` the model is randomly initialised from `seed`: useful only for tests,
+    and its name says "untrained".
 
     `pretrained_tag` names the open_clip tag the file was published under (e.g. "openai",
     "laion2b_s34b_b79k"); it selects that tag's normalisation, resize rule and QuickGELU setting.
-    Without it the model config's defaults apply (OpenAI mean/std, bicubic, shortest side).
+    Without it the model config's defaults apply (OpenAI mean/std, bicubic, shortest side). The
+    tag is part of the embedder's name: the same file under another tag gives other features.
     """
 
     def __init__(
@@ -83,6 +90,8 @@ class ClipEmbedder:
             self.name = f"clip:{model_name}:{Path(weights_path).name}"
         else:
             self.name = f"clip:{model_name} (untrained, random init seed {seed})"
+        if pretrained_tag is not None:
+            self.name += f" [tag {pretrained_tag}]"
 
     def embed(self, images: torch.Tensor) -> NDArray[np.float32]:
         """Unit-length rows (B, dim) for images (B, 1 or 3, H, W) in [-1, 1] of any size."""
@@ -139,31 +148,93 @@ def _create_model(
     device: torch.device,
     seed: int,
 ) -> Any:
-    # An absolute path can never equal a pretrained tag, so open_clip never takes the download
-    # branch; fork_rng makes an untrained model the same on every construction.
-    pretrained = str(Path(weights_path).resolve()) if weights_path is not None else None
+    # Weights are read here, not by open_clip (pretrained=None): its loader lets malformed files
+    # through as StopIteration or AttributeError and resizes mismatched positional embeddings.
+    # fork_rng makes an untrained model the same on every construction.
+    state = _read_checkpoint(Path(weights_path)) if weights_path is not None else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        try:
-            model = open_clip.create_model(
-                model_name,
-                pretrained=pretrained,
-                device=device,
-                force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
-                force_preprocess_cfg=tag_cfg or None,
-                pretrained_image=False,
-                pretrained_text=False,
-                weights_only=True,
-                require_pretrained=pretrained is not None,
-            )
-        except (RuntimeError, pickle.UnpicklingError, ValueError, KeyError) as error:
-            raise ValueError(
-                f"could not load CLIP weights {weights_path} into {model_name!r}: {error}. "
-                "The file must be an open_clip checkpoint for exactly this model (TorchScript "
-                "archives such as OpenAI's original .pt are refused)."
-            ) from error
+        model = open_clip.create_model(
+            model_name,
+            pretrained=None,
+            device=device,
+            force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
+            force_preprocess_cfg=tag_cfg or None,
+            pretrained_image=False,
+            pretrained_text=False,
+        )
+    if state is not None:
+        assert weights_path is not None
+        _load_weights(
+            model, state, f"could not load CLIP weights {weights_path} into {model_name!r}"
+        )
     model.eval()
     return model
+
+
+def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The file's tensors by parameter name ('state_dict' and 'module.' unwrapped), or ValueError."""
+    what = f"could not load CLIP weights {path}"
+    if path.suffix.lower() in (".npz", ".npy"):
+        raise ValueError(
+            f"{what}: numpy (big_vision) weights are not supported; give an open_clip "
+            "checkpoint (.safetensors, or a state_dict .bin/.pth/.pt)"
+        )
+    try:
+        if path.suffix.lower() == ".safetensors":
+            checkpoint: Any = load_file(str(path), device="cpu")
+        else:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, SafetensorError) as error:
+        raise ValueError(
+            f"{what}: {error}. The file must be an open_clip checkpoint (TorchScript archives "
+            "such as OpenAI's original .pt are refused)."
+        ) from error
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, dict) or not checkpoint:
+        found = "an empty mapping" if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"{what}: expected a mapping of parameter names to tensors, got {found}")
+    for key, value in checkpoint.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"{what}: expected a mapping of parameter names to tensors, got "
+                f"{type(value).__name__} under {key!r}"
+            )
+    if all(key.startswith("module.") for key in checkpoint):
+        checkpoint = {key.removeprefix("module."): value for key, value in checkpoint.items()}
+    return checkpoint
+
+
+def _load_weights(model: Any, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load a checkpoint into a fresh model, refusing any tensor whose shape differs."""
+    # open_clip's load_checkpoint without its interpolation: the layout conversions it applies
+    # (MobileCLIP, old custom-text checkpoints, a logit scale saved as [] or [1], stale ids).
+    state = convert_state_dict(model, state)
+    if "positional_embedding" in state and not hasattr(model, "positional_embedding"):
+        state = convert_to_custom_text_state_dict(state)
+    expected = model.state_dict()
+    for key in ("logit_scale", "logit_bias"):
+        if key in state and key in expected and state[key].numel() == expected[key].numel():
+            state[key] = state[key].reshape(expected[key].shape)
+    if "text.transformer.embeddings.position_ids" not in expected:
+        state.pop("text.transformer.embeddings.position_ids", None)
+    differ = [
+        f"{key} {tuple(value.shape)} in the file, {tuple(expected[key].shape)} in the model"
+        for key, value in state.items()
+        if key in expected and value.shape != expected[key].shape
+    ]
+    if differ:
+        raise ValueError(
+            f"{what}: {len(differ)} tensors differ in shape ({'; '.join(differ[:3])}): the file "
+            "was trained for another model or input size; choose the model it was trained as"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(
+            f"{what}: {error}. The file must be an open_clip checkpoint for exactly this model."
+        ) from error
 
 
 def _input_geometry(preprocess: dict[str, Any]) -> tuple[int, Interpolation, ResizeMode]:

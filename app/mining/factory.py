@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from app.mining.exact import ExactMiner
-from app.mining.hnsw import HnswMiner
+from app.mining.exact import ExactMiner, exact_bytes_per_row
+from app.mining.hnsw import HnswMiner, hnsw_bytes_per_row
 from app.mining.types import Miner
 
 # Largest pool mined exactly by "auto". Measured with bench/mining_crossover.py (whole pools in
@@ -19,10 +19,26 @@ from app.mining.types import Miner
 EXACT_MAX_POOL: int = 20_000
 
 
-def make_miner(kind: Literal["auto", "exact", "hnsw"], capacity: int, dim: int) -> Miner:
+MinerKind = Literal["auto", "exact", "hnsw"]
+
+
+def make_miner(kind: MinerKind, capacity: int, dim: int) -> Miner:
     """A miner for a pool of `capacity` rows; "auto" is exact up to EXACT_MAX_POOL, hnsw above."""
-    if kind == "exact" or (kind == "auto" and capacity <= EXACT_MAX_POOL):
+    if _resolve(kind, capacity) == "exact":
         return ExactMiner(capacity, dim)
+    return HnswMiner(capacity, dim)
+
+
+def miner_bytes(kind: MinerKind, capacity: int, dim: int) -> int:
+    """The memory the miner `make_miner` builds holds once full: what a pool must fit in."""
+    if _resolve(kind, capacity) == "exact":
+        return capacity * exact_bytes_per_row(dim)
+    return capacity * hnsw_bytes_per_row(dim)
+
+
+def _resolve(kind: MinerKind, capacity: int) -> Literal["exact", "hnsw"]:
+    if kind == "exact" or (kind == "auto" and capacity <= EXACT_MAX_POOL):
+        return "exact"
     if kind in ("hnsw", "auto"):
-        return HnswMiner(capacity, dim)
+        return "hnsw"
     raise ValueError(f"unknown miner kind {kind!r}")

@@ -63,8 +63,9 @@ class Miner(Protocol):
         """Add the rows (ids len(self) .. len(self)+b-1), then pair each with its k nearest rows.
 
         Neighbours come from all rows added so far, this chunk included, never the row itself; a
-        row byte-identical to an earlier one is also paired with the first such row. Pairs whose
-        ends are both old never come back, so no pair repeats across calls.
+        row byte-identical to an earlier one is also paired with the first such row, and a miner
+        may also pair a row with an earlier one equal to it up to rounding (duplicates.py's
+        tolerance). Pairs whose ends are both old never come back, so no pair repeats across calls.
         """
         ...
 

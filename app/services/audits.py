@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 
 from app.embed.factory import make_embedder
 from app.gan.digit_classifier import DATASET_DIGITS, PACKAGED, digit_set
 from app.jobs.runner import audit_source_spec
+from app.mining.factory import MinerKind, miner_bytes
 from app.schemas import AuditCreate, AuditPublic, Progress
 from app.services.generators import read_archive_samples
 from app.services.sample_images import check_redraw, open_source
@@ -59,6 +60,22 @@ def check_archive_size(db: Database, settings: Settings, generator_id: int | Non
         )
 
 
+def check_code_allowed(db: Database, settings: Settings, generator_id: int | None) -> None:
+    """Refuse to draw from TorchScript (code) where this server does not run code uploads: the
+    file may have been accepted when it ran on loopback, and the policy is the server's now."""
+    if generator_id is None or settings.code_uploads_allowed:
+        return
+    with db.read() as session:
+        fmt = generator_store.get_generator(session, generator_id).format
+    if fmt == "torchscript":
+        raise Conflict(
+            f"generator {generator_id} is TorchScript (executable code), and this server does not "
+            "run code uploads: export it to ONNX (a graph with no code in it) and upload that, "
+            "or have an admin allow code uploads (BIRTHDAY_ALLOW_CODE_UPLOADS)",
+            422,
+        )
+
+
 def check_source_unchanged(
     spec: SourceSpec, seed: int, settings: Settings, audit_id: int, anchor: tuple[int, bytes]
 ) -> None:
@@ -70,13 +87,15 @@ def check_source_unchanged(
         close_source(source)
 
 
-def check_memory(n: int, dim: int, limit: int) -> None:
-    """Refuse a pool whose embeddings cannot fit: the index holds n x dim float32 values."""
-    needed = n * dim * 4
+def check_memory(n: int, dim: int, limit: int, miner: MinerKind = "auto") -> None:
+    """Refuse a pool whose index cannot fit (mining.factory.miner_bytes): n x dim float32 values
+    and each row's bookkeeping, and above the exact miner's largest pool (the "auto" choice) the
+    hnsw graph's links: 4*dim + 8*M + 320 bytes a row, 22% more than the values at dim=512."""
+    needed = miner_bytes(miner, n, dim)
     if needed > limit:
         raise ValueError(
-            f"{n:,} samples x {dim:,} embedding dimensions need {needed / 1024**3:.1f} GiB, over "
-            f"this server's {limit / 1024**3:.1f} GiB: downsample (embedder_options "
+            f"{n:,} samples x {dim:,} embedding dimensions need {needed / 1024**3:.1f} GiB of "
+            f"index, over this server's {limit / 1024**3:.1f} GiB: downsample (embedder_options "
             '{"resize": 16}), use clip, or audit fewer samples'
         )
 
@@ -114,6 +133,7 @@ def embedder_options(db: Database, body: AuditCreate, models_dir: Path) -> dict[
 
 def audit_fields(db: Database, settings: Settings, body: AuditCreate) -> dict[str, Any]:
     """The stored fields of an audit, once everything the worker would trip on is checked."""
+    check_code_allowed(db, settings, body.generator_id)
     image_shape = _image_shape(db, body)
     c, h, w = image_shape
     options = embedder_options(db, body, settings.models_dir)
@@ -123,7 +143,7 @@ def audit_fields(db: Database, settings: Settings, body: AuditCreate) -> dict[st
     except FileNotFoundError as exc:
         weights = body.embedder_options.get("weights")
         raise ValueError(f"weights file {weights!r} not found under the models directory") from exc
-    check_memory(body.n, embedder.dim, settings.max_embedding_bytes)
+    check_memory(body.n, embedder.dim, settings.max_embedding_bytes, body.miner)
     check_archive_size(db, settings, body.generator_id, body.n)
     fields: dict[str, Any] = {
         "generator_id": body.generator_id,
@@ -154,12 +174,18 @@ def extend_audit(db: Database, settings: Settings, audit_id: int, n_more: int) -
         embedder = make_embedder(
             audit.embedder, audit.embedder_options or {}, (c, h, w), settings.models_dir
         )
-        check_memory(audit.samples_done + n_more, embedder.dim, settings.max_embedding_bytes)
+        check_memory(
+            audit.samples_done + n_more,
+            embedder.dim,
+            settings.max_embedding_bytes,
+            cast(MinerKind, audit.miner),
+        )
         generator_id, samples_done, seed = audit.generator_id, audit.samples_done, audit.seed
         spec = audit_source_spec(session, audit)
         anchor = (
             audit_store.anchor_sample(session, audit_id, samples_done - 1) if samples_done else None
         )
+    check_code_allowed(db, settings, generator_id)
     check_archive_size(db, settings, generator_id, samples_done + n_more)
     if anchor is not None and cheap_to_regenerate(spec, settings.models_dir):
         # a replaced generator file would grow the pool with another generator's samples; the
