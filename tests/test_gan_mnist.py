@@ -406,9 +406,8 @@ def test_a_run_reads_a_keras_npz_only_from_the_datasets_directory(
     body = NPZ_RUN
     response = client.post("/api/training-runs", json=body)
     assert response.status_code == 202, response.text
-    assert response.json()["config"]["dataset_options"]["path"] == str(
-        (datasets / "mnist.npz").resolve()
-    )
+    # shown as given; the run itself reads the file under the datasets directory
+    assert response.json()["config"]["dataset_options"]["path"] == "mnist.npz"
     for path in ("/etc/passwd", "../models/x.npz", ""):
         bad = {**body, "dataset_options": {"path": path}}
         assert_problem(client.post("/api/training-runs", json=bad), 422)
