@@ -12,7 +12,7 @@ Four tables, each a mean ± sd over seeds (every run is deterministic given its 
 3. stacked digits (1,000 modes) against the discriminator's width (d_width 0.25, 0.5, 1): modes
    captured, KL to uniform and the confident fraction, from our digit classifier, and the
    birthday test's figure, N_eff = 1 / sum_c p_c^2 (inverse Simpson, Hill number of order 2),
-   three ways: from the classifier's mode histogram of 10,000 samples (the reference), from
+   three ways: from the classifier's mode histogram of 26,000 samples (the reference), from
    audits run the way a user runs one (with the pixels embedder and with the digits embedder),
    and from each audit pool's histogram (the oracle); then the exponent b of N_eff ~ width^b
    from the reference and from each embedder's audits, fitted as a sweep's support figure fits
@@ -20,8 +20,10 @@ Four tables, each a mean ± sd over seeds (every run is deterministic given its 
 4. ("models") SGAN, VEEGAN, BiGAN and ALI on the same stacked data with DCGAN networks at width
    1 (the joint models with a convolutional encoder and ALI's joint discriminator; ALI's encoder
    a Gaussian), beside VEEGAN's Table 2 (stacked MNIST).
-Measurements use 2,500 samples on 2D data (VEEGAN's count) and 10,000 on stacked digits, with
-the generators in eval mode, as an audit samples them. Nothing is asserted: this prints.
+Measurements are the ones a training run reports (app/jobs/train.py): `generated_modes` with its
+count from the data's known modes (app/gan/evaluation.py: 2,500 samples on 2D data, VEEGAN's
+count; 26,000 on stacked digits, PacGAN's; 10,000 here before) and the run's seed, with the
+generators in eval mode, as an audit samples them. Nothing is asserted: this prints.
 
 The audit (`AuditApp`) goes through the app's REST API in-process (FastAPI's TestClient
 over `create_app(settings)` in a scratch directory), with only the binding endpoints: upload
@@ -88,9 +90,9 @@ from app.gan.digit_classifier import (
     digit_probabilities,
     load_or_train_digit_classifier,
 )
-from app.gan.evaluation import ModeReport, generate, measure_modes
+from app.gan.evaluation import ModeReport, generated_modes, measure_modes, mode_samples
 from app.gan.metrics import CurveCoverage, DigitModeCoverage, ModeCoverage
-from app.gan.training import TrainConfig, TrainFinished, train
+from app.gan.training import TrainConfig, TrainFinished, paper_loop, train
 from app.main import create_app
 from app.settings import Settings
 
@@ -155,7 +157,7 @@ TOY_METHODS = [
         "wgan_gp",
         "WGAN-GP, its paper's loop",
         None,
-        (("d_steps", 5), ("lr", 1e-4), ("betas", (0.0, 0.9))),
+        tuple(paper_loop("wgan_gp").items()),  # 5 critic steps, Adam 1e-4, betas (0, 0.9)
     ),
     # lambda 0.1, as WGAN-GP's own toy code (gan_toy.py: "smaller lambda seems to help for toy
     # tasks specifically"), with that code's loop: 5 critic steps, Adam 1e-4, betas (0.5, 0.9)
@@ -253,15 +255,22 @@ def trained(config: TrainConfig) -> TrainFinished:
 
 
 def measured(
-    config: TrainConfig, done: TrainFinished, n: int, classifier: torch.nn.Module | None
+    config: TrainConfig, done: TrainFinished, classifier: torch.nn.Module | None
 ) -> ModeReport:
-    samples = generate(done.generator, done.options["latent_dim"], n, seed=10_000 + config.seed)
+    """The mode metrics a training run of `config` reports (app/jobs/train.py): the product's
+    sample count for the data's known modes (`mode_samples`) and the run's seed."""
     dataset = make_dataset(config.dataset, **config.dataset_options)
-    return measure_modes(dataset, samples, classifier)
+    latent_dim = done.options["latent_dim"]
+    return generated_modes(dataset, done.generator, latent_dim, config.seed, classifier)
 
 
-def trained_report(config: TrainConfig, n: int, classifier: torch.nn.Module | None) -> ModeReport:
-    return measured(config, trained(config), n, classifier)
+def trained_report(config: TrainConfig, classifier: torch.nn.Module | None) -> ModeReport:
+    return measured(config, trained(config), classifier)
+
+
+def thousands(n: int) -> str:
+    """26000 -> "26k", for the tables' headers."""
+    return f"{n / 1000:g}k"
 
 
 def simpson_n_eff(counts: Sequence[int]) -> float:
@@ -445,9 +454,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def runs(
-    configs: Sequence[TrainConfig], n: int, classifier: torch.nn.Module | None = None
+    configs: Sequence[TrainConfig], classifier: torch.nn.Module | None = None
 ) -> list[ModeReport]:
-    return [trained_report(c, n, classifier) for c in configs]
+    return [trained_report(c, classifier) for c in configs]
 
 
 def toy_table(scale: Scale, only: Sequence[str] | None = None) -> str:
@@ -462,8 +471,7 @@ def toy_table(scale: Scale, only: Sequence[str] | None = None) -> str:
                 [
                     toy_config(dataset, method.loss, 2, scale.toy_steps, s, **dict(method.loop))
                     for s in scale.seeds
-                ],
-                2500,
+                ]
             )
             modes = [r.modes_captured for r in reports if isinstance(r, ModeCoverage)]
             quality = [
@@ -498,15 +506,17 @@ def toy_table(scale: Scale, only: Sequence[str] | None = None) -> str:
 
 def models_table(scale: Scale, classifier_path: Path, data: str = "stacked_digits") -> str:
     """SGAN, VEEGAN, BiGAN and ALI on stacked digits with DCGAN networks at width 1: modes
-    captured, KL to uniform, the confident fraction and N_eff from 10,000 classified samples."""
+    captured, KL to uniform, the confident fraction and N_eff from the product's count of
+    classified samples (26,000 for 1,000 modes)."""
     classifier = load_or_train_digit_classifier(classifier_path, digits=DATASET_DIGITS[data])
+    count = thousands(mode_samples(make_dataset(data).n_modes))
     rows = []
     for loss in ("sgan_nonsaturating", "veegan", "bigan", "ali"):
         label, theirs = METHODS[loss]
         modes, kl, confident, n_eff = [], [], [], []
         for seed in scale.stacked_seeds:
             config = stacked_config(1.0, scale.stacked_steps, seed, data, loss)
-            report = trained_report(config, 10_000, classifier.model)
+            report = trained_report(config, classifier.model)
             assert isinstance(report, DigitModeCoverage)
             modes.append(float(report.modes_captured))
             kl.append(report.kl_to_uniform)
@@ -514,7 +524,7 @@ def models_table(scale: Scale, classifier_path: Path, data: str = "stacked_digit
             n_eff.append(simpson_n_eff(report.counts))
             print(
                 f"  {label} seed {seed}: modes {report.modes_captured}, KL "
-                f"{report.kl_to_uniform:.3f}, N_eff(10k) {n_eff[-1]:.0f}",
+                f"{report.kl_to_uniform:.3f}, N_eff({count}) {n_eff[-1]:.0f}",
                 flush=True,
             )
         paper = VEEGAN_TABLE_2.get(theirs or "")
@@ -534,7 +544,7 @@ def models_table(scale: Scale, classifier_path: Path, data: str = "stacked_digit
         "modes captured (of 1000)",
         "KL to uniform",
         "confident %",
-        "N_eff, 10k samples",
+        f"N_eff, {count} samples",
         "VEEGAN's Table 2 (stacked MNIST)",
     ]
     return table(header, rows)
@@ -549,8 +559,7 @@ def latent_table(scale: Scale) -> str:
                 [
                     toy_config(dataset, "sgan_nonsaturating", latent, scale.latent_steps, s)
                     for s in scale.latent_seeds
-                ],
-                2500,
+                ]
             )
             if dataset == "ring8":
                 covered = [float(r.modes_captured) for r in reports if isinstance(r, ModeCoverage)]
@@ -598,7 +607,10 @@ def stacked_table(
         flush=True,
     )
     dataset = make_dataset(data)
-    real, _ = dataset.sample(10_000, torch.Generator().manual_seed(0))
+    n = mode_samples(dataset.n_modes)  # the product's count: 26,000 for 1,000 modes
+    count = thousands(n)
+    reference_name = f"N_eff, {count} samples"
+    real, _ = dataset.sample(n, torch.Generator().manual_seed(0))
     reference = measure_modes(dataset, real, classifier.model)
     assert isinstance(reference, DigitModeCoverage)
     summary = [
@@ -613,8 +625,8 @@ def stacked_table(
         ]
     ]
     per_run = []
-    # log N_eff per run, for N_eff ~ width^b: the 10k reference's, and each audit plan's.
-    points: dict[str, list[PoolCount]] = {"N_eff, 10k samples": []}
+    # log N_eff per run, for N_eff ~ width^b: the reference's, and each audit plan's.
+    points: dict[str, list[PoolCount]] = {reference_name: []}
     points.update({plan_name(plan): [] for plan in plans})
     with AuditApp(scratch / "app", classifier.model, classifier_path, digits) as app:
         for d_width in (0.25, 0.5, 1.0):
@@ -623,18 +635,18 @@ def stacked_table(
             for seed in scale.stacked_seeds:
                 config = stacked_config(d_width, scale.stacked_steps, seed, data)
                 done = trained(config)
-                report = measured(config, done, 10_000, classifier.model)
+                report = measured(config, done, classifier.model)
                 assert isinstance(report, DigitModeCoverage)
                 modes.append(float(report.modes_captured))
                 kl.append(report.kl_to_uniform)
                 confident.append(100 * report.confident_fraction)
                 n_eff.append(simpson_n_eff(report.counts))
-                points["N_eff, 10k samples"].append(
-                    log_point(d_width, estimate_support(10_000, [c for c in report.counts if c]))
+                points[reference_name].append(
+                    log_point(d_width, estimate_support(n, [c for c in report.counts if c]))
                 )
                 print(
                     f"  d_width {d_width} seed {seed}: modes {report.modes_captured}, KL "
-                    f"{report.kl_to_uniform:.3f}, N_eff(10k) {n_eff[-1]:.0f}",
+                    f"{report.kl_to_uniform:.3f}, N_eff({count}) {n_eff[-1]:.0f}",
                     flush=True,
                 )
                 generator_id = app.upload(f"{data}_dw{d_width:g}_seed{seed}", done)
@@ -700,20 +712,20 @@ def stacked_table(
         "modes captured (of 1000)",
         "KL to uniform",
         "confident %",
-        "N_eff, 10k samples",
+        reference_name,
     ]
     for plan in plans:
         header += [
             f"{plan.embedder} audit, n={plan.n}: N_eff per seed",
-            f"{plan.embedder}: 95% covers 10k; oracle",
+            f"{plan.embedder}: 95% covers {count}; oracle",
         ]
     runs_header = [
         "generator",
         "seed",
-        "N_eff, 10k samples",
+        reference_name,
         "audit",
         "audited N_eff [95%]",
-        "covers 10k",
+        f"covers {count}",
         "oracle, same pool",
         "covers oracle",
         "duplicate pairs: audit / oracle",

@@ -7,8 +7,22 @@ import math
 import pytest
 import torch
 
-from app.gan.datasets import get_toy_dataset, spiral_curve
-from app.gan.metrics import curve_coverage, digit_mode_coverage, kl_to_uniform, mode_coverage
+from app.gan.datasets import (
+    TOY_DATASETS,
+    ToyDataset,
+    get_toy_dataset,
+    make_dataset,
+    ring_means,
+    spiral_curve,
+)
+from app.gan.evaluation import generated_modes, mode_samples
+from app.gan.metrics import (
+    ModeCoverage,
+    curve_coverage,
+    digit_mode_coverage,
+    kl_to_uniform,
+    mode_coverage,
+)
 
 MEANS = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
 STD = 1.0
@@ -131,3 +145,42 @@ def test_curve_coverage_of_a_collapsed_generator() -> None:
     assert result.kl_to_uniform == pytest.approx(math.log(10))
     with pytest.raises(ValueError, match="n_segments"):
         curve_coverage(samples, curve, std=0.05, n_segments=101)
+
+
+def test_mode_samples_follow_the_known_mode_count() -> None:
+    """The papers' counts for the data they used, from each dataset's own number of modes:
+    VEEGAN's 2,500 on the 2-D mixtures (and the digit sets), PacGAN's 26,000 for stacked
+    digits' 1,000 modes; data with more modes gets 26 a mode, without a list of names."""
+    for toy in TOY_DATASETS.values():  # ring8, grid25, spiral (0 modes), normal (1)
+        assert mode_samples(toy.n_modes) == 2_500
+    assert mode_samples(make_dataset("digits").n_modes) == 2_500
+    assert mode_samples(make_dataset("stacked_digits").n_modes) == 26_000
+    assert mode_samples(96) == 2_500 and mode_samples(100) == 2_600
+    assert mode_samples(10_000) == 260_000
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="n_modes"):
+            mode_samples(bad)  # type: ignore[arg-type]
+
+
+class _OntoTheModes(torch.nn.Module):
+    """A perfect "generator" for a mixture: z picks one of the mode centres, each about equally
+    often (the first coordinate's normal CDF, binned)."""
+
+    def __init__(self, means: torch.Tensor) -> None:
+        super().__init__()
+        self.means = torch.nn.Parameter(means.float(), requires_grad=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        u = 0.5 * (1 + torch.erf(z[:, 0] / 2**0.5))
+        return self.means[(u * len(self.means)).long().clamp_(0, len(self.means) - 1)]
+
+
+def test_a_new_dataset_with_many_modes_is_counted_from_enough_samples() -> None:
+    """A mixture of 200 modes that no list names: a run's mode metrics draw 26 samples a mode
+    (5,200, not the 2,500 of data with few modes), and an even generator shows every mode."""
+    means = ring_means(200, radius=20.0)  # neighbours 0.63 apart, far beyond 3 std
+    dataset = ToyDataset("ring200", means, std=0.01)
+    report = generated_modes(dataset, _OntoTheModes(means), latent_dim=2, seed=0)
+    assert isinstance(report, ModeCoverage)
+    assert sum(report.counts) == 5_200 and report.high_quality_fraction == 1.0
+    assert report.modes_captured == 200

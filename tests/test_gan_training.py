@@ -3,6 +3,7 @@ short run that learns the ring, and the config's refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import torch
 from torch.nn.modules.module import register_module_parameter_registration_hook
 
+import app.gan.training
 from app.gan.checkpoint import load_generator_safetensors, save_generator
 from app.gan.datasets import get_toy_dataset
 from app.gan.evaluation import generate
@@ -315,6 +317,55 @@ def test_a_penalised_loss_gets_a_critic_without_batchnorm(
     norms = {type(m) for m in build_discriminator("dcgan", resolved).modules()}
     assert (torch.nn.BatchNorm2d in norms) == (used == "batch")
     assert (torch.nn.GroupNorm in norms) == (used == "layer")
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_the_generator_step_draws_its_own_noise(loss: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WGAN-GP's Algorithm 1 (line 11) samples a fresh z for the generator after its critic
+    steps, and the relativistic reference code does so for every loss, with a fresh real batch
+    for D(x): the G step must not reuse the last critic step's z (nor its x)."""
+    calls: list[tuple[str, torch.Tensor | None]] = []  # in order: G and D inputs, loss calls
+    build = app.gan.training.init_networks
+
+    def recorded(config: TrainConfig, options: dict[str, Any]) -> Any:
+        net_g, net_d = build(config, options)
+        net_g.register_forward_pre_hook(lambda _, args: calls.append(("G", args[0].clone())))
+        net_d.register_forward_pre_hook(lambda _, args: calls.append(("D", args[0].clone())))
+        return net_g, net_d
+
+    pair = LOSSES[loss]
+
+    def loss_d(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        calls.append(("loss_d", None))
+        return pair.d(d_real, d_fake)
+
+    def loss_g(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        calls.append(("loss_g", None))
+        return pair.g(d_real, d_fake)
+
+    monkeypatch.setattr(app.gan.training, "init_networks", recorded)
+    monkeypatch.setitem(LOSSES, loss, dataclasses.replace(pair, d=loss_d, g=loss_g))
+    finished(run(loss=loss, steps=1, d_steps=2, **TINY_MLP))
+
+    names = [name for name, _ in calls]
+    assert names.count("loss_d") == 2 and names.count("loss_g") == 1
+    end = names.index("loss_g") + 1  # the G calls after it draw the sample grid
+    calls, names = calls[:end], names[:end]
+    last_critic = max(i for i, name in enumerate(names) if name == "loss_d")
+    critic_z = [x for name, x in calls[:last_critic] if name == "G"]
+    assert len(critic_z) == 2 and not torch.equal(critic_z[0], critic_z[1])
+    # the generator's loss is on the last G(z) before it
+    z_of_g_loss = [x for name, x in calls if name == "G"][-1]
+    assert not torch.equal(z_of_g_loss, critic_z[-1])
+    assert not torch.equal(z_of_g_loss, critic_z[0])
+    g_step = calls[last_critic + 1 : -1]  # after the last critic loss: G step (and D's penalty)
+    if pair.g_uses_real:
+        # the critic step's D(x) is D's first input after that step's G(z)
+        last_g = max(i for i, name in enumerate(names[:last_critic]) if name == "G")
+        critic_real = next(x for name, x in calls[last_g:] if name == "D")
+        seen_by_d = [x for name, x in g_step if name == "D"]
+        assert seen_by_d[-1] is not None and seen_by_d[-1].shape == critic_real.shape
+        assert all(not torch.equal(x, critic_real) for x in seen_by_d)
 
 
 def test_widths_reach_the_networks() -> None:

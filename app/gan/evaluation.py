@@ -25,17 +25,22 @@ from app.gan.metrics import (
 ModeReport = ModeCoverage | CurveCoverage | DigitModeCoverage
 
 
-# Samples that count a run's modes: VEEGAN's 2,500 on the 2-D mixtures (and the 10-mode digit
-# sets); for the 1,000 class triples of stacked digits the papers' 25,600-26,000 (PacGAN: 26,000),
-# since at 2,500 even a perfectly even generator shows ~918 of 1,000 modes (e^-2.5 of each unseen).
-MODE_SAMPLES = 2_500
-STACKED_MODE_SAMPLES = 26_000
-STACKED_DATASETS = frozenset({"stacked_digits", "stacked_mnist"})
+# Samples that count a run's modes, from the data's own number of known modes: VEEGAN's 2,500
+# on the 2-D mixtures (8 and 25 modes), also for the 10-mode digit sets and the spiral (no modes
+# of its own: the metric cuts it into 20 segments), and PacGAN's 26 per mode on the 1,000 class
+# triples of stacked digits (26,000; the papers use 25,600-26,000), since at 2,500 even a
+# perfectly even generator shows ~918 of 1,000 modes (each unseen with probability e^-2.5); at
+# 26 per mode one is unseen with probability e^-26.
+MODE_SAMPLES = 2_500  # the least
+SAMPLES_PER_MODE = 26
 
 
-def mode_samples(dataset_name: str) -> int:
-    """How many samples a run's mode metrics are counted from."""
-    return STACKED_MODE_SAMPLES if dataset_name in STACKED_DATASETS else MODE_SAMPLES
+def mode_samples(n_modes: int) -> int:
+    """How many samples the mode metrics of data with `n_modes` known modes are counted from
+    (a dataset's `n_modes`): 26 per mode, at least 2,500."""
+    if isinstance(n_modes, bool) or not isinstance(n_modes, int) or n_modes < 0:
+        raise ValueError(f"n_modes must be a non-negative integer, got {n_modes!r}")
+    return max(MODE_SAMPLES, SAMPLES_PER_MODE * n_modes)
 
 
 def _chunks(
@@ -75,12 +80,12 @@ def generated_modes(
     n: int | None = None,
     batch_size: int = 1024,
 ) -> ModeReport:
-    """`measure_modes` of n samples of `generator` (by default `mode_samples` of the dataset's),
-    drawn as `generate` draws them. Images are classified a batch at a time: 26,000 stacked-MNIST
+    """`measure_modes` of n samples of `generator` (by default `mode_samples` of the dataset's
+    known modes), drawn as `generate` draws them. Images are classified a batch at a time: 26,000 stacked-MNIST
     samples at 64x64 are 1.3 GB as one tensor, their class probabilities 3 MB."""
     if not isinstance(dataset, ToyDataset) and dataset.name not in DATASET_DIGITS:
         raise ValueError(f"dataset {dataset.name!r} has no known modes to measure")
-    n = mode_samples(dataset.name) if n is None else n
+    n = mode_samples(dataset.n_modes) if n is None else n
     if dataset.name in DATASET_DIGITS and classifier is not None:
         probabilities = torch.cat(
             [

@@ -2,9 +2,9 @@
 
 `train(config)` validates everything and builds the data and networks when it is called, then
 returns an iterator whose loop reads like pytorch/examples `dcgan/main.py`: a D step on real data
-and `fake.detach()`, a G step through the updated D, a grid from fixed noise now and then. It
-yields events instead of printing, so the job layer (which owns storage, cancellation and
-resumption) stays outside it: stopping the iteration stops training.
+and `fake.detach()`, a G step on fresh noise through the updated D, a grid from fixed noise now
+and then. It yields events instead of printing, so the job layer (which owns storage,
+cancellation and resumption) stays outside it: stopping the iteration stops training.
 
 Every random draw comes from generators seeded by `config.seed` (network init, batches, noise,
 the WGAN-GP interpolation), so on CPU two runs with one config give identical events and weights.
@@ -48,6 +48,26 @@ MAX_BATCH_SIZE = 65_536
 MAX_GRID_SIZE = 1024
 MAX_GP_WEIGHT = 10_000.0
 SCATTER_POINTS = 1024  # fixed-noise points drawn in a 2D progress picture
+# The loop a loss's own paper trained with, where it is not TrainConfig's defaults (DCGAN's).
+PAPER_LOOPS: dict[str, dict[str, Any]] = {
+    # Gulrajani et al. 2017, Algorithm 1: n_critic 5, Adam alpha 1e-4, beta1 0, beta2 0.9
+    # (its lambda 10 is already the loss's own gp_weight)
+    "wgan_gp": {"d_steps": 5, "lr": 1e-4, "betas": (0.0, 0.9)},
+}
+
+
+def paper_loop(loss: str) -> dict[str, Any]:
+    """The TrainConfig fields `loss`'s paper trained with where they differ from the defaults
+    (DCGAN's: one D step per G step, Adam lr 2e-4, betas (0.5, 0.999)), for
+    `TrainConfig(loss=loss, **paper_loop(loss), ...)`; empty when the defaults are the paper's.
+
+    TrainConfig does not apply them by itself: its defaults are the same for every loss. A
+    request (app/schemas.py) reaches TrainConfig with DCGAN's values filled in, so a field left
+    unset cannot be told here from one set to DCGAN's value, and a default that followed the
+    loss would make the REST API and `TrainConfig(loss="wgan_gp")` train differently; it would
+    also change what a stored run whose config predates a field resumes with.
+    """
+    return dict(PAPER_LOOPS.get(loss, {}))
 
 
 @dataclass(frozen=True)
@@ -64,10 +84,12 @@ class TrainConfig:
     # more architecture options: hidden and depth (mlp), base_width (dcgan)
     architecture_options: Mapping[str, Any] = field(default_factory=dict)
     steps: int = 2000  # generator updates
-    d_steps: int = 1  # discriminator updates per generator update (WGAN-GP's paper uses 5)
+    # d_steps, lr and betas default to DCGAN's for every loss; `paper_loop(loss)` has the
+    # settings of a loss's own paper (WGAN-GP: 5, 1e-4, (0, 0.9))
+    d_steps: int = 1  # discriminator updates per generator update
     batch_size: int = 64  # samples per batch, real and fake alike
     lr: float = 2e-4  # Adam learning rate of every network (DCGAN's)
-    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (DCGAN's; WGAN-GP's paper: (0, 0.9))
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (DCGAN's)
     # lambda of the gradient penalty (wgan_gp, rsgan_gp, rasgan_gp); None: the loss's own, 10 as
     # in the papers' image experiments (WGAN-GP's own code uses 0.1 on its toy 2-D data)
     gp_weight: float | None = None
@@ -579,11 +601,18 @@ def _adversarial_loop(run: _Run, loss: LossPair, start: int) -> Iterator[TrainEv
             opt_d.step()
 
         ############################
-        # (2) Update G: minimise loss.g(D(x), D(G(z))) through the D just updated
+        # (2) Update G: minimise loss.g(D(x), D(G(z))) on fresh z, through the D just updated
         ###########################
-        d_fake_g = net_d(fake)
-        # relativistic losses compare with D(x) under the current D; the others ignore it
-        d_real_g = net_d(real) if loss.g_uses_real else d_real.detach()
+        # A fresh z, not the last critic step's: WGAN-GP's Algorithm 1 (line 11) samples a new
+        # batch for the generator, as the relativistic reference code does for every loss, and
+        # the last critic step has just fitted D to its own z. The relativistic losses also
+        # compare with D(x) on a fresh real batch there; the others ignore d_real.
+        # Resuming a state saved before this loop drew its own z (and real batch): the saved
+        # RNG states load as ever and are consumed in this order from the next step on, so such
+        # a run goes on as this loop would from its weights, not as the old loop would have.
+        fake_g = net_g(run.noise())
+        d_fake_g = net_d(fake_g)
+        d_real_g = net_d(run.real_batch()) if loss.g_uses_real else d_real.detach()
         loss_g = loss.g(d_real_g, d_fake_g)
         opt_g.zero_grad()
         loss_g.backward()
