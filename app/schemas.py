@@ -108,6 +108,13 @@ class LabelImportPublic(BaseModel):
     )
 
 
+CREATED_BY_DESCRIPTION = (
+    "Who started it: an annotator's name; null for the local user (a server without tokens) "
+    "and for work started before starters were recorded. Only they or an admin may stop or "
+    "change it."
+)
+
+
 class Progress(BaseModel):
     samples_done: int
     n: int
@@ -131,6 +138,7 @@ class AuditPublic(BaseModel):
     target: float = Field(default=DEFAULT_TARGET, description=TARGET_DESCRIPTION)
     job_id: int | None
     error: str | None
+    created_by: str | None = Field(default=None, description=CREATED_BY_DESCRIPTION)
 
 
 class PairPublic(BaseModel):
@@ -228,6 +236,12 @@ class JobPublic(BaseModel):
     progress: dict[str, Any]
     error: str | None
     cancel_requested: bool
+    created_by: str | None = Field(
+        default=None,
+        description="Who queued it (an annotator's name; null: the local user, or before "
+        "starters were recorded). They, whoever started its audit or training run, and admins "
+        "may cancel it.",
+    )
 
 
 class WorkersPublic(BaseModel):
@@ -565,6 +579,7 @@ class TrainingRunPublic(BaseModel):
         description="Its generator is registered and draws images (a toy 2-D run draws points: "
         "its mode metrics are its coverage figure).",
     )
+    created_by: str | None = Field(default=None, description=CREATED_BY_DESCRIPTION)
 
 
 class LossPoint(BaseModel):
@@ -600,13 +615,6 @@ class SweepCreate(BaseModel):
     d_steps: DSteps = 1
     gp_weight: GpWeight = None
     architecture_options: ArchitectureOptions = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def bounded(self) -> SweepCreate:
-        cells = len(self.losses) * len(self.latent_dims) * len(self.d_widths) * len(self.seeds)
-        if cells > 200:
-            raise ValueError(f"the grid has {cells} runs; at most 200 per sweep")
-        return self
 
 
 class SupportRatio(BaseModel):
@@ -671,6 +679,7 @@ class SweepCell(BaseModel):
 class SweepPublic(BaseModel):
     id: int
     grid: dict[str, Any]
+    created_by: str | None = Field(default=None, description=CREATED_BY_DESCRIPTION)
     runs: list[TrainingRunPublic]
     cells: list[SweepCell] = Field(
         default_factory=list, description="The runs summarised per cell over seeds."

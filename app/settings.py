@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DEFAULT_MAX_SWEEP_RUNS = 200  # runs one sweep may queue (SweepCreate's own bound before it)
 
 
 class Settings(BaseSettings):
@@ -77,6 +78,19 @@ class Settings(BaseSettings):
     )
     public_read: bool = Field(
         default=False, description="With auth on, allow reading (GET) without a token."
+    )
+    max_unfinished_jobs: int = Field(
+        default=250,  # the largest default sweep (200 runs) and a few audits beside it
+        ge=1,
+        description="Jobs (queued or running) one annotator may have at once; more are refused "
+        "(429) until some finish. A sweep is as many jobs as runs. Admins and the local user "
+        "(no tokens) are not capped.",
+    )
+    max_sweep_runs: int = Field(
+        default=DEFAULT_MAX_SWEEP_RUNS,
+        ge=1,
+        description="Training runs one sweep may queue (its grid's cells); a larger grid is "
+        "refused (422).",
     )
     allowed_hosts: str = Field(
         default="",

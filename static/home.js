@@ -117,8 +117,15 @@ document.addEventListener("click", async (event) => {
     }
     button.textContent = "cancelling…";
   } catch (error) {
+    // Say why beside the button (a 403: someone else's job; only they or an admin may stop it).
     button.disabled = false;
     button.title = error.message;
+    const cell = button.closest("td");
+    cell.querySelector(".error-text")?.remove();
+    cell.append(Object.assign(document.createElement("span"), {
+      className: "error-text",
+      textContent: ` ${error.message}`,
+    }));
   }
 });
 

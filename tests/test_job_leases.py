@@ -1,17 +1,23 @@
 """Two processes on one store (a server and a CLI run, or a server restarted while a CLI audit goes
 on) never run one job twice: jobs are leased, a lease held elsewhere is waited out, a dead holder's
-lease is taken over, and a holder whose lease was taken stops recording."""
+lease is taken over, and a holder whose lease was taken stops recording, even one that was
+waiting for a busy store when it was taken."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from app.jobs.runner import JobRunner
 from app.schemas import AuditCreate, SyntheticSpec
@@ -169,3 +175,97 @@ def test_a_process_giving_a_job_up_frees_it_at_once(store: tuple[Database, Setti
     job = _job(db, job_id)
     assert (job.status, job.lease_owner) == ("running", None)
     assert JobRunner(db, settings).run_job(job_id).status == "done"
+
+
+@pytest.mark.parametrize("taken", [True, False], ids=["taken-over", "left-alone"])
+def test_a_store_held_past_the_lease_leaves_one_writer(
+    store: tuple[Database, Settings], taken: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store is held from the first step's end until the job's lease has run out (SQLite: by
+    another writer, refusing the runner every 0.1 s, its renewals too; PostgreSQL: the job's row
+    locked). If another process then takes the job (its claim wins when the store is free), the
+    first holder writes nothing more; if no one does, it renews its lapsed lease and finishes."""
+    db, settings = store
+    audit_id, job_id = _audit(db, settings, n=500)
+    runner_db = Database(db.url, busy_timeout_ms=100)
+    other = Database(db.url)  # another process's
+    held = threading.Event()
+    at_takeover: dict[str, Any] = {}
+    holders: list[threading.Thread] = []
+
+    def hold_past_the_lease() -> None:
+        with other.write() as session:
+            locked = select(Job).where(Job.id == job_id).with_for_update()
+            expires = session.scalars(locked).one().lease_expires
+            held.set()
+            assert expires is not None
+            time.sleep(max(0.0, expires - time.time()) + 0.5)
+            if taken:
+                job, left = job_store.claim(session, job_id, "elsewhere:1:z", 3600.0)
+                audit = session.get(Audit, audit_id)
+                assert audit is not None
+                at_takeover.update(left=left, owner=job.lease_owner, done=audit.samples_done)
+
+    def after_each_step(done: int, n: int, pairs: int) -> None:
+        if not holders:  # the first step is recorded: hold the store for the next one
+            holders.append(threading.Thread(target=hold_past_the_lease))
+            holders[0].start()
+            assert held.wait(60)
+
+    try:
+        outcome = JobRunner(runner_db, settings).run_job(job_id, on_progress=after_each_step)
+    finally:
+        held.set()
+        for holder in holders:
+            holder.join()
+        runner_db.dispose()
+        other.dispose()
+    job = _job(db, job_id)
+    with db.read() as session:
+        samples_done = session.get(Audit, audit_id).samples_done  # type: ignore[union-attr]
+    if db.is_sqlite:
+        assert "the store is busy" in caplog.text  # the runner was refused, not only slowed
+    if taken:
+        assert at_takeover == {"left": None, "owner": "elsewhere:1:z", "done": 100}
+        assert outcome.status == "elsewhere", outcome
+        assert (job.status, job.lease_owner) == ("running", "elsewhere:1:z")  # left to its holder
+        assert samples_done == 100 and job.progress["samples_done"] == 100  # nothing written since
+    else:
+        assert outcome.status == "done", outcome
+        assert (job.status, job.attempts, job.lease_owner, samples_done) == ("done", 1, None, 500)
+        pairs = _pair_keys(db, audit_id)
+        assert pairs and len(pairs) == len(set(pairs))
+
+
+def test_a_refused_renewal_is_tried_again_soon(
+    store: tuple[Database, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal refused by a busy store is tried again after a fraction of a second, not after
+    another third of the lease, which would let a lease run out over a few refusals."""
+    db, settings = store
+    if not db.is_sqlite:
+        pytest.skip("the runner's retry does not depend on the store; the refusal is SQLite's")
+    settings.job_lease_s = 6.0  # renewed every 2 s
+    _, job_id = _audit(db, settings, n=300)
+    renew = job_store.renew
+    tries: list[float] = []
+    renewed = threading.Event()
+
+    def busy_three_times(session: Session, owner: str, job_ids: list[int], lease_s: float) -> Any:
+        if threading.current_thread().name.startswith("birthday-lease-"):
+            tries.append(time.monotonic())
+            if len(tries) <= 3:
+                busy = sqlite3.OperationalError("database is locked")
+                raise OperationalError("UPDATE jobs", {}, busy)
+            renewed.set()
+        return renew(session, owner, job_ids, lease_s)
+
+    monkeypatch.setattr(job_store, "renew", busy_three_times)
+
+    def after_each_step(done: int, n: int, pairs: int) -> None:
+        assert renewed.wait(60), "the lease was never renewed"  # the job runs on meanwhile
+
+    assert JobRunner(db, settings).run_job(job_id, on_progress=after_each_step).status == "done"
+    assert len(tries) >= 4
+    # 0.1 + 0.2 + 0.4 s from the first refusal to the renewal (it was 3 x 2 s)
+    assert tries[3] - tries[0] < 3.0, tries

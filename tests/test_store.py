@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import MetaData, Table, insert, inspect, text
 
 from app.store import audits as audit_store
 from app.store import judgements as judgement_store
@@ -14,6 +14,7 @@ from app.store.audits import ChunkRows
 from app.store.db import Database
 from app.store.errors import Conflict, NotFound
 from app.store.migrate import upgrade
+from app.store.models import utcnow
 
 TABLES = {
     "generators",
@@ -24,6 +25,7 @@ TABLES = {
     "annotators",
     "jobs",
     "idempotency_keys",
+    "review_leases",
 }
 
 
@@ -229,6 +231,48 @@ def test_ids_of_deleted_rows_are_never_handed_out_again(db: Database) -> None:
     assert new_jobs and min(new_jobs) > max(old_jobs)
 
 
+def _insert(db: Database, table: str, **values: object) -> int:
+    """A row written through the table as this revision has it: the models describe the newest
+    schema, whose columns an older revision lacks."""
+    reflected = Table(table, MetaData(), autoload_with=db.write_engine)
+    with db.write() as session:
+        key = session.execute(insert(reflected).values(**values)).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _old_audit(db: Database) -> int:
+    """An audit with its queued job, as `_audit` makes it, at an older revision."""
+    audit_id = _insert(
+        db,
+        "audits",
+        synthetic={"support": 10},
+        n=100,
+        seed=0,
+        embedder="pixels",
+        embedder_options={},
+        miner="auto",
+        neighbours=5,
+        chunk_size=1000,
+        status="queued",
+        samples_done=0,
+        candidate_pairs=0,
+        created_at=utcnow(),
+    )
+    _insert(
+        db,
+        "jobs",
+        kind="audit",
+        status="queued",
+        audit_id=audit_id,
+        progress={},
+        cancel_requested=False,
+        attempts=0,
+        created_at=utcnow(),
+    )
+    return audit_id
+
+
 def test_the_migration_keeps_every_row_and_counts_on_from_the_largest_id(tmp_path: Path) -> None:
     from alembic import command
     from app.store.migrate import alembic_config
@@ -236,8 +280,11 @@ def test_the_migration_keeps_every_row_and_counts_on_from_the_largest_id(tmp_pat
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     command.upgrade(alembic_config(url), "0007")
     db = Database(url)
-    ids = [_audit(db) for _ in range(3)]
-    pairs = _pairs_of(db, ids[-1])
+    ids = [_old_audit(db) for _ in range(3)]
+    pairs = {
+        _insert(db, "pairs", audit_id=ids[-1], i=i, j=j, distance=d, origin="candidate")
+        for i, j, d in [(0, 1, 0.5), (2, 3, 0.25)]
+    }
     command.upgrade(alembic_config(url), "head")
     with db.read() as session:
         assert sorted(a.id for a in audit_store.list_audits(session)) == ids

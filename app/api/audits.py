@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
-from app.api.auth import AdminDep, AnnotatorDep
+from app.api.auth import AdminDep, AnnotatorDep, Principal, require_starter, starter_of
 from app.api.deps import MAX_ID, AppState, AuditId, SampleIndex, StateDep
 from app.api.events import PairFeed, event_stream, followed_audit
 from app.estimate.leverage import SLIP_RATE
@@ -74,10 +74,20 @@ def pair_public(request: Request, pair: CandidatePair, rank: int | None) -> Pair
     )
 
 
+def _require_audit_starter(
+    state: AppState, principal: Principal, audit_id: int, action: str
+) -> None:
+    with state.db.read() as session:
+        started_by = audit_store.get_audit(session, audit_id).created_by  # NotFound: 404
+    require_starter(principal, [started_by], action, f"audit {audit_id}")
+
+
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=AuditPublic)
-def create_audit(state: StateDep, _: AnnotatorDep, body: AuditCreate) -> AuditPublic:
-    """Queue an audit of a generator or of a synthetic known-support source."""
-    audit, job = audit_service.create_audit(state.db, state.settings, body)
+def create_audit(state: StateDep, principal: AnnotatorDep, body: AuditCreate) -> AuditPublic:
+    """Queue an audit of a generator or of a synthetic known-support source (429 when the
+    annotator has BIRTHDAY_MAX_UNFINISHED_JOBS unfinished jobs already)."""
+    starter = starter_of(principal, state.settings)
+    audit, job = audit_service.create_audit(state.db, state.settings, body, starter)
     state.runner.submit(job.id)
     return audit_service.created_public(state.db, audit, job.id)
 
@@ -105,10 +115,12 @@ def get_audit(state: StateDep, audit_id: AuditId) -> AuditPublic:
 
 @router.patch("/{audit_id}", response_model=AuditPublic)
 def update_audit(
-    state: StateDep, _: AnnotatorDep, audit_id: AuditId, body: AuditUpdate
+    state: StateDep, principal: AnnotatorDep, audit_id: AuditId, body: AuditUpdate
 ) -> AuditPublic:
     """Aim the audit's stopping rule at another relative half-width (`target`); labels stand,
-    and the review queue, the estimate's `stop` and its live stream follow the new target."""
+    and the review queue, the estimate's `stop` and its live stream follow the new target.
+    For whoever started the audit and admins (403 for others)."""
+    _require_audit_starter(state, principal, audit_id, "retarget")
     audit = audit_service.set_target(state.db, audit_id, body.target)
     state.feed.changed(audit_id)  # pages following the audit get its estimate at the new target
     return audit
@@ -116,11 +128,15 @@ def update_audit(
 
 @router.post("/{audit_id}/extend", status_code=status.HTTP_202_ACCEPTED, response_model=AuditPublic)
 def extend_audit(
-    state: StateDep, _: AnnotatorDep, audit_id: AuditId, body: AuditExtend
+    state: StateDep, principal: AnnotatorDep, audit_id: AuditId, body: AuditExtend
 ) -> AuditPublic:
     """Add n_more samples to a finished or cancelled audit, from the samples it has; earlier
-    pairs and labels are kept."""
-    audit, job = audit_service.extend_audit(state.db, state.settings, audit_id, body.n_more)
+    pairs and labels are kept. For whoever started the audit and admins (403 for others)."""
+    _require_audit_starter(state, principal, audit_id, "extend")
+    starter = starter_of(principal, state.settings)
+    audit, job = audit_service.extend_audit(
+        state.db, state.settings, audit_id, body.n_more, starter
+    )
     state.runner.submit(job.id)
     return audit_service.created_public(state.db, audit, job.id)
 

@@ -3,14 +3,17 @@ otherwise. Loopback servers need no login (one user on their own machine, DESIGN
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
 from app.api.deps import StateDep
+from app.settings import Settings
 from app.store.annotators import annotator_for_token
+from app.store.errors import Forbidden
+from app.store.jobs import Starter
 
 COOKIE = "birthday_token"
 ROLE_RANK = {"reader": 0, "annotator": 1, "admin": 2}
@@ -64,3 +67,29 @@ def _require(role: str) -> Callable[[Principal], Principal]:
 
 AnnotatorDep = Annotated[Principal, Depends(_require("annotator"))]
 AdminDep = Annotated[Principal, Depends(_require("admin"))]
+
+
+def starter_of(principal: Principal, settings: Settings) -> Starter:
+    """Who queues work: an annotator, within BIRTHDAY_MAX_UNFINISHED_JOBS unfinished jobs;
+    admins (the local user too) are not capped."""
+    capped = ROLE_RANK[principal.role] < ROLE_RANK["admin"]
+    return Starter(principal.name, settings.max_unfinished_jobs if capped else None)
+
+
+def require_starter(
+    principal: Principal, started_by: Sequence[str | None], action: str, what: str
+) -> None:
+    """Only whoever started the work (any of `started_by`) or an admin may stop or change it:
+    a Forbidden (403) saying who may. Work started by the local user, or before starters were
+    recorded (None), is an admin's to change; on loopback everyone is admin."""
+    if principal.role == "admin":
+        return
+    names = list(dict.fromkeys(name for name in started_by if name is not None))
+    if principal.name is not None and principal.name in names:
+        return
+    if not names:
+        raise Forbidden(
+            f"only an admin may {action} {what}: it was started by the local user or before "
+            "starters were recorded"
+        )
+    raise Forbidden(f"only {' or '.join(names)}, who started it, or an admin may {action} {what}")

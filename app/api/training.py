@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from app.api.auth import AnnotatorDep
+from app.api.auth import AnnotatorDep, require_starter, starter_of
 from app.api.deps import MAX_ID, StateDep
 from app.api.events import event_stream, followed_training_run
 from app.schemas import (
@@ -57,10 +57,12 @@ def list_datasets(state: StateDep, _: AnnotatorDep) -> DatasetsPublic:
     "/training-runs", status_code=status.HTTP_202_ACCEPTED, response_model=TrainingRunPublic
 )
 def create_training_run(
-    state: StateDep, _: AnnotatorDep, body: TrainingRunCreate
+    state: StateDep, principal: AnnotatorDep, body: TrainingRunCreate
 ) -> TrainingRunPublic:
-    """Queue a GAN training run; its generator is registered when it finishes."""
-    run, job = training_service.create_run(state.db, state.settings.data_dir, body)
+    """Queue a GAN training run; its generator is registered when it finishes (429 when the
+    annotator has BIRTHDAY_MAX_UNFINISHED_JOBS unfinished jobs already)."""
+    starter = starter_of(principal, state.settings)
+    run, job = training_service.create_run(state.db, state.settings.data_dir, body, starter)
     state.runner.submit(job.id)
     return training_service.run_public(
         run, job.id, state.settings.models_dir, data_dir=state.settings.data_dir
@@ -141,9 +143,17 @@ async def training_run_events(
 
 
 @router.post("/sweeps", status_code=status.HTTP_202_ACCEPTED, response_model=SweepPublic)
-def create_sweep(state: StateDep, _: AnnotatorDep, body: SweepCreate) -> SweepPublic:
-    """Queue a grid of training runs (loss x latent size x discriminator width x seed)."""
-    sweep_id, job_ids = training_service.create_sweep(state.db, state.settings.data_dir, body)
+def create_sweep(state: StateDep, principal: AnnotatorDep, body: SweepCreate) -> SweepPublic:
+    """Queue a grid of training runs (loss x latent size x discriminator width x seed): 422 for
+    more runs than BIRTHDAY_MAX_SWEEP_RUNS, or than an annotator may have unfinished; 429 when
+    they would take the annotator past BIRTHDAY_MAX_UNFINISHED_JOBS."""
+    sweep_id, job_ids = training_service.create_sweep(
+        state.db,
+        state.settings.data_dir,
+        body,
+        starter_of(principal, state.settings),
+        state.settings.max_sweep_runs,
+    )
     for job_id in job_ids:
         state.runner.submit(job_id)
     return get_sweep(state, sweep_id)
@@ -232,23 +242,32 @@ def export_sweep_support(
     response_model=list[AuditPublic],
 )
 def extend_sweep_pools(
-    state: StateDep, _: AnnotatorDep, sweep_id: int, body: SweepExtend
+    state: StateDep, principal: AnnotatorDep, sweep_id: int, body: SweepExtend
 ) -> list[AuditPublic]:
     """Grow the pool of every audit the support figure leaves out for want of a duplicate
     (`waiting_for` 'samples': its N_eff has only a lower bound, the largest of the sweep's, and
-    leaving it out biases the figure down), keeping its pairs and labels; 422 if none does."""
-    support = get_sweep_support(state, sweep_id, embedder=body.embedder)
-    extended = support_service.extend_empty_pools(state.db, state.settings, support, body.n_more)
+    leaving it out biases the figure down), keeping its pairs and labels; 422 if none does.
+    For whoever started the sweep and admins (403 for others)."""
+    sweep = get_sweep(state, sweep_id)
+    require_starter(principal, [sweep.created_by], "extend", f"sweep {sweep_id}")
+    support = support_service.sweep_support(state.db, sweep, embedder=body.embedder)
+    starter = starter_of(principal, state.settings)
+    extended = support_service.extend_empty_pools(
+        state.db, state.settings, support, body.n_more, starter
+    )
     for _audit, job in extended:
         state.runner.submit(job.id)
     return [audit_service.created_public(state.db, audit, job.id) for audit, job in extended]
 
 
 @router.post("/sweeps/{sweep_id}/cancel", response_model=SweepPublic)
-def cancel_sweep(state: StateDep, _: AnnotatorDep, sweep_id: int) -> SweepPublic:
+def cancel_sweep(state: StateDep, principal: AnnotatorDep, sweep_id: int) -> SweepPublic:
     """Stop the sweep's unfinished runs: queued ones at once, running ones at their next step;
-    finished runs and their generators stay."""
-    for run in get_sweep(state, sweep_id).runs:
+    finished runs and their generators stay. For whoever started the sweep and admins (403 for
+    others)."""
+    sweep = get_sweep(state, sweep_id)
+    require_starter(principal, [sweep.created_by], "cancel", f"sweep {sweep_id}")
+    for run in sweep.runs:
         if run.status in ("queued", "running") and run.job_id is not None:
             state.runner.request_cancel(run.job_id)
     return get_sweep(state, sweep_id)
@@ -260,12 +279,14 @@ def cancel_sweep(state: StateDep, _: AnnotatorDep, sweep_id: int) -> SweepPublic
     response_model=list[AuditPublic],
 )
 def create_sweep_audits(
-    state: StateDep, _: AnnotatorDep, sweep_id: int, body: SweepAuditsCreate
+    state: StateDep, principal: AnnotatorDep, sweep_id: int, body: SweepAuditsCreate
 ) -> list[AuditPublic]:
     """Queue one audit per finished run that draws images, all with the same settings (the
-    paper's RQ2: support size against discriminator width); 422 if no run is ready."""
+    paper's RQ2: support size against discriminator width); 422 if no run is ready; 429 when
+    they would take the annotator past BIRTHDAY_MAX_UNFINISHED_JOBS."""
     runs = get_sweep(state, sweep_id).runs
-    created = sweep_service.audit_sweep(state.db, state.settings, runs, body)
+    starter = starter_of(principal, state.settings)
+    created = sweep_service.audit_sweep(state.db, state.settings, runs, body, starter)
     for _audit, job in created:
         state.runner.submit(job.id)
     return [audit_service.created_public(state.db, audit, job.id) for audit, job in created]

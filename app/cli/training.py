@@ -289,7 +289,9 @@ def sweep(
     body = validated(SweepCreate, **grid)
     db = open_store(settings)
     try:
-        sweep_id, job_ids = create_sweep(db, settings.data_dir, body)
+        sweep_id, job_ids = create_sweep(
+            db, settings.data_dir, body, max_runs=settings.max_sweep_runs
+        )
     except ValueError as exc:
         fail(problem(exc))
     runner = JobRunner(db, settings)

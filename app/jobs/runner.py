@@ -56,6 +56,10 @@ class JobOutcome:
     error: str | None = None
 
 
+class _LeaseLost(Exception):
+    """Another process holds the job's lease now: this one must write nothing more for it."""
+
+
 @dataclass(frozen=True)
 class _Subject:
     """What a job works on: its topic for live events and how its own status is stored."""
@@ -245,11 +249,12 @@ class JobRunner:
                 try:
                     steps = start()  # a refusal to start is the job's failure too
                     for step in steps:
-                        if self._lease_lost(job_id):
-                            return JobOutcome("elsewhere", f"job {job_id}'s lease was taken over")
+                        # _LeaseLost once another process holds the job: nothing more is written
                         self._while_busy(job_id, partial(record, step))
                         if self._stopping.is_set() or self._cancel_requested(job_id):
                             return self._stopped(job_id, subject)
+                except _LeaseLost:
+                    return self._taken_over(job_id)
                 except WorkerLost as exc:
                     if restarts >= WORKER_LOSS_RESTARTS:
                         return self._finish(job_id, subject, "failed", f"worker lost: {exc}")
@@ -264,7 +269,7 @@ class JobRunner:
                     if close is not None:
                         close()  # stops the job's code where it is (a Ray task is cancelled)
                 if self._lease_lost(job_id):  # its new holder says when it is done
-                    return JobOutcome("elsewhere", f"job {job_id}'s lease was taken over")
+                    return self._taken_over(job_id)
                 return self._finish(job_id, subject, "done", None)
 
     # -- audits ------------------------------------------------------------------------------
@@ -326,6 +331,7 @@ class JobRunner:
         def record(chunk: object) -> None:
             assert isinstance(chunk, AuditChunk)
             with self.db.write() as session:
+                self._hold_lease(session, job_id)
                 audit = audit_store.record_chunk(
                     session,
                     audit_id,
@@ -375,6 +381,7 @@ class JobRunner:
         def record(step: object) -> None:
             assert isinstance(step, TrainStep)
             with self.db.write() as session:
+                self._hold_lease(session, job_id)
                 if step.losses is not None:
                     training_store.record_losses(session, run_id, step.step, step.losses)
                 if step.grid_png is not None:
@@ -412,20 +419,40 @@ class JobRunner:
     # -- leases ------------------------------------------------------------------------------
     @contextmanager
     def _leased(self, job_id: int) -> Iterator[None]:
-        """Renew the job's lease while it runs; a lease found taken stops the job's recording."""
+        """Renew the job's lease every third of it while the job runs; a lease found taken stops
+        the job's recording.
+
+        A refused renewal is tried again soon (after BUSY_FIRST_WAIT_S, doubling up to
+        BUSY_LONGEST_WAIT_S or a third of the lease), not a third of the lease later: a store held
+        by other writers for about a lease's length (a VACUUM, a large delete) would otherwise
+        let the lease run out between two tries, and another process take the job once the store
+        is free. Renewing a lease that ran out is fine while no one else took it. Whatever the
+        renewals manage, every write for the job checks the lease in its own transaction
+        (`_hold_lease`): a process that lost it writes nothing more.
+        """
         done = threading.Event()
         every = self.settings.job_lease_s / 3
 
         def beat() -> None:
-            while not done.wait(every):
+            wait, retry = every, BUSY_FIRST_WAIT_S
+            while not done.wait(wait):
                 try:
                     with self.db.write() as session:
                         lost = job_store.renew(
                             session, self.owner, [job_id], self.settings.job_lease_s
                         )
-                except Exception:  # noqa: BLE001 - a failed renewal is tried again
-                    log.warning("could not renew the lease of job %s", job_id, exc_info=True)
+                except Exception as exc:  # noqa: BLE001 - a failed renewal is tried again
+                    busy = is_busy(exc)
+                    log.warning(
+                        "could not renew the lease of job %s%s; trying again in %.1f s",
+                        job_id,
+                        " (busy store)" if busy else "",
+                        min(retry, every),
+                        exc_info=not busy,
+                    )
+                    wait, retry = min(retry, every), min(2 * retry, BUSY_LONGEST_WAIT_S)
                     continue
+                wait, retry = every, BUSY_FIRST_WAIT_S
                 if lost:
                     with self._lock:
                         self._lost.add(job_id)
@@ -454,6 +481,24 @@ class JobRunner:
     def _lease_lost(self, job_id: int) -> bool:
         with self._lock:
             return job_id in self._lost
+
+    def _hold_lease(self, session: Session, job_id: int) -> None:
+        """Renew the job's lease in the transaction that is about to write for the job, or raise
+        _LeaseLost (the transaction then rolls back) when another process took the job.
+
+        The check and the write commit together, so a step is written only by the lease's holder,
+        however long this process waited for the store (its lease may have run out meanwhile):
+        another process's claim and this transaction take turns on the job's row (PostgreSQL's
+        row lock; SQLite's one writer).
+        """
+        if job_store.renew(session, self.owner, [job_id], self.settings.job_lease_s):
+            with self._lock:
+                self._lost.add(job_id)
+            raise _LeaseLost(job_id)
+
+    def _taken_over(self, job_id: int) -> JobOutcome:
+        log.warning("job %s: another process took its lease; it stops here", job_id)
+        return JobOutcome("elsewhere", f"job {job_id}'s lease was taken over")
 
     def _retry_later(self, job_id: int, left: float) -> None:
         """A job another process holds: a started runner tries again once that lease ends
@@ -487,10 +532,14 @@ class JobRunner:
         if self._cancel_requested(job_id):
             return self._finish(job_id, subject, "cancelled", None)
         # Shutting down: leave the job active, and free, so the next start resumes it.
-        with self.db.write() as session:
-            job_store.get_job(session, job_id).status = "queued"
-            job_store.release(session, job_id, self.owner)
-            subject.set_status(session, "queued", None)
+        try:
+            with self.db.write() as session:
+                self._hold_lease(session, job_id)
+                job_store.get_job(session, job_id).status = "queued"
+                job_store.release(session, job_id, self.owner)
+                subject.set_status(session, "queued", None)
+        except _LeaseLost:
+            return self._taken_over(job_id)
         return JobOutcome("queued")
 
     def _while_busy(
@@ -500,12 +549,15 @@ class JobRunner:
 
         Each try is a whole transaction, rolled back when refused, so trying again is safe.
         False when the runner stopped meanwhile (if `stoppable`): the step is left unwritten,
-        and the job resumes from what the store holds at the next start. Any other error, or a
-        store busy for longer, is raised.
+        and the job resumes from what the store holds at the next start. _LeaseLost as soon as
+        the job's lease is known taken (by a renewal meanwhile, or by `write` itself, which
+        checks it). Any other error, or a store busy for longer, is raised.
         """
         deadline = time.monotonic() + BUSY_RETRY_S
         wait = BUSY_FIRST_WAIT_S
         while True:
+            if self._lease_lost(job_id):
+                raise _LeaseLost(job_id)
             try:
                 write()
                 return True
@@ -527,12 +579,16 @@ class JobRunner:
     def _finish(self, job_id: int, subject: _Subject, status: str, error: str | None) -> JobOutcome:
         def write() -> None:
             with self.db.write() as session:
+                self._hold_lease(session, job_id)  # the job's end is its holder's to say
                 job_store.finish(session, job_id, status, error)
                 job_store.release(session, job_id, self.owner)
                 subject.set_status(session, status, error)
 
         # Not stoppable: a job that ended must say so, or it would run again at the next start.
-        self._while_busy(job_id, write, stoppable=False)
+        try:
+            self._while_busy(job_id, write, stoppable=False)
+        except _LeaseLost:
+            return self._taken_over(job_id)
         self._publish(subject, "status", {"status": status, "error": error})
         return JobOutcome(status, error)
 

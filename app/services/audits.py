@@ -24,6 +24,7 @@ from app.store import jobs as job_store
 from app.store import training as training_store
 from app.store.db import Database
 from app.store.errors import Conflict
+from app.store.jobs import LOCAL_STARTER, Starter
 from app.store.models import Audit, Generator, Job
 
 MAX_POOL = 1_000_000  # samples per audit (AuditCreate.n allows as many)
@@ -100,11 +101,15 @@ def check_memory(n: int, dim: int, limit: int, miner: MinerKind = "auto") -> Non
         )
 
 
-def create_audit(db: Database, settings: Settings, body: AuditCreate) -> tuple[Audit, Job]:
-    """Validate everything the worker would trip on, then store the audit and its queued job."""
+def create_audit(
+    db: Database, settings: Settings, body: AuditCreate, starter: Starter = LOCAL_STARTER
+) -> tuple[Audit, Job]:
+    """Validate everything the worker would trip on, then store the audit and its queued job,
+    started by `starter` (within their cap of unfinished jobs)."""
     fields = audit_fields(db, settings, body)
     with db.write() as session:
-        return audit_store.create_audit(session, **fields)
+        job_store.check_room(session, starter, 1)  # counted where the job is inserted
+        return audit_store.create_audit(session, **fields, created_by=starter.name)
 
 
 def embedder_options(db: Database, body: AuditCreate, models_dir: Path) -> dict[str, Any]:
@@ -162,8 +167,15 @@ def audit_fields(db: Database, settings: Settings, body: AuditCreate) -> dict[st
     return fields
 
 
-def extend_audit(db: Database, settings: Settings, audit_id: int, n_more: int) -> tuple[Audit, Job]:
+def extend_audit(
+    db: Database,
+    settings: Settings,
+    audit_id: int,
+    n_more: int,
+    starter: Starter = LOCAL_STARTER,
+) -> tuple[Audit, Job]:
     """Grow the pool in place: new samples are mined against the existing index, labels are kept.
+    The new job is `starter`'s (within their cap); the audit stays its starter's.
 
     The pool grows from the samples it has: a cancelled audit's unsampled rest is given up, not
     drawn again (extending a pool cancelled at 13,000 of 200,000 by 10 gives 13,010)."""
@@ -199,10 +211,17 @@ def extend_audit(db: Database, settings: Settings, audit_id: int, n_more: int) -
             raise Conflict(f"audit {audit_id} failed: {audit.error}", 422)
         if audit.samples_done + n_more > MAX_POOL:
             raise Conflict("an audit pool is limited to 10^6 samples", 422)
+        job_store.check_room(session, starter, 1)
         audit.n = audit.samples_done + n_more
         audit.status = "queued"
         audit.finished_at = None
-        job = Job(kind="audit", status="queued", audit_id=audit.id, progress={})
+        job = Job(
+            kind="audit",
+            status="queued",
+            audit_id=audit.id,
+            progress={},
+            created_by=starter.name,
+        )
         session.add(job)
         session.flush()
         return audit, job
@@ -237,6 +256,7 @@ def audit_public(
         target=audit.target,
         job_id=job_id,
         error=audit.error,
+        created_by=audit.created_by,
     )
 
 

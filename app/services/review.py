@@ -3,20 +3,25 @@
 The review design (app.estimate.design, .queue) decides: pairs it reached but nobody settled
 first, random non-candidate pairs at their share, then the stratum where one more label cuts the
 estimate's variance most. Beside it, a share of the labels checks pairs only the closure calls
-duplicates (DESIGN: "send implied pairs to review"). Handing pairs out reaches them, so the design is stored after every
-handout. Pairs handed to someone else in the last minute (leases) and pairs this annotator
-already judged are skipped, so annotators working at once do not judge the same pair twice.
+duplicates (DESIGN: "send implied pairs to review"). Handing pairs out reaches them, so the
+design is stored after every handout. Pairs handed to someone else in the last minute (leases,
+kept in the store: app.store.review_leases) and pairs this annotator already judged are skipped,
+so annotators working at once, through one server or several on one database, do not judge the
+same pair twice. A handout holds the audit's row lock while it reads the design and the leases
+and writes both, so handouts of one audit take turns across processes.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy.orm import Session
 
 from app.estimate import (
     DUPLICATE,
@@ -29,57 +34,23 @@ from app.estimate import (
     update_design,
 )
 from app.services.estimates import Assessment, assess
-from app.services.review_state import ReviewState, load_review, store_design
+from app.services.review_state import ReviewState, load_review
 from app.store import pairs as pair_store
+from app.store import review_leases as lease_store
 from app.store.db import Database
 from app.store.judgements import annotator_by_name
 from app.store.pairs import RankedPair
 
 LEASE_SECONDS = 60.0
 MAX_HANDOUT = 50
+_PLAN_TRIES = 3  # plans per handout when a lease is refused (see _lease)
 IMPLIED_EVERY = 10  # one label in this many checks a pair only the closure calls a duplicate
 
 
-class Leases:
-    """Pairs of one database handed out recently: pair id -> (annotator, expiry)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._leases: dict[int, tuple[str, float]] = {}
-
-    def taken_by_others(self, annotator: str) -> set[int]:
-        now = time.monotonic()
-        with self._lock:
-            expired = [pid for pid, (_, until) in self._leases.items() if until < now]
-            for pid in expired:
-                del self._leases[pid]
-            return {pid for pid, (who, _) in self._leases.items() if who != annotator}
-
-    def held_by(self, annotator: str) -> set[int]:
-        now = time.monotonic()
-        with self._lock:
-            return {
-                pid
-                for pid, (who, until) in self._leases.items()
-                if who == annotator and until >= now
-            }
-
-    def take(self, pair_id: int, annotator: str) -> None:
-        with self._lock:
-            self._leases[pair_id] = (annotator, time.monotonic() + LEASE_SECONDS)
-
-
-_lease_books: defaultdict[str, Leases] = defaultdict(Leases)
-_books_guard = threading.Lock()
-
-
-def _leases_of(db: Database) -> Leases:
-    """The leases of one database (pair ids are only unique within one)."""
-    with _books_guard:
-        return _lease_books[db.url]
-
-
-# One queue computation per audit at a time: each reads the design and stores the next one.
+# One queue computation per audit at a time in this process: each reads the design and stores the
+# next one. The store's lock on the audit (lease_store.lock_queue) makes processes take turns too;
+# this one keeps a process's own requests from reading and assessing the same state twice and
+# from queueing on the store's write lock behind each other.
 _audit_locks: defaultdict[tuple[str, int], threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
 
@@ -122,13 +93,17 @@ def next_pairs_for(
     limit: int = 1,
     target: float | None = None,
 ) -> Handed:
-    """Up to `limit` pairs for this annotator, leased to them for a minute.
+    """Up to `limit` pairs for this annotator, leased to them for LEASE_SECONDS in the store:
+    no other annotator, through this process or any other on the same database, is handed them
+    until the lease runs out; they themselves get them back if they ask again.
 
     A caller who names no annotator only looks: nobody unnamed can judge a pair, so leasing
     one to them would only keep it from the annotators who can for a minute."""
     who = annotator or ""
     limit = max(1, min(limit, MAX_HANDOUT))
     with _audit_lock(db, audit_id):
+        # Read and assess before taking the store's lock: the first read of a large audit takes
+        # seconds (10^6 samples), and every writer of the store would wait that long behind it.
         try:
             state = load_review(db, audit_id)
         except ValueError:  # fewer than two samples yet: nothing to review
@@ -139,30 +114,89 @@ def next_pairs_for(
         with db.read() as session:
             person = annotator_by_name(session, who, create=False) if who else None
             judged = pair_store.judged_by(session, audit_id, person.id) if person else set()
-        leases = _leases_of(db)
-        others = leases.taken_by_others(who)
-        handouts, design = _plan(state, assessment, limit, judged | others)
-        if not handouts and others:
-            # Everyone else's leased pairs are all that is left: hand one out rather than stall.
-            handouts, design = _plan(state, assessment, limit, judged)
-        design_changed = design != state.design or not state.design_stored
-        if design_changed:
-            store_design(db, audit_id, design)
-        check = _implied_check(state, assessment, leases.held_by(who), judged | others)
-        if check is not None:
-            handouts = [check, *handouts][:limit]
-        ids = [_pair_id(state, h) for h in handouts]
-        with db.read() as session:
+        with db.write() as session:
+            audit = lease_store.lock_queue(session, audit_id)
+            if not _design_is(audit.review, state):
+                # Another process handed pairs out since: plan from the design it stored, or
+                # its handout would be lost when this one stores the next design.
+                state = load_review(db, audit_id)
+                assessment = assess(state, target=target)
+                if assessment.stop_labelling:
+                    return Handed([], stop=True)
+            now = lease_store.store_now(session)
+            lease_store.drop_expired(session, audit_id, now)
+            others = lease_store.leased_to_others(session, audit_id, who, now)
+            held = lease_store.held_by(session, audit_id, who, now) if who else set()
+            handouts, design = _lease(
+                session, state, assessment, who, limit, judged | others, held, now
+            )
+            if not handouts and others:
+                # Everything left is leased to someone else (an annotator who walked away holds a
+                # page for a minute): hand it out anyway, the lease moving, rather than stall.
+                handouts, design = _lease(
+                    session, state, assessment, who, limit, judged, held, now, steal=True
+                )
+            design_changed = design != state.design or not state.design_stored
+            if design_changed:
+                audit.review = design.to_dict()
+            ids = [_pair_id(state, h) for h in handouts]
             rows = pair_store.pairs_by_id(session, ids)
             for row in rows.values():
                 session.expunge(row)
-        out = []
-        for h, pid in zip(handouts, ids, strict=True):
-            if annotator:
-                leases.take(pid, annotator)
-            rank = _rank(state, h.index) if h.kind == "candidate" else None
-            out.append(RankedPair(rows[pid], rank))
+        out = [
+            RankedPair(rows[pid], _rank(state, h.index) if h.kind == "candidate" else None)
+            for h, pid in zip(handouts, ids, strict=True)
+        ]
         return Handed(out, stop=False, design_changed=design_changed)
+
+
+def _lease(
+    session: Session,
+    state: ReviewState,
+    assessment: Assessment,
+    annotator: str,
+    limit: int,
+    skip_ids: set[int],
+    held_ids: set[int],
+    now: datetime,
+    steal: bool = False,
+) -> tuple[list[Handout], ReviewDesign]:
+    """The pairs to hand out and the design after reaching them, each pair leased to the
+    annotator (nothing leased to an unnamed caller, annotator ""). A pair whose lease another
+    annotator holds is skipped and the plan made again without it: under the audit's lock the
+    leases read are the leases there are, so this guards the rule; it does not steer the queue."""
+    taken: set[int] = set()
+    refused: set[int] = set()
+    for attempt in range(_PLAN_TRIES):
+        handouts, design = _plan(state, assessment, limit, skip_ids)
+        check = _implied_check(state, assessment, held_ids, skip_ids)
+        if check is not None:
+            handouts = [check, *handouts][:limit]
+        if not annotator:
+            return handouts, design
+        refused = set()
+        for pid in (_pair_id(state, h) for h in handouts):
+            if lease_store.take(
+                session, state.audit_id, pid, annotator, now, LEASE_SECONDS, steal=steal
+            ):
+                taken.add(pid)
+            else:
+                refused.add(pid)
+        if not refused or attempt == _PLAN_TRIES - 1:
+            break
+        skip_ids = skip_ids | refused
+    handouts = [h for h in handouts if _pair_id(state, h) not in refused]
+    # Pairs an earlier plan leased that the last one does not hand out go back.
+    stray = taken - {_pair_id(state, h) for h in handouts} - held_ids
+    lease_store.release(session, state.audit_id, stray, annotator)
+    return handouts, design
+
+
+def _design_is(stored: dict[str, Any] | None, state: ReviewState) -> bool:
+    """Whether the audit's stored design is the one `state` was read with."""
+    if stored is None:
+        return not state.design_stored
+    return state.design_stored and ReviewDesign.from_dict(stored) == state.design
 
 
 def prepare_queue(state: ReviewState, assessment: Assessment) -> None:

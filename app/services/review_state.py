@@ -297,8 +297,3 @@ def load_review(db: Database, audit_id: int) -> ReviewState:
         labelled_count=len(labelled),
         target=target,
     )
-
-
-def store_design(db: Database, audit_id: int, design: ReviewDesign) -> None:
-    with db.write() as session:
-        audit_store.get_audit(session, audit_id).review = design.to_dict()

@@ -26,7 +26,9 @@ from app.services.audits import MAX_POOL, check_archive_size, describe_audits, e
 from app.services.estimates import audit_estimate
 from app.settings import Settings
 from app.store import audits as audit_store
+from app.store import jobs as job_store
 from app.store.db import Database
+from app.store.jobs import LOCAL_STARTER, Starter
 from app.store.models import Audit, Job
 
 Cell = tuple[str, int | None, float]
@@ -344,10 +346,15 @@ def support_csv(support: SweepSupport) -> str:
 
 
 def extend_empty_pools(
-    db: Database, settings: Settings, support: SweepSupport, n_more: int | None
+    db: Database,
+    settings: Settings,
+    support: SweepSupport,
+    n_more: int | None,
+    starter: Starter = LOCAL_STARTER,
 ) -> list[tuple[Audit, Job]]:
     """Grow every pool the figure leaves out for want of a duplicate, by n_more each or by its
-    own size (their sizes checked before any is queued)."""
+    own size (their sizes, and the starter's room for all their jobs, checked before any is
+    queued; each job is counted again, and attributed, in the transaction that queues it)."""
     plan = [
         (r.audit_id, r.n, n_more or r.n)
         for r in support.runs
@@ -363,4 +370,6 @@ def extend_empty_pools(
         check_archive_size(
             db, settings, generator_id, n + more
         )  # an archive cannot grow past itself
-    return [extend_audit(db, settings, audit_id, more) for audit_id, _n, more in plan]
+    with db.read() as session:
+        job_store.check_room(session, starter, len(plan))
+    return [extend_audit(db, settings, audit_id, more, starter) for audit_id, _n, more in plan]

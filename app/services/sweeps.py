@@ -27,8 +27,10 @@ from app.services.audits import audit_fields
 from app.services.training import describe_run
 from app.settings import Settings
 from app.store import audits as audit_store
+from app.store import jobs as job_store
 from app.store import training as training_store
 from app.store.db import Database
+from app.store.jobs import LOCAL_STARTER, Starter
 from app.store.models import Audit, Job
 
 # The same figures under their names for discrete modes, curve segments and digit classes.
@@ -104,10 +106,15 @@ def sweep_audit_ids(session: Session, generator_ids: Sequence[int]) -> list[int]
 
 
 def audit_sweep(
-    db: Database, settings: Settings, runs: Sequence[TrainingRunPublic], body: SweepAuditsCreate
+    db: Database,
+    settings: Settings,
+    runs: Sequence[TrainingRunPublic],
+    body: SweepAuditsCreate,
+    starter: Starter = LOCAL_STARTER,
 ) -> list[tuple[Audit, Job]]:
     """One audit per finished run whose generator draws images, all checked before any is
-    stored; with the discriminator embedder and no weights named, each run's own."""
+    stored, all started by `starter` (within their cap of unfinished jobs); with the
+    discriminator embedder and no weights named, each run's own."""
     auditable = [r for r in runs if r.status == "done" and r.auditable and r.generator_id]
     if not auditable:
         raise ValueError(
@@ -132,8 +139,11 @@ def audit_sweep(
         key = json.dumps([run.config.get("dataset"), run.config.get("dataset_options"), options])
         if key not in checked:
             checked[key] = audit_fields(db, settings, request)
-        planned.append(checked[key] | {"generator_id": run.generator_id})
+        planned.append(
+            checked[key] | {"generator_id": run.generator_id, "created_by": starter.name}
+        )
     with db.write() as session:
+        job_store.check_room(session, starter, len(planned))  # counted where they are inserted
         return [audit_store.create_audit(session, **fields) for fields in planned]
 
 
@@ -152,6 +162,7 @@ def describe_sweep(
         return SweepPublic(
             id=sweep.id,
             grid=sweep.grid,
+            created_by=sweep.created_by,
             runs=runs,
             cells=sweep_cells(runs),
             audits=sweep_audit_ids(session, generators),

@@ -21,8 +21,12 @@ from app.schemas import (
     TrainingRunCreate,
     TrainingRunPublic,
 )
+from app.settings import DEFAULT_MAX_SWEEP_RUNS
+from app.store import jobs as job_store
 from app.store import training as training_store
 from app.store.db import Database
+from app.store.errors import Conflict
+from app.store.jobs import LOCAL_STARTER, Starter
 from app.store.models import Generator, Job, TrainingRun
 
 LOCAL_DATASETS = ("npz", "folder")  # datasets read from a path they must be given
@@ -86,14 +90,33 @@ def _config(
     return fields
 
 
-def create_run(db: Database, data_dir: Path, body: TrainingRunCreate) -> tuple[TrainingRun, Job]:
+def create_run(
+    db: Database, data_dir: Path, body: TrainingRunCreate, starter: Starter = LOCAL_STARTER
+) -> tuple[TrainingRun, Job]:
+    """Queue a run started by `starter` (within their cap of unfinished jobs)."""
     config = _config(body, data_dir)
     with db.write() as session:
-        return training_store.create_run(session, config)
+        job_store.check_room(session, starter, 1)  # counted where the job is inserted
+        return training_store.create_run(session, config, created_by=starter.name)
 
 
-def create_sweep(db: Database, data_dir: Path, body: SweepCreate) -> tuple[int, list[int]]:
-    """One training run per grid cell, all queued; returns (sweep id, job ids)."""
+def create_sweep(
+    db: Database,
+    data_dir: Path,
+    body: SweepCreate,
+    starter: Starter = LOCAL_STARTER,
+    max_runs: int = DEFAULT_MAX_SWEEP_RUNS,
+) -> tuple[int, list[int]]:
+    """One training run per grid cell, all queued and started by `starter` (within their cap of
+    unfinished jobs); at most `max_runs` cells. Returns (sweep id, job ids)."""
+    cells_count = len(body.losses) * len(body.latent_dims) * len(body.d_widths) * len(body.seeds)
+    if cells_count > max_runs:
+        raise Conflict(
+            f"the grid has {cells_count:,} runs; a sweep may queue at most {max_runs:,} "
+            "(BIRTHDAY_MAX_SWEEP_RUNS): fewer losses, latent sizes, widths or seeds, or several "
+            "sweeps",
+            422,
+        )
     if body.gp_weight is not None and not set(body.losses) & set(PENALISED):
         # a run refuses it; a grid of unpenalised losses would have dropped it without a word
         raise ValueError(
@@ -128,8 +151,11 @@ def create_sweep(db: Database, data_dir: Path, body: SweepCreate) -> tuple[int, 
     datasets: dict[str, Dataset] = {}
     configs = [_config(cell, data_dir, datasets) for cell in cells]
     with db.write() as session:
-        sweep = training_store.create_sweep(session, body.model_dump())
-        jobs = [training_store.create_run(session, c, sweep.id)[1].id for c in configs]
+        job_store.check_room(session, starter, len(configs))  # counted where they are inserted
+        sweep = training_store.create_sweep(session, body.model_dump(), starter.name)
+        jobs = [
+            training_store.create_run(session, c, sweep.id, starter.name)[1].id for c in configs
+        ]
         return sweep.id, jobs
 
 
@@ -157,6 +183,7 @@ def run_public(
         error=run.error,
         discriminator=discriminator if saved else None,
         auditable=generator is not None and generator.auditable,
+        created_by=run.created_by,
     )
 
 

@@ -39,10 +39,14 @@ def list_audits(session: Session) -> list[Audit]:
 
 
 def create_audit(session: Session, **fields: Any) -> tuple[Audit, Job]:
+    """A queued audit and its job, both started by `fields["created_by"]` (None: the local
+    user)."""
     audit = Audit(status="queued", samples_done=0, candidate_pairs=0, **fields)
     session.add(audit)
     session.flush()
-    job = Job(kind="audit", status="queued", audit_id=audit.id, progress={})
+    job = Job(
+        kind="audit", status="queued", audit_id=audit.id, progress={}, created_by=audit.created_by
+    )
     session.add(job)
     session.flush()
     return audit, job
@@ -138,12 +142,13 @@ def delete_audit_rows(session: Session, audit_id: int) -> None:
     """Remove an audit and everything that hangs off it, children first (foreign keys)."""
     from sqlalchemy import delete
 
-    from app.store.models import IdempotencyKey, Judgement
+    from app.store.models import IdempotencyKey, Judgement, ReviewLease
 
     pair_ids = select(CandidatePair.id).where(CandidatePair.audit_id == audit_id)
     judgement_ids = select(Judgement.id).where(Judgement.pair_id.in_(pair_ids))
     session.execute(delete(IdempotencyKey).where(IdempotencyKey.judgement_id.in_(judgement_ids)))
     session.execute(delete(Judgement).where(Judgement.pair_id.in_(pair_ids)))
+    session.execute(delete(ReviewLease).where(ReviewLease.audit_id == audit_id))
     session.execute(delete(CandidatePair).where(CandidatePair.audit_id == audit_id))
     session.execute(delete(Sample).where(Sample.audit_id == audit_id))
     session.execute(delete(Job).where(Job.audit_id == audit_id))

@@ -5,16 +5,66 @@ from __future__ import annotations
 import os
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.store.errors import NotFound
+from app.store.errors import Conflict, NotFound
 from app.store.models import Job, utcnow
 
 ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Starter:
+    """Who queues work (its rows' `created_by`) and how many unfinished jobs they may have."""
+
+    name: str | None = None  # an annotator's name; None: the local user (CLI, no tokens)
+    max_unfinished: int | None = None  # None: not capped (admins, the local user)
+
+
+LOCAL_STARTER = Starter()
+
+
+def unfinished_jobs(session: Session, name: str) -> int:
+    """Jobs this annotator queued that are queued or running."""
+    stmt = (
+        select(func.count()).select_from(Job).where(Job.created_by == name, Job.status.in_(ACTIVE))
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def check_room(session: Session, starter: Starter, adding: int) -> None:
+    """Refuse `adding` jobs that would take the starter past their cap of unfinished jobs: 429
+    (some must finish first), or 422 when this request alone needs more than the cap.
+
+    Call it in the write transaction that inserts the jobs. On SQLite that transaction began
+    with BEGIN IMMEDIATE (and holds the in-process write lock), so two requests at once count
+    one after the other and cannot both slip under the cap. On PostgreSQL, under READ COMMITTED,
+    requests through two processes at once may each count before the other commits and overshoot
+    the cap by the few jobs they add: acceptable for a guard against runaway queues.
+    """
+    cap, name = starter.max_unfinished, starter.name
+    if cap is None or name is None:
+        return
+    setting = "BIRTHDAY_MAX_UNFINISHED_JOBS"
+    if adding > cap:
+        raise Conflict(
+            f"this request queues {adding:,} jobs, over the {cap:,} unfinished jobs one annotator "
+            f"may have (an admin can queue it, or raise {setting})",
+            422,
+        )
+    unfinished = unfinished_jobs(session, name)
+    if unfinished + adding > cap:
+        raise Conflict(
+            f"{name} has {unfinished:,} unfinished jobs (queued or running) and may have at most "
+            f"{cap:,} at once ({setting}): wait for some to finish or cancel some, then queue "
+            f"{'this' if adding == 1 else f'these {adding:,}'}",
+            429,
+        )
 
 
 def get_job(session: Session, job_id: int) -> Job:
@@ -77,7 +127,12 @@ def claim(session: Session, job_id: int, owner: str, lease_s: float) -> tuple[Jo
 
 
 def renew(session: Session, owner: str, job_ids: list[int], lease_s: float) -> set[int]:
-    """Extend this owner's leases; returns the jobs whose lease it no longer holds."""
+    """Extend this owner's leases; returns the jobs whose lease it no longer holds.
+
+    A lease that ran out is extended too while no other process took it (claimed it, or
+    claimed and released it): its holder was only slow to renew. On PostgreSQL the update
+    locks the job's row, so a claim by another process and this renewal take turns.
+    """
     if not job_ids:
         return set()
     session.execute(

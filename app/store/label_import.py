@@ -82,9 +82,16 @@ def _standing(session: Session, pair_ids: list[int]) -> set[tuple[int, int, bool
 
 
 def _lock(session: Session, pair_ids: list[int]) -> None:
-    """Lock the pairs (PostgreSQL; SQLite's writers take turns anyway) in id order before votes
-    are added to them: an insert's foreign-key check share-locks its pair, and two imports
-    upgrading such locks to update the labels would deadlock."""
+    """Lock the pairs (SELECT ... FOR UPDATE on PostgreSQL; SQLite's writers take turns anyway)
+    in id order, before their votes are read and added to.
+
+    Before the read: a judgement posted meanwhile by another process locks its pair first
+    (app/store/judgements.py `lock_pair`), so once these locks are held every vote on the
+    pairs is committed and seen, and the annotator's own answer is kept rather than joined
+    (or overridden) by a copy. In id order: an insert's foreign-key check share-locks its
+    pair, and two imports upgrading such locks to update the labels would deadlock; a
+    judgement locks its one pair only, so it cannot close a cycle with an import.
+    """
     for chunk in _batches(pair_ids):
         stmt = (
             select(CandidatePair.id)
@@ -102,7 +109,9 @@ def import_judgements(session: Session, source_id: int, target_id: int) -> Label
     votes = _latest_votes(session, source_id)
     keys = sorted({(i, j) for i, j, _, _ in votes})
     target = _pair_ids(session, target_id, keys)
-    standing = _standing(session, sorted(target.values()))
+    matched = sorted(target.values())
+    _lock(session, matched)  # before reading what stands on them: see `_lock`
+    standing = _standing(session, matched)
     kept = 0
     copies: list[Judgement] = []
     for (i, j, who, adjudicated), label in votes.items():
@@ -117,7 +126,6 @@ def import_judgements(session: Session, source_id: int, target_id: int) -> Label
         )
         standing.add((pair_id, who, adjudicated))
     touched = sorted({judgement.pair_id for judgement in copies})
-    _lock(session, touched)
     session.add_all(copies)
     session.flush()
     for pair_id in touched:

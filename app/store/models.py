@@ -96,6 +96,9 @@ class Audit(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who started it: the annotator's name; None for the local user (no tokens) and for rows
+    # made before migration 0010. Only they or an admin may stop or change it.
+    created_by: Mapped[str | None] = mapped_column(String(100))
 
 
 class Sample(Base):
@@ -198,6 +201,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who queued it (see Audit.created_by); their unfinished jobs count against their cap.
+    created_by: Mapped[str | None] = mapped_column(String(100), index=True)
 
 
 class Sweep(Base):
@@ -209,6 +214,7 @@ class Sweep(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     grid: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(100))  # see Audit.created_by
 
 
 class TrainingRun(Base):
@@ -228,6 +234,7 @@ class TrainingRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str | None] = mapped_column(String(100))  # see Audit.created_by
 
 
 class TrainingMetric(Base):
@@ -248,3 +255,23 @@ class TrainingSampleGrid(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id"), primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     png: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReviewLease(Base):
+    """A pair handed to one annotator, kept from the others until it expires.
+
+    In the store, not in a process's memory, so that two servers (or a server and the CLI) on
+    one database never hand one pair to two annotators at once. Expired rows are deleted as the
+    audit's pairs are next handed out.
+    """
+
+    __tablename__ = "review_leases"
+    __table_args__ = (Index("ix_review_leases_audit_expires", "audit_id", "expires_at"),)
+
+    pair_id: Mapped[int] = mapped_column(
+        ForeignKey("pairs.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"))
+    annotator: Mapped[str] = mapped_column(String(100))  # a name: leases precede any judgement
+    # By the store's clock (app.store.review_leases.store_now), UTC.
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

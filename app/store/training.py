@@ -42,12 +42,27 @@ def list_runs(session: Session, sweep_id: int | None = None) -> list[TrainingRun
 
 
 def create_run(
-    session: Session, config: dict[str, Any], sweep_id: int | None = None
+    session: Session,
+    config: dict[str, Any],
+    sweep_id: int | None = None,
+    created_by: str | None = None,
 ) -> tuple[TrainingRun, Job]:
-    run = TrainingRun(config=config, steps=int(config["steps"]), sweep_id=sweep_id, step=0)
+    run = TrainingRun(
+        config=config,
+        steps=int(config["steps"]),
+        sweep_id=sweep_id,
+        step=0,
+        created_by=created_by,
+    )
     session.add(run)
     session.flush()
-    job = Job(kind="train", status="queued", training_run_id=run.id, progress={})
+    job = Job(
+        kind="train",
+        status="queued",
+        training_run_id=run.id,
+        progress={},
+        created_by=created_by,
+    )
     session.add(job)
     session.flush()
     return run, job
@@ -58,8 +73,8 @@ def sweep_ids(session: Session) -> list[int]:
     return list(session.scalars(select(Sweep.id).order_by(Sweep.id.desc())))
 
 
-def create_sweep(session: Session, grid: dict[str, Any]) -> Sweep:
-    sweep = Sweep(grid=grid)
+def create_sweep(session: Session, grid: dict[str, Any], created_by: str | None = None) -> Sweep:
+    sweep = Sweep(grid=grid, created_by=created_by)
     session.add(sweep)
     session.flush()
     return sweep
