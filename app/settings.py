@@ -70,7 +70,8 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = 5000
     max_embedding_bytes: int = Field(
         default=8 * 1024**3,
-        description="Largest n x dim x 4 bytes of embeddings an audit may hold (index + cache).",
+        description="Largest memory an audit may hold: its index (n x dim x 4 bytes of embeddings "
+        "and the hnsw graph) and one job step's images and embeddings.",
     )
     auth: Literal["auto", "on", "off"] = Field(
         default="auto",
