@@ -55,6 +55,7 @@ class HnswMiner:
         ef: int = 200,
         seed: int = 0,
         num_threads: int | None = None,
+        insert_threads: int = 1,
     ) -> None:
         if capacity < 0 or dim < 1 or M < 2 or ef_construction < 1 or ef < 1:
             raise ValueError("capacity must be >= 0, dim, ef, ef_construction >= 1, M >= 2")
@@ -62,6 +63,10 @@ class HnswMiner:
         self.dim = dim
         self.ef = ef
         self._threads = -1 if num_threads is None else num_threads
+        # hnswlib links rows in the order its threads reach them: two runs inserting on several
+        # threads differed in 41 of 97,750 far pairs. One thread makes an audit repeat, at no
+        # measurable cost on 2 cores; searches do not change the graph and stay on all cores.
+        self._insert_threads = insert_threads
         self._index = hnswlib.Index(space="l2", dim=dim)
         self._index.init_index(
             max_elements=max(1, capacity), M=M, ef_construction=ef_construction, random_seed=seed
@@ -122,7 +127,7 @@ class HnswMiner:
         rep[rest] = ids[rest[first_near_copies(rows[rest])]]
         new = rest[rep[rest] == ids[rest]]
         if new.size:
-            self._index.add_items(rows[new], ids[new], num_threads=self._threads)
+            self._index.add_items(rows[new], ids[new], num_threads=self._insert_threads)
         self._rep[ids[fresh]] = rep[fresh]
         # A byte copy stands where its first row does; that row is earlier, so already placed.
         byte_copies = np.flatnonzero(first != ids)
