@@ -9,13 +9,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import MetaData, Table, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from app.store.db import Database
 from app.store.migrate import upgrade
 
 POSTGRES_URL = os.environ.get("BIRTHDAY_TEST_POSTGRES_URL", "")
+
+
+def insert_row(db: Database, table: str, **values: object) -> int:
+    """A row written through the table as the store's revision has it: the models describe the
+    newest schema, whose columns an older revision lacks. Returns its id."""
+    reflected = Table(table, MetaData(), autoload_with=db.write_engine)
+    with db.write() as session:
+        key = session.execute(insert(reflected).values(**values)).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def sqlite_url(directory: Path) -> str:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import MetaData, Table, insert, select
+from sqlalchemy import select
 
 from app.main import create_app
 from app.settings import Settings
@@ -18,6 +18,7 @@ from app.store.annotators import create_annotator
 from app.store.db import Database
 from app.store.models import Audit, Job, Sweep, TrainingRun, utcnow
 from tests.conftest import assert_problem, wait_for, wait_for_audit
+from tests.databases import insert_row
 
 # A run that holds the one worker until cancelled, so that later jobs stay queued.
 LONG_RUN = {"dataset": "ring8", "loss": "rasgan", "steps": 10**6}
@@ -207,15 +208,6 @@ def test_a_sweep_larger_than_the_setting_is_refused(settings: Settings) -> None:
         assert fits.status_code == 202 and len(fits.json()["runs"]) == 4
 
 
-def _insert(db: Database, table: str, **values: object) -> int:
-    """A row written through the table as the revision has it (the models are the newest's)."""
-    reflected = Table(table, MetaData(), autoload_with=db.write_engine)
-    with db.write() as session:
-        key = session.execute(insert(reflected).values(**values)).inserted_primary_key
-    assert key is not None
-    return int(key[0])
-
-
 def test_rows_from_before_the_migration_are_kept_and_only_admins_may_stop_them(
     settings: Settings,
 ) -> None:
@@ -227,7 +219,7 @@ def test_rows_from_before_the_migration_are_kept_and_only_admins_may_stop_them(
     command.upgrade(alembic_config(url), "0009")
     db = Database(url)
     now = utcnow()
-    audit_id = _insert(
+    audit_id = insert_row(
         db,
         "audits",
         synthetic=SMALL_AUDIT["synthetic"],
@@ -243,8 +235,8 @@ def test_rows_from_before_the_migration_are_kept_and_only_admins_may_stop_them(
         candidate_pairs=0,
         created_at=now,
     )
-    sweep_id = _insert(db, "sweeps", grid={"losses": ["rasgan"]}, created_at=now)
-    run_id = _insert(
+    sweep_id = insert_row(db, "sweeps", grid={"losses": ["rasgan"]}, created_at=now)
+    run_id = insert_row(
         db,
         "training_runs",
         config=LONG_RUN | {"d_width": 1.0},
@@ -255,7 +247,7 @@ def test_rows_from_before_the_migration_are_kept_and_only_admins_may_stop_them(
         created_at=now,
     )
     job_ids = [
-        _insert(
+        insert_row(
             db,
             "jobs",
             kind=kind,

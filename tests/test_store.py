@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, Table, insert, inspect, text
+from sqlalchemy import inspect, text
 
 from app.store import audits as audit_store
 from app.store import judgements as judgement_store
@@ -15,6 +15,7 @@ from app.store.db import Database
 from app.store.errors import Conflict, NotFound
 from app.store.migrate import upgrade
 from app.store.models import utcnow
+from tests.databases import insert_row
 
 TABLES = {
     "generators",
@@ -231,19 +232,9 @@ def test_ids_of_deleted_rows_are_never_handed_out_again(db: Database) -> None:
     assert new_jobs and min(new_jobs) > max(old_jobs)
 
 
-def _insert(db: Database, table: str, **values: object) -> int:
-    """A row written through the table as this revision has it: the models describe the newest
-    schema, whose columns an older revision lacks."""
-    reflected = Table(table, MetaData(), autoload_with=db.write_engine)
-    with db.write() as session:
-        key = session.execute(insert(reflected).values(**values)).inserted_primary_key
-    assert key is not None
-    return int(key[0])
-
-
 def _old_audit(db: Database) -> int:
     """An audit with its queued job, as `_audit` makes it, at an older revision."""
-    audit_id = _insert(
+    audit_id = insert_row(
         db,
         "audits",
         synthetic={"support": 10},
@@ -259,7 +250,7 @@ def _old_audit(db: Database) -> int:
         candidate_pairs=0,
         created_at=utcnow(),
     )
-    _insert(
+    insert_row(
         db,
         "jobs",
         kind="audit",
@@ -282,7 +273,7 @@ def test_the_migration_keeps_every_row_and_counts_on_from_the_largest_id(tmp_pat
     db = Database(url)
     ids = [_old_audit(db) for _ in range(3)]
     pairs = {
-        _insert(db, "pairs", audit_id=ids[-1], i=i, j=j, distance=d, origin="candidate")
+        insert_row(db, "pairs", audit_id=ids[-1], i=i, j=j, distance=d, origin="candidate")
         for i, j, d in [(0, 1, 0.5), (2, 3, 0.25)]
     }
     command.upgrade(alembic_config(url), "head")
