@@ -160,3 +160,37 @@ def test_the_review_joins_collapsed_clusters_and_hands_out_one_link_per_merge() 
     true_d = sum(k * (k - 1) // 2 for k in (40, 25, 15))
     assert gaps_seen > 0
     assert judge_evidence(c, labels).clustering.d == true_d  # every cluster joined whole
+
+
+def test_a_run_of_singletons_with_unproposed_pairs_is_a_gap() -> None:
+    """A mode nobody has judged: samples 0-3 chained by near-certain pairs, none judged. A
+    merge of two singletons settles only itself, yet the run holds 3 pairs the miner never
+    proposed, so its links are gaps (the pairs of clusters judged elsewhere anchor the fit)."""
+    c = Candidates.build(
+        7,
+        np.array([0, 1, 2, 4, 5]),
+        np.array([1, 2, 3, 5, 6]),
+        np.array([0.01, 0.02, 0.03, 0.005, 0.5]),
+    )
+    labels = _labels(c, {(4, 5): 1, (5, 6): 0})
+    evidence = judge_evidence(c, labels)
+    prediction = np.where(c.distance < 0.1, 1.0, 0.0)
+    gaps = closure_gaps(c, evidence, _at(prediction), labels >= 0).tolist()
+    assert gaps == [_index(c, 0, 1), _index(c, 1, 2), _index(c, 2, 3)]
+    # The same with a cap on distance from the fit: nothing is dropped below it.
+    assert closure_gaps(c, evidence, _at(prediction), labels >= 0, within=0.1).tolist() == gaps
+    assert closure_gaps(c, evidence, _at(prediction), labels >= 0, within=0.0).size == 0
+
+
+def test_no_gap_in_a_run_whose_pairs_the_miner_proposed_or_a_lone_pair() -> None:
+    # Singletons {0, 1, 2} with all three pairs proposed, singletons {5, 6} with their one
+    # pair; the judged pair (3, 4) lies beyond them, so the fit is trusted out to them.
+    c = Candidates.build(
+        7,
+        np.array([0, 1, 0, 3, 5]),
+        np.array([1, 2, 2, 4, 6]),
+        np.array([0.01, 0.02, 0.03, 0.05, 0.04]),
+    )
+    labels = _labels(c, {(3, 4): 1})
+    evidence = judge_evidence(c, labels)
+    assert closure_gaps(c, evidence, _at(np.ones(len(c))), labels >= 0).size == 0

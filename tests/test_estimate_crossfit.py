@@ -96,3 +96,24 @@ def test_the_frame_sums_over_unreached_unknown_pairs_as_if_each_were_predicted(s
         np.bincount(piece, weights=f * (1 - f), minlength=pieces), rel=1e-12, abs=1e-12
     )
     assert np.all(frame.pieces.unreached_predicted[frame.pieces.unreached_unknown == 0] == 0.0)
+
+
+def test_reach_bounds_where_some_fold_predicts_at_least_a_level() -> None:
+    """Beyond CrossFit.reach(level) every fold's fit is below level; every distance where some
+    fold's fit reaches the level lies at or before it (closure_gaps predicts only there)."""
+    rng = np.random.default_rng(1)
+    grid = np.linspace(-1.0, 7.0, 8001)
+    for _ in range(300):
+        fits = tuple(_random_fit(rng) for _ in range(3))
+        cf = CrossFit(fits, np.zeros(1, dtype=np.int64), np.zeros(1))
+        level = float(rng.choice([0.5, 0.9, 1.0]))
+        top = cf.reach(level)
+        at_level = np.zeros(grid.size, dtype=bool)
+        for fit in fits:
+            at_level |= fit(grid) >= level
+        assert not at_level[grid > top].any()
+        if at_level.any():
+            assert np.isfinite(top) or at_level[-1]
+            assert top >= grid[at_level].max()
+        else:
+            assert top == -np.inf

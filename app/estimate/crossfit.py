@@ -12,6 +12,7 @@ non-duplicate has been seen). The values are those of `DuplicateRateFit.__call__
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,6 +52,18 @@ class CrossFit:
             mine = fold == k
             if mine.any():
                 out[mine] = fit(self.distance[index[mine]])
+        return out
+
+    def reach(self, level: float) -> float:
+        """The largest distance at which some fold's fit is at least `level` (-inf if none):
+        every pair beyond it is predicted below `level`."""
+        out = -math.inf
+        for fit in self.fits:
+            above = np.flatnonzero(fit.y >= level)
+            if above.size == 0:
+                continue
+            k = int(above[-1])  # the fit is non-increasing: it falls below after knot k
+            out = max(out, math.inf if k == fit.y.size - 1 else float(fit.x[k + 1]))
         return out
 
     def totals(

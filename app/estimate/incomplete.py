@@ -45,7 +45,7 @@ from scipy.stats import beta as beta_dist
 from scipy.stats import norm
 
 from app.estimate.bridges import bridge_cuts
-from app.estimate.closure_gaps import closure_gaps
+from app.estimate.closure_gaps import GAP_PREDICTION, closure_gaps
 from app.estimate.crossfit import CrossFit, PieceTotals, fold_piece_totals
 from app.estimate.design import (
     ReviewDesign,
@@ -336,7 +336,13 @@ def residual_frame(
         fit=fit,
         random_residual=np.where(random_sampled, outside, 0.0),
         random_sampled=random_sampled,
-        gaps=closure_gaps(candidates, evidence, crossfit.predict, sampled),
+        gaps=closure_gaps(
+            candidates,
+            evidence,
+            crossfit.predict,
+            sampled,
+            within=crossfit.reach(GAP_PREDICTION),
+        ),
     )
 
 
@@ -374,6 +380,7 @@ class StratumEstimate:
     high: float
     pairs: int  # N_g
     sampled: int  # r_g: reached pairs with a known value
+    open_sampled: int  # of which the other observations leave the value open
     known_duplicates: int  # pairs known to be duplicates (judged or implied), sampled or not
     unsettled: int  # pairs whose value is unknown (each needs a label once reached)
     unreviewed: float  # estimated duplicates among its unsettled pairs
@@ -622,6 +629,7 @@ def _post_stratum_estimates(candidates: Candidates, frame: ResidualFrame) -> lis
                 high=float(high[g]),
                 pairs=n_g,
                 sampled=r_g,
+                open_sampled=int(np.count_nonzero(~frame.sample_settled[groups[g]])),
                 known_duplicates=int(known[g]),
                 unsettled=int(open_[g]),
                 unreviewed=part,
@@ -646,15 +654,18 @@ def _provisional_interval(
     Until then parts of D-hat rest on no sample. A distance band with no sampled pair is the
     calibration curve's extrapolation, 1 everywhere until a first "not duplicate" is seen, with
     Bernoulli variance f (1 - f) = 0: the interval claimed N_eff 91-104 for a pool of 300
-    outputs over the first 56 of 245 labels. And the miner's check counts only the random pairs
-    the closure has not joined yet, so while fragments of one output are still apart the random
-    pairs that joined them no longer count as missed (a pool of ten outputs read N_eff 15-18
-    two thirds into its review). So the bounds are those of the interval with the unsampled
+    outputs over the first 56 of 245 labels. A band whose sampled pairs the others all settle
+    (duplicates inside clusters the closure has joined) says as little about its unsettled
+    pairs: ten outputs of ~30 copies read N_eff 9.5 [9.2, 9.8] at the stop, their 135 far
+    pairs across outputs counted as duplicates, none of them ever sampled. And the miner's
+    check counts only the random pairs the closure has not joined yet, so while fragments of
+    one output are still apart the random pairs that joined them no longer count as missed (a
+    pool of ten outputs read N_eff 15-18 two thirds into its review). So the bounds are those of the interval with the unsampled
     bands' pairs all distinct and the missed part 0, and with those pairs all duplicates and
     the missed part at its model-free upper bound (partial identification); the estimate
     itself is unchanged. `missed` is (estimate, variance, upper bound).
     """
-    blind = [st for st in strata if st.sampled == 0 and st.unsettled > 0]
+    blind = [st for st in strata if st.open_sampled == 0 and st.unsettled > 0]
     estimate, variance, upper = missed
     base = max(d_hat - sum(st.unreviewed for st in blind) - estimate, float(confirmed))
     var = max(var - sum(st.variance for st in blind) - variance, 0.0)
@@ -673,22 +684,27 @@ def _unknown_pairs(frame: ResidualFrame) -> int:
 
 
 def _unexplored(design: ReviewDesign, frame: ResidualFrame, evidence: Evidence) -> int:
-    """Strata with fewer than min_per_stratum pairs sampled and something left unknown (a
-    stratum the judgements settle whole, e.g. one a reviewer went through, needs no sample).
+    """Strata with fewer than min_per_stratum pairs sampled, or none whose value the other
+    observations leave open, and something left unknown (a stratum the judgements settle
+    whole, e.g. one a reviewer went through, needs no sample).
 
     Pairs judged "unsure" or tied are passed over: a stratum of four pairs, one of them
     unsure, is explored with the other three (else a lone reviewer could never finish it).
+    A sample the closure settles whole (duplicates inside joined clusters) tells nothing of
+    the stratum's unsettled pairs, which the monotone fit would count as duplicates wherever
+    no sampled "not duplicate" lies beyond them; one label among them settles that.
     """
     k = design.strata
     sums = frame.pieces
     size = frame.per_stratum(sums.size, k)
     got = frame.per_stratum(sums.sampled, k)
+    opened = np.bincount(frame.stratum[frame.sample[~frame.sample_settled]], minlength=k)
     unknown = frame.per_stratum(sums.unreached_unknown, k) + np.bincount(
         frame.stratum[frame.pending], minlength=k
     )
     passed = np.bincount(frame.stratum[np.flatnonzero(evidence.candidate_unsure)], minlength=k)
     need = np.minimum(design.min_per_stratum, size - passed)
-    return int(np.sum((got < need) & (unknown > passed)))
+    return int(np.sum(((got < need) | (opened == 0)) & (unknown > passed)))
 
 
 def estimate_incomplete(

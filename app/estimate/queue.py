@@ -11,10 +11,12 @@ Order of business for each handout:
    largest merge first, one link per pair of clusters per handout; it settles a block of pairs
    the miner never proposed;
 4. otherwise one more reach in an allocation stratum: first every stratum up to
-   `min_per_stratum` sampled pairs (closest strata first), then greedy Neyman allocation: the
-   stratum where one more reach cuts the variance N_h^2 s_h^2 / r_h most per label,
-   i.e. N_h^2 s_h^2 / (r_h (r_h + 1)) / c_h, with c_h the share of its unreached pairs that
-   still need a label. Reaching a pair whose value the closure implies costs nothing, and the
+   `min_per_stratum` sampled pairs (closest strata first), and on until one of them is a pair
+   whose value the other observations leave open wherever pairs are left unsettled (a sample
+   of duplicates the closure implies says nothing of the rest); then greedy Neyman
+   allocation: the stratum where one more reach cuts the variance N_h^2 s_h^2 / r_h most per
+   label, i.e. N_h^2 s_h^2 / (r_h (r_h + 1)) / c_h, with c_h the share of its unreached pairs
+   that still need a label. Reaching a pair whose value the closure implies costs nothing, and the
    loop goes on.
 
 s_h^2 is the stratum's own residual variance (as the estimator computes it) shrunk towards the
@@ -75,9 +77,14 @@ class _Strata:
         sums = frame.pieces
         self.size = frame.per_stratum(sums.size, k)
         self.sampled = frame.per_stratum(sums.sampled, k)
+        # Sampled pairs whose value the others leave open (exploration needs one, see choose).
+        self.opened = np.bincount(
+            frame.stratum[frame.sample[~frame.sample_settled]], minlength=k
+        ).astype(np.float64)
         left = self.size - frame.per_stratum(sums.reached, k)
         need = frame.per_stratum(sums.unreached_unknown, k)
         self.cost = np.maximum(need / np.maximum(left, 1), MIN_COST)
+        self.unknown_unreached = need.copy()
         model = frame.per_stratum(sums.unreached_spread, k) / np.maximum(left, 1)
         self.s2 = model.copy()
         sample_stratum = frame.stratum[frame.sample]
@@ -119,6 +126,8 @@ class _Strata:
         for s in open_:  # exploration, closest first
             if self.sampled[s] < min(min_per_stratum, self.size[s]):
                 return s
+            if self.opened[s] == 0 and self.unknown_unreached[s] > 0:
+                return s  # a sample the closure settles whole: reach until a pair needs a label
         best, score = None, 0.0
         for s in open_:
             r = self.sampled[s]
@@ -309,6 +318,8 @@ def next_pairs(
         design = reach(design, s, float(u[index]))
         if frame.value[index] == UNKNOWN:
             out.append(Handout("candidate", index))
+            strata.opened[s] += 1  # its value is open until judged: plan as if it stayed so
+            strata.unknown_unreached[s] -= 1
             labels += 1
     return out, design
 

@@ -19,7 +19,8 @@ target below that floor; only a miner that proposes those pairs (more neighbours
 better embedder) does. Drawing more random pairs only when the check found some would bias the
 missed part down (its continuation depends on the outcome), so the check's size stays fixed.
 
-Both need every allocation stratum explored (design.min_per_stratum pairs sampled), the
+Both need every allocation stratum explored (design.min_per_stratum pairs sampled, one of
+them with a value the other observations leave open where pairs are left unsettled), the
 miner check done (design.random_min random non-candidate pairs judged) and no closure gap left
 (closure_gaps.py: a likely duplicate that would merge two clusters).
 """
