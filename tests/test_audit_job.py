@@ -53,13 +53,17 @@ def test_job_pairs_match_brute_force_knn(tmp_path: Path) -> None:
     assert chunks[-1].samples_done == task.n
     source = SyntheticSource(SyntheticConfig(support=400, noise=0.02), 11)
     x = source.generate(np.arange(task.n, dtype=np.int64)).images.flatten(1).double().numpy()
+    # Each row's k nearest among the rows before it, and the earlier rows whose k nearest it
+    # enters on arrival (app/mining/reverse.py): the same however the pool is chunked.
+    k = task.neighbours
     expected: set[tuple[int, int]] = set()
-    for start, stop in chunk_bounds(0, task.n, task.chunk_size):
-        for row in range(start, stop):
-            d = np.linalg.norm(x[:stop] - x[row], axis=1)
-            d[row] = np.inf
-            for other in np.argsort(d, kind="stable")[: task.neighbours]:
-                expected.add((min(row, int(other)), max(row, int(other))))
+    top = np.full((task.n, k), np.inf, dtype=np.float32)  # each row's k nearest so far
+    for row in range(1, task.n):
+        d = np.linalg.norm(x[:row] - x[row], axis=1)
+        expected |= {(int(other), row) for other in np.argsort(d, kind="stable")[:k]}
+        expected |= {(int(i), row) for i in np.flatnonzero(d.astype(np.float32) < top[:row, -1])}
+        top[:row] = np.sort(np.column_stack([top[:row], d.astype(np.float32)]), axis=1)[:, :k]
+        top[row, : min(k, row)] = np.sort(d)[:k]
     assert _pairs(chunks) == expected
     distances = {(i, j): dist for c in chunks for i, j, dist in c.pairs}
     for (i, j), dist in list(distances.items())[:50]:

@@ -19,7 +19,7 @@ MakeMiner = Callable[[int, int], Miner]
 MINERS: dict[str, MakeMiner] = {
     # A small block makes the exact miner tile every query, the case worth testing.
     "exact": lambda n, d: ExactMiner(n, d, block=16, device="cpu"),
-    # One thread keeps the graph deterministic; on a few hundred points ef=200 searches it all.
+    # On a few hundred points ef=200 searches the whole graph.
     "hnsw": lambda n, d: HnswMiner(n, d, num_threads=1),
 }
 
@@ -44,26 +44,35 @@ def reference_bounds(
 ) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
     """Pairs a chunk's batch must contain, and pairs it may contain, by the contract.
 
-    Each new row r in [start, end) pairs with its k nearest among rows [0, end) other than r:
-    rows strictly closer than the k-th distance must appear, rows at exactly that distance
-    must too unless they tie for fewer places than there are of them; then any of them may. A row with an identical earlier row must also pair with the first such row.
+    Each new row j in [start, end) pairs with its k nearest among rows [0, j): rows strictly
+    closer than the k-th distance must appear, rows at exactly that distance must too unless
+    they tie for more places than are left; then any of them may. Each earlier row i pairs with
+    j when j, on arrival, is closer to i than i's k-th nearest among rows [0, j) other than i
+    (in float32: a tie goes to the earlier row). A row with an identical earlier row must also
+    pair with the first such row.
     """
     dist = distances64(x[:end])
     first = first_identical(x[:end])
+    top = np.full((end, k), np.inf, dtype=np.float32)  # each row's k nearest so far
     must: set[tuple[int, int]] = set()
     may: set[tuple[int, int]] = set()
-    for r in range(start, end):
-        d = dist[r].copy()
-        d[r] = np.inf
-        kth = np.sort(d)[min(k, end - 1) - 1] if end > 1 else -np.inf
+    for j in range(1, end):
+        d = dist[j, :j]
+        kth = np.sort(d)[min(k, j) - 1]
         near = np.flatnonzero(d <= kth)
         # The tied rows at the k-th distance are all required when they fit in k.
         required = near if len(near) <= k else np.flatnonzero(d < kth)
-        must |= {(min(r, c), max(r, c)) for c in required.tolist()}
-        may |= {(min(r, c), max(r, c)) for c in near.tolist()}
-        if first[r] != r:
-            must.add((int(first[r]), r))
-            may.add((int(first[r]), r))
+        entering = np.flatnonzero(d.astype(np.float32) < top[:j, -1])
+        top[:j] = np.sort(np.column_stack([top[:j], d.astype(np.float32)]), axis=1)[:, :k]
+        nearest = np.sort(d)[:k]
+        top[j, : nearest.size] = nearest
+        if j < start:
+            continue
+        must |= {(c, j) for c in [*required.tolist(), *entering.tolist()]}
+        may |= {(c, j) for c in [*near.tolist(), *entering.tolist()]}
+        if first[j] != j:
+            must.add((int(first[j]), j))
+            may.add((int(first[j]), j))
     return must, may
 
 

@@ -1,4 +1,5 @@
-"""Candidate-pair mining: each new sample's nearest neighbours, as pairs (i < j) ranked by distance.
+"""Candidate-pair mining: each sample's nearest neighbours among those before it, and the later
+samples that enter an earlier one's nearest (reverse.py), as pairs (i < j) ranked by distance.
 
 `make_miner` picks the exact blocked-matmul miner for small pools and the hnswlib one above
 `EXACT_MAX_POOL`; `exact_closest_pairs` is the reference that miner recall is measured against.

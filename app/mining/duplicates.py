@@ -59,12 +59,30 @@ def are_copies(a: NDArray[np.floating], b: NDArray[np.floating]) -> NDArray[np.b
     return distance <= copy_tolerance(np.linalg.norm(a64, axis=1), np.linalg.norm(b64, axis=1))
 
 
-def first_near_copies(rows: NDArray[np.float32]) -> NDArray[np.int64]:
+def centred_shortcut(rows: NDArray[np.float32]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Squared distances (b, b) between rows by the float64 matmul shortcut on centred rows,
+    and a bound on each one's rounding error: to shortlist, never to report.
+
+    The bound is Higham's gamma_d for the products, doubled for the centring and the sums; a
+    true squared distance lies within it of the shortcut's.
+    """
+    x = rows.astype(np.float64)
+    centred = x - x.mean(axis=0) if x.shape[0] else x
+    sq = np.square(centred).sum(axis=1)
+    approx = sq[:, None] + sq[None, :] - 2.0 * (centred @ centred.T)
+    slack = 2 * (x.shape[1] + 8) * np.finfo(np.float64).eps * (sq[:, None] + sq[None, :])
+    return approx, slack
+
+
+def first_near_copies(
+    rows: NDArray[np.float32],
+    shortcut: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
+) -> NDArray[np.int64]:
     """For each row, the position of the earlier row (among `rows`) it copies, or its own.
 
     Rows are taken in order and may map only to a row that maps to itself, so every copy lies
     within tolerance of its stand-in: no chain of copies drifts away. Costs O(b^2 d): callers
-    pass blocks of a few hundred rows.
+    pass blocks of a few hundred rows, and may pass the rows' `centred_shortcut` if they have it.
     """
     count = rows.shape[0]
     first = np.arange(count, dtype=np.int64)
@@ -72,13 +90,10 @@ def first_near_copies(rows: NDArray[np.float32]) -> NDArray[np.int64]:
         return first
     x = rows.astype(np.float64)
     norms = np.linalg.norm(x, axis=1)
-    centred = x - x.mean(axis=0)
-    sq = np.square(centred).sum(axis=1)
-    # The centred float64 shortcut only shortlists: widened by its rounding bound (d * eps per
-    # term, Higham's gamma_d), it keeps every true copy; exact distances then decide.
-    slack = 2 * x.shape[1] * np.finfo(np.float64).eps * (sq[:, None] + sq[None, :])
-    approx = sq[:, None] + sq[None, :] - 2.0 * (centred @ centred.T)
+    approx, slack = centred_shortcut(rows) if shortcut is None else shortcut
     tol = copy_tolerance(norms[:, None], norms[None, :])
+    # The shortcut only shortlists: widened by its rounding bound it keeps every true copy;
+    # exact distances then decide.
     near = np.tril(approx <= np.square(tol) + slack, k=-1)
     stands = np.ones(count, dtype=bool)
     for r in np.flatnonzero(near.any(axis=1)).tolist():

@@ -17,6 +17,8 @@ from app.mining.types import Miner
 # hnsw costs at most a few seconds more, and exact mining has recall 1 by construction.
 # Not measured on a GPU, where exact mining is far cheaper and this bound could be much higher.
 EXACT_MAX_POOL: int = 20_000
+# k of the k-NN search when a caller does not say (Settings.neighbours' default).
+DEFAULT_NEIGHBOURS = 5
 
 
 MinerKind = Literal["auto", "exact", "hnsw"]
@@ -29,11 +31,14 @@ def make_miner(kind: MinerKind, capacity: int, dim: int) -> Miner:
     return HnswMiner(capacity, dim)
 
 
-def miner_bytes(kind: MinerKind, capacity: int, dim: int) -> int:
-    """The memory the miner `make_miner` builds holds once full: what a pool must fit in."""
+def miner_bytes(
+    kind: MinerKind, capacity: int, dim: int, neighbours: int = DEFAULT_NEIGHBOURS
+) -> int:
+    """The memory the miner `make_miner` builds holds once full, mining `neighbours` per row:
+    what a pool must fit in."""
     if _resolve(kind, capacity) == "exact":
-        return capacity * exact_bytes_per_row(dim)
-    return capacity * hnsw_bytes_per_row(dim)
+        return capacity * exact_bytes_per_row(dim, neighbours)
+    return capacity * hnsw_bytes_per_row(dim, neighbours)
 
 
 def _resolve(kind: MinerKind, capacity: int) -> Literal["exact", "hnsw"]:

@@ -57,15 +57,18 @@ class PairBatch:
 
 
 class Miner(Protocol):
-    """An index that grows chunk by chunk and reports each new row's nearest neighbours."""
+    """An index that grows chunk by chunk and reports the pairs each new row makes."""
 
     def add_and_query(self, vectors: NDArray[np.float32], k: int) -> PairBatch:
-        """Add the rows (ids len(self) .. len(self)+b-1), then pair each with its k nearest rows.
+        """Add the rows (ids len(self) .. len(self)+b-1) and return the pairs they close.
 
-        Neighbours come from all rows added so far, this chunk included, never the row itself; a
-        row byte-identical to an earlier one is also paired with the first such row, and a miner
-        may also pair a row with an earlier one equal to it up to rounding (duplicates.py's
-        tolerance). Pairs whose ends are both old never come back, so no pair repeats across calls.
+        A new row j pairs with its k nearest among the rows before it (ties to the earlier row),
+        and each earlier row i with j when j, on arrival, is closer to i than i's k-th nearest
+        so far (reverse.py): the union of every prefix's k-NN graph, so how the pool is cut into
+        chunks changes nothing, and the whole pool's k-NN graph is in it. A row byte-identical
+        to an earlier one is also paired with the first such row, and a miner may also pair a
+        row with an earlier one equal to it up to rounding (duplicates.py's tolerance). Every
+        pair returned has a new row at its later end, so no pair repeats across calls.
         """
         ...
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.embed.factory import make_embedder
 from app.gan.digit_classifier import DATASET_DIGITS, PACKAGED, digit_set
 from app.jobs.runner import audit_source_spec
-from app.mining.factory import MinerKind, miner_bytes
+from app.mining.factory import DEFAULT_NEIGHBOURS, MinerKind, miner_bytes
 from app.schemas import AuditCreate, AuditPublic, Progress
 from app.services.generators import read_archive_samples
 from app.services.sample_images import check_redraw, open_source
@@ -109,13 +109,14 @@ def check_memory(
     limit: int,
     miner: MinerKind = "auto",
     chunk: tuple[int, tuple[int, int, int]] | None = None,
+    neighbours: int = DEFAULT_NEIGHBOURS,
 ) -> None:
     """Refuse a pool whose index cannot fit (mining.factory.miner_bytes): n x dim float32 values
     and each row's bookkeeping, and above the exact miner's largest pool (the "auto" choice) the
     hnsw graph's links: 4*dim + 8*M + 320 bytes a row, 22% more than the values at dim=512.
     `chunk` (chunk size, image shape) adds what one job step holds beside it (chunk_bytes): a
     step of 100,000 RGB images of 128x128 needs over 50 GiB, whatever the pool."""
-    index = miner_bytes(miner, n, dim)
+    index = miner_bytes(miner, n, dim, neighbours)
     step = 0 if chunk is None else chunk_bytes(chunk[0], chunk[1], dim)
     if index + step > limit:
         gib = 1024**3
@@ -186,6 +187,7 @@ def audit_fields(db: Database, settings: Settings, body: AuditCreate) -> dict[st
         settings.max_embedding_bytes,
         body.miner,
         chunk=(min(body.chunk_size or settings.chunk_size, body.n), (c, h, w)),
+        neighbours=body.neighbours or settings.neighbours,
     )
     check_archive_size(db, settings, body.generator_id, body.n)
     fields: dict[str, Any] = {
@@ -230,6 +232,7 @@ def extend_audit(
             settings.max_embedding_bytes,
             cast(MinerKind, audit.miner),
             chunk=(min(audit.chunk_size, audit.samples_done + n_more), (c, h, w)),
+            neighbours=audit.neighbours,
         )
         generator_id, samples_done, seed = audit.generator_id, audit.samples_done, audit.seed
         spec = audit_source_spec(session, audit)
