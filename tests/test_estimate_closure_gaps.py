@@ -162,10 +162,32 @@ def test_the_review_joins_collapsed_clusters_and_hands_out_one_link_per_merge() 
     assert judge_evidence(c, labels).clustering.d == true_d  # every cluster joined whole
 
 
-def test_a_run_of_singletons_with_unproposed_pairs_is_a_gap() -> None:
-    """A mode nobody has judged: samples 0-3 chained by near-certain pairs, none judged. A
-    merge of two singletons settles only itself, yet the run holds 3 pairs the miner never
-    proposed, so its links are gaps (the pairs of clusters judged elsewhere anchor the fit)."""
+def test_a_block_of_singletons_with_unproposed_pairs_is_a_gap() -> None:
+    """A mode nobody has judged: samples 0-4, each proposing its two nearest earlier ones, so
+    every link lies on a triangle; none judged. A merge of two singletons settles only itself,
+    yet the block holds 3 pairs the miner never proposed, so its links are gaps (the judged
+    pairs elsewhere anchor the fit out to them)."""
+    near = [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
+    c = Candidates.build(
+        8,
+        np.array([a for a, _ in near] + [5, 6]),
+        np.array([b for _, b in near] + [6, 7]),
+        np.array([0.01 * (k + 1) for k in range(len(near))] + [0.005, 0.5]),
+    )
+    labels = _labels(c, {(5, 6): 1, (6, 7): 0})
+    evidence = judge_evidence(c, labels)
+    prediction = np.where(c.distance < 0.1, 1.0, 0.0)
+    gaps = closure_gaps(c, evidence, _at(prediction), labels >= 0).tolist()
+    assert gaps == [_index(c, a, b) for a, b in near]
+    # The same with a cap on distance from the fit: nothing is dropped below it.
+    assert closure_gaps(c, evidence, _at(prediction), labels >= 0, within=0.1).tolist() == gaps
+    assert closure_gaps(c, evidence, _at(prediction), labels >= 0, within=0.0).size == 0
+
+
+def test_a_chain_of_singletons_is_no_block() -> None:
+    """Samples 0-3 chained by likely pairs: each link is a bridge (near pairs of different
+    clusters chain like this), so no link is a gap although (0, 2), (0, 3), (1, 3) were
+    never proposed."""
     c = Candidates.build(
         7,
         np.array([0, 1, 2, 4, 5]),
@@ -173,13 +195,8 @@ def test_a_run_of_singletons_with_unproposed_pairs_is_a_gap() -> None:
         np.array([0.01, 0.02, 0.03, 0.005, 0.5]),
     )
     labels = _labels(c, {(4, 5): 1, (5, 6): 0})
-    evidence = judge_evidence(c, labels)
     prediction = np.where(c.distance < 0.1, 1.0, 0.0)
-    gaps = closure_gaps(c, evidence, _at(prediction), labels >= 0).tolist()
-    assert gaps == [_index(c, 0, 1), _index(c, 1, 2), _index(c, 2, 3)]
-    # The same with a cap on distance from the fit: nothing is dropped below it.
-    assert closure_gaps(c, evidence, _at(prediction), labels >= 0, within=0.1).tolist() == gaps
-    assert closure_gaps(c, evidence, _at(prediction), labels >= 0, within=0.0).size == 0
+    assert closure_gaps(c, judge_evidence(c, labels), _at(prediction), labels >= 0).size == 0
 
 
 def test_no_gap_in_a_run_whose_pairs_the_miner_proposed_or_a_lone_pair() -> None:

@@ -14,13 +14,13 @@ distance) >= GAP_PREDICTION) whose two samples sit in different closure clusters
 with two or more members, and the merge reaches pairs the miner never proposed: judging it
 "duplicate" brings |A| |B| pairs into the closure at once. A mode nobody has judged yet is all
 singletons, and a merge of two singletons settles only the pair itself; there a gap is a link of
-a run of singletons that near-certain pairs chain together, when the run is larger than any
-sample's share of proposals allows a true cluster to be proposed whole (k + 1 samples, k the
-most earlier samples the miner proposed for one sample) and holds pairs the miner did not
-propose: ten outputs of ~30 copies stopped with one of them in 26 singletons, its 210
-unproposed pairs left to the random check, which met none. Smaller runs are mostly near pairs
-of different clusters chained together; labelling their links outside the design biased the
-estimate by more than a tenth of sd(D) (tests/test_estimate_incomplete.py). The queue hands gaps out ahead
+a block of singletons that near-certain pairs hold together, when the block holds pairs the miner
+did not propose: ten outputs of ~30 copies stopped with one of them in 26 singletons, its 210
+unproposed pairs left to the random check, which met none. A block is what stays connected with
+the bridges taken out (every link lies on a cycle of likely duplicates, as in a mode whose
+copies each proposed several others); a chain of small clusters joined by single near pairs is
+no block, and labelling such links outside the design biased the estimate by more than a
+tenth of sd(D) (tests/test_estimate_incomplete.py). The queue hands gaps out ahead
 of the strata, the largest merge first, and the stopping rule waits for them. Which pairs are gaps
 depends on the candidate judgements and the fit alone, never on what the random pairs found:
 closing clusters only where a random pair happened to land would make the closure depend on the
@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
+from app.estimate.bridges import bridge_cuts
 from app.estimate.pairs import UNKNOWN, Candidates, Evidence
 
 __all__ = ["GAP_PREDICTION", "closure_gaps"]
@@ -84,8 +85,8 @@ def closure_gaps(
         return out
 
     merges = _cluster_merges(candidates, labels, size, clustered, likely)
-    runs = _singleton_runs(candidates, clustered, likely)
-    return np.concatenate([merges, runs])
+    blocks = _singleton_blocks(candidates, clustered, likely)
+    return np.concatenate([merges, blocks])
 
 
 def _cluster_merges(
@@ -115,38 +116,55 @@ def _cluster_merges(
     return np.asarray(idx[order], dtype=np.int64)
 
 
-def _singleton_runs(
+def _singleton_blocks(
     candidates: Candidates,
     clustered: NDArray[np.bool_],
     likely: Callable[[NDArray[np.int64]], NDArray[np.bool_]],
 ) -> NDArray[np.int64]:
-    """Gaps between two singletons: the near-certain pairs of each run of singletons they
-    chain together that is larger than k + 1 samples and holds pairs the miner did not
-    propose, the largest run first, then closest first."""
-    k = int(
-        candidates.cached(
-            ("most-proposed",), lambda: np.array([np.bincount(candidates.j).max(initial=0)])
-        )[0]
-    )
+    """Gaps between two singletons: the near-certain pairs inside each block of singletons
+    (bridges taken out) that holds pairs the miner did not propose, the largest block first,
+    then closest first."""
     both = np.flatnonzero(~clustered[candidates.i] & ~clustered[candidates.j])
     edges = both[likely(both)]
-    if edges.size < k + 1:  # a run of more than k + 1 samples needs k + 1 links at least
+    if edges.size < 3:  # a block with a pair the miner did not propose needs a cycle
         return np.zeros(0, dtype=np.int64)
+    # Components first (fast), then bridges only where a component leaves pairs unproposed.
+    run, members = _components(candidates, edges)
+    wide = _unproposed(candidates, both, run, members) >= 1
+    edges = edges[wide[run[candidates.i[edges]]]]
+    edges = edges[bridge_cuts(candidates.i[edges], candidates.j[edges]) == 0]
+    if edges.size < 3:
+        return np.zeros(0, dtype=np.int64)
+    block, members = _components(candidates, edges)
+    unproposed = _unproposed(candidates, both, block, members)
+    mine = block[candidates.i[edges]]
+    idx = edges[unproposed[mine] >= 1]
+    order = np.lexsort((candidates.distance[idx], -members[block[candidates.i[idx]]]))
+    return np.asarray(idx[order], dtype=np.int64)
+
+
+def _components(
+    candidates: Candidates, edges: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Component of every sample in the graph of these candidate pairs, and their sizes."""
     n = candidates.n
     graph = coo_array(
         (np.ones(edges.size), (candidates.i[edges], candidates.j[edges])), shape=(n, n)
     )
-    _, run = connected_components(graph, directed=False)
-    members = np.bincount(run, minlength=n)
-    big = members > k + 1
-    if not big.any():
-        return np.zeros(0, dtype=np.int64)
-    # Candidate pairs of any value inside each big run: a run of m samples settles C(m, 2).
-    near = both[big[run[candidates.i[both]]]]
-    inside = near[run[candidates.i[near]] == run[candidates.j[near]]]
-    proposed = np.bincount(run[candidates.i[inside]], minlength=n)
-    unproposed = np.where(big, members * (members - 1) // 2 - proposed, 0)
-    mine = run[candidates.i[edges]]
-    idx = edges[unproposed[mine] >= 1]
-    order = np.lexsort((candidates.distance[idx], -members[run[candidates.i[idx]]]))
-    return np.asarray(idx[order], dtype=np.int64)
+    _, label = connected_components(graph, directed=False)
+    return label.astype(np.int64), np.bincount(label, minlength=n).astype(np.int64)
+
+
+def _unproposed(
+    candidates: Candidates,
+    pairs: NDArray[np.int64],
+    group: NDArray[np.int64],
+    members: NDArray[np.int64],
+) -> NDArray[np.int64]:
+    """Per group of samples of two or more: its pairs the miner did not propose (`pairs`
+    holds every candidate pair that can lie inside a group)."""
+    sized = members >= 2
+    near = pairs[sized[group[candidates.i[pairs]]]]
+    inside = near[group[candidates.i[near]] == group[candidates.j[near]]]
+    proposed = np.bincount(group[candidates.i[inside]], minlength=members.size)
+    return np.where(sized, members * (members - 1) // 2 - proposed, 0)
