@@ -8,7 +8,7 @@ already the same annotator's. Leases go with their pair or audit (ON DELETE CASC
 
 Revision ID: 0009
 Revises: 0008
-Create Date: 2026-12-08 10:00:00
+Create Date: 2026-12-07 10:00:00
 """
 
 from collections.abc import Sequence

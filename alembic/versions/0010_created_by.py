@@ -8,7 +8,7 @@ without tokens) and every row made before this revision: only an admin may chang
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-12-08 12:00:00
+Create Date: 2026-12-07 12:00:00
 """
 
 from collections.abc import Sequence
