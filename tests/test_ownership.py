@@ -294,3 +294,34 @@ def test_on_loopback_the_local_user_starts_and_stops_anything(client: TestClient
     audit = client.post("/api/audits", json=SMALL_AUDIT).json()
     assert audit["created_by"] is None
     assert client.post(f"/api/jobs/{audit['job_id']}/cancel").status_code == 200
+
+
+def test_pages_offer_the_starters_controls_only_to_those_who_may_use_them(
+    settings: Settings,
+) -> None:
+    """The API refuses bob's cancel of ada's job and his extension of her audit; the pages
+    show him those controls disabled, saying who may, and ada and an admin enabled."""
+    with team(settings) as (client, who):
+        run = client.post("/api/training-runs", json=LONG_RUN, headers=who["ada"]).json()
+        audit = client.post("/api/audits", json=SMALL_AUDIT, headers=who["ada"]).json()
+        job_button = f'data-cancel="{run["job_id"]}"'
+        title = 'title="only ada, who started it, or an admin may cancel it"'
+
+        def cancel_button(html: str) -> str:
+            start = html.index(job_button)
+            return html[start : html.index(">", start)]
+
+        for name, allowed in (("bob", False), ("ada", True), ("root", True)):
+            home = client.get("/", headers=who[name]).text
+            assert (title in cancel_button(home)) is not allowed, name
+            assert ("disabled" in cancel_button(home)) is not allowed, name
+            page = client.get(f"/training/{run['id']}", headers=who[name]).text
+            start = page.index("data-cancel-run")
+            assert ("disabled" in page[start : page.index(">", start)]) is not allowed, name
+            page = client.get(f"/audits/{audit['id']}", headers=who[name]).text
+            assert ("data-not-owner" in page) is not allowed, name
+            start = page.index("<form data-extend>")
+            form = page[start : page.index("</form>", start)]
+            assert ("disabled" in form) is not allowed, name
+        _stop(client, who["root"], run["job_id"])
+        wait_for_audit(client, audit["id"])

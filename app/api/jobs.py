@@ -40,6 +40,16 @@ def _started_by(session: Session, job: Job) -> list[str | None]:
     return [job.created_by, subject.created_by if subject is not None else None]
 
 
+def job_owners(session: Session, job_ids: list[int]) -> dict[int, list[str | None]]:
+    """Who may cancel each job besides admins (_started_by), for the pages' buttons."""
+    out: dict[int, list[str | None]] = {}
+    for job_id in job_ids:
+        job = session.get(Job, job_id)
+        if job is not None:
+            out[job_id] = _started_by(session, job)
+    return out
+
+
 @router.get("/workers", response_model=WorkersPublic)
 def get_workers(state: StateDep) -> WorkersPublic:
     """Where jobs run (in-process or Ray) and how many at once."""

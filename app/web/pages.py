@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from app.api.deps import MAX_ID, AppState, AuditId, StateDep
-from app.api.jobs import job_public, workers_public
+from app.api.jobs import job_owners, job_public, workers_public
 from app.gan.registry import ARCHITECTURES
 from app.schemas import CompareItem, EstimatePublic, JobPublic
 from app.services import insights
@@ -95,6 +95,7 @@ def home(request: Request, state: StateDep, viewer: ViewerDep) -> Response:
         return to_login(request)
     jobs = _recent_jobs(state.db)
     with state.db.read() as session:
+        owners = job_owners(session, [j.id for j in jobs])
         generators = generator_store.list_generators(session)
         run_ids = [j.training_run_id for j in jobs if j.training_run_id is not None]
         runs = session.scalars(select(TrainingRun).where(TrainingRun.id.in_(run_ids)))
@@ -111,6 +112,7 @@ def home(request: Request, state: StateDep, viewer: ViewerDep) -> Response:
             "run_progress": run_progress,
             "generators": generators,
             "jobs": jobs,
+            "job_owners": owners,
             "workers": workers_public(state.runner),
             "viewer": viewer,
         },

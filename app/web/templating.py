@@ -9,7 +9,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from app.api.auth import Principal, require_starter
 from app.services.estimate_feed import estimate_body, estimate_digest
+from app.store.errors import Forbidden
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
 
@@ -45,6 +47,28 @@ def prob(value: float | None) -> str:
     return f"{value:.2f}" if value >= 0.01 else f"{value:.1e}"
 
 
+def may_change(viewer: Principal | None, *started_by: str | None) -> bool:
+    """Whether the viewer may stop or change work started by any of `started_by`: the API's
+    rule (require_starter), so a page offers only what the API would do."""
+    if viewer is None:
+        return False
+    try:
+        require_starter(viewer, started_by, "change", "it")
+    except Forbidden:
+        return False
+    return True
+
+
+def who_may(*started_by: str | None) -> str:
+    """Who may, for a disabled control's title: "only ada, who started it, or an admin may"."""
+    names = list(dict.fromkeys(name for name in started_by if name is not None))
+    if not names:
+        return "only an admin may"
+    return f"only {' or '.join(names)}, who started it, or an admin may"
+
+
+TEMPLATES.env.globals["may_change"] = may_change
+TEMPLATES.env.globals["who_may"] = who_may
 TEMPLATES.env.filters["count"] = count
 TEMPLATES.env.filters["prob"] = prob
 TEMPLATES.env.filters["expected"] = expected
