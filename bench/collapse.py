@@ -54,7 +54,7 @@ def main() -> None:
         rows = []
         for seed in range(args.seeds):
             pool = draw_pool(cell, np.random.default_rng([seed, 7]))
-            spent, est = review(pool, seed)
+            spent, est, _ = review(pool, seed)
             sizes = [v for v in Counter(pool.ids.tolist()).values() if v >= 2]
             oracle = estimate_support(pool.ids.size, sizes, LEVEL)
             high = est.n_eff_high if est.n_eff_high is not None else np.inf

@@ -233,6 +233,7 @@ class Outcome:
     d_true: int
     d_hat: float
     missed_pairs: int
+    path_cover: float  # share of the intervals shown along the review that held the truth
 
 
 def _rel_error(estimate: float | None, truth: float) -> float:
@@ -240,12 +241,18 @@ def _rel_error(estimate: float | None, truth: float) -> float:
 
 
 def review(
-    pool: Pool_, seed: int, recentre: bool = False, budget: int | None = None
-) -> tuple[int, IncompleteEstimate]:
+    pool: Pool_,
+    seed: int,
+    recentre: bool = False,
+    budget: int | None = None,
+    truth: float | None = None,
+) -> tuple[int, IncompleteEstimate, float]:
     """The oracle answers the review queue until the stopping rule says stop, or until budget
     labels are spent; with recentre, the strata are re-derived around where duplicates stop
-    once every stratum is explored."""
+    once every stratum is explored. Also returns the share of the intervals computed on the
+    way (one per round of handouts, as the page shows them) that held `truth` (nan without)."""
     c, rand = pool.candidates, pool.random
+    shown = held = 0
     labels = np.full(len(c), -1, dtype=np.int8)
     r_labels = np.full(len(rand), -1, dtype=np.int8)
     design = new_design(c, seed)
@@ -253,6 +260,9 @@ def review(
         evidence = judge_evidence(c, labels, rand, r_labels)
         frame = residual_frame(c, design, evidence, rand)
         estimate = estimate_incomplete(c, design, evidence, rand, LEVEL, frame=frame)
+        if truth is not None:
+            shown += 1
+            held += _holds(estimate, truth)
         if stopping_status(estimate).stop:
             break
         room = HANDOUT if budget is None else min(HANDOUT, budget - evidence.labelled)
@@ -271,7 +281,12 @@ def review(
                 labels[h.index] = pool.truth[h.index]
             else:
                 r_labels[h.index] = pool.random_truth[h.index]
-    return evidence.labelled, estimate
+    return evidence.labelled, estimate, held / shown if shown else math.nan
+
+
+def _holds(estimate: IncompleteEstimate, n_eff: float) -> bool:
+    high = estimate.n_eff_high
+    return estimate.n_eff_low <= n_eff and (high is None or n_eff <= high)
 
 
 def paper_protocol(pool: Pool_, rng: np.random.Generator) -> tuple[int, int | None, float | None]:
@@ -310,8 +325,8 @@ def run(task: tuple[Cell, int, bool]) -> tuple[Cell, Outcome]:
     rng = np.random.default_rng([seed, zlib.crc32(cell.name.encode())])
     pool = draw_pool(cell, rng)
     n_eff = 1.0 / cell.q
-    spent, est = review(pool, seed, recentre)
-    covered = est.n_eff_low <= n_eff and (est.n_eff_high is None or n_eff <= est.n_eff_high)
+    spent, est, path_cover = review(pool, seed, recentre, truth=n_eff)
+    covered = _holds(est, n_eff)
     sizes = [v for v in Counter(pool.ids.tolist()).values() if v >= 2]
     oracle = estimate_support(pool.ids.size, sizes, LEVEL)
     oracle_cov = oracle.n_eff_low <= n_eff and (
@@ -319,7 +334,9 @@ def run(task: tuple[Cell, int, bool]) -> tuple[Cell, Outcome]:
     )
     paper_labels, s50, mle = paper_protocol(pool, rng)
     budget = paper_labels // 5
-    b_spent, b_est = (spent, est) if spent <= budget else review(pool, seed, recentre, budget)
+    b_spent, b_est, _ = (
+        (spent, est, path_cover) if spent <= budget else review(pool, seed, recentre, budget)
+    )
     return cell, Outcome(
         covered=bool(covered),
         jack_covered=bool(est.jackknife_n_eff_low <= n_eff),
@@ -337,6 +354,7 @@ def run(task: tuple[Cell, int, bool]) -> tuple[Cell, Outcome]:
         d_true=oracle.d,
         d_hat=est.d_hat,
         missed_pairs=int(pool.missed.shape[0]),
+        path_cover=path_cover,
     )
 
 
@@ -410,7 +428,8 @@ def main() -> None:
         f"{'cell':<34} {'n':>6} {'N_eff':>8} {'cover':>6} {'p':>6} {'cover*':>6} {'se*':>6} "
         f"{'jack':>5} {'orcl':>5} "
         f"{'err':>6} {'o.err':>6} {'ratio':>5} {'labels':>6} {'cands':>7} {'paper':>6} "
-        f"{'p.err':>6} {'mle.e':>6} {'x':>5} {'b.lab':>5} {'b.err':>6} {'unrev':>5} {'bias':>6}"
+        f"{'p.err':>6} {'mle.e':>6} {'x':>5} {'b.lab':>5} {'b.err':>6} {'unrev':>5} {'bias':>6} "
+        f"{'path':>5}"
     )
     print(header)
     worst: tuple[float, str, Coverage] | None = None
@@ -435,7 +454,8 @@ def main() -> None:
             f"{p_err:>6.2f} "
             f"{np.median([o.mle_error for o in out]):>6.2f} {paper / max(labels, 1):>5.1f} "
             f"{np.median([o.budget_labels for o in out]):>5.0f} {b_err:>6.3f} "
-            f"{np.median([o.unreviewed_share for o in out]):>5.2f} {bias:>6.2f}",
+            f"{np.median([o.unreviewed_share for o in out]):>5.2f} {bias:>6.2f} "
+            f"{np.mean([o.path_cover for o in out]):>5.3f}",
             flush=True,
         )
         raw_in += BAND[0] <= cov.raw <= BAND[1]
