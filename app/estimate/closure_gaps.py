@@ -128,9 +128,12 @@ def _singleton_blocks(
     edges = both[likely(both)]
     if edges.size < 3:  # a block with a pair the miner did not propose needs a cycle
         return np.zeros(0, dtype=np.int64)
-    # Components first (fast), then bridges only where a component leaves pairs unproposed.
+    # Components first (fast), then bridges only where a component has a cycle (a tree is all
+    # bridges) and leaves pairs unproposed.
     run, members = _components(candidates, edges)
-    wide = _unproposed(candidates, both, run, members) >= 1
+    links = np.bincount(run[candidates.i[edges]], minlength=members.size)
+    wide = (links >= members) & (members >= 3)
+    wide &= _unproposed(candidates, both, run, np.where(wide, members, 0)) >= 1
     edges = edges[wide[run[candidates.i[edges]]]]
     edges = edges[bridge_cuts(candidates.i[edges], candidates.j[edges]) == 0]
     if edges.size < 3:
