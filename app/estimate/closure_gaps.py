@@ -85,7 +85,7 @@ def closure_gaps(
         return out
 
     merges = _cluster_merges(candidates, labels, size, clustered, likely)
-    blocks = _singleton_blocks(candidates, clustered, likely)
+    blocks = _singleton_blocks(candidates, clustered, likely, seen)
     return np.concatenate([merges, blocks])
 
 
@@ -120,26 +120,35 @@ def _singleton_blocks(
     candidates: Candidates,
     clustered: NDArray[np.bool_],
     likely: Callable[[NDArray[np.int64]], NDArray[np.bool_]],
+    seen: float,
 ) -> NDArray[np.int64]:
     """Gaps between two singletons: the near-certain pairs inside each block of singletons
     (bridges taken out) that holds pairs the miner did not propose, the largest block first,
-    then closest first."""
-    both = np.flatnonzero(~clustered[candidates.i] & ~clustered[candidates.j])
-    edges = both[likely(both)]
+    then closest first. Every step but the last works on the likely pairs alone (pairs
+    within `seen`, from the distances sorted once): most calls end at the first."""
+    order = candidates.cached(
+        ("distance-order",), lambda: np.argsort(candidates.distance, kind="stable")
+    )
+    ordered = candidates.cached(("sorted-distance",), lambda: np.sort(candidates.distance))
+    near = order[: int(np.searchsorted(ordered, seen, side="right"))]
+    near = near[~clustered[candidates.i[near]] & ~clustered[candidates.j[near]]]
+    edges = near[likely(near)]
     if edges.size < 3:  # a block with a pair the miner did not propose needs a cycle
         return np.zeros(0, dtype=np.int64)
-    # Components first (fast), then bridges only where a component has a cycle (a tree is all
+    # Components first, then bridges only where a component has a cycle (a tree is all
     # bridges) and leaves pairs unproposed.
-    run, members = _components(candidates, edges)
-    links = np.bincount(run[candidates.i[edges]], minlength=members.size)
-    wide = (links >= members) & (members >= 3)
-    wide &= _unproposed(candidates, both, run, np.where(wide, members, 0)) >= 1
-    edges = edges[wide[run[candidates.i[edges]]]]
+    group, members = _components(candidates, edges)
+    links = np.bincount(group[candidates.i[edges]], minlength=members.size)
+    cyclic = (links >= members) & (members >= 3)
+    if not cyclic.any():
+        return np.zeros(0, dtype=np.int64)
+    cyclic &= _unproposed(candidates, group, np.where(cyclic, members, 0)) >= 1
+    edges = edges[cyclic[group[candidates.i[edges]]]]
     edges = edges[bridge_cuts(candidates.i[edges], candidates.j[edges]) == 0]
     if edges.size < 3:
         return np.zeros(0, dtype=np.int64)
     block, members = _components(candidates, edges)
-    unproposed = _unproposed(candidates, both, block, members)
+    unproposed = _unproposed(candidates, block, members)
     mine = block[candidates.i[edges]]
     idx = edges[unproposed[mine] >= 1]
     order = np.lexsort((candidates.distance[idx], -members[block[candidates.i[idx]]]))
@@ -149,25 +158,28 @@ def _singleton_blocks(
 def _components(
     candidates: Candidates, edges: NDArray[np.int64]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Component of every sample in the graph of these candidate pairs, and their sizes."""
-    n = candidates.n
-    graph = coo_array(
-        (np.ones(edges.size), (candidates.i[edges], candidates.j[edges])), shape=(n, n)
+    """Component of every sample in the graph of these candidate pairs (-1 for a sample on
+    none of them), and each component's size."""
+    nodes, ends = np.unique(
+        np.concatenate([candidates.i[edges], candidates.j[edges]]), return_inverse=True
     )
+    m = nodes.size
+    graph = coo_array((np.ones(edges.size), (ends[: edges.size], ends[edges.size :])), (m, m))
     _, label = connected_components(graph, directed=False)
-    return label.astype(np.int64), np.bincount(label, minlength=n).astype(np.int64)
+    group = np.full(candidates.n, -1, dtype=np.int64)
+    group[nodes] = label
+    return group, np.bincount(label).astype(np.int64)
 
 
 def _unproposed(
-    candidates: Candidates,
-    pairs: NDArray[np.int64],
-    group: NDArray[np.int64],
-    members: NDArray[np.int64],
+    candidates: Candidates, group: NDArray[np.int64], members: NDArray[np.int64]
 ) -> NDArray[np.int64]:
-    """Per group of samples of two or more: its pairs the miner did not propose (`pairs`
-    holds every candidate pair that can lie inside a group)."""
+    """Per group of two or more samples: its pairs the miner did not propose."""
     sized = members >= 2
-    near = pairs[sized[group[candidates.i[pairs]]]]
-    inside = near[group[candidates.i[near]] == group[candidates.j[near]]]
+    inner = np.flatnonzero(group >= 0)
+    keep = np.zeros(candidates.n, dtype=np.bool_)
+    keep[inner[sized[group[inner]]]] = True
+    pairs = np.flatnonzero(keep[candidates.i] & keep[candidates.j])
+    inside = pairs[group[candidates.i[pairs]] == group[candidates.j[pairs]]]
     proposed = np.bincount(group[candidates.i[inside]], minlength=members.size)
     return np.where(sized, members * (members - 1) // 2 - proposed, 0)
