@@ -211,3 +211,24 @@ def test_no_gap_in_a_run_whose_pairs_the_miner_proposed_or_a_lone_pair() -> None
     labels = _labels(c, {(3, 4): 1})
     evidence = judge_evidence(c, labels)
     assert closure_gaps(c, evidence, _at(np.ones(len(c))), labels >= 0).size == 0
+
+
+def test_a_run_of_singletons_beyond_the_search_bound_counts_whole() -> None:
+    """72 singletons, each proposing its two previous samples, and a pendant pair hanging off
+    the last by a bridge: past BLOCK_SEARCH_MAX samples no bridge search runs (it is Python,
+    seconds for a collapsed mode of 10^5 copies), so every link of the run is a gap."""
+    from app.estimate.closure_gaps import BLOCK_SEARCH_MAX
+
+    m = 70
+    pairs = [(t - 1, t) for t in range(1, m)] + [(t - 2, t) for t in range(2, m)]
+    pairs += [(m - 1, m), (m, m + 1)]  # bridges
+    assert m + 2 > BLOCK_SEARCH_MAX
+    c = Candidates.build(
+        m + 4,
+        np.array([a for a, _ in pairs] + [m + 2]),
+        np.array([b for _, b in pairs] + [m + 3]),
+        np.array([0.01] * len(pairs) + [0.5]),
+    )
+    labels = _labels(c, {(m + 2, m + 3): 1})
+    gaps = closure_gaps(c, judge_evidence(c, labels), _at(np.ones(len(c))), labels >= 0)
+    assert sorted(gaps.tolist()) == sorted(_index(c, a, b) for a, b in pairs)
