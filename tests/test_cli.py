@@ -47,6 +47,9 @@ def test_audit_then_estimate_then_export(tmp_path: Path) -> None:
     assert estimate.returncode == 0, estimate.stderr
     body = json.loads(estimate.stdout)
     assert body["n"] == 2000 and body["candidate_pairs"] == pairs and body["labelled_pairs"] == 0
+    # 50 random pairs are drawn among all pairs; those that are candidates are dropped.
+    randoms = body["random_pairs"]
+    assert 45 <= randoms <= 50
     assert body["level"] == 0.95 and body["stop"]["target_relative_half_width"] == 0.2
     chosen = run(
         "estimate", audit_id, "--json", "--level", "0.8", "--target", "0.1", data_dir=tmp_path
@@ -66,10 +69,10 @@ def test_audit_then_estimate_then_export(tmp_path: Path) -> None:
     export = run("export", audit_id, "-o", str(out), data_dir=tmp_path)
     assert export.returncode == 0, export.stderr
     rows = out.read_text().splitlines()
-    # The candidates, then the 50 random pairs of the miner check, each ranked by distance.
-    assert rows[0] == "rank,i,j,distance,label,origin" and len(rows) == pairs + 50 + 1
+    # The candidates, then the random pairs of the miner check, each ranked by distance.
+    assert rows[0] == "rank,i,j,distance,label,origin" and len(rows) == pairs + randoms + 1
     origins = [r.rsplit(",", 1)[1] for r in rows[1:]]
-    assert origins == ["candidate"] * pairs + ["random"] * 50
+    assert origins == ["candidate"] * pairs + ["random"] * randoms
     assert rows[1].startswith("1,") and rows[pairs + 1].startswith("1,")
     only = run("export", audit_id, "--origin", "random", data_dir=tmp_path)
     assert only.stdout.splitlines()[1:] == rows[pairs + 1 :]
@@ -94,7 +97,9 @@ def test_audit_with_more_neighbours_then_extend(tmp_path: Path) -> None:
     ]
     assert all(found), (narrow.stdout, wide.stdout)
     (first, k2), (_, k8) = ((m.group(1), int(m.group(2))) for m in found if m)
-    assert k2 <= 2 * 300 < k8
+    # Each sample pairs with its k nearest earlier ones (sum of min(k, j) pairs), and earlier
+    # samples with the later ones entering their own k nearest: at most 2 k pairs a sample.
+    assert 2 * 300 - 3 <= k2 <= 2 * 2 * 300 < 8 * 300 - 36 <= k8
 
     grown = run("extend", first, "--n-more", "200", data_dir=tmp_path)
     assert grown.returncode == 0, grown.stderr
