@@ -432,19 +432,31 @@ class AdjudicationCreate(BaseModel):
 
 # The training loop's knobs, the same for a run and for every run of a sweep.
 BatchSize = Annotated[int, Field(ge=1, le=8192, description="Samples per batch, real and fake.")]
-LearningRate = Annotated[float, Field(gt=0, le=1, description="Adam's, every network (DCGAN's).")]
+LearningRate = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=1,
+        description="Adam's, every network; left out or null: the loss's paper's (wgan_gp 1e-4), "
+        "DCGAN's 2e-4 for the others.",
+    ),
+]
 AdamBeta = Annotated[float, Field(ge=0, lt=1)]
 AdamBetas = Annotated[
     tuple[AdamBeta, AdamBeta],
-    Field(description="Adam's (beta1, beta2): DCGAN's (0.5, 0.999); WGAN-GP's paper (0, 0.9)."),
+    Field(
+        description="Adam's (beta1, beta2); left out or null: the loss's paper's (wgan_gp "
+        "(0, 0.9)), DCGAN's (0.5, 0.999) for the others."
+    ),
 ]
 DSteps = Annotated[
     int,
     Field(
         ge=1,
         le=100,
-        description="Discriminator updates per generator update (WGAN-GP's paper: 5); 1 for "
-        "veegan, bigan and ali, which update their networks together.",
+        description="Discriminator updates per generator update; left out or null: the loss's "
+        "paper's (wgan_gp 5), 1 for the others; 1 for veegan, bigan and ali, which update their "
+        "networks together.",
     ),
 ]
 GpWeight = Annotated[
@@ -468,7 +480,6 @@ ArchitectureOptions = Annotated[
         "is per sample) for dcgan."
     ),
 ]
-DEFAULT_BETAS = (0.5, 0.999)
 LatentDim = Annotated[int, Field(ge=1, le=512)]
 NetworkWidth = Annotated[float, Field(gt=0, le=16)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
@@ -495,9 +506,10 @@ class TrainingRunCreate(BaseModel):
     seed: Seed = 0
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     batch_size: BatchSize = 64
-    lr: LearningRate = 2e-4
-    betas: AdamBetas = DEFAULT_BETAS
-    d_steps: DSteps = 1
+    # null: the loss's paper's (app.gan.training.loop_defaults); the stored run has the values
+    lr: LearningRate | None = None
+    betas: AdamBetas | None = None
+    d_steps: DSteps | None = None
     gp_weight: GpWeight = None
     architecture_options: ArchitectureOptions = Field(default_factory=dict)
     log_every: int = Field(default=50, ge=1)
@@ -610,9 +622,10 @@ class SweepCreate(BaseModel):
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     # the same for every run
     batch_size: BatchSize = 64
-    lr: LearningRate = 2e-4
-    betas: AdamBetas = DEFAULT_BETAS
-    d_steps: DSteps = 1
+    # null: each run its loss's paper's, so a grid of losses compares each as its paper trained it
+    lr: LearningRate | None = None
+    betas: AdamBetas | None = None
+    d_steps: DSteps | None = None
     gp_weight: GpWeight = None
     architecture_options: ArchitectureOptions = Field(default_factory=dict)
 

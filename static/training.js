@@ -46,6 +46,43 @@ const SWEEP_LABELS = {
 // (read as 0 it was refused as "batch size: must be >= 1", or worse, taken).
 const numberOf = (data, name) => (String(data.get(name) ?? "").trim() === "" ? undefined : Number(data.get(name)));
 
+// Each loss's paper's lr, betas and D steps (the server's app.gan.training.loop_defaults): what
+// a blank field trains with, shown as its placeholder.
+const PAPER_LOOPS = JSON.parse(document.getElementById("paper-loops")?.textContent || "{}");
+const PAPER_FIELDS = {
+  lr: (loop) => loop.lr,
+  beta1: (loop) => loop.betas[0],
+  beta2: (loop) => loop.betas[1],
+  d_steps: (loop) => loop.d_steps,
+};
+
+// The loop the losses' papers share, field by field; undefined where they differ.
+function sharedLoop(losses) {
+  const loops = losses.map((loss) => PAPER_LOOPS[loss]).filter(Boolean);
+  const shared = {};
+  for (const [name, get] of Object.entries(PAPER_FIELDS)) {
+    const values = new Set(loops.map(get));
+    shared[name] = values.size === 1 ? get(loops[0]) : undefined;
+  }
+  return shared;
+}
+
+// A form's blank lr, betas and D steps show what they will train with for the chosen loss(es).
+function followPaperLoop(form, chosenLosses) {
+  const update = () => {
+    const shared = sharedLoop(chosenLosses());
+    for (const input of form.querySelectorAll("[data-paper]")) {
+      const value = shared[input.dataset.paper];
+      input.placeholder = value === undefined ? "each loss's own" : String(value);
+    }
+  };
+  form.addEventListener("change", update);
+  update();
+}
+
+// A refusal of the form's own, before anything is sent.
+class FormProblem extends Error {}
+
 const ACTIVE = ["queued", "running"];
 const POLL_MS = 3000; // only while the stream is down
 const MAX_STREAMED = 100; // runs per stream (GET /api/events)
@@ -57,6 +94,14 @@ if (form) {
     event.preventDefault();
     const data = new FormData(form);
     const number = (name) => numberOf(data, name);
+    let knobs;
+    try {
+      knobs = loopKnobs(data, [data.get("loss")]);
+    } catch (error) {
+      problem.hidden = false;
+      problem.textContent = error.message;
+      return;
+    }
     const body = {
       dataset: data.get("dataset"),
       loss: data.get("loss"),
@@ -67,7 +112,7 @@ if (form) {
       steps: number("steps"),
       seed: number("seed"),
       dataset_options: datasetOptions(data),
-      ...loopKnobs(data),
+      ...knobs,
     };
     const button = form.querySelector('button[type="submit"]');
     button.disabled = true; // one run per click: a double click queued two
@@ -82,6 +127,7 @@ if (form) {
 }
 
 for (const f of [form, document.getElementById("sweep-form")]) if (f) showPathField(f);
+if (form) followPaperLoop(form, () => [form.querySelector('select[name="loss"]').value]);
 
 // image_size and path (a file under data/datasets/) as the form gives them; neither when blank.
 function datasetOptions(data) {
@@ -94,25 +140,36 @@ function datasetOptions(data) {
 }
 
 // The optimiser's settings and the networks' sizes; a blank size is the architecture's default
-// (the server says which sizes an architecture takes).
-function loopKnobs(data) {
+// (the server says which sizes an architecture takes), a blank lr, beta or D steps the losses'
+// papers' (left out: the server fills it in per loss).
+function loopKnobs(data, losses) {
   const sizes = {};
   for (const name of ["base_width", "hidden", "depth"]) {
     const value = numberOf(data, name);
     if (value !== undefined) sizes[name] = value;
   }
   if (data.get("d_norm")) sizes.d_norm = data.get("d_norm");
-  const beta1 = numberOf(data, "beta1");
-  const beta2 = numberOf(data, "beta2");
   return {
     batch_size: numberOf(data, "batch_size"),
     lr: numberOf(data, "lr"),
-    // A blank beta takes the default of its slot (0.5, 0.999), not 0.
-    betas: beta1 === undefined && beta2 === undefined ? undefined : [beta1 ?? 0.5, beta2 ?? 0.999],
+    betas: betasOf(data, losses),
     d_steps: numberOf(data, "d_steps"),
     gp_weight: numberOf(data, "gp_weight"),
     architecture_options: sizes,
   };
+}
+
+// Adam's betas go as a pair: a blank one takes its slot's value from the losses' papers (not 0),
+// which a grid of losses whose papers differ there cannot give.
+function betasOf(data, losses) {
+  const given = [numberOf(data, "beta1"), numberOf(data, "beta2")];
+  if (given.every((beta) => beta === undefined)) return undefined;
+  const shared = sharedLoop(losses);
+  const pair = given.map((beta, i) => beta ?? shared[`beta${i + 1}`]);
+  if (pair.includes(undefined)) {
+    throw new FormProblem("Adam β1, β2: give both or neither; the losses' papers differ in the blank one.");
+  }
+  return pair;
 }
 
 // The data file field shows for the datasets that read one: required (npz, folder) or optional
@@ -141,7 +198,11 @@ if (sweep) {
   cancelSweep(sweep);
 }
 const sweepForm = document.getElementById("sweep-form");
-if (sweepForm) startSweep(sweepForm);
+if (sweepForm) {
+  startSweep(sweepForm);
+  const checked = () => [...sweepForm.querySelectorAll('input[name="losses"]:checked')].map((box) => box.value);
+  followPaperLoop(sweepForm, checked);
+}
 
 // "0.5, 1, 2" -> [0.5, 1, 2]; a blank field is left out, so the server's default holds
 // (latent sizes: the architecture's own).
@@ -158,6 +219,14 @@ function startSweep(form) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = new FormData(form);
+    let knobs;
+    try {
+      knobs = loopKnobs(data, data.getAll("losses"));
+    } catch (error) {
+      problem.hidden = false;
+      problem.textContent = error.message;
+      return;
+    }
     const body = {
       dataset: data.get("dataset"),
       architecture: data.get("architecture"),
@@ -168,7 +237,7 @@ function startSweep(form) {
       g_width: numberOf(data, "g_width"),
       steps: numberOf(data, "steps"),
       dataset_options: datasetOptions(data),
-      ...loopKnobs(data),
+      ...knobs,
     };
     const button = form.querySelector('button[type="submit"]');
     button.disabled = true; // one sweep per click

@@ -237,6 +237,24 @@ def test_train_and_sweep_take_the_optimiser_and_network_sizes(tmp_path: Path) ->
         )
         assert config["architecture_options"] == {"hidden": 16}
         assert config["gp_weight"] == 0.1
+    # What is left out follows the loss's paper: WGAN-GP's betas and 5 critic steps.
+    own = tmp_path / "own"
+    trained = run(
+        "train",
+        "--dataset",
+        "ring8",
+        "--loss",
+        "wgan_gp",
+        "--steps",
+        "2",
+        "--lr",
+        "3e-4",
+        data_dir=own,
+    )
+    assert trained.returncode == 0, trained.stderr
+    with Database(Settings(data_dir=own).resolved_database_url()).read() as session:
+        config = session.scalars(select(TrainingRun)).one().config
+    assert (config["lr"], config["betas"], config["d_steps"]) == (3e-4, [0.0, 0.9], 5)
     for args, message in (
         (["--betas", "0.5"], "--betas: two numbers"),
         (["--betas", "a,b"], "--betas: two numbers"),

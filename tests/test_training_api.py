@@ -231,9 +231,60 @@ def test_a_run_stored_before_the_knobs_were_fields_shows_the_loop_defaults() -> 
         "d_steps": 1,
         "gp_weight": None,
         "architecture_options": {},
+        "by_loss": [],
     }
     # A penalised loss trained with its own lambda: shown as such.
     assert loop_settings({**old, "loss": "wgan_gp"})["gp_weight"] == 10.0
+
+
+def _loop(config: dict) -> tuple:
+    return config["lr"], config["betas"], config["d_steps"]
+
+
+WGAN_GP_PAPER = (1e-4, [0.0, 0.9], 5)
+DCGAN = (2e-4, [0.5, 0.999], 1)
+
+
+def test_a_loop_left_out_is_the_losss_papers(client: TestClient) -> None:
+    """lr, betas and d_steps left out (or null) train as the loss's paper did: WGAN-GP's critic
+    five times per generator step with Adam (0, 0.9) at 1e-4, every other loss DCGAN's loop. A
+    value given is kept, the rest still follow the loss; the run stores what it trains with."""
+    base = {"dataset": "ring8", "steps": 2, "log_every": 1, "sample_every": 0}
+    wgan = finished_run(client, {**base, "loss": "wgan_gp"})
+    assert _loop(wgan["config"]) == WGAN_GP_PAPER
+    assert _loop(finished_run(client, {**base, "loss": "rsgan"})["config"]) == DCGAN
+    nulls = {**base, "loss": "wgan_gp", "lr": None, "betas": None, "d_steps": None}
+    assert _loop(finished_run(client, nulls)["config"]) == WGAN_GP_PAPER
+    given = finished_run(client, {**base, "loss": "wgan_gp", "lr": 3e-4, "d_steps": 2})
+    assert _loop(given["config"]) == (3e-4, [0.0, 0.9], 2)
+    page = client.get(f"/training/{wgan['id']}").text
+    assert "Adam lr 0.0001, betas 0.0, 0.9 · 5 D steps per G step" in page
+    # A grid of losses: each run its own loss's paper's, the grid keeps what was left out, and
+    # its page says so per loss.
+    grid = {"dataset": "ring8", "losses": ["wgan_gp", "rsgan", "lsgan"], "steps": 2}
+    response = client.post("/api/sweeps", json=grid)
+    assert response.status_code == 202, response.text
+    sweep = client.get(f"/api/sweeps/{response.json()['id']}").json()
+    assert (sweep["grid"]["lr"], sweep["grid"]["betas"], sweep["grid"]["d_steps"]) == (None,) * 3
+    loops = {r["config"]["loss"]: _loop(r["config"]) for r in sweep["runs"]}
+    assert loops == {"wgan_gp": WGAN_GP_PAPER, "rsgan": DCGAN, "lsgan": DCGAN}
+    line = client.get(f"/sweeps/{sweep['id']}").text.split("data-loop>")[1].split("</span>")[0]
+    assert line == (
+        "batch 64 · each loss its paper's loop (wgan_gp: Adam lr 0.0001, betas 0.0, 0.9 · 5 D "
+        "steps per G step; rsgan, lsgan: Adam lr 0.0002, betas 0.5, 0.999 · 1 D step per G step)"
+    )
+    # A value the grid gives is every run's; what it leaves out still follows each loss.
+    response = client.post("/api/sweeps", json={**grid, "betas": [0.5, 0.9]})
+    runs = client.get(f"/api/sweeps/{response.json()['id']}").json()["runs"]
+    assert {r["config"]["loss"]: _loop(r["config"]) for r in runs} == {
+        "wgan_gp": (1e-4, [0.5, 0.9], 5),
+        "rsgan": (2e-4, [0.5, 0.9], 1),
+        "lsgan": (2e-4, [0.5, 0.9], 1),
+    }
+    # Losses whose papers agree: one loop, as a run shows it.
+    response = client.post("/api/sweeps", json={**grid, "losses": ["rsgan", "lsgan"]})
+    page = client.get(f"/sweeps/{response.json()['id']}").text
+    assert 'Every run: <span class="muted" data-loop>batch 64 · Adam lr 0.0002, betas 0.5, ' in page
 
 
 def test_local_datasets_stay_inside_the_datasets_directory(client: TestClient) -> None:

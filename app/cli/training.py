@@ -38,12 +38,26 @@ DatasetOptions = Annotated[
 ]
 
 BatchSize = Annotated[int, typer.Option(help="Samples per batch, real and fake.")]
-LearningRate = Annotated[float, typer.Option(help="Adam's learning rate, every network.")]
+LearningRate = Annotated[
+    float | None,
+    typer.Option(
+        help="Adam's learning rate, every network (default: the loss's paper's, wgan_gp 1e-4, "
+        "DCGAN's 2e-4 for the others)."
+    ),
+]
 Betas = Annotated[
-    str, typer.Option(help="Adam's beta1,beta2 (DCGAN's 0.5,0.999; WGAN-GP's paper 0,0.9).")
+    str | None,
+    typer.Option(
+        help="Adam's beta1,beta2 (default: the loss's paper's, wgan_gp 0,0.9, DCGAN's "
+        "0.5,0.999 for the others)."
+    ),
 ]
 DSteps = Annotated[
-    int, typer.Option(help="Discriminator updates per generator update (WGAN-GP's paper: 5).")
+    int | None,
+    typer.Option(
+        help="Discriminator updates per generator update (default: the loss's paper's, wgan_gp "
+        "5, 1 for the others)."
+    ),
 ]
 GpWeight = Annotated[
     float | None,
@@ -64,23 +78,26 @@ ArchitectureOptions = Annotated[
 
 def _loop_knobs(
     batch_size: int,
-    lr: float,
-    betas: str,
-    d_steps: int,
+    lr: float | None,
+    betas: str | None,
+    d_steps: int | None,
     architecture_options: str | None,
     gp_weight: float | None = None,
 ) -> dict[str, Any]:
-    """The training loop's knobs as TrainingRunCreate and SweepCreate take them."""
-    try:
-        pair = [float(b) for b in betas.split(",")]
-    except ValueError:
-        pair = []
-    if len(pair) != 2:
-        fail("--betas: two numbers, beta1,beta2, e.g. 0.5,0.999")
+    """The training loop's knobs as TrainingRunCreate and SweepCreate take them (None: the
+    loss's paper's)."""
+    pair: list[float] | None = None
+    if betas is not None:
+        try:
+            pair = [float(b) for b in betas.split(",")]
+        except ValueError:
+            pair = []
+        if len(pair) != 2:
+            fail("--betas: two numbers, beta1,beta2, e.g. 0.5,0.999")
     return {
         "batch_size": batch_size,
         "lr": lr,
-        "betas": tuple(pair),
+        "betas": None if pair is None else tuple(pair),
         "d_steps": d_steps,
         "gp_weight": gp_weight,
         "architecture_options": (
@@ -113,9 +130,9 @@ def train(
     image_size: Annotated[int | None, typer.Option(help="Image datasets: side in pixels.")] = None,
     dataset_options: DatasetOptions = None,
     batch_size: BatchSize = 64,
-    lr: LearningRate = 2e-4,
-    betas: Betas = "0.5,0.999",
-    d_steps: DSteps = 1,
+    lr: LearningRate = None,
+    betas: Betas = None,
+    d_steps: DSteps = None,
     gp_weight: GpWeight = None,
     architecture_options: ArchitectureOptions = None,
     data_dir: DataDir = None,
@@ -254,9 +271,9 @@ def sweep(
     image_size: Annotated[int | None, typer.Option(help="Image datasets: side in pixels.")] = None,
     dataset_options: DatasetOptions = None,
     batch_size: BatchSize = 64,
-    lr: LearningRate = 2e-4,
-    betas: Betas = "0.5,0.999",
-    d_steps: DSteps = 1,
+    lr: LearningRate = None,
+    betas: Betas = None,
+    d_steps: DSteps = None,
     gp_weight: GpWeight = None,
     architecture_options: ArchitectureOptions = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep as JSON.")] = False,

@@ -61,13 +61,21 @@ def paper_loop(loss: str) -> dict[str, Any]:
     (DCGAN's: one D step per G step, Adam lr 2e-4, betas (0.5, 0.999)), for
     `TrainConfig(loss=loss, **paper_loop(loss), ...)`; empty when the defaults are the paper's.
 
-    TrainConfig does not apply them by itself: its defaults are the same for every loss. A
-    request (app/schemas.py) reaches TrainConfig with DCGAN's values filled in, so a field left
-    unset cannot be told here from one set to DCGAN's value, and a default that followed the
-    loss would make the REST API and `TrainConfig(loss="wgan_gp")` train differently; it would
-    also change what a stored run whose config predates a field resumes with.
-    """
+    TrainConfig does not apply them by itself, so that a stored config (every field written out)
+    resumes as it trained; a request that leaves them out gets them (`loop_defaults`)."""
     return dict(PAPER_LOOPS.get(loss, {}))
+
+
+LOOP_FIELDS = ("lr", "betas", "d_steps")  # the fields whose default follows the loss
+
+
+def loop_defaults(loss: str) -> dict[str, Any]:
+    """What a request's lr, betas and d_steps are when it leaves them out: `loss`'s paper's loop,
+    which is DCGAN's for every loss but WGAN-GP (a critic trained once per generator step with
+    Adam's beta1 0.5 is not the WGAN-GP its paper measured)."""
+    fields = dataclasses.fields(TrainConfig)
+    defaults = {f.name: f.default for f in fields if f.name in LOOP_FIELDS}
+    return {**defaults, **paper_loop(loss)}
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,8 @@ class TrainConfig:
     architecture_options: Mapping[str, Any] = field(default_factory=dict)
     steps: int = 2000  # generator updates
     # d_steps, lr and betas default to DCGAN's for every loss; `paper_loop(loss)` has the
-    # settings of a loss's own paper (WGAN-GP: 5, 1e-4, (0, 0.9))
+    # settings of a loss's own paper (WGAN-GP: 5, 1e-4, (0, 0.9)), which requests that leave them
+    # out train with (`loop_defaults`)
     d_steps: int = 1  # discriminator updates per generator update
     batch_size: int = 64  # samples per batch, real and fake alike
     lr: float = 2e-4  # Adam learning rate of every network (DCGAN's)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.gan.datasets import DATASETS, Dataset
 from app.gan.losses import PENALISED
+from app.gan.training import LOOP_FIELDS, loop_defaults
 from app.jobs.train import discriminator_file, train_config
 from app.schemas import (
     DatasetChoice,
@@ -80,6 +81,11 @@ def _config(
     body: TrainingRunCreate, data_dir: Path, datasets: dict[str, Dataset] | None = None
 ) -> dict[str, Any]:
     fields = body.model_dump()
+    # left out: the loss's paper's loop, written into the run so that it resumes and shows as run
+    defaults = loop_defaults(fields["loss"])
+    for name in LOOP_FIELDS:
+        if fields[name] is None:
+            fields[name] = defaults[name]
     dataset, given = fields["dataset"], fields["dataset_options"]
     if dataset in LOCAL_DATASETS or (dataset in FILE_OPTIONAL_DATASETS and "path" in given):
         options = dict(given)

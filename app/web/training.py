@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,7 +12,7 @@ from app.api.deps import MAX_ID, StateDep
 from app.api.training import get_sweep, get_training_run, list_sweeps, list_training_runs
 from app.gan.datasets import TOY_DATASETS
 from app.gan.losses import LOSSES, PENALISED
-from app.gan.training import TRAIN_LOSSES, TrainConfig
+from app.gan.training import LOOP_FIELDS, TRAIN_LOSSES, TrainConfig, loop_defaults
 from app.services.training import dataset_choices
 from app.store.errors import NotFound
 from app.web.access import ViewerDep, to_login
@@ -39,14 +39,30 @@ MODE_LABELS = {
 LOOP_SETTINGS = ("batch_size", "lr", "betas", "d_steps", "gp_weight", "architecture_options")
 
 
-def loop_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's optimiser settings and network sizes; a run stored before some of them were
-    fields of a request trained with the loop's defaults, which these fill in."""
+def loop_settings(config: Mapping[str, Any], losses: Sequence[str] = ()) -> dict[str, Any]:
+    """The run's (or a sweep's) optimiser settings and network sizes. A run stored before some
+    of them were fields of a request trained with the loop's defaults, which these fill in; a
+    sweep that left lr, betas or d_steps to each loss's paper (null in its grid) gets them per
+    loss, in `by_loss` (groups of losses with the same loop) when its losses differ."""
     defaults = TrainConfig()
     settings = {name: config.get(name, getattr(defaults, name)) for name in LOOP_SETTINGS}
     loss = str(config.get("loss"))
     if settings["gp_weight"] is None and loss in PENALISED:
         settings["gp_weight"] = LOSSES[loss].gradient_penalty_weight  # the loss's own lambda
+    settings["by_loss"] = []
+    if any(settings[name] is None for name in LOOP_FIELDS):
+        groups: dict[tuple[Any, ...], list[str]] = {}
+        for name in losses:
+            paper = loop_defaults(name)
+            loop = tuple(paper[f] if settings[f] is None else settings[f] for f in LOOP_FIELDS)
+            groups.setdefault(loop, []).append(name)
+        if len(groups) == 1:
+            settings.update(zip(LOOP_FIELDS, next(iter(groups)), strict=True))
+        else:
+            settings["by_loss"] = [
+                {"losses": names, **dict(zip(LOOP_FIELDS, loop, strict=True))}
+                for loop, names in groups.items()
+            ]
     return settings
 
 
@@ -59,6 +75,8 @@ def training_page(request: Request, state: StateDep, viewer: ViewerDep) -> Respo
         "sweeps": list_sweeps(state),
         "choices": dataset_choices(state.settings.data_dir, files=viewer.role != "reader"),
         "losses": list(TRAIN_LOSSES),
+        # what the forms' blank lr, betas and D steps train with, per loss (their placeholders)
+        "paper_loops": {name: loop_defaults(name) for name in TRAIN_LOSSES},
         "viewer": viewer,
     }
     return TEMPLATES.TemplateResponse(request, "training.html", context)
@@ -95,7 +113,7 @@ def sweep_page(request: Request, state: StateDep, viewer: ViewerDep, sweep_id: i
         return not_found_page(request, str(exc))
     context = {
         "sweep": sweep,
-        "loop": loop_settings(sweep.grid),
+        "loop": loop_settings(sweep.grid, sweep.grid.get("losses", [])),
         "viewer": viewer,
         "toy": list(TOY_DATASETS),
     }

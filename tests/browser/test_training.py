@@ -13,7 +13,7 @@ from tests.browser.conftest import screenshot, tick_value
 from tests.conftest import wait_for, wait_for_audit
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page
 
 pytestmark = pytest.mark.browser
 
@@ -126,6 +126,44 @@ def test_a_blank_knob_takes_the_servers_default(page: Page, api: httpx.Client) -
     page.wait_for_url("**/training/*")
     config = api.get(f"/api/training-runs/{page.url.rsplit('/', 1)[1]}").json()["config"]
     assert (config["batch_size"], config["betas"]) == (64, [0.5, 0.9])
+
+
+def test_blank_loop_fields_show_and_take_the_losss_paper(page: Page, api: httpx.Client) -> None:
+    """The blank lr, betas and D steps say what they will train with for the chosen loss, and
+    a half-given beta pair takes the other from it (WGAN-GP's beta1 is 0, not DCGAN's 0.5)."""
+    page.goto("/training")
+    form = page.locator("#train-form")
+    form.locator(".knobs summary").click()
+    placeholders = ("lr", "beta1", "beta2", "d_steps")
+
+    def shown(form: Locator) -> list[str | None]:
+        return [
+            form.locator(f'input[name="{n}"]').get_attribute("placeholder") for n in placeholders
+        ]
+
+    assert shown(form) == ["0.0002", "0.5", "0.999", "1"]
+    form.locator('select[name="loss"]').select_option("wgan_gp")
+    assert shown(form) == ["0.0001", "0", "0.9", "5"]
+    form.locator('input[name="steps"]').fill("2")
+    form.locator('input[name="beta2"]').fill("0.95")
+    form.locator('button[type="submit"]').click()
+    page.wait_for_url("**/training/*")
+    config = api.get(f"/api/training-runs/{page.url.rsplit('/', 1)[1]}").json()["config"]
+    assert (config["lr"], config["betas"], config["d_steps"]) == (1e-4, [0.0, 0.95], 5)
+    # A grid: what its checked losses share, else "each loss's own"; half a pair they do not
+    # share is refused on the form, naming the field.
+    page.goto("/training")
+    page.locator("#sweep-details > summary").click()
+    grid = page.locator("#sweep-form")
+    grid.locator(".knobs summary").click()
+    assert shown(grid) == ["0.0002", "0.5", "0.999", "1"]  # sgan_nonsaturating and rasgan
+    grid.locator('input[name="losses"][value="wgan_gp"]').check()
+    assert shown(grid) == ["each loss's own"] * 4
+    grid.locator('input[name="beta1"]').fill("0.5")
+    grid.locator('button[type="submit"]').click()
+    problem = page.locator("#sweep-problem:not([hidden])")
+    problem.wait_for()
+    assert problem.inner_text().startswith("Adam β1, β2: give both or neither")
 
 
 def test_a_refused_sweep_names_the_field_as_labelled(page: Page) -> None:
