@@ -57,18 +57,12 @@ from app.estimate import (
     Candidates,
     IncompleteEstimate,
     RandomPairs,
-    duplicates_stop,
-    estimate_incomplete,
     estimate_support,
-    judge_evidence,
     new_design,
-    next_pairs,
-    residual_frame,
     sample_noncandidate_pairs,
-    stopping_status,
     uniform_batch_mle,
-    update_design,
 )
+from app.estimate.oracle import oracle_review
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.oracle_coverage import oracle_coverage  # noqa: E402
@@ -251,37 +245,26 @@ def review(
     labels are spent; with recentre, the strata are re-derived around where duplicates stop
     once every stratum is explored. Also returns the share of the intervals computed on the
     way (one per round of handouts, as the page shows them) that held `truth` (nan without)."""
-    c, rand = pool.candidates, pool.random
-    shown = held = 0
-    labels = np.full(len(c), -1, dtype=np.int8)
-    r_labels = np.full(len(rand), -1, dtype=np.int8)
-    design = new_design(c, seed)
-    for _ in range(10_000):
-        evidence = judge_evidence(c, labels, rand, r_labels)
-        frame = residual_frame(c, design, evidence, rand)
-        estimate = estimate_incomplete(c, design, evidence, rand, LEVEL, frame=frame)
+    held: list[bool] = []
+
+    def watch(estimate: IncompleteEstimate, *_: object) -> None:
         if truth is not None:
-            shown += 1
-            held += _holds(estimate, truth)
-        if stopping_status(estimate).stop:
-            break
-        room = HANDOUT if budget is None else min(HANDOUT, budget - evidence.labelled)
-        if room <= 0:
-            break
-        if recentre and estimate.unexplored_strata == 0:
-            moved = update_design(design, c, duplicates_stop(estimate.fit))
-            if moved is not design:
-                design = moved
-                continue
-        handouts, design = next_pairs(c, design, evidence, rand, count=room, frame=frame)
-        if not handouts:
-            break
-        for h in handouts:
-            if h.kind == "candidate":
-                labels[h.index] = pool.truth[h.index]
-            else:
-                r_labels[h.index] = pool.random_truth[h.index]
-    return evidence.labelled, estimate, held / shown if shown else math.nan
+            held.append(_holds(estimate, truth))
+
+    c = pool.candidates
+    result = oracle_review(
+        c,
+        pool.truth,
+        new_design(c, seed),
+        pool.random,
+        pool.random_truth,
+        level=LEVEL,
+        handout=HANDOUT,
+        budget=budget,
+        recentre=recentre,
+        watch=watch,
+    )
+    return result.labelled, result.estimate, float(np.mean(held)) if held else math.nan
 
 
 def _holds(estimate: IncompleteEstimate, n_eff: float) -> bool:

@@ -21,14 +21,10 @@ from scipy.stats import binomtest
 from app.estimate import (
     Candidates,
     RandomPairs,
-    estimate_incomplete,
-    judge_evidence,
     new_design,
-    next_pairs,
-    residual_frame,
     sample_noncandidate_pairs,
-    stopping_status,
 )
+from app.estimate.oracle import oracle_review
 
 REPS = 250
 LEVEL = 0.95
@@ -77,23 +73,9 @@ def review_interval(
     picked = sample_noncandidate_pairs(ids.size, np.stack([c.i, c.j], 1), 50, rng)
     rand = RandomPairs.build(ids.size, picked[:, 0], picked[:, 1], np.ones(len(picked)))
     r_truth = (ids[rand.i] == ids[rand.j]).astype(np.int8)
-    labels = np.full(len(c), -1, dtype=np.int8)
-    r_labels = np.full(len(rand), -1, dtype=np.int8)
-    design = new_design(c, seed)
-    while True:
-        evidence = judge_evidence(c, labels, rand, r_labels)
-        frame = residual_frame(c, design, evidence, rand)
-        est = estimate_incomplete(c, design, evidence, rand, LEVEL, frame=frame)
-        if stopping_status(est).stop:
-            break
-        handouts, design = next_pairs(c, design, evidence, rand, count=5, frame=frame)
-        assert handouts, "the queue ran dry before the stopping rule was met"
-        for h in handouts:
-            if h.kind == "candidate":
-                labels[h.index] = truth[h.index]
-            else:
-                r_labels[h.index] = r_truth[h.index]
-    return est.n_eff_low, est.n_eff_high, evidence.labelled
+    review = oracle_review(c, truth, new_design(c, seed), rand, r_truth, level=LEVEL, handout=5)
+    assert review.stopped, "the queue ran dry before the stopping rule was met"
+    return review.estimate.n_eff_low, review.estimate.n_eff_high, review.labelled
 
 
 def _coverage(draw: object, q: float, expected_d: float, seed: int) -> tuple[int, float]:

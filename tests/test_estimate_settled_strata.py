@@ -22,15 +22,13 @@ from numpy.typing import NDArray
 
 from app.estimate import (
     Candidates,
+    Evidence,
+    IncompleteEstimate,
     RandomPairs,
-    estimate_incomplete,
-    judge_evidence,
     new_design,
-    next_pairs,
-    residual_frame,
     sample_noncandidate_pairs,
-    stopping_status,
 )
+from app.estimate.oracle import oracle_review
 
 OUTPUTS, COPIES, K = 10, 30, 5
 FAR = 8.7  # every pair across outputs lies beyond this; every copy within 0.7
@@ -64,28 +62,18 @@ def test_far_pairs_behind_a_settled_sample_are_labelled_not_assumed(seed: int) -
     picked = sample_noncandidate_pairs(n, np.stack([c.i, c.j], 1), 50, rng)
     rand = RandomPairs.build(n, picked[:, 0], picked[:, 1], np.ones(len(picked)))
     r_truth = (ids[rand.i] == ids[rand.j]).astype(np.int8)
-    labels = np.full(len(c), -1, dtype=np.int8)
-    r_labels = np.full(len(rand), -1, dtype=np.int8)
-    design = new_design(c, seed)
     pool_d = sum(math.comb(k, 2) for k in Counter(ids.tolist()).values())
     far = truth == 0
     assert far.sum() > 100  # the situation this test is about
-    while True:
-        evidence = judge_evidence(c, labels, rand, r_labels)
-        frame = residual_frame(c, design, evidence, rand)
-        est = estimate_incomplete(c, design, evidence, rand, frame=frame)
+
+    def watch(est: IncompleteEstimate, evidence: Evidence, *_: object) -> None:
         high = est.n_eff_high if est.n_eff_high is not None else math.inf
         # Every interval shown along the way holds the ten outputs.
         assert est.n_eff_low <= OUTPUTS <= high, (evidence.labelled, est.n_eff_low, high)
-        if stopping_status(est).stop:
-            break
-        handouts, design = next_pairs(c, design, evidence, rand, count=1, frame=frame)
-        assert handouts, "the queue ran dry before the stopping rule was met"
-        for h in handouts:
-            if h.kind == "candidate":
-                labels[h.index] = truth[h.index]
-            else:
-                r_labels[h.index] = r_truth[h.index]
+
+    review = oracle_review(c, truth, new_design(c, seed), rand, r_truth, handout=1, watch=watch)
+    assert review.stopped, "the queue ran dry before the stopping rule was met"
+    est, labels = review.estimate, review.labels
     assert (labels[far] >= 0).any()  # the review looked at a far pair
     assert est.parts.confirmed == pool_d  # every output whole
     # What the labels leave to estimate is off by no more than the design claims it may be.

@@ -84,12 +84,25 @@ def require_starter(
     recorded (None), is an admin's to change; on loopback everyone is admin."""
     if principal.role == "admin":
         return
-    names = list(dict.fromkeys(name for name in started_by if name is not None))
+    names = _starters(started_by)
     if principal.name is not None and principal.name in names:
         return
     if not names:
         raise Forbidden(
-            f"only an admin may {action} {what}: it was started by the local user or before "
+            f"{who_may(names)} {action} {what}: it was started by the local user or before "
             "starters were recorded"
         )
-    raise Forbidden(f"only {' or '.join(names)}, who started it, or an admin may {action} {what}")
+    raise Forbidden(f"{who_may(names)} {action} {what}")
+
+
+def who_may(started_by: Sequence[str | None]) -> str:
+    """Who `require_starter` lets stop or change the work, as a sentence's start ("only ada, who
+    started it, or an admin may"): the refusal and a page's disabled control say the same."""
+    names = _starters(started_by)
+    if not names:
+        return "only an admin may"
+    return f"only {' or '.join(names)}, who started it, or an admin may"
+
+
+def _starters(started_by: Sequence[str | None]) -> list[str]:
+    return list(dict.fromkeys(name for name in started_by if name is not None))

@@ -146,6 +146,13 @@ class ResidualFrame:
         """Sums per allocation stratum of a per-piece array."""
         return _sums(self.piece_stratum, piece_values, strata)
 
+    def open_sampled(self, strata: int) -> NDArray[np.int64]:
+        """Per allocation stratum, sampled pairs whose value the other observations leave open:
+        a stratum's sample the closure settles whole says nothing of its unsettled pairs (see
+        `_unexplored`), so the estimator and the queue both count these."""
+        opened = np.bincount(self.stratum[self.sample[~self.sample_settled]], minlength=strata)
+        return np.asarray(opened, dtype=np.int64)
+
 
 def _sums(group: NDArray[np.int64], values: ArrayLike, groups: int) -> NDArray[np.float64]:
     """Sum of values per group (a weighted bincount), as floats."""
@@ -698,7 +705,7 @@ def _unexplored(design: ReviewDesign, frame: ResidualFrame, evidence: Evidence) 
     sums = frame.pieces
     size = frame.per_stratum(sums.size, k)
     got = frame.per_stratum(sums.sampled, k)
-    opened = np.bincount(frame.stratum[frame.sample[~frame.sample_settled]], minlength=k)
+    opened = frame.open_sampled(k)
     unknown = frame.per_stratum(sums.unreached_unknown, k) + np.bincount(
         frame.stratum[frame.pending], minlength=k
     )

@@ -78,9 +78,7 @@ class _Strata:
         self.size = frame.per_stratum(sums.size, k)
         self.sampled = frame.per_stratum(sums.sampled, k)
         # Sampled pairs whose value the others leave open (exploration needs one, see choose).
-        self.opened = np.bincount(
-            frame.stratum[frame.sample[~frame.sample_settled]], minlength=k
-        ).astype(np.float64)
+        self.opened = frame.open_sampled(k)
         left = self.size - frame.per_stratum(sums.reached, k)
         need = frame.per_stratum(sums.unreached_unknown, k)
         self.cost = np.maximum(need / np.maximum(left, 1), MIN_COST)

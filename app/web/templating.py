@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app.api.auth import Principal, require_starter
+from app.api.auth import Principal, require_starter, who_may
 from app.services.estimate_feed import estimate_body, estimate_digest
 from app.store.errors import Forbidden
 
@@ -59,16 +59,8 @@ def may_change(viewer: Principal | None, *started_by: str | None) -> bool:
     return True
 
 
-def who_may(*started_by: str | None) -> str:
-    """Who may, for a disabled control's title: "only ada, who started it, or an admin may"."""
-    names = list(dict.fromkeys(name for name in started_by if name is not None))
-    if not names:
-        return "only an admin may"
-    return f"only {' or '.join(names)}, who started it, or an admin may"
-
-
 TEMPLATES.env.globals["may_change"] = may_change
-TEMPLATES.env.globals["who_may"] = who_may
+TEMPLATES.env.globals["who_may"] = lambda *started_by: who_may(started_by)
 TEMPLATES.env.filters["count"] = count
 TEMPLATES.env.filters["prob"] = prob
 TEMPLATES.env.filters["expected"] = expected
