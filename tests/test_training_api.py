@@ -204,6 +204,7 @@ def test_the_optimiser_and_network_sizes_reach_the_run(client: TestClient) -> No
         "wgan_gp": 0.1,
         "rsgan": None,
     }
+    assert "gradient penalty λ 0.1 (wgan_gp)" in client.get(f"/sweeps/{response.json()['id']}").text
     # Knobs the loop or the networks cannot take are refused before anything is queued.
     for bad, message in (
         ({"betas": [1.0, 0.9]}, "betas"),
@@ -231,6 +232,7 @@ def test_a_run_stored_before_the_knobs_were_fields_shows_the_loop_defaults() -> 
         "d_steps": 1,
         "gp_weight": None,
         "architecture_options": {},
+        "gp_losses": [],
         "by_loss": [],
     }
     # A penalised loss trained with its own lambda: shown as such.
@@ -272,6 +274,7 @@ def test_a_loop_left_out_is_the_losss_papers(client: TestClient) -> None:
     assert line == (
         "batch 64 · each loss its paper's loop (wgan_gp: Adam lr 0.0001, betas 0.0, 0.9 · 5 D "
         "steps per G step; rsgan, lsgan: Adam lr 0.0002, betas 0.5, 0.999 · 1 D step per G step)"
+        " · gradient penalty λ 10 (wgan_gp)"
     )
     # A value the grid gives is every run's; what it leaves out still follows each loss.
     response = client.post("/api/sweeps", json={**grid, "betas": [0.5, 0.9]})

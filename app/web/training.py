@@ -49,6 +49,12 @@ def loop_settings(config: Mapping[str, Any], losses: Sequence[str] = ()) -> dict
     loss = str(config.get("loss"))
     if settings["gp_weight"] is None and loss in PENALISED:
         settings["gp_weight"] = LOSSES[loss].gradient_penalty_weight  # the loss's own lambda
+    # a grid's lambda is its penalised losses' alone: named when the grid has others too
+    penalised = [name for name in losses if name in PENALISED]
+    if settings["gp_weight"] is None and penalised:
+        weights = {LOSSES[name].gradient_penalty_weight for name in penalised}
+        settings["gp_weight"] = weights.pop() if len(weights) == 1 else None
+    settings["gp_losses"] = penalised if len(penalised) < len(losses) else []
     settings["by_loss"] = []
     if any(settings[name] is None for name in LOOP_FIELDS):
         groups: dict[tuple[Any, ...], list[str]] = {}
