@@ -1,6 +1,6 @@
-"""`birthday serve | train | sweep | upload | audit | extend | set-target | import-labels |
-estimate | compare | sweep-support | second-look | paper-protocol | export | digit-classifier |
-annotator`: the same services as the API, from a terminal."""
+"""`birthday COMMAND`: the same services as the API, from a terminal: serve the dashboard, train
+GANs and grids of them, upload generators, run and grow audits, read their estimates, export
+their labels, manage annotators."""
 
 # isort: off
 # Each module registers its commands on `cli`; `birthday --help` lists them in this order.
