@@ -432,33 +432,22 @@ class AdjudicationCreate(BaseModel):
 
 # The training loop's knobs, the same for a run and for every run of a sweep.
 BatchSize = Annotated[int, Field(ge=1, le=8192, description="Samples per batch, real and fake.")]
-LearningRate = Annotated[
-    float,
-    Field(
-        gt=0,
-        le=1,
-        description="Adam's, every network; left out or null: the loss's paper's (wgan_gp 1e-4), "
-        "DCGAN's 2e-4 for the others.",
-    ),
-]
+LearningRate = Annotated[float, Field(gt=0, le=1)]
+LR_DOC = (
+    "Adam's, every network; left out or null: the loss's paper's (wgan_gp 1e-4), DCGAN's 2e-4 "
+    "for the others."
+)
 AdamBeta = Annotated[float, Field(ge=0, lt=1)]
-AdamBetas = Annotated[
-    tuple[AdamBeta, AdamBeta],
-    Field(
-        description="Adam's (beta1, beta2); left out or null: the loss's paper's (wgan_gp "
-        "(0, 0.9)), DCGAN's (0.5, 0.999) for the others."
-    ),
-]
-DSteps = Annotated[
-    int,
-    Field(
-        ge=1,
-        le=100,
-        description="Discriminator updates per generator update; left out or null: the loss's "
-        "paper's (wgan_gp 5), 1 for the others; 1 for veegan, bigan and ali, which update their "
-        "networks together.",
-    ),
-]
+AdamBetas = tuple[AdamBeta, AdamBeta]
+BETAS_DOC = (
+    "Adam's (beta1, beta2); left out or null: the loss's paper's (wgan_gp (0, 0.9)), DCGAN's "
+    "(0.5, 0.999) for the others."
+)
+DSteps = Annotated[int, Field(ge=1, le=100)]
+D_STEPS_DOC = (
+    "Discriminator updates per generator update; left out or null: the loss's paper's (wgan_gp "
+    "5), 1 for the others; 1 for veegan, bigan and ali, which update their networks together."
+)
 GpWeight = Annotated[
     float | None,
     Field(
@@ -507,9 +496,9 @@ class TrainingRunCreate(BaseModel):
     dataset_options: dict[str, Any] = Field(default_factory=dict)
     batch_size: BatchSize = 64
     # null: the loss's paper's (app.gan.training.loop_defaults); the stored run has the values
-    lr: LearningRate | None = None
-    betas: AdamBetas | None = None
-    d_steps: DSteps | None = None
+    lr: LearningRate | None = Field(default=None, description=LR_DOC)
+    betas: AdamBetas | None = Field(default=None, description=BETAS_DOC)
+    d_steps: DSteps | None = Field(default=None, description=D_STEPS_DOC)
     gp_weight: GpWeight = None
     architecture_options: ArchitectureOptions = Field(default_factory=dict)
     log_every: int = Field(default=50, ge=1)
@@ -623,9 +612,9 @@ class SweepCreate(BaseModel):
     # the same for every run
     batch_size: BatchSize = 64
     # null: each run its loss's paper's, so a grid of losses compares each as its paper trained it
-    lr: LearningRate | None = None
-    betas: AdamBetas | None = None
-    d_steps: DSteps | None = None
+    lr: LearningRate | None = Field(default=None, description=LR_DOC)
+    betas: AdamBetas | None = Field(default=None, description=BETAS_DOC)
+    d_steps: DSteps | None = Field(default=None, description=D_STEPS_DOC)
     gp_weight: GpWeight = None
     architecture_options: ArchitectureOptions = Field(default_factory=dict)
 
