@@ -94,14 +94,8 @@ if (form) {
     event.preventDefault();
     const data = new FormData(form);
     const number = (name) => numberOf(data, name);
-    let knobs;
-    try {
-      knobs = loopKnobs(data, [data.get("loss")]);
-    } catch (error) {
-      problem.hidden = false;
-      problem.textContent = error.message;
-      return;
-    }
+    const knobs = knobsOrProblem(data, [data.get("loss")], problem);
+    if (!knobs) return;
     const body = {
       dataset: data.get("dataset"),
       loss: data.get("loss"),
@@ -157,6 +151,18 @@ function loopKnobs(data, losses) {
     gp_weight: numberOf(data, "gp_weight"),
     architecture_options: sizes,
   };
+}
+
+// The form's loop knobs, or undefined with the form's own refusal shown in `problem`.
+function knobsOrProblem(data, losses, problem) {
+  try {
+    return loopKnobs(data, losses);
+  } catch (error) {
+    if (!(error instanceof FormProblem)) throw error;
+    problem.hidden = false;
+    problem.textContent = error.message;
+    return undefined;
+  }
 }
 
 // Adam's betas go as a pair: a blank one takes its slot's value from the losses' papers (not 0),
@@ -219,14 +225,8 @@ function startSweep(form) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = new FormData(form);
-    let knobs;
-    try {
-      knobs = loopKnobs(data, data.getAll("losses"));
-    } catch (error) {
-      problem.hidden = false;
-      problem.textContent = error.message;
-      return;
-    }
+    const knobs = knobsOrProblem(data, data.getAll("losses"), problem);
+    if (!knobs) return;
     const body = {
       dataset: data.get("dataset"),
       architecture: data.get("architecture"),

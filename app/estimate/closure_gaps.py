@@ -128,8 +128,9 @@ def _singleton_blocks(
 ) -> NDArray[np.int64]:
     """Gaps between two singletons: the near-certain pairs inside each block of singletons
     (bridges taken out; a run of more than BLOCK_SEARCH_MAX is one block) that holds pairs the
-    miner did not propose, the largest block first, then closest first. Every step but the last works on the likely pairs alone (pairs
-    within `seen`, from the distances sorted once): most calls end at the first."""
+    miner did not propose, the largest block first, then closest first. Every step but the last
+    works on the likely pairs alone (pairs within `seen`, from the distances sorted once): most
+    calls end at the first."""
     order = candidates.cached(
         ("distance-order",), lambda: np.argsort(candidates.distance, kind="stable")
     )
