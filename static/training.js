@@ -166,10 +166,11 @@ function knobsOrProblem(data, losses, problem) {
 }
 
 // Adam's betas go as a pair: a blank one takes its slot's value from the losses' papers (not 0),
-// which a grid of losses whose papers differ there cannot give.
+// which a grid of losses whose papers differ there cannot give. With no loss checked there is
+// no paper to ask: the server's refusal of the empty grid is the message that helps.
 function betasOf(data, losses) {
   const given = [numberOf(data, "beta1"), numberOf(data, "beta2")];
-  if (given.every((beta) => beta === undefined)) return undefined;
+  if (given.every((beta) => beta === undefined) || losses.length === 0) return undefined;
   const shared = sharedLoop(losses);
   const pair = given.map((beta, i) => beta ?? shared[`beta${i + 1}`]);
   if (pair.includes(undefined)) {

@@ -222,21 +222,24 @@ def test_the_optimiser_and_network_sizes_reach_the_run(client: TestClient) -> No
 
 
 def test_a_run_stored_before_the_knobs_were_fields_shows_the_loop_defaults() -> None:
-    from app.web.training import loop_settings
+    from app.services.training_loops import LoopView, run_loop, sweep_loop
 
     old = {"dataset": "ring8", "loss": "rsgan", "batch_size": 64, "lr": 2e-4}
-    assert loop_settings(old) == {
-        "batch_size": 64,
-        "lr": 2e-4,
-        "betas": (0.5, 0.999),
-        "d_steps": 1,
-        "gp_weight": None,
-        "architecture_options": {},
-        "gp_losses": [],
-        "by_loss": [],
-    }
+    assert run_loop(old) == LoopView(
+        batch_size=64,
+        lr=2e-4,
+        betas=(0.5, 0.999),
+        d_steps=1,
+        gp_weight=None,
+        architecture_options={},
+    )
     # A penalised loss trained with its own lambda: shown as such.
-    assert loop_settings({**old, "loss": "wgan_gp"})["gp_weight"] == 10.0
+    assert run_loop({**old, "loss": "wgan_gp"}).gp_weight == 10.0
+    # A sweep stored before the loop followed each loss trained all its losses with DCGAN's.
+    old_grid = {"dataset": "ring8", "losses": ["wgan_gp", "rsgan"], "batch_size": 64}
+    view = sweep_loop(old_grid)
+    assert (view.lr, view.betas, view.d_steps, view.by_loss) == (2e-4, (0.5, 0.999), 1, [])
+    assert (view.gp_weight, view.gp_losses) == (10.0, ["wgan_gp"])
 
 
 def _loop(config: dict) -> tuple:
@@ -284,6 +287,11 @@ def test_a_loop_left_out_is_the_losss_papers(client: TestClient) -> None:
         "rsgan": (2e-4, [0.5, 0.9], 1),
         "lsgan": (2e-4, [0.5, 0.9], 1),
     }
+    line = client.get(f"/sweeps/{response.json()['id']}").text.split("data-loop>")[1]
+    assert line.startswith(
+        "batch 64 · each loss its paper's loop (wgan_gp: Adam lr 0.0001, betas 0.5, 0.9 · 5 D "
+        "steps per G step; rsgan, lsgan: Adam lr 0.0002, betas 0.5, 0.9 · 1 D step per G step)"
+    )
     # Losses whose papers agree: one loop, as a run shows it.
     response = client.post("/api/sweeps", json={**grid, "losses": ["rsgan", "lsgan"]})
     page = client.get(f"/sweeps/{response.json()['id']}").text

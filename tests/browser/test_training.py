@@ -164,6 +164,14 @@ def test_blank_loop_fields_show_and_take_the_losss_paper(page: Page, api: httpx.
     problem = page.locator("#sweep-problem:not([hidden])")
     problem.wait_for()
     assert problem.inner_text().startswith("Adam β1, β2: give both or neither")
+    # With no loss checked the missing losses are what the form says, not the papers' betas.
+    for box in grid.locator('input[name="losses"]').all():
+        box.uncheck()
+    grid.locator('button[type="submit"]').click()
+    page.wait_for_function(
+        "!document.querySelector('#sweep-problem').textContent.startsWith('Adam')"
+    )
+    assert "losses" in problem.inner_text(), problem.inner_text()
 
 
 def test_a_refused_sweep_names_the_field_as_labelled(page: Page) -> None:
