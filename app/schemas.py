@@ -5,12 +5,31 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from app.estimate.stopping import DEFAULT_TARGET
+from app.request_body import RequestBody
 
 Label = Literal["duplicate", "distinct", "unsure"]
 AuditStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+
+# letters, digits, spaces and . @ - _, with no space at either end ("ada " was another annotator)
+ANNOTATOR_NAME = re.compile(r"^[\w.@-]([\w .@-]*[\w.@-])?$")
+NAME_RULE = "use letters, digits, spaces and . @ - _ only, with no space at either end"
+
+
+def plain_annotator_name(name: str | None) -> str | None:
+    """Said in words: pydantic's "should match pattern" told nobody what to type."""
+    if name is not None and not ANNOTATOR_NAME.match(name):
+        raise ValueError(NAME_RULE)
+    return name
+
+
+AnnotatorName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, json_schema_extra={"pattern": ANNOTATOR_NAME.pattern}),
+    AfterValidator(plain_annotator_name),
+]
 
 
 class GeneratorPublic(BaseModel):
@@ -30,10 +49,8 @@ class GeneratorPublic(BaseModel):
     )
 
 
-class SyntheticSpec(BaseModel):
+class SyntheticSpec(RequestBody):
     """A known-support source: K prototypes with uniform or Zipf weights and pixel noise."""
-
-    model_config = ConfigDict(extra="forbid")
 
     support: int = Field(ge=1, le=10**9, description="K, the number of distinct prototypes.")
     zipf: float = Field(default=0.0, ge=0, le=10, description="Zipf exponent; 0 = uniform.")
@@ -51,9 +68,7 @@ TARGET_DESCRIPTION = (
 )
 
 
-class AuditCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AuditCreate(RequestBody):
     generator_id: int | None = None
     synthetic: SyntheticSpec | None = None
     n: int = Field(default=2000, ge=2, le=1_000_000, description="Pool size.")
@@ -79,21 +94,15 @@ class AuditCreate(BaseModel):
         return self
 
 
-class AuditUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AuditUpdate(RequestBody):
     target: float = Field(gt=0, le=1, description=TARGET_DESCRIPTION)
 
 
-class AuditExtend(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AuditExtend(RequestBody):
     n_more: int = Field(ge=1, le=1_000_000)
 
 
-class LabelImportCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class LabelImportCreate(RequestBody):
     from_audit: int = Field(
         ge=1, description="The audit whose judgements to copy: same source and seed."
     )
@@ -207,15 +216,10 @@ class SecondLookPublic(BaseModel):
     items: list[SecondLookItem]
 
 
-class JudgementCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class JudgementCreate(RequestBody):
     label: Label
-    annotator: str | None = Field(
+    annotator: AnnotatorName | None = Field(
         default=None,
-        min_length=1,
-        max_length=100,
-        pattern=r"^[\w .@-]+$",
         description="Who judged; required without auth, taken from the token with auth on.",
     )
 
@@ -283,7 +287,9 @@ class StopRule(BaseModel):
     )
     samples_to_go: int | None = Field(
         description="More samples the pool needs for the target width (extend the audit); null "
-        "when unknown, or when no pool size reaches it (limited_by 'miner')."
+        "when unknown, or when no pool size reaches it: limited_by 'miner' where the miner's "
+        "check alone is wider than the target, else the target is too narrow for any pool at "
+        "this level."
     )
     target_relative_half_width: float
     limited_by: Literal["labels", "samples", "miner"] | None = Field(
@@ -368,24 +374,9 @@ class EstimatePublic(BaseModel):
     )
 
 
-ANNOTATOR_NAME = re.compile(r"^[\w .@-]+$")
-
-
-class AnnotatorCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(
-        min_length=1, max_length=100, json_schema_extra={"pattern": ANNOTATOR_NAME.pattern}
-    )
+class AnnotatorCreate(RequestBody):
+    name: AnnotatorName
     role: Literal["annotator", "admin"] = "annotator"
-
-    @field_validator("name")
-    @classmethod
-    def _name_in_plain_characters(cls, name: str) -> str:
-        """Said in words: pydantic's "should match pattern '^[\\w .@-]+$'" told nobody what to type."""
-        if not ANNOTATOR_NAME.match(name):
-            raise ValueError("use letters, digits, spaces and . @ - _ only")
-        return name
 
 
 class AnnotatorPublic(BaseModel):
@@ -424,9 +415,7 @@ class Disagreement(BaseModel):
     votes: dict[str, Label]
 
 
-class AdjudicationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AdjudicationCreate(RequestBody):
     label: Label
 
 
@@ -474,10 +463,8 @@ NetworkWidth = Annotated[float, Field(gt=0, le=16)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
-class TrainingRunCreate(BaseModel):
+class TrainingRunCreate(RequestBody):
     """A GAN to train; the binding fields first, then optional knobs of the training loop."""
-
-    model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field(
         description="ring8, grid25, spiral, normal, digits, stacked_digits, mnist, stacked_mnist, ..."
@@ -588,10 +575,8 @@ class LossPoint(BaseModel):
     losses: dict[str, float | None]
 
 
-class SweepCreate(BaseModel):
+class SweepCreate(RequestBody):
     """A grid of training runs: every combination of losses x latent sizes x widths x seeds."""
-
-    model_config = ConfigDict(extra="forbid")
 
     dataset: str
     architecture: Literal["mlp", "dcgan"] = "mlp"
@@ -617,6 +602,15 @@ class SweepCreate(BaseModel):
     d_steps: DSteps | None = Field(default=None, description=D_STEPS_DOC)
     gp_weight: GpWeight = None
     architecture_options: ArchitectureOptions = Field(default_factory=dict)
+
+    @field_validator("losses", "latent_dims", "d_widths", "seeds")
+    @classmethod
+    def _each_once(cls, values: list[Any]) -> list[Any]:
+        """A value given twice would train the same run twice and count it as two seeds."""
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"give each value once: {', '.join(repeated)} repeated")
+        return values
 
 
 class SupportRatio(BaseModel):
@@ -720,7 +714,10 @@ class SweepSupportRun(BaseModel):
     )
     reason: str | None = Field(description="What keeps it out or holds it back, and the fix.")
     stop_reached: bool | None = Field(
-        default=None, description="Its audit's stopping rule is met (null: no audit)."
+        default=None,
+        description="Its audit's review is done: the stopping rule is met, or more labels would "
+        "barely help (its review queue answers 204); then `reason` says when only a larger pool "
+        "would reach the target (null: no audit).",
     )
     labels_to_go: int | None = Field(
         default=None, description="Its audit's projected labels to go (0 once the rule is met)."
@@ -803,10 +800,8 @@ class SweepSupport(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class SweepExtend(BaseModel):
+class SweepExtend(RequestBody):
     """Grow the pools of a sweep's audits that hold no duplicate (waiting_for 'samples')."""
-
-    model_config = ConfigDict(extra="forbid")
 
     n_more: int | None = Field(
         default=None,
@@ -820,10 +815,8 @@ class SweepExtend(BaseModel):
     )
 
 
-class SweepAuditsCreate(BaseModel):
+class SweepAuditsCreate(RequestBody):
     """One audit per finished run that draws images, all with the same settings."""
-
-    model_config = ConfigDict(extra="forbid")
 
     n: int = Field(default=2000, ge=2, le=1_000_000, description="Pool size.")
     embedder: Literal["pixels", "clip", "efficientnet", "digits", "discriminator"] = "pixels"

@@ -11,7 +11,8 @@ const auditId = Number(root.dataset.audit);
 const LOOKAHEAD = 5; // pairs prefetched beyond the one on screen
 const GAIN = 4; // the difference view multiplies |A - B| by this
 const NAME_KEY = "birthday.annotator";
-const NAME_RE = /^[\w .@-]{1,100}$/;
+// the server's rule (app/schemas.py ANNOTATOR_NAME): no space at either end
+const NAME_RE = /^(?=.{1,100}$)[\w.@-]([\w .@-]*[\w.@-])?$/;
 const ACTIVE = new Set(["queued", "running"]);
 const channel = new BroadcastChannel(`birthday-audit-${auditId}`);
 

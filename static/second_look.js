@@ -3,7 +3,8 @@
 import { api, uuid } from "./api.js";
 
 const NAME_KEY = "birthday.annotator"; // shared with the review page
-const NAME_RE = /^[\w .@-]{1,100}$/;
+// the server's rule (app/schemas.py ANNOTATOR_NAME): no space at either end
+const NAME_RE = /^(?=.{1,100}$)[\w.@-]([\w .@-]*[\w.@-])?$/;
 const root = document.querySelector("[data-second-look]");
 const problem = root.querySelector("[data-problem]");
 const nameInput = root.querySelector("[data-name-input]");

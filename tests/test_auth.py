@@ -101,7 +101,9 @@ def test_roles_and_attribution(secured: tuple[TestClient, dict[str, str]]) -> No
     assert_problem(client.post("/api/annotators", json={"name": "eve"}, headers=ada), 403)
     odd = client.post("/api/annotators", json={"name": "eve<script>"}, headers=root)
     assert_problem(odd, 422)
-    assert odd.json()["detail"] == "body.name: use letters, digits, spaces and . @ - _ only"
+    assert odd.json()["detail"] == (
+        "body.name: use letters, digits, spaces and . @ - _ only, with no space at either end"
+    )
     assert client.delete(f"/api/audits/{audit['id']}", headers=root).status_code == 204
     assert_problem(client.get(f"/api/audits/{audit['id']}", headers=root), 404)
 
@@ -178,3 +180,15 @@ def test_an_admin_revokes_a_token_over_rest_and_manages_them_on_a_page(
         timeout=120,
     )
     assert unknown.returncode == 2 and "annotator 'zed' does not exist" in unknown.stderr
+
+
+def test_the_cli_refuses_a_name_the_review_page_could_not_send_back(settings: Settings) -> None:
+    for name in ("ada ", "a/b"):
+        result = subprocess.run(
+            [BIRTHDAY, "annotator", "add", name, "--data-dir", str(settings.data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 2 and "no space at either end" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TextIO
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import AfterValidator
 from starlette.background import BackgroundTask
 
 from app.api.auth import AdminDep, AnnotatorDep, Principal, require_starter, starter_of
@@ -31,6 +32,7 @@ from app.schemas import (
     PairPublic,
     SecondLookItem,
     SecondLookPublic,
+    plain_annotator_name,
 )
 from app.services import audits as audit_service
 from app.services import label_import as import_service
@@ -52,6 +54,13 @@ from app.store.models import CandidatePair
 TargetQuery = Annotated[
     float | None,
     Query(gt=0, le=1, description="Relative half-width to aim for; default: the audit's target."),
+]
+
+# Who asks: named as a judgement names them (a look names none).
+AnnotatorQuery = Annotated[
+    str | None,
+    Query(min_length=1, max_length=100, description="Who asks; none: only look."),
+    AfterValidator(plain_annotator_name),
 ]
 
 router = APIRouter(prefix="/audits", tags=["audits"])
@@ -249,7 +258,7 @@ def next_pair(
     principal: AnnotatorDep,
     request: Request,
     audit_id: AuditId,
-    annotator: Annotated[str | None, Query(max_length=100)] = None,
+    annotator: AnnotatorQuery = None,
     target: TargetQuery = None,
 ) -> PairPublic | Response:
     """The pair the review design wants this annotator to judge next, leased to them for a
@@ -271,7 +280,7 @@ def next_pairs(
     principal: AnnotatorDep,
     request: Request,
     audit_id: AuditId,
-    annotator: Annotated[str | None, Query(max_length=100)] = None,
+    annotator: AnnotatorQuery = None,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
     target: TargetQuery = None,
 ) -> NextPairs:

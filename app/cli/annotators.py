@@ -28,8 +28,13 @@ def annotator_add(
     data_dir: DataDir = None,
 ) -> None:
     """Create an annotator and print their token (shown once; only its hash is stored)."""
+    from app.schemas import plain_annotator_name
     from app.store.annotators import create_annotator
 
+    try:
+        plain_annotator_name(name)  # the API's rule: a name the review page can send back
+    except ValueError as exc:
+        fail(f"name {name!r}: {exc}")
     db = open_store(settings_for(data_dir))
     try:
         with db.write() as session:

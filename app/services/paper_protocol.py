@@ -14,18 +14,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from scipy.stats import beta, chi2
 
 from app.estimate.secondary import uniform_batch_mle
+from app.request_body import RequestBody
 
 MAX_BATCH_SIZE = 100_000  # the paper used hundreds; the MLE costs O(largest size) per step
 MAX_BATCHES = 1_000_000
 
 
-class BatchCount(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BatchCount(RequestBody):
     size: int = Field(ge=2, le=MAX_BATCH_SIZE, description="s: samples in each batch.")
     batches: int = Field(
         ge=1, le=MAX_BATCHES, description="Batches of this size drawn, each of fresh samples."
@@ -44,9 +43,7 @@ class BatchCount(BaseModel):
         return self
 
 
-class PaperProtocolCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PaperProtocolCreate(RequestBody):
     batches: list[BatchCount] = Field(
         min_length=1, max_length=1000, description="One entry per batch size."
     )
@@ -81,6 +78,11 @@ class PaperProtocolPublic(BaseModel):
     s50: int | None = Field(
         description="The smallest batch size whose share of batches with a duplicate reaches "
         "1/2: the paper's s; null when none does."
+    )
+    s50_upper_bound: bool = Field(
+        default=False,
+        description="The smallest batch size tried already reaches 1/2: the true s50 may be "
+        "smaller, and s50 and s50^2 are upper bounds (try smaller batches).",
     )
     paper_support: int | None = Field(
         description="The paper's support ~ s50^2 (about 1.39 N for a uniform N); null without s50."
@@ -160,6 +162,7 @@ def paper_protocol(body: PaperProtocolCreate) -> PaperProtocolPublic:
         level=body.level,
         sizes=shares,
         s50=s50,
+        s50_upper_bound=s50 is not None and s50 == shares[0].size,
         paper_support=None if s50 is None else s50 * s50,
         n_hat=mle.n_hat,
         n_low=mle.low,
