@@ -378,7 +378,8 @@ def test_bad_cursor_and_filter_are_422(client: TestClient) -> None:
     assert_problem(client.get(url, params={"cursor": "!!"}), 422)
     assert_problem(client.get(url, params={"label": "maybe"}), 422)
     assert_problem(client.get(url, params={"limit": 0}), 422)
-    assert_problem(client.get(f"/api/audits/{audit['id']}/samples/99999.png"), 404)
+    missing = assert_problem(client.get(f"/api/audits/{audit['id']}/samples/99999.png"), 404)
+    assert missing["detail"] == f"audit {audit['id']} has no sample 99999 (samples 0 to 99 drawn)"
 
 
 def test_openapi_documents_the_binding_surface(client: TestClient) -> None:

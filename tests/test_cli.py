@@ -82,6 +82,12 @@ def test_audit_then_estimate_then_export(tmp_path: Path) -> None:
     missing = run("export", "999", "-o", str(out), data_dir=tmp_path)
     assert missing.returncode != 0 and "999" in missing.stderr
     assert out.read_text().splitlines() == rows
+    # A file that cannot be written (no such folder, a folder) is a message, not a traceback.
+    for where in (tmp_path / "no-such-folder" / "x.csv", tmp_path):
+        for extra in ((), ("--judgements",)):
+            refused = run("export", audit_id, *extra, "-o", str(where), data_dir=tmp_path)
+            assert refused.returncode == 2, refused.stderr
+            assert "cannot write" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_audit_with_more_neighbours_then_extend(tmp_path: Path) -> None:
@@ -354,6 +360,8 @@ def test_a_sweep_audited_and_compared_from_the_terminal(tmp_path: Path) -> None:
     assert items[0]["estimate"] == estimate
     missing = run("compare", "1,9", data_dir=tmp_path)
     assert missing.returncode == 2 and "9" in missing.stderr and "Traceback" not in missing.stderr
+    none = run("compare", "", data_dir=tmp_path)
+    assert none.returncode == 2 and "name the audits" in none.stderr, none.stderr
     both = run("audit", "--sweep", "1", "--support", "50", data_dir=tmp_path)
     assert both.returncode == 2 and "leave out" in both.stderr
     # Support across the sweep: nothing reviewed yet, and each run says what it waits for.

@@ -83,6 +83,7 @@ def test_review_and_compare_pages(client: TestClient, audit: dict) -> None:
     assert "<dialog data-name-dialog>" in review
     compare = client.get("/compare", params={"ids": [audit["id"], 999]}).text
     assert compare.count("<tr data-compare=") == 1
+    assert "No audit #999: left out." in compare  # named, not silently dropped
     assert '"truth": 300' in compare  # uniform synthetic: the known N_eff is K
     # With nothing picked, every finished audit is compared.
     assert f'<tr data-compare="{audit["id"]}">' in client.get("/compare").text

@@ -149,9 +149,12 @@ def _print_estimate(audit_id: int, result: EstimatePublic) -> None:
     if stop.reached:
         console.print("the target width is met: no more labels needed")
     elif stop.labels_done and stop.limited_by != "miner":
-        console.print(
-            f"more labels would barely help: extend the pool by {stop.samples_to_go} samples"
-        )
+        if stop.samples_to_go is None:
+            console.print("more labels would barely help, and no pool size reaches the target")
+        else:
+            console.print(
+                f"more labels would barely help: extend the pool by {stop.samples_to_go} samples"
+            )
     elif not stop.labels_done:
         console.print(
             f"about {stop.labels_to_go} more labels to go "
@@ -190,7 +193,10 @@ def compare(
         return
     db = open_store(settings_for(data_dir))
     try:
-        _, items = compare_items(db, parse_ids(audit_ids, MAX_ID), level=level)
+        ids = parse_ids(audit_ids, MAX_ID)
+        if not ids:
+            fail("name the audits to compare, e.g. birthday compare 1,2,3")
+        _, items = compare_items(db, ids, level=level)
     except (ValueError, NotFound) as exc:
         fail(str(exc))
         return
@@ -298,7 +304,7 @@ def second_look(
             f"{s.pair.distance:.4f}",
             str(s.pair.label),
             str(s.looks),
-            f"{s.flip.slip:.2f}",
+            f"{s.flip.slip:.2g}",  # often well below 1%: 0.00 hid the ranking
             flipped,
         )
     console.print(table)

@@ -56,7 +56,10 @@ def export(
             audit_store.get_audit(session, audit_id)
         except NotFound as exc:
             fail(str(exc))
-    handle = sys.stdout if str(out) == "-" else out.open("w", newline="")
+    try:
+        handle = sys.stdout if str(out) == "-" else out.open("w", newline="")
+    except OSError as exc:  # no such folder, a folder, no permission: said, not a traceback
+        fail(f"cannot write {out}: {exc.strerror or exc}")
     try:
         if judgements:
             rows = write_judgements(db, audit_id, handle)

@@ -91,7 +91,9 @@ class SampleImages:
             audit = audit_store.get_audit(session, audit_id)
             sample = audit_store.get_sample(session, audit_id, idx)
             if sample is None:
-                raise NotFound(f"sample of audit {audit_id}", idx)
+                drawn = audit.samples_done
+                pool = f"samples 0 to {drawn - 1} drawn" if drawn else "no sample drawn yet"
+                raise NotFound("sample", idx, f"audit {audit_id} has no sample {idx} ({pool})")
             if sample.png is not None:
                 return sample.png
             spec = audit_source_spec(session, audit)

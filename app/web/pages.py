@@ -271,9 +271,11 @@ def compare_page(
     if viewer is None:
         return to_login(request)
     try:
-        audits, items = compare_items(state.db, parse_ids(ids, MAX_ID), skip_unknown=True)
+        wanted = parse_ids(ids, MAX_ID)
+        audits, items = compare_items(state.db, wanted, skip_unknown=True)
     except ValueError as exc:
         return error_page(request, 422, str(exc))
+    known = {a.id for a in audits}
     series = [_point(item) for item in items]
     return _page(
         request,
@@ -283,6 +285,8 @@ def compare_page(
             "rows": items,
             "series": series,
             "chosen": {item.audit.id for item in items},
+            # named in the address but not stored (deleted, a typo): said, not silently dropped
+            "unknown": [i for i in wanted or [] if i not in known],
             "share": share_samples,
             "viewer": viewer,
         },
