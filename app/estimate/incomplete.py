@@ -682,6 +682,22 @@ def _provisional_interval(
     return low, high
 
 
+MARKOV_SHARE = 0.1  # of the interval's lower tail that the floor below may add
+
+
+def markov_d_floor(confirmed: int, level: float) -> float:
+    """A floor on E[D] from the confirmed duplicates alone, whatever the distribution.
+
+    Early in a review the interval's lower end can sit at 1e-70 (a wide log-scale interval over
+    few clusters), which read as N_eff up to 1e77. The pool holds at least `confirmed`
+    duplicate pairs, and Markov's inequality, P(D >= c) <= E[D] / c, makes E[D] < a c unlikely
+    (probability at most a) when D >= c was seen. With a a tenth of the lower tail, the
+    interval's lower tail errs at most 1.1 times as often, and N_eff's upper end stays
+    below C(n,2) / (a c).
+    """
+    return MARKOV_SHARE * (1.0 - level) / 2.0 * confirmed
+
+
 def _candidate_duplicates(frame: ResidualFrame) -> int:
     return int(frame.pieces.duplicates.sum())
 
@@ -775,9 +791,12 @@ def estimate_incomplete(
             strata, d_hat, confirmed, parts, jack_var, level, clusters
         )
         jack_high = max(jack_high, jack_wide)
+    d_low = max(d_low, markov_d_floor(confirmed, level))
     pairs = n * (n - 1) // 2
-    if confirmed == pairs:  # every sample in one confirmed cluster: no variance to go on
-        d_low = min(d_low, one_cluster_d_low(n, level))
+    if confirmed == pairs:
+        # Every sample in one confirmed cluster: D is known (nothing is unreviewed or missed,
+        # whatever the design's variances still hold), and q's bound is the exact one.
+        d_low = one_cluster_d_low(n, level)
     d_high, jack_high = min(d_high, float(pairs)), min(jack_high, float(pairs))  # q <= 1
     n_eff_low, n_eff_high = n_eff_bounds(n, d_low, d_high)
     n3 = n * (n - 1) * (n - 2)
@@ -806,8 +825,9 @@ def estimate_incomplete(
         n_eff_low=n_eff_low,
         n_eff_high=n_eff_high,
         level=level,
-        unreviewed_ucb=unreviewed + z1 * math.sqrt(var_unreviewed),
-        missed_ucb=missed_ucb,
+        # bounds on counts in finite populations: no more than the pairs they count among
+        unreviewed_ucb=min(unreviewed + z1 * math.sqrt(var_unreviewed), float(open_pairs)),
+        missed_ucb=min(missed_ucb, float(max(outside, 0))),
         jackknife_d_high=jack_high,
         jackknife_n_eff_low=pairs / jack_high,
         complete=_unknown_pairs(frame) == 0,

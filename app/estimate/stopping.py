@@ -214,14 +214,16 @@ def stopping_status(
     samples = _samples_to_go(estimate, target, floor, design_share)
     limited_by: Limit | None = None
     if not reached:
-        limited_by = "miner" if samples is None else "samples" if labels_done else "labels"
+        # no pool size reaches the target: the miner's floor, or a target (level) beyond 10^15
+        by_miner = samples is None and floor >= target
+        limited_by = "miner" if by_miner else "samples" if labels_done else "labels"
     return StopStatus(
         reached=reached,
         labels_done=labels_done,
         labels_to_go=to_go,
         samples_to_go=samples,
         relative_half_width=width,
-        unreviewed_share_ucb=share_ucb,
+        unreviewed_share_ucb=min(share_ucb, 1.0),  # a share: a bound past all of it says all
         target=target,
         limited_by=limited_by,
         miner_half_width=floor,
@@ -232,11 +234,17 @@ def _samples_to_go(
     estimate: IncompleteEstimate, target: float, floor: float, design_share: float
 ) -> int | None:
     """More samples for the target, the miner check's floor taken off it on the log scale
-    (half-widths add in quadrature there); None when the floor alone exceeds the target."""
+    (half-widths add in quadrature there); None when no pool size reaches it: the floor alone
+    exceeds the target, or the target is too narrow for any pool at this level (a level of
+    1 - 1e-16, a target of 1e-320)."""
     room = _half(target) ** 2 - _half(floor) ** 2
     if room <= 0.0:
         return None
     q = min(estimate.q_hat if estimate.d_hat > 0 else 1.0 / estimate.n_eff_low, 1.0)
     p3 = estimate.p3_hat if estimate.d_hat > 0 else 0.0
     pool_target = math.sinh(math.sqrt(room))
-    return max(0, samples_for_width(q, p3, pool_target, estimate.level, design_share) - estimate.n)
+    try:
+        pool = samples_for_width(q, p3, pool_target, estimate.level, design_share)
+    except ValueError:  # beyond 10^15 samples
+        return None
+    return max(0, pool - estimate.n)
