@@ -73,8 +73,12 @@ const fixed = (v, digits = 2) => (v === null || v === undefined ? "–" : v.toFi
 function summary(r) {
   const pct = `${Math.round(r.level * 100)}%`;
   const lines = [];
-  lines.push(r.s50 ? `s50 = ${count(r.s50)}: the paper's support ≈ s50² = ${count(r.paper_support)}` : "No batch size reaches a share of 1/2: try larger batches.");
-  const low = r.n_low === null ? "0" : count(r.n_low);
+  if (!r.s50) lines.push("No batch size reaches a share of 1/2: try larger batches.");
+  else if (r.s50_upper_bound) {
+    // the smallest size tried already reaches 1/2: the true s50 may be smaller
+    lines.push(`s50 ≤ ${count(r.s50)}: the paper's support ≈ s50² ≤ ${count(r.paper_support)}; try smaller batches.`);
+  } else lines.push(`s50 = ${count(r.s50)}: the paper's support ≈ s50² = ${count(r.paper_support)}`);
+  const low = r.n_low === null ? "1" : count(r.n_low); // no bound below: N >= 1
   const high = r.n_high === null ? "∞" : count(r.n_high);
   lines.push(r.n_hat === null ? `Uniform model: N in [${low}, ${high}] (${pct}); no interior maximum.` : `Uniform-model MLE N = ${count(r.n_hat)}, ${pct} interval [${low}, ${high}].`);
   if (r.uniform_fit_p !== null) {

@@ -161,15 +161,18 @@ function render(card, data) {
   card.querySelector("[data-support-extend]").hidden = !data.runs.some((r) => r.waiting_for === "samples");
   // Runs left out, and runs in only as a lower bound (a pool with no duplicate), with why.
   const left = data.runs.filter((r) => !r.used);
-  const bounds = data.runs.filter((r) => r.used && r.reason);
+  const bounds = data.runs.filter((r) => r.used && r.waiting_for);
+  // in the figure, their review done, but wider than the target until their pools grow
+  const wide = data.runs.filter((r) => r.used && !r.waiting_for && r.reason);
   const details = card.querySelector("[data-support-left]");
-  details.hidden = left.length + bounds.length === 0;
+  details.hidden = left.length + bounds.length + wide.length === 0;
   const parts = [];
   if (left.length) parts.push(`${left.length} run${left.length === 1 ? "" : "s"} not in the figure`);
   if (bounds.length) parts.push(`${bounds.length} in it as a lower bound only`);
+  if (wide.length) parts.push(`${wide.length} wider than the target until a larger pool`);
   details.querySelector("summary").textContent = parts.join(", ");
   details.querySelector("ul").replaceChildren(
-    ...[...left, ...bounds].map((r) => {
+    ...[...left, ...bounds, ...wide].map((r) => {
       const li = document.createElement("li");
       li.dataset.run = r.run_id;
       const link = document.createElement("a");

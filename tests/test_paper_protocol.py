@@ -107,6 +107,35 @@ def test_no_duplicate_anywhere_gives_a_lower_bound_only() -> None:
     assert out.uniform_fit_p is None
 
 
+def test_a_share_of_half_at_the_smallest_size_bounds_s50_from_above(
+    settings: Settings,
+) -> None:
+    every = paper_protocol(
+        PaperProtocolCreate(batches=[BatchCount(size=200, batches=10, with_duplicate=10)])
+    )
+    # Every batch of 200 held a duplicate: s50 is somewhere at or below 200.
+    assert every.s50 == 200 and every.s50_upper_bound and every.paper_support == 40_000
+    assert every.n_low is None and every.n_high is not None
+    two = paper_protocol(
+        PaperProtocolCreate(
+            batches=[
+                BatchCount(size=100, batches=10, with_duplicate=2),
+                BatchCount(size=200, batches=10, with_duplicate=10),
+            ]
+        )
+    )
+    assert two.s50 == 200 and not two.s50_upper_bound  # crossed between two sizes tried
+    shown = subprocess.run(
+        [BIRTHDAY, "paper-protocol", "200:10/10", "--data-dir", str(settings.data_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "s50 <= 200" in text and "s50^2 <= 40,000" in text and "N in [1, " in text
+
+
 def test_the_endpoint_and_the_cli(client: TestClient, settings: Settings) -> None:
     body = {
         "batches": [

@@ -256,3 +256,39 @@ def test_the_next_review_is_what_keeps_a_run_out_of_the_figure_first() -> None:
     then = next_review(rows[:4])
     assert then is not None and then.run_id == 2
     assert next_review([rows[0], rows[2]]) is None
+
+
+def test_synthetic_pools_of_one_seed_are_never_independent() -> None:
+    from types import SimpleNamespace
+
+    from app.services.compare import share_samples
+
+    def audit(seed: int, synthetic: dict | None = None, generator: int | None = None) -> Any:
+        return SimpleNamespace(seed=seed, synthetic=synthetic, generator_id=generator)
+
+    clean, noisy = {"support": 50, "noise": 0.0}, {"support": 50, "noise": 0.02}
+    # Sample i draws its prototype from one uniform number per (seed, i): the same
+    # prototypes whatever the noise, nested ones whatever K.
+    assert share_samples(audit(0, clean), audit(0, noisy))
+    assert share_samples(audit(0, clean), audit(0, {"support": 100}))
+    assert not share_samples(audit(0, clean), audit(1, noisy))
+    assert share_samples(audit(0, generator=3), audit(0, generator=3))
+    assert not share_samples(audit(0, generator=3), audit(0, generator=4))
+    assert not share_samples(audit(0, clean), audit(0, generator=3))
+
+
+def test_a_review_done_short_of_its_target_says_the_pool_must_grow(client: TestClient) -> None:
+    """Its queue answers 204 (more labels would barely help), so the figure counts its review
+    as done, but its interval is wider than its target: the run says by how many samples."""
+    db = client.app.state.birthday.db  # type: ignore[attr-defined]
+    generator_id, ids = _archive_generator(client, 60, 5)
+    audit_id = _audit(client, generator_id, target=0.01)
+    judge_all(client, audit_id, ids)
+    estimate = client.get(f"/api/audits/{audit_id}/estimate").json()
+    stop = estimate["stop"]
+    assert stop["labels_done"] and not stop["reached"] and stop["limited_by"] == "samples"
+    row = sweep_support(db, _sweep([_run(1, 1.0, 0, generator_id)])).runs[0]
+    assert row.stop_reached and row.waiting_for is None and row.reason is not None
+    assert f"against a target of +-1%: extend its pool by about {stop['samples_to_go']:,}" in (
+        row.reason
+    )

@@ -86,10 +86,15 @@ def paper_protocol_command(
     console.print(table)
     if result.s50 is None:
         console.print("no batch size reaches a share of 1/2: try larger batches")
+    elif result.s50_upper_bound:
+        console.print(
+            f"s50 <= {result.s50} (the smallest size tried already reaches 1/2): the paper's "
+            f"support ~ s50^2 <= {result.paper_support:,}; try smaller batches"
+        )
     else:
         console.print(f"s50 = {result.s50}: the paper's support ~ s50^2 = {result.paper_support:,}")
     high = "inf" if result.n_high is None else f"{result.n_high:,.0f}"
-    low = "0" if result.n_low is None else f"{result.n_low:,.0f}"
+    low = "1" if result.n_low is None else f"{result.n_low:,.0f}"  # no bound below: N >= 1
     if result.n_hat is not None:
         console.print(
             f"uniform-model MLE N = {result.n_hat:,.0f}, {level:.0%} interval [{low}, {high}]"

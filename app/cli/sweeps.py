@@ -84,7 +84,7 @@ def sweep_support_command(
             + ")"
         )
     for r in result.runs:
-        if r.reason:  # left out, or in only as a lower bound
+        if r.reason:  # left out, in only as a lower bound, or waiting for a larger pool
             audit = "" if r.audit_id is None else f" (audit {r.audit_id})"
             out.print(f"run {r.run_id}{audit}: {r.reason}")
     for note in result.notes:

@@ -49,6 +49,8 @@ MAX_GRID_SIZE = 1024
 MAX_GP_WEIGHT = 10_000.0
 SCATTER_POINTS = 1024  # fixed-noise points drawn in a 2D progress picture
 # The loop a loss's own paper trained with, where it is not TrainConfig's defaults (DCGAN's).
+# ALI is not here: its code trains images with Adam 1e-4, beta1 0.5 and its 2-D mixture with
+# 1e-3, so no one rate per loss is its paper's (give `lr` for either); the rest keep DCGAN's.
 PAPER_LOOPS: dict[str, dict[str, Any]] = {
     # Gulrajani et al. 2017, Algorithm 1: n_critic 5, Adam alpha 1e-4, beta1 0, beta2 0.9
     # (its lambda 10 is already the loss's own gp_weight)

@@ -80,9 +80,15 @@ def _bounded(estimate: EstimatePublic | None) -> tuple[float, float, float] | No
 
 
 def share_samples(a: AuditPublic, b: AuditPublic) -> bool:
-    """Sample i is a pure function of (source, seed, i): two such pools overlap."""
-    same_source = a.generator_id == b.generator_id and a.synthetic == b.synthetic
-    return same_source and a.seed == b.seed
+    """Sample i is a pure function of (source, seed, i): two such pools overlap. Synthetic
+    sources of one seed draw sample i's prototype from the same uniform number whatever their
+    spec (noise and image size change only the pixels, K and the Zipf exponent only where the
+    number falls), so any two of them are dependent."""
+    if a.seed != b.seed:
+        return False
+    if a.synthetic is not None or b.synthetic is not None:
+        return a.synthetic is not None and b.synthetic is not None
+    return a.generator_id == b.generator_id
 
 
 def support_ratio(item: CompareItem, baseline: CompareItem, level: float) -> SupportRatio | None:

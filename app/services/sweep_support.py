@@ -120,12 +120,27 @@ def _run_row(
         n_eff_high=estimate.n_eff_high if estimate else None,
         used=False,  # set once the fits say whether it entered one
         waiting_for=waiting[0] if waiting else None,
-        reason=waiting[1] if waiting else None,
+        reason=waiting[1] if waiting else _pool_too_small(estimate),
         stop_reached=_reached(estimate) if estimate else None,
         labels_to_go=_labels_to_go(estimate) if estimate else None,
         warnings=estimate.warnings if estimate else [],
     )
     return row, point
+
+
+def _pool_too_small(estimate: EstimatePublic | None) -> str | None:
+    """A review done (no label would help) whose interval is still wider than its target: in
+    the figure, but only a larger pool narrows it."""
+    if estimate is None or estimate.stop.reached or not estimate.stop.labels_done:
+        return None
+    stop = estimate.stop
+    if stop.limited_by != "samples" or stop.relative_half_width is None:
+        return None
+    wide = f"its review is done at +-{stop.relative_half_width:.0%} against a target of +-"
+    wide += f"{stop.target_relative_half_width:.0%}"
+    if stop.samples_to_go is None:
+        return f"{wide}, which no pool size reaches at this level"
+    return f"{wide}: extend its pool by about {stop.samples_to_go:,} samples"
 
 
 def _labels_to_go(estimate: EstimatePublic) -> int:
