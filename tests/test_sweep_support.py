@@ -103,7 +103,9 @@ def test_cells_and_the_width_trend_recover_known_support(any_client: TestClient)
     pairs = POOL * (POOL - 1) / 2
     for run_id, (_support, d) in truth.items():
         row = rows[run_id]
-        assert row.used and row.reason is None and row.n == POOL
+        assert row.used and row.waiting_for is None and row.n == POOL
+        # in the figure; a review done short of its target says what its pool needs
+        assert row.reason is None or "its review is done at" in row.reason, row.reason
         assert row.n_eff == pairs / d  # every pair labelled: Simpson's estimate exactly
         assert row.n_eff_low is not None and row.n_eff_high is not None
     assert "review" in (rows[90].reason or "") and not rows[90].used

@@ -90,13 +90,14 @@ def test_a_collapsed_generator_reads_as_such(
 def test_an_upper_end_beyond_the_pools_pairs_is_drawn_open(
     page: Page, api: httpx.Client, audit_factory: Callable[..., dict[str, Any]]
 ) -> None:
-    """Three labels on a 400-sample pool put the upper end near 1e10: beyond C(n, 2) (under one
-    duplicate pair expected in the pool) the row ends in an arrow, and the axis keeps to the
-    estimates instead of running to 1e10."""
+    """Three labels on a 400-sample pool put the upper end near 1e7 (133 C(n, 2), where the
+    floor on E[D] from the three confirmed pairs holds it): beyond C(n, 2) (under one duplicate
+    pair expected in the pool) the row ends in an arrow, and the axis keeps to the estimates
+    instead of running to 1e7."""
     audit = audit_factory(seed=7)
     estimate = _label_closest(api, audit["id"], 3)
     pairs = audit["n"] * (audit["n"] - 1) // 2
-    assert estimate["n_eff_high"] > 1000 * pairs
+    assert estimate["n_eff_high"] > 100 * pairs
     page.goto(f"/compare?ids={audit['id']}")
     row = page.locator('[data-plot="compare"] .audit-row').first
     row.wait_for()
